@@ -104,3 +104,16 @@ def load_training_images(data: str | Path, resolution: int, channels: int) -> to
     if not root.is_dir():
         raise FileNotFoundError(f"training data folder {root} does not exist. {FASHION_MNIST_INSTALL_HINT}")
     return load_image_folder(root, resolution, channels)
+
+
+def select_test_images(
+    per_class: int = 10, root: str | Path = FASHION_MNIST_DIR, resolution: int = 32
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The first ``per_class`` images of each class of the Fashion-MNIST *test* split.
+
+    Returns images (10*per_class, 1, R, R) in [-1, 1] ordered by class, labels and their
+    indices in the test split.  Training never sees the test split.
+    """
+    x, y = load_fashion_mnist("test", root, resolution)
+    idx = torch.cat([torch.nonzero(y == c).flatten()[:per_class] for c in range(10)])
+    return x[idx], y[idx], idx

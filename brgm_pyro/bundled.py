@@ -1,0 +1,49 @@
+"""The assets shipped inside the package (no downloads needed).
+
+- ``fashion-mnist-32.pt``: a 32x32 grayscale StyleGAN2 trained by the project on the
+  Fashion-MNIST training split (model card: ``brgm_pyro/pretrained/README.md``).
+- ``fashion-mnist-classifier.pt``: the domain CNN (state dict), used as the perceptual
+  feature network of that generator and for its Frechet distance.
+- ``fashion-mnist-test-100.npz``: 100 test-split images (10 per class), never seen in training.
+"""
+
+from __future__ import annotations
+
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+import torch
+
+DEFAULT_GENERATOR = "fashion-mnist-32"
+GENERATOR_FILES = {"fashion-mnist-32": "fashion-mnist-32.pt"}
+CLASSIFIER_FILE = "fashion-mnist-classifier.pt"
+TEST_IMAGES_FILE = "fashion-mnist-test-100.npz"
+
+
+def pretrained_path(filename: str) -> Path:
+    """Path of a bundled file; a clear error if the installation lacks it."""
+    path = Path(str(resources.files("brgm_pyro") / "pretrained" / filename))
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"bundled file {filename} is missing from {path.parent}: the installation is incomplete. "
+            "Reinstall brgm-pyro (pip install -e . from a full checkout) or pass an explicit path."
+        )
+    return path
+
+
+def load_test_images() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The 100 bundled Fashion-MNIST test images (100, 1, 32, 32) in [-1, 1], labels and test-split indices."""
+    with np.load(pretrained_path(TEST_IMAGES_FILE)) as data:
+        images = torch.from_numpy(data["images"].astype(np.float32) / 127.5 - 1.0).unsqueeze(1)
+        return images, torch.from_numpy(data["labels"].astype(np.int64)), torch.from_numpy(data["indices"].astype(np.int64))
+
+
+def load_domain_classifier(device: str | torch.device = "cpu"):
+    """The bundled Fashion-MNIST classifier, in eval mode with frozen weights."""
+    from .training.classifier import FashionClassifier
+
+    model = FashionClassifier()
+    state = torch.load(pretrained_path(CLASSIFIER_FILE), map_location="cpu", weights_only=True)
+    model.load_state_dict(state)
+    return model.eval().requires_grad_(False).to(device)
