@@ -1,0 +1,85 @@
+"""Super-resolution: blur with a kernel k and keep every ``factor``-th pixel, I = (x * k) down_s (Sec. 2.2)."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+from .base import Corruption
+
+SR_KERNELS = ("box", "bicubic", "bicubic-antialias", "gaussian")
+
+
+def gaussian_kernel_1d(sigma: float, size: int) -> torch.Tensor:
+    """Normalised samples of exp(-t^2 / 2 sigma^2) at the ``size`` offsets t = i - (size - 1) / 2."""
+    t = torch.arange(size, dtype=torch.float64) - (size - 1) / 2
+    k = torch.exp(-0.5 * (t / sigma) ** 2)
+    return (k / k.sum()).float()
+
+
+class SuperResolution(Corruption):
+    """Down-sampling by an integer ``factor``: (B, C, H, W) -> (B, C, H/factor, W/factor).
+
+    kernel:
+      - ``"bicubic"`` (default): bicubic interpolation without antialiasing (the authors' PyTorch release);
+      - ``"bicubic-antialias"``: bicubic with antialiasing (PIL-like);
+      - ``"box"``: mean over factor x factor blocks (the authors' TensorFlow release);
+      - ``"gaussian"``: Gaussian blur of std ``sigma`` (default factor / 2) centred on each block, then sampling;
+      - a 2-D tensor (K, K) with K >= factor: any blur kernel, applied centred on each block (replicate padding).
+    """
+
+    def __init__(self, factor: int, kernel: str | torch.Tensor = "bicubic", sigma: float | None = None) -> None:
+        super().__init__()
+        if not isinstance(factor, int) or factor < 1:
+            raise ValueError(f"factor must be a positive integer, got {factor!r}")
+        self.factor = factor
+        self.kernel_name = kernel if isinstance(kernel, str) else "custom"
+        if isinstance(kernel, str) and kernel not in SR_KERNELS:
+            raise ValueError(f"unknown kernel {kernel!r}; expected one of {SR_KERNELS} or a 2-D tensor")
+        weights = None
+        if kernel == "gaussian":
+            sigma = factor / 2 if sigma is None else sigma
+            if sigma <= 0:
+                raise ValueError(f"sigma must be positive, got {sigma}")
+            self.sigma = float(sigma)
+            k1 = gaussian_kernel_1d(self.sigma, factor + 2 * math.ceil(2 * self.sigma))
+            weights = torch.outer(k1, k1)
+        elif isinstance(kernel, torch.Tensor):
+            if kernel.ndim != 2 or kernel.shape[0] != kernel.shape[1]:
+                raise ValueError(f"a custom kernel must be a square 2-D tensor, got shape {tuple(kernel.shape)}")
+            if kernel.shape[0] < factor:
+                raise ValueError(f"a custom kernel must be at least factor x factor ({factor}), got {tuple(kernel.shape)}")
+            weights = kernel.detach().float()
+        self.register_buffer("weights", weights if weights is not None else torch.empty(0))
+
+    def output_shape(self, input_shape: tuple[int, int, int]) -> tuple[int, int, int]:
+        c, h, w = input_shape
+        if h % self.factor or w % self.factor or h < self.factor:
+            raise ValueError(
+                f"super-resolution factor {self.factor} does not divide the image size {h}x{w}"
+            )
+        return (c, h // self.factor, w // self.factor)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        c, h, w = self.check_input(x)
+        size = (h // self.factor, w // self.factor)
+        if self.factor == 1:
+            return x
+        if self.kernel_name == "box":
+            return F.avg_pool2d(x, self.factor)
+        if self.kernel_name in ("bicubic", "bicubic-antialias"):
+            return F.interpolate(
+                x, size=size, mode="bicubic", align_corners=False,
+                antialias=self.kernel_name == "bicubic-antialias",
+            )
+        k = self.weights.to(x.dtype)
+        pad = k.shape[-1] - self.factor
+        x = F.pad(x, [pad // 2, pad - pad // 2, pad // 2, pad - pad // 2], mode="replicate")
+        kernel = k[None, None].expand(c, 1, *k.shape)
+        return F.conv2d(x, kernel, stride=self.factor, groups=c)
+
+    def describe(self) -> str:
+        extra = f", sigma={self.sigma:g}" if self.kernel_name == "gaussian" else ""
+        return f"super-resolution x{self.factor} ({self.kernel_name} kernel{extra})"

@@ -1,0 +1,110 @@
+"""Image-quality metrics of the paper's Tables 1-3: LPIPS, RMSE, PSNR, SSIM and MAE.
+
+Inputs are batches (B, C, H, W) in [-1, 1]; each function returns one value per image (B,).
+RMSE, MAE and PSNR are on the 0-255 scale; SSIM uses an 11x11 Gaussian window (sigma 1.5),
+K1 = 0.01, K2 = 0.03, data range 255, averaged over the valid region and the channels.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+
+def _check_pair(x: torch.Tensor, y: torch.Tensor) -> None:
+    if x.shape != y.shape or x.ndim != 4:
+        raise ValueError(f"expected two (B, C, H, W) batches of the same shape, got {tuple(x.shape)} and {tuple(y.shape)}")
+
+
+def to_255(x: torch.Tensor) -> torch.Tensor:
+    """[-1, 1] -> [0, 255] (not rounded), in float64."""
+    return (x.double() + 1) * 127.5
+
+
+def rmse(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Root mean squared error on the 0-255 scale, per image."""
+    _check_pair(x, y)
+    return (to_255(x) - to_255(y)).square().mean(dim=[1, 2, 3]).sqrt()
+
+
+def mae(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Mean absolute error on the 0-255 scale, per image."""
+    _check_pair(x, y)
+    return (to_255(x) - to_255(y)).abs().mean(dim=[1, 2, 3])
+
+
+def psnr(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Peak signal-to-noise ratio in dB, data range 255, per image (inf for identical images)."""
+    _check_pair(x, y)
+    mse = (to_255(x) - to_255(y)).square().mean(dim=[1, 2, 3])
+    return 10 * torch.log10(255.0**2 / mse)
+
+
+def _gaussian_window(sigma: float = 1.5, radius: int = 5) -> torch.Tensor:
+    t = torch.arange(-radius, radius + 1, dtype=torch.float64)
+    g = torch.exp(-0.5 * (t / sigma) ** 2)
+    g = g / g.sum()
+    return torch.outer(g, g)
+
+
+def ssim(x: torch.Tensor, y: torch.Tensor, sigma: float = 1.5) -> torch.Tensor:
+    """Structural similarity (Wang et al., 2004), Gaussian window, per image."""
+    _check_pair(x, y)
+    if min(x.shape[-2:]) < 11:
+        raise ValueError(f"SSIM needs images of at least 11x11 pixels, got {tuple(x.shape[-2:])}")
+    a, b = to_255(x), to_255(y)
+    c = a.shape[1]
+    win = _gaussian_window(sigma).to(a.device)[None, None].expand(c, 1, 11, 11)
+    filt = lambda t: F.conv2d(t, win, groups=c)  # noqa: E731 - 'valid' Gaussian filtering
+    mu_a, mu_b = filt(a), filt(b)
+    var_a = filt(a * a) - mu_a.square()
+    var_b = filt(b * b) - mu_b.square()
+    cov = filt(a * b) - mu_a * mu_b
+    c1, c2 = (0.01 * 255) ** 2, (0.03 * 255) ** 2
+    s = ((2 * mu_a * mu_b + c1) * (2 * cov + c2)) / ((mu_a.square() + mu_b.square() + c1) * (var_a + var_b + c2))
+    return s.mean(dim=[1, 2, 3])
+
+
+class LPIPSMetric:
+    """LPIPS distance per image (``net`` = "alex" or "vgg"), images area-resized to ``resize`` if given."""
+
+    def __init__(self, net: str = "alex", pretrained: bool = True, weights: str | Path | None = None,
+                 resize: int | None = None, device: str | torch.device = "cpu") -> None:
+        from .perceptual import build_lpips
+
+        self.model = build_lpips(net, pretrained=pretrained, weights=weights).to(device)
+        self.resize = resize
+        self.device = device
+
+    @torch.no_grad()
+    def __call__(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        _check_pair(x, y)
+        x, y = x.to(self.device).float(), y.to(self.device).float()
+        if x.shape[1] == 1:
+            x, y = x.expand(-1, 3, -1, -1), y.expand(-1, 3, -1, -1)
+        if self.resize is not None:
+            x = F.interpolate(x, size=(self.resize, self.resize), mode="area")
+            y = F.interpolate(y, size=(self.resize, self.resize), mode="area")
+        return self.model(x, y).flatten().cpu().double()
+
+
+PIXEL_METRICS = {"rmse": rmse, "psnr": psnr, "ssim": ssim, "mae": mae}
+
+
+def summarize(values: torch.Tensor) -> tuple[float, float]:
+    """Mean and (sample) standard deviation of per-image values."""
+    v = torch.as_tensor(values, dtype=torch.float64).flatten()
+    if v.numel() == 0:
+        raise ValueError("no values to summarize")
+    std = v.std().item() if v.numel() > 1 else 0.0
+    return v.mean().item(), std
+
+
+def format_mean_std(values: torch.Tensor, digits: int = 3) -> str:
+    mean, std = summarize(values)
+    if math.isinf(mean):
+        return "inf"
+    return f"{mean:.{digits}f} ± {std:.{digits}f}"
