@@ -1,1 +1,14 @@
 """The Pyro models of BRGM: priors, likelihoods and the composed model (imported as ``brgm_pyro.models``)."""
+
+from .brgm import BRGMModel, brgm_model, check_observation, corrupt, generate
+from .config import BRGMConfig, released_lambda_colin
+from .likelihoods import PerceptualLikelihood, PixelLikelihood
+from .priors import (
+    ColinearityPrior, GaussianLatentPrior, SharedLatentPrior, StudentTLatentPrior, pairwise_cosines,
+)
+
+__all__ = [
+    "BRGMModel", "brgm_model", "check_observation", "corrupt", "generate", "BRGMConfig",
+    "released_lambda_colin", "PerceptualLikelihood", "PixelLikelihood", "ColinearityPrior",
+    "GaussianLatentPrior", "SharedLatentPrior", "StudentTLatentPrior", "pairwise_cosines",
+]

@@ -1,0 +1,65 @@
+"""MAP estimate of w (Eq. 6): an ``AutoDelta`` guide fitted under SVI, started at w_avg."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pyro
+import torch
+from pyro.infer import SVI
+from pyro.infer.autoguide import AutoDelta
+from pyro.infer.autoguide.initialization import init_to_value
+
+from brgm_pyro.models.brgm import BRGMModel, corrupt, generate
+
+from ._runner import History, StepCallback, TermRecordingELBO, inference_scope, run_steps
+
+
+@dataclass
+class MAPResult:
+    """w* (latent site value), ws* (num_ws, w_dim), G(w*) (1, C, H, W), f(G(w*)), and the history."""
+
+    latent: torch.Tensor
+    ws: torch.Tensor
+    image: torch.Tensor
+    corrupted: torch.Tensor
+    history: History
+
+    @property
+    def loss(self) -> list[float]:
+        return self.history.loss
+
+    @property
+    def terms(self) -> dict[str, list[float]]:
+        return self.history.terms
+
+
+def map_estimate(
+    model: BRGMModel,
+    num_steps: int = 500,
+    lr: float = 0.1,
+    init: torch.Tensor | None = None,
+    seed: int = 0,
+    progress: bool = True,
+    callback: StepCallback | None = None,
+) -> MAPResult:
+    """Maximise p(w | I) with Adam on an ``AutoDelta`` guide (the authors' defaults: lr 0.1, 500 steps).
+
+    Starts at ``init`` (default: the prior's mean, i.e. w_avg on every layer).  The loss per
+    step is the negative log joint; ``result.terms`` holds each site's share (Eq. 6 / 2).
+    """
+    if num_steps < 1:
+        raise ValueError(f"num_steps must be >= 1, got {num_steps}")
+    start = model.prior.init_loc() if init is None else init
+    site = model.prior.site
+    with inference_scope(model, seed):
+        guide = AutoDelta(model.model, init_loc_fn=init_to_value(values={site: start.detach().clone()}))
+        elbo = TermRecordingELBO()
+        svi = SVI(model.model, guide, pyro.optim.Adam({"lr": lr}), loss=elbo)
+        history = run_steps(svi.step, num_steps, elbo, progress, callback, "MAP")
+        with torch.no_grad():
+            latent = guide.median()[site].detach()
+            ws = model.prior.ws_from_latent(latent)
+            image = generate(model.generator, ws.unsqueeze(0))
+            corrupted = corrupt(model.corruption, image)
+    return MAPResult(latent, ws, image, corrupted, history)

@@ -1,0 +1,124 @@
+"""The BRGM generative model (Eqs. 2 and 4): w ~ p(w), I | w ~ p(I | f(G(w))).
+
+    ws = prior()                       # Gaussian on W+ (Eq. 2, first product)
+    colinearity(ws)                    # von Mises factor (Eq. 2, second product)
+    x = G.synthesis(ws)                # deterministic generator
+    for likelihood in likelihoods:     # pixel and perceptual Gaussians (Eq. 4)
+        likelihood(f(x), I, mask)
+
+Its negative log joint is half of the loss of Eq. 6 (up to a constant).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable, Sequence
+
+import torch
+
+from brgm_pyro.corruptions.base import Corruption
+from brgm_pyro.generators.base import PriorGenerator
+
+from .config import BRGMConfig
+from .likelihoods import PerceptualLikelihood, PixelLikelihood
+from .priors import ColinearityPrior, GaussianLatentPrior
+
+
+def check_observation(generator: PriorGenerator, corruption: Corruption, observation: torch.Tensor) -> torch.Tensor:
+    """Return the observation as (C', H', W'); raise if it does not match f(G(w))'s shape."""
+    image_shape = (generator.img_channels, generator.img_resolution, generator.img_resolution)
+    expected = tuple(corruption.output_shape(image_shape))
+    obs = observation
+    if obs.ndim == 4 and obs.shape[0] == 1:
+        obs = obs[0]
+    if tuple(obs.shape) != expected:
+        raise ValueError(
+            f"observation has shape {tuple(observation.shape)}, but {corruption.describe()} of the "
+            f"generator's {image_shape} images gives {expected} (or (1, *{expected}))"
+        )
+    return obs
+
+
+def generate(generator: PriorGenerator, ws: torch.Tensor) -> torch.Tensor:
+    """G(ws) for ws with any leading batch dims (..., L, D) -> (..., C, H, W)."""
+    batch = ws.shape[:-2]
+    images = generator.synthesis(ws.reshape(-1, *ws.shape[-2:]))
+    return images.reshape(*batch, *images.shape[1:])
+
+
+def corrupt(corruption: Corruption, images: torch.Tensor) -> torch.Tensor:
+    """f(x) for x with any leading batch dims (..., C, H, W)."""
+    batch = images.shape[:-3]
+    out = corruption(images.reshape(-1, *images.shape[-3:]))
+    return out.reshape(*batch, *out.shape[1:])
+
+
+@dataclass
+class BRGMModel:
+    """The parts of the model, each replaceable (None switches a part off).
+
+    ``model()`` is the Pyro model; it takes no arguments (the observation is bound here).
+    """
+
+    generator: PriorGenerator
+    corruption: Corruption
+    observation: torch.Tensor
+    prior: GaussianLatentPrior
+    colinearity: ColinearityPrior | Callable[[torch.Tensor], torch.Tensor] | None = None
+    likelihoods: Sequence[Callable[..., None]] = field(default_factory=tuple)
+
+    def __post_init__(self) -> None:
+        self.observation = check_observation(self.generator, self.corruption, self.observation)
+        shape = (self.generator.img_channels, self.generator.img_resolution, self.generator.img_resolution)
+        self.image_shape = shape
+        self.mask = self.corruption.observation_mask(shape)
+        device = getattr(self.generator, "device", self.observation.device)  # follow the generator
+        self.observation = self.observation.to(device)
+        if self.mask is not None:
+            self.mask = self.mask.to(device)
+
+    def __call__(self) -> torch.Tensor:
+        return self.model()
+
+    def model(self) -> torch.Tensor:
+        ws = self.prior()
+        if self.colinearity is not None:
+            self.colinearity(ws)
+        corrupted = corrupt(self.corruption, generate(self.generator, ws))
+        for likelihood in self.likelihoods:
+            likelihood(corrupted, self.observation, self.mask)
+        return ws
+
+
+def brgm_model(
+    generator: PriorGenerator,
+    corruption: Corruption,
+    observation: torch.Tensor,
+    prior: GaussianLatentPrior | None = None,
+    colinearity: ColinearityPrior | None | str = "config",
+    likelihoods: Sequence[Callable[..., None]] | None = None,
+    config: BRGMConfig | None = None,
+    features: torch.nn.Module | None = None,
+    num_stats_samples: int = 10_000,
+) -> BRGMModel:
+    """Compose the BRGM model.  Parts not given are built from ``config`` (default ``BRGMConfig()``):
+
+    prior: Gaussian on W+ with mu, sigma from 10,000 mapping samples (scalar sigma unless
+    ``config.prior_std == "per-dimension"``); colinearity: ``ColinearityPrior(config.kappa)``
+    (None switches it off); likelihoods: pixel (``config.sigma_pixel``) and, when ``features``
+    is given and ``config.sigma_perceptual`` is set, perceptual.
+    """
+    config = BRGMConfig() if config is None else config
+    if prior is None:
+        stats = generator.latent_stats(num_stats_samples)
+        prior = GaussianLatentPrior.from_stats(stats, generator.num_ws, per_dimension=config.prior_std == "per-dimension")
+        prior.to(stats.mean.device)
+    if colinearity == "config":
+        colinearity = ColinearityPrior(config.kappa) if config.kappa > 0 else None
+    if likelihoods is None:
+        likelihoods = []
+        if config.sigma_pixel is not None:
+            likelihoods.append(PixelLikelihood(config.sigma_pixel))
+        if features is not None and config.sigma_perceptual is not None:
+            likelihoods.append(PerceptualLikelihood(features, config.sigma_perceptual))
+    return BRGMModel(generator, corruption, observation, prior, colinearity, tuple(likelihoods))

@@ -1,0 +1,99 @@
+"""The model's parameters (sigmas and kappa) and their conversion from the paper's and the
+authors' released lambda weights.
+
+Conventions: images in [-1, 1]; the prior on w has unit weight (a proper Gaussian), so that
+VI sees a proper posterior.  The negative log joint is
+
+    sum (w - mu)^2 / (2 s^2) - kappa sum_{i,j} cos(w_i, w_j)
+      + sum_obs (I - f(G(w)))^2 / (2 sigma_pixel^2) + ||phi(I) - phi(f(G(w)))||^2 / (2 sigma_percept^2),
+
+which is half of Eq. 6.  Hence the paper's lambda = 1 / sigma^2 (Eq. 6).  The paper reports a
+positive lambda_colin (0.03) that *penalises* misalignment; we read it as the weight of
+sum_{i,j} (1 - cos), i.e. Eq. 6's -2 kappa sum cos with kappa = lambda_colin / 2 (up to a constant).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+
+@dataclass(frozen=True)
+class BRGMConfig:
+    """sigma_pixel / sigma_perceptual: noise std of the two likelihoods (None: term off);
+    kappa: von Mises concentration of the colinearity prior (0: off);
+    prior_std: "scalar" (the authors' single sigma) or "per-dimension"."""
+
+    sigma_pixel: float | None = 0.1
+    sigma_perceptual: float | None = None
+    kappa: float = 0.0
+    prior_std: Literal["scalar", "per-dimension"] = "scalar"
+
+    def __post_init__(self) -> None:
+        for name in ("sigma_pixel", "sigma_perceptual"):
+            value = getattr(self, name)
+            if value is not None and not value > 0:
+                raise ValueError(f"{name} must be positive or None, got {value}")
+        if self.kappa < 0:
+            raise ValueError(f"kappa must be non-negative, got {self.kappa}")
+        if self.prior_std not in ("scalar", "per-dimension"):
+            raise ValueError(f"prior_std must be 'scalar' or 'per-dimension', got {self.prior_std!r}")
+
+    @classmethod
+    def from_lambdas(
+        cls, lambda_pixel: float | None, lambda_percept: float | None = None, lambda_colin: float = 0.0,
+        prior_std: Literal["scalar", "per-dimension"] = "scalar",
+    ) -> "BRGMConfig":
+        """The paper's Eq. 6 weights (sums, L_w at unit weight): sigma = lambda^(-1/2), kappa = lambda_colin / 2."""
+        def sigma(lam: float | None) -> float | None:
+            if lam is None or lam == 0:
+                return None
+            if lam < 0:
+                raise ValueError(f"lambda weights must be non-negative, got {lam}")
+            return lam**-0.5
+
+        return cls(sigma(lambda_pixel), sigma(lambda_percept), lambda_colin / 2, prior_std)
+
+    @classmethod
+    def from_released(
+        cls,
+        num_ws: int,
+        w_dim: int,
+        num_outputs: int,
+        num_features: int | None = None,
+        lambda_pixel: float = 0.001,
+        lambda_percept: float = 1e7,
+        lambda_w: float = 100.0,
+        lambda_colin: float = 0.1,
+    ) -> "BRGMConfig":
+        """The authors' released PyTorch loss, rescaled so that the prior has unit weight.
+
+        Released: lambda_pixel * mean((255/2)^2 (I - f)^2) + lambda_percept * mean((phi(I) - phi(f))^2)
+        + lambda_w * mean(((w - mu) / s)^2) + lambda_colin * sum_{L^2 pairs} (1 - cos).
+        Dividing by c = 2 lambda_w / (L D) turns the prior term into sum (w - mu)^2 / (2 s^2), so
+        sigma_pixel^2 = lambda_w N / (L D lambda_pixel 127.5^2) with N = num_outputs (C'H'W', the
+        mean includes masked-out zeros), sigma_percept^2 = lambda_w F / (L D lambda_percept), kappa =
+        lambda_colin / c.  Use ``released_lambda_colin(task, factor)`` for the colinearity weight.
+        """
+        if min(num_ws, w_dim, num_outputs) < 1:
+            raise ValueError("num_ws, w_dim and num_outputs must be positive")
+        ld = num_ws * w_dim
+        c = 2 * lambda_w / ld
+        sigma_pixel = (lambda_w * num_outputs / (ld * lambda_pixel * 127.5**2)) ** 0.5 if lambda_pixel > 0 else None
+        sigma_percept = None
+        if num_features is not None and lambda_percept > 0:
+            sigma_percept = (lambda_w * num_features / (ld * lambda_percept)) ** 0.5
+        return cls(sigma_pixel, sigma_percept, lambda_colin / c, "scalar")
+
+    def lambdas(self) -> dict[str, float | None]:
+        """The paper's Eq. 6 weights of this config."""
+        return {
+            "lambda_pixel": None if self.sigma_pixel is None else self.sigma_pixel**-2,
+            "lambda_percept": None if self.sigma_perceptual is None else self.sigma_perceptual**-2,
+            "lambda_colin": 2 * self.kappa,
+        }
+
+
+def released_lambda_colin(task: str, factor: int | None = None) -> float:
+    """The authors' colinearity weight: 0.1, or 1.0 for super-resolution by factors above 16."""
+    return 1.0 if task == "super-resolution" and factor is not None and factor > 16 else 0.1
