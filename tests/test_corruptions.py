@@ -22,16 +22,50 @@ def test_box_super_resolution_is_block_mean():
     np.testing.assert_allclose(y.numpy(), ref, atol=1e-12)
 
 
-def test_bicubic_kernels_and_extreme_factor():
-    x = torch.rand(1, 1, 64, 64)
-    y = SuperResolution(4)(x)
-    torch.testing.assert_close(y, F.interpolate(x, size=(16, 16), mode="bicubic", align_corners=False))
-    aa = SuperResolution(4, "bicubic-antialias")(x)
-    assert not torch.allclose(aa, y)
-    assert aa.std() < y.std()  # antialiasing smooths
-    # x256 as in the paper's Fig. 6 (1024 -> 4), here 256 -> 4 with a factor of 64.
-    big = torch.rand(1, 3, 256, 256)
-    assert SuperResolution(64, "box")(big).shape == (1, 3, 4, 4)
+def keys_cubic(t: np.ndarray, a: float = -0.75) -> np.ndarray:
+    """Keys' cubic convolution kernel (a = -0.75, as PyTorch's bicubic)."""
+    t = np.abs(t)
+    near = (a + 2) * t**3 - (a + 3) * t**2 + 1
+    far = a * t**3 - 5 * a * t**2 + 8 * a * t - 4 * a
+    return np.where(t <= 1, near, np.where(t < 2, far, 0.0))
+
+
+def bicubic_matrix(n: int, factor: int) -> np.ndarray:
+    """(n / factor, n) matrix of bicubic sampling at half-pixel centres, edge pixels repeated."""
+    m = np.zeros((n // factor, n))
+    for i in range(n // factor):
+        c = (i + 0.5) * factor - 0.5
+        for j in range(int(np.floor(c)) - 1, int(np.floor(c)) + 3):
+            m[i, min(max(j, 0), n - 1)] += keys_cubic(np.array(c - j))
+    return m
+
+
+@pytest.mark.parametrize("factor", [2, 3, 4])
+def test_bicubic_matches_numpy_cubic_convolution(factor):
+    x = np.random.default_rng(factor).standard_normal((24, 24))
+    y = SuperResolution(factor)(torch.tensor(x)[None, None])[0, 0].numpy()
+    a = bicubic_matrix(24, factor)
+    np.testing.assert_allclose(y, a @ x @ a.T, atol=1e-12)
+
+
+def test_bicubic_antialias_matches_pil():
+    x = np.random.default_rng(0).random((24, 24)).astype(np.float32)
+    for factor in (2, 3, 4):
+        pil = Image.fromarray(x, mode="F").resize((24 // factor, 24 // factor), Image.BICUBIC)
+        y = SuperResolution(factor, "bicubic-antialias")(torch.tensor(x)[None, None])[0, 0].numpy()
+        np.testing.assert_allclose(y, np.asarray(pil), atol=1e-5)
+
+
+@pytest.mark.parametrize("kernel", ["box", "bicubic", "bicubic-antialias"])
+def test_x256_super_resolution_1024_to_4(kernel):
+    """The extreme down-sampling of the paper's Fig. 6: 1024x1024 -> 4x4."""
+    x = torch.rand(1, 3, 1024, 1024, dtype=torch.float64)
+    y = SuperResolution(256, kernel)(x)
+    assert y.shape == (1, 3, 4, 4)
+    if kernel == "box":
+        ref = x.numpy().reshape(1, 3, 4, 256, 4, 256).mean(axis=(3, 5))
+        np.testing.assert_allclose(y.numpy(), ref, atol=1e-12)
+    assert SuperResolution(256, kernel).output_shape((3, 1024, 1024)) == (3, 4, 4)
 
 
 def test_gaussian_and_custom_kernel_super_resolution_match_scipy():
@@ -115,13 +149,19 @@ def test_grayscale_compressed_sensing_denoising_compose():
     torch.testing.assert_close(g[:, 0], 0.299 * x[:, 0] + 0.587 * x[:, 1] + 0.114 * x[:, 2])
     with pytest.raises(ValueError, match="3 channels"):
         Grayscale()(torch.zeros(1, 1, 8, 8))
-    cs = CompressedSensing(20, (3, 8, 8), seed=3)
+    cs = CompressedSensing(20, seed=3)
+    assert cs.output_shape((3, 8, 8)) == (1, 1, 20)
     y = cs(x)
-    assert y.shape == (2, 1, 1, 20)
-    torch.testing.assert_close(y[:, 0, 0], x.reshape(2, -1) @ cs.matrix.t())
-    assert torch.equal(CompressedSensing(20, (3, 8, 8), seed=3).matrix, cs.matrix)
-    with pytest.raises(ValueError, match="set up for images of shape"):
+    assert y.shape == (2, 1, 1, 20) and cs.matrix.shape == (20, 3 * 8 * 8)
+    np.testing.assert_allclose(y[:, 0, 0].numpy(), x.reshape(2, -1).numpy() @ cs.matrix.numpy().T, atol=1e-5)
+    # Same seed -> same matrix, whether the shape is given up front or taken from the first call.
+    assert torch.equal(CompressedSensing(20, 3, image_shape=(3, 8, 8)).matrix, cs.matrix)
+    assert not torch.equal(CompressedSensing(20, 4, image_shape=(3, 8, 8)).matrix, cs.matrix)
+    assert cs.matrix.std().item() == pytest.approx(20**-0.5, rel=0.1)  # N(0, 1/m) entries
+    with pytest.raises(ValueError, match=r"set up for images of shape \(3, 8, 8\), got \(3, 16, 16\)"):
         cs(torch.zeros(1, 3, 16, 16))
+    with pytest.raises(ValueError, match="positive integer"):
+        CompressedSensing(0)
     assert torch.equal(Denoising()(x), x)
     mask = torch.ones(1, 8, 8)
     mask[..., 0] = 0
@@ -135,6 +175,11 @@ def test_grayscale_compressed_sensing_denoising_compose():
 def test_make_corruption_by_task_name():
     assert isinstance(make_corruption("super-resolution", factor=4), SuperResolution)
     assert isinstance(make_corruption("blur", sigma=1.0), Blur)
+    assert isinstance(make_corruption("blur", kernel=torch.ones(3, 3)), Blur)
+    assert isinstance(make_corruption("inpainting", mask=torch.ones(4, 4)), Inpainting)
+    assert isinstance(make_corruption("denoising"), Denoising)
+    assert isinstance(make_corruption("grayscale"), Grayscale)
+    assert make_corruption("compressed-sensing", num_measurements=5, seed=1)(torch.zeros(1, 1, 4, 4)).shape == (1, 1, 1, 5)
     with pytest.raises(ValueError, match="unknown task 'deraining'; valid tasks: super-resolution"):
         make_corruption("deraining")
 
@@ -146,3 +191,33 @@ def test_corruptions_are_differentiable():
         op(x).sum().backward()
         assert torch.isfinite(x.grad).all() and x.grad.abs().sum() > 0
         x.grad = None
+
+
+def test_standard_mask_geometry():
+    r = 64
+    hidden = 1 - standard_masks(r)[:, 0].numpy()  # (7, R, R), 1 = hidden
+    labels = [ndimage.label(h)[0] for h in hidden]
+    assert [lab.max() for lab in labels] == [1, 1, 2, 1, 1, 1, 1]  # two separate eye boxes
+    rows, cols = np.nonzero(hidden[2])
+    assert rows.max() < r / 2 and cols.min() < r / 2 < cols.max()  # eyes: upper half, both sides
+    rows, cols = np.nonzero(hidden[3])
+    assert cols.min() > r / 2 and rows.min() == 0 and rows.max() == r - 1  # full-height bar right of centre
+    assert hidden[4].sum() == r * r / 4 and hidden[4][: r // 2, r // 2:].all()  # top-right quadrant
+    rows, cols = np.nonzero(hidden[5])
+    assert rows.min() > r / 2 and abs(cols.mean() - (r - 1) / 2) < 1  # mouth: lower half, centred
+    assert hidden[1][:, : r // 2].all() and hidden[1].sum() == r * r / 2  # left half
+
+
+def test_motion_blur_kernels_and_inpainting_from_numpy():
+    horizontal, vertical = Blur.motion(5, 0).kernel, Blur.motion(5, 90).kernel
+    torch.testing.assert_close(vertical, horizontal.t())
+    diagonal = Blur.motion(5, 45).kernel
+    rows, cols = torch.nonzero(diagonal, as_tuple=True)
+    # A 5-pixel line at 45 degrees (pointing up-right) spans 5 / sqrt(2) ~ 3.5 pixels on each axis.
+    assert torch.equal(rows + cols, torch.full_like(rows, 4)) and len(rows) == 3
+    mask = np.ones((3, 8, 8), dtype=bool)
+    mask[1, 2:4, 2:4] = False  # per-channel masks are allowed
+    op = Inpainting(mask)
+    assert op.observation_mask((3, 8, 8)).sum() == 3 * 64 - 4
+    x = torch.randn(1, 3, 8, 8)
+    np.testing.assert_array_equal(op(x).numpy(), x.numpy() * mask)

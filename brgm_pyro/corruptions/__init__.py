@@ -7,7 +7,7 @@ from typing import Any
 from .base import Corruption
 from .blur import Blur
 from .compose import Compose
-from .compressed_sensing import CompressedSensing
+from .compressed_sensing import CompressedSensing, gaussian_measurement_matrix
 from .inpainting import Inpainting
 from .masks import NUM_STANDARD_MASKS, as_binary_mask, standard_mask, standard_mask_names, standard_masks
 from .simple import Denoising, Grayscale
@@ -20,7 +20,7 @@ def make_corruption(task: str, **kwargs: Any) -> Corruption:
     """Build the operator of a task by name.
 
     super-resolution: factor, kernel, sigma; inpainting: mask; blur: sigma (Gaussian) or kernel;
-    compressed-sensing: num_measurements, image_shape, seed; denoising / grayscale: none.
+    compressed-sensing: num_measurements, seed, image_shape; denoising / grayscale: none.
     """
     if task == "super-resolution":
         return SuperResolution(**kwargs)
@@ -40,7 +40,7 @@ def make_corruption(task: str, **kwargs: Any) -> Corruption:
 
 
 __all__ = [
-    "Corruption", "Blur", "Compose", "CompressedSensing", "Inpainting", "Denoising", "Grayscale",
+    "Corruption", "Blur", "Compose", "CompressedSensing", "gaussian_measurement_matrix", "Inpainting", "Denoising", "Grayscale",
     "SuperResolution", "SR_KERNELS", "NUM_STANDARD_MASKS", "as_binary_mask", "standard_mask",
     "standard_mask_names", "standard_masks", "make_corruption", "TASKS",
 ]
