@@ -14,7 +14,8 @@ from __future__ import annotations
 import math
 import warnings
 from pathlib import Path
-from typing import Callable, Sequence
+from contextlib import contextmanager
+from typing import Callable, Iterator, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -54,6 +55,25 @@ def _load_backbone(backbone: nn.Module, state: dict[str, torch.Tensor], source: 
         raise ValueError(f"no backbone tensors were loaded from {source}")
 
 
+_INIT_FUNCTIONS = ("uniform_", "normal_", "constant_", "zeros_", "ones_", "kaiming_uniform_",
+                   "kaiming_normal_", "xavier_uniform_", "xavier_normal_", "trunc_normal_")
+
+
+@contextmanager
+def _skip_random_init() -> Iterator[None]:
+    """Make ``torch.nn.init`` fills no-ops while building lpips: torchvision's VGG16 would spend
+    seconds randomly initialising a 100 M-parameter classifier that lpips throws away.  Every
+    kept parameter is then loaded from a file or re-initialised explicitly."""
+    saved = {name: getattr(nn.init, name) for name in _INIT_FUNCTIONS}
+    try:
+        for name in _INIT_FUNCTIONS:
+            setattr(nn.init, name, lambda tensor, *args, **kwargs: tensor)
+        yield
+    finally:
+        for name, fn in saved.items():
+            setattr(nn.init, name, fn)
+
+
 def build_lpips(net: str = "vgg", pretrained: bool = True, weights: str | Path | None = None):
     """An ``lpips.LPIPS`` model (eval, frozen) that never downloads anything.
 
@@ -66,10 +86,8 @@ def build_lpips(net: str = "vgg", pretrained: bool = True, weights: str | Path |
 
     if net not in LPIPS_NETS:
         raise ValueError(f"unknown LPIPS network {net!r}; expected one of {LPIPS_NETS}")
-    with warnings.catch_warnings():  # lpips still calls torchvision's deprecated `pretrained=` API
-        warnings.simplefilter("ignore", UserWarning)
-        model = lpips.LPIPS(net=net, pnet_rand=True, verbose=False)
-    if pretrained:
+    path = None
+    if pretrained:  # check before building anything: lpips would otherwise try to download
         path = Path(weights) if weights is not None else backbone_weights_path(net)
         if not path.is_file():
             raise MissingWeightsError(
@@ -78,8 +96,16 @@ def build_lpips(net: str = "vgg", pretrained: bool = True, weights: str | Path |
                 f"or pass weights='/path/to/{backbone_weights_path(net).name}'. "
                 "They cannot be downloaded at run time on machines without internet."
             )
+    with warnings.catch_warnings(), _skip_random_init():  # lpips still calls torchvision's deprecated API
+        warnings.simplefilter("ignore", UserWarning)
+        model = lpips.LPIPS(net=net, pnet_rand=True, verbose=False)
+    if path is not None:
         state = torch.load(path, map_location="cpu", weights_only=True)
         _load_backbone(model.net, state, path)
+    else:  # random backbone: PyTorch's default initialisation of each layer
+        for module in model.net.modules():
+            if isinstance(module, (nn.Conv2d, nn.Linear)):
+                module.reset_parameters()
     return model.eval().requires_grad_(False)
 
 
@@ -92,23 +118,34 @@ def _check_images(x: torch.Tensor, who: str) -> None:
 class LPIPSFeatures(nn.Module):
     """phi(x) with ||phi(x) - phi(y)||^2 = LPIPS(x, y) (after the same resize).
 
-    Grayscale inputs are repeated to 3 channels; inputs are area-resized to ``resize`` x ``resize``
-    (256 as in the authors' code; None keeps the size).
+    Grayscale inputs are repeated to 3 channels.  Images larger than ``resize`` are area-downsampled
+    to ``resize`` x ``resize`` (256, as in the authors' code); smaller ones keep their size unless
+    ``upsample=True`` (then they are area-resized, i.e. nearest-neighbour, up to ``resize``).
+    ``resize=None`` never resizes.  ``pretrained=False`` keeps a random backbone (tests);
+    ``weights`` is an explicit path to torchvision's backbone checkpoint.
     """
 
     def __init__(self, net: str = "vgg", resize: int | None = 256, pretrained: bool = True,
-                 weights: str | Path | None = None) -> None:
+                 weights: str | Path | None = None, upsample: bool = False) -> None:
         super().__init__()
         self.net_name = net
         self.resize = resize
+        self.upsample = upsample
+        if resize is not None and (not isinstance(resize, int) or resize < 16):
+            raise ValueError(f"resize must be None or an integer >= 16, got {resize!r}")
         self.lpips = build_lpips(net, pretrained=pretrained, weights=weights)
+        for i, lin in enumerate(self.lpips.lins):
+            if (lin.model[-1].weight < 0).any():
+                raise ValueError(f"LPIPS linear layer {i} has negative weights: no real feature map has this distance")
 
     def prepare(self, x: torch.Tensor) -> torch.Tensor:
         """Channel repeat and resize applied before the backbone."""
         _check_images(x, "LPIPSFeatures")
         if x.shape[1] == 1:
             x = x.expand(-1, 3, -1, -1)
-        if self.resize is not None and tuple(x.shape[-2:]) != (self.resize, self.resize):
+        if self.resize is None or tuple(x.shape[-2:]) == (self.resize, self.resize):
+            return x
+        if self.upsample or max(x.shape[-2:]) > self.resize:
             x = F.interpolate(x, size=(self.resize, self.resize), mode="area")
         return x
 
@@ -117,7 +154,7 @@ class LPIPSFeatures(nn.Module):
         feats = []
         for out, lin in zip(self.lpips.net(x), self.lpips.lins):
             unit = out / (out.square().sum(dim=1, keepdim=True).sqrt() + 1e-10)
-            w = lin.model[-1].weight.clamp_min(0).sqrt()  # (1, C, 1, 1)
+            w = lin.model[-1].weight.sqrt()  # (1, C, 1, 1), non-negative (checked in __init__)
             feats.append((unit * w.reshape(1, -1, 1, 1)).flatten(1) / math.sqrt(out.shape[2] * out.shape[3]))
         return torch.cat(feats, dim=1)
 
