@@ -82,6 +82,8 @@ class LPIPSMetric:
     @torch.no_grad()
     def __call__(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         _check_pair(x, y)
+        if x.shape[1] not in (1, 3):
+            raise ValueError(f"LPIPS needs grayscale or RGB images (1 or 3 channels), got shape {tuple(x.shape)}")
         x, y = x.to(self.device).float(), y.to(self.device).float()
         if x.shape[1] == 1:
             x, y = x.expand(-1, 3, -1, -1), y.expand(-1, 3, -1, -1)
@@ -92,6 +94,14 @@ class LPIPSMetric:
 
 
 PIXEL_METRICS = {"rmse": rmse, "psnr": psnr, "ssim": ssim, "mae": mae}
+
+
+def compute_metrics(x: torch.Tensor, y: torch.Tensor, lpips_metric: LPIPSMetric | None = None) -> dict[str, torch.Tensor]:
+    """Per-image values (B,) of the paper's five numbers: "lpips" (only with ``lpips_metric``),
+    "rmse", "psnr", "ssim" and "mae" between reconstructions x and true images y."""
+    values = {} if lpips_metric is None else {"lpips": lpips_metric(x, y)}
+    values.update({name: fn(x, y) for name, fn in PIXEL_METRICS.items()})
+    return values
 
 
 def summarize(values: torch.Tensor) -> tuple[float, float]:
@@ -108,3 +118,8 @@ def format_mean_std(values: torch.Tensor, digits: int = 3) -> str:
     if math.isinf(mean):
         return "inf"
     return f"{mean:.{digits}f} ± {std:.{digits}f}"
+
+
+def summarize_metrics(values: dict[str, torch.Tensor]) -> dict[str, tuple[float, float]]:
+    """Mean and standard deviation over a set of every metric of ``compute_metrics``."""
+    return {name: summarize(v) for name, v in values.items()}

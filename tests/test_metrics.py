@@ -8,7 +8,19 @@ import torch
 from skimage import data
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
-from brgm_pyro.metrics import LPIPSMetric, format_mean_std, mae, psnr, rmse, ssim, summarize
+from brgm_pyro.metrics import (
+    LPIPSMetric, compute_metrics, format_mean_std, mae, psnr, rmse, ssim, summarize, summarize_metrics,
+)
+from brgm_pyro.perceptual import MissingWeightsError
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Tiny CNN passes run ~30x faster on one thread when the cores are shared (no oversubscription)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 def as_tensor(img: np.ndarray) -> torch.Tensor:
@@ -57,12 +69,46 @@ def test_batched_values_and_summary(camera_pair):
         rmse(x, y[:, :, :10])
 
 
-def test_lpips_metric_matches_lpips_package():
+@pytest.mark.parametrize("net", ["alex", "vgg"])
+def test_lpips_metric_matches_lpips_package(net):
     import lpips
 
-    metric = LPIPSMetric("alex", pretrained=False)
-    reference = lpips.LPIPS(net="alex", pnet_rand=True, verbose=False).eval()
+    from brgm_pyro.perceptual import _skip_random_init
+
+    metric = LPIPSMetric(net, pretrained=False)
+    with _skip_random_init():  # every backbone tensor is overwritten below; lin weights come from lpips
+        reference = lpips.LPIPS(net=net, pnet_rand=True, verbose=False).eval()
     reference.net.load_state_dict(metric.model.net.state_dict())
-    x, y = torch.rand(2, 3, 32, 32) * 2 - 1, torch.rand(2, 3, 32, 32) * 2 - 1
+    size = 32 if net == "alex" else 16
+    x, y = torch.rand(2, 3, size, size) * 2 - 1, torch.rand(2, 3, size, size) * 2 - 1
     torch.testing.assert_close(metric(x, y).float(), reference(x, y).flatten().detach(), rtol=1e-5, atol=1e-6)
-    assert metric(x[:, :1], y[:, :1]).shape == (2,)  # grayscale repeated to RGB
+    gray = metric(x[:, :1], y[:, :1])  # grayscale repeated to RGB
+    torch.testing.assert_close(gray.float(), reference(x[:, :1].expand(-1, 3, -1, -1), y[:, :1].expand(-1, 3, -1, -1)).flatten().detach(), rtol=1e-5, atol=1e-6)
+    assert metric(x, x).abs().max() < 1e-6
+    with pytest.raises(ValueError, match="1 or 3 channels"):
+        metric(torch.zeros(1, 2, size, size), torch.zeros(1, 2, size, size))
+
+
+def test_lpips_metric_without_weights_says_what_is_missing(tmp_path, monkeypatch):
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path))
+    with pytest.raises(MissingWeightsError, match="alexnet-owt-7be5be79.pth"):
+        LPIPSMetric("alex")
+
+
+def test_compute_and_summarize_the_five_metrics(camera_pair):
+    clean, noisy = camera_pair
+    x = torch.cat([as_tensor(noisy), as_tensor(clean), as_tensor(255 - clean)])
+    y = torch.cat([as_tensor(clean)] * 3)
+    values = compute_metrics(x, y)
+    assert set(values) == {"rmse", "psnr", "ssim", "mae"} and all(v.shape == (3,) for v in values.values())
+    assert values["ssim"][1].item() == pytest.approx(1.0) and values["mae"][1] == 0
+    assert values["mae"][2].item() == pytest.approx(np.abs(255 - 2 * clean.astype(np.float64)).mean())
+    summary = summarize_metrics({"rmse": values["rmse"][[0, 2]]})
+    ref = np.array([values["rmse"][0].item(), values["rmse"][2].item()])
+    assert summary["rmse"] == pytest.approx((ref.mean(), ref.std(ddof=1)))
+
+    class FakeLPIPS:
+        def __call__(self, a, b):
+            return torch.full((a.shape[0],), 0.5, dtype=torch.float64)
+
+    assert torch.equal(compute_metrics(x, y, FakeLPIPS())["lpips"], torch.full((3,), 0.5, dtype=torch.float64))
