@@ -20,15 +20,19 @@ StepCallback = Callable[[int, float, dict[str, float]], None]
 
 @contextlib.contextmanager
 def inference_scope(model: BRGMModel, seed: int) -> Iterator[None]:
-    """Seed Pyro/torch, give the run an empty param store (restored afterwards), freeze the generator."""
+    """Seed Pyro/torch, give the run an empty param store (restored afterwards), and freeze the
+    generator: no weight gradients, eval mode, constant noise (G is a deterministic function of w)."""
     generator = model.generator
     flags = [p.requires_grad for p in generator.parameters()] if hasattr(generator, "parameters") else []
     was_training = getattr(generator, "training", False)
+    noise_mode = getattr(generator, "noise_mode", None)
     with pyro.get_param_store().scope():
         pyro.set_rng_seed(seed)
         if flags:
             generator.requires_grad_(False)
             generator.eval()
+        if noise_mode is not None:
+            generator.noise_mode = "const"
         try:
             yield
         finally:
@@ -36,6 +40,8 @@ def inference_scope(model: BRGMModel, seed: int) -> Iterator[None]:
                 for p, flag in zip(generator.parameters(), flags):
                     p.requires_grad_(flag)
                 generator.train(was_training)
+            if noise_mode is not None:
+                generator.noise_mode = noise_mode
 
 
 class TermRecordingELBO(Trace_ELBO):

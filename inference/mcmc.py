@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from typing import Callable
 
 import pyro
 import torch
@@ -40,10 +41,14 @@ def run_mcmc(
     init: torch.Tensor | None = None,
     seed: int = 0,
     progress: bool = True,
+    callback: Callable[[int, str, dict], None] | None = None,
 ) -> MCMCResult:
     """Sample p(w | I) with NUTS, chains run one after another, each started at ``init`` (w_avg).
 
     ``max_tree_depth`` bounds the cost per draw (2^depth generator evaluations at most).
+    ``callback(chain, stage, info)`` is called after every transition (stage "Warmup" or "Sample";
+    info holds the iteration and the current latent).  Pyro's progress bar shows step size and
+    acceptance rate (there is no loss to show).
     """
     from ._runner import inference_scope
 
@@ -56,8 +61,12 @@ def run_mcmc(
         with inference_scope(model, seed + chain):
             kernel = NUTS(model.model, target_accept_prob=target_accept_prob, max_tree_depth=max_tree_depth,
                           init_strategy=init_to_value(values={site: start}), jit_compile=False)
+            hook = None
+            if callback is not None:
+                def hook(_kernel, params, stage, i, chain=chain):  # noqa: ANN001 - Pyro's hook signature
+                    callback(chain, stage, {"iteration": i, "latent": params.get(site)})
             mcmc = MCMC(kernel, num_samples=num_samples, warmup_steps=warmup_steps, num_chains=1,
-                        disable_progbar=not progress)
+                        disable_progbar=not progress, hook_fn=hook)
             mcmc.run()
             chains.append(mcmc.get_samples()[site].detach())
             extra = mcmc.diagnostics()

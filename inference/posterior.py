@@ -12,8 +12,10 @@ from brgm_pyro.models.brgm import BRGMModel, corrupt, generate
 
 @dataclass
 class PosteriorSamples:
-    """ws: (n, num_ws, w_dim); images: (n, C, H, W) on the CPU (None if not requested)."""
+    """latents: (n, *prior site shape); ws: (n, num_ws, w_dim); images: (n, C, H, W) on the CPU
+    (None if not requested).  Row i of each belongs to the same draw."""
 
+    latents: torch.Tensor
     ws: torch.Tensor
     images: torch.Tensor | None
 
@@ -47,14 +49,16 @@ class Posterior:
             raise ValueError(f"n must be >= 1, got {n}")
         if seed is not None:
             torch.manual_seed(seed)
-        all_ws, all_images = [], []
+        all_latents, all_ws, all_images = [], [], []
         for start in range(0, n, chunk_size):
             k = min(chunk_size, n - start)
-            ws = self.model.prior.ws_from_latent(self._sample_latents(k))
+            latents = self._sample_latents(k)
+            ws = self.model.prior.ws_from_latent(latents)
+            all_latents.append(latents.cpu())
             all_ws.append(ws.cpu())
             if images:
                 all_images.append(generate(self.model.generator, ws).cpu())
-        return PosteriorSamples(torch.cat(all_ws), torch.cat(all_images) if images else None)
+        return PosteriorSamples(torch.cat(all_latents), torch.cat(all_ws), torch.cat(all_images) if images else None)
 
     @torch.no_grad()
     def mean_image(self) -> torch.Tensor:

@@ -1,6 +1,6 @@
 """The Pyro models of BRGM: priors, likelihoods and the composed model (imported as ``brgm_pyro.models``)."""
 
-from .brgm import BRGMModel, brgm_model, check_observation, corrupt, generate
+from .brgm import BRGMModel, brgm_model, check_observation, corrupt, generate, released_config
 from .config import BRGMConfig, released_lambda_colin
 from .likelihoods import PerceptualLikelihood, PixelLikelihood
 from .priors import (
@@ -8,7 +8,7 @@ from .priors import (
 )
 
 __all__ = [
-    "BRGMModel", "brgm_model", "check_observation", "corrupt", "generate", "BRGMConfig",
+    "BRGMModel", "brgm_model", "released_config", "check_observation", "corrupt", "generate", "BRGMConfig",
     "released_lambda_colin", "PerceptualLikelihood", "PixelLikelihood", "ColinearityPrior",
     "GaussianLatentPrior", "SharedLatentPrior", "StudentTLatentPrior", "pairwise_cosines",
 ]

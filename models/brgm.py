@@ -19,7 +19,7 @@ import torch
 from brgm_pyro.corruptions.base import Corruption
 from brgm_pyro.generators.base import PriorGenerator
 
-from .config import BRGMConfig
+from .config import BRGMConfig, released_lambda_colin
 from .likelihoods import PerceptualLikelihood, PixelLikelihood
 from .priors import ColinearityPrior, GaussianLatentPrior
 
@@ -90,6 +90,24 @@ class BRGMModel:
         return ws
 
 
+def released_config(generator: PriorGenerator, corruption: Corruption,
+                    features: torch.nn.Module | None = None) -> BRGMConfig:
+    """``BRGMConfig.from_released`` with the output and feature sizes of this problem (and the
+    colinearity weight 1.0 for super-resolution factors above 16, as released)."""
+    image_shape = (generator.img_channels, generator.img_resolution, generator.img_resolution)
+    out_shape = corruption.output_shape(image_shape)
+    num_outputs = out_shape[0] * out_shape[1] * out_shape[2]
+    num_features = None
+    if features is not None:
+        with torch.no_grad():
+            probe = torch.zeros(1, *out_shape, device=getattr(generator, "device", None))
+            num_features = int(features(probe).shape[-1])
+    factor = getattr(corruption, "factor", None)
+    task = "super-resolution" if factor is not None else "other"
+    return BRGMConfig.from_released(generator.num_ws, generator.w_dim, num_outputs, num_features,
+                                    lambda_colin=released_lambda_colin(task, factor))
+
+
 def brgm_model(
     generator: PriorGenerator,
     corruption: Corruption,
@@ -101,14 +119,16 @@ def brgm_model(
     features: torch.nn.Module | None = None,
     num_stats_samples: int = 10_000,
 ) -> BRGMModel:
-    """Compose the BRGM model.  Parts not given are built from ``config`` (default ``BRGMConfig()``):
+    """Compose the BRGM model.  Parts not given are built from ``config``; the default
+    (``config=None``) is the authors' released balance for these shapes
+    (``released_config(generator, corruption, features)``):
 
     prior: Gaussian on W+ with mu, sigma from 10,000 mapping samples (scalar sigma unless
     ``config.prior_std == "per-dimension"``); colinearity: ``ColinearityPrior(config.kappa)``
     (None switches it off); likelihoods: pixel (``config.sigma_pixel``) and, when ``features``
     is given and ``config.sigma_perceptual`` is set, perceptual.
     """
-    config = BRGMConfig() if config is None else config
+    config = released_config(generator, corruption, features) if config is None else config
     if prior is None:
         stats = generator.latent_stats(num_stats_samples)
         prior = GaussianLatentPrior.from_stats(stats, generator.num_ws, per_dimension=config.prior_std == "per-dimension")

@@ -1,0 +1,174 @@
+"""Posterior diagnostics: ArviZ ``InferenceData``, PSIS k-hat, ESS / R-hat, MAP vs VI vs MCMC
+comparison tables, per-pixel uncertainty and the coverage of credible intervals."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pyro
+import torch
+from pyro.infer.importance import psis_diagnostic
+
+from brgm_pyro.models.brgm import BRGMModel, corrupt, generate
+
+from .map import MAPResult
+from .mcmc import MCMCResult
+from .posterior import Posterior
+from .vi import VIPosterior
+
+Result = MAPResult | VIPosterior | MCMCResult
+
+
+def _latent_dims(latent: torch.Tensor) -> list[str]:
+    return ["layer", "w_dim"] if latent.ndim == 2 else ["w_dim"][-latent.ndim:]
+
+
+def to_inference_data(result: Result, model: BRGMModel | None = None, num_draws: int = 100,
+                      truth: torch.Tensor | None = None, seed: int = 0):
+    """An ``arviz.InferenceData`` for a MAP, VI or MCMC run.
+
+    Groups: ``posterior`` (latent w with dims layer / w_dim; one draw for MAP, ``num_draws`` for
+    VI, every draw by chain for MCMC), ``posterior_predictive`` (images G(w), dims channel/y/x),
+    ``observed_data`` (the observation), ``constant_data`` (the true image, if given),
+    ``sample_stats`` (MCMC: ``diverging``), and ``optimization`` (MAP / VI: the loss and each
+    model term per step; ArviZ indexes sample_stats by draw, so step traces live here).
+    """
+    import arviz as az
+    import xarray as xr
+
+    if isinstance(result, MCMCResult):
+        model = result.posterior.model
+        latents = result.latents
+        ws = model.prior.ws_from_latent(latents.reshape(-1, *latents.shape[2:]))
+        with torch.no_grad():
+            images = torch.cat([generate(model.generator, ws[i:i + 64].to(model.observation.device)).cpu()
+                                for i in range(0, ws.shape[0], 64)])
+        images = images.reshape(*latents.shape[:2], *images.shape[1:])
+        sample_stats = {"diverging": result.divergences.numpy()}
+        history = None
+    elif isinstance(result, VIPosterior):
+        model = result.model
+        draws = result.sample(num_draws, seed=seed)
+        latents, images = draws.latents.unsqueeze(0), draws.images.unsqueeze(0)
+        sample_stats, history = None, result.history
+    elif isinstance(result, MAPResult):
+        if model is None:
+            raise ValueError("pass the model for a MAP result")
+        latents = result.latent.cpu()[None, None]
+        images = result.image.cpu().unsqueeze(0)
+        sample_stats, history = None, result.history
+    else:
+        raise ValueError(f"unsupported result type {type(result).__name__}")
+
+    dims = {"w": _latent_dims(latents[0, 0]), "image": ["channel", "y", "x"],
+            "observation": ["obs_channel", "obs_y", "obs_x"]}
+    kwargs: dict[str, Any] = {
+        "posterior": {"w": latents.numpy()},
+        "posterior_predictive": {"image": images.numpy()},
+        "observed_data": {"observation": model.observation.cpu().numpy()},
+        "dims": dims,
+    }
+    if sample_stats is not None:
+        kwargs["sample_stats"] = sample_stats
+    if truth is not None:
+        kwargs["constant_data"] = {"truth": truth.reshape(*images.shape[-3:]).cpu().numpy()}
+        dims["truth"] = ["channel", "y", "x"]
+    idata = az.from_dict(**kwargs)
+    if history is not None:
+        data = {"loss": ("step", np.asarray(history.loss))}
+        data.update({f"term_{name}": ("step", np.asarray(v)) for name, v in history.terms.items()})
+        idata.add_groups(optimization=xr.Dataset(data))
+    return idata
+
+
+def psis_khat(posterior: VIPosterior, num_particles: int = 1000, max_simultaneous_particles: int = 250) -> float:
+    """Pareto k-hat of the importance weights p(w, I) / q(w) (Yao et al., 2018).
+
+    k < 0.5: q is a good importance proposal; 0.5-0.7: usable; > 0.7: q misses posterior mass.
+    The sigma_v penalty is not part of q and does not enter.
+    """
+    model = posterior.model
+    chunk = min(max_simultaneous_particles, num_particles)
+    while num_particles % chunk:  # Pyro needs the chunk size to divide the number of particles
+        chunk -= 1
+    max_simultaneous_particles = chunk
+    with pyro.get_param_store().scope(posterior.state), torch.no_grad():
+        return float(psis_diagnostic(model.model, posterior.guide, num_particles=num_particles,
+                                     max_simultaneous_particles=max_simultaneous_particles, max_plate_nesting=0))
+
+
+def mcmc_summary(result: MCMCResult):
+    """ArviZ summary (mean, sd, ESS bulk/tail, R-hat) of every latent coordinate."""
+    import arviz as az
+
+    return az.summary(to_inference_data(result), var_names=["w"], kind="all")
+
+
+@dataclass
+class Coverage:
+    """Fraction of true pixels inside their central ``level`` credible interval, and the per-pixel map."""
+
+    level: float
+    fraction: float
+    inside: torch.Tensor
+
+
+def credible_interval_coverage(posterior: Posterior, truth: torch.Tensor, level: float = 0.9,
+                               num_samples: int = 500, seed: int = 0) -> Coverage:
+    """Empirical coverage of per-pixel central credible intervals (from sample quantiles)."""
+    if not 0 < level < 1:
+        raise ValueError(f"level must be in (0, 1), got {level}")
+    images = posterior.sample(num_samples, seed=seed).images
+    truth = truth.reshape(images.shape[1:]).cpu()
+    lo = torch.quantile(images, (1 - level) / 2, dim=0)
+    hi = torch.quantile(images, (1 + level) / 2, dim=0)
+    inside = (truth >= lo) & (truth <= hi)
+    return Coverage(level, inside.float().mean().item(), inside)
+
+
+def _rmse_255(a: torch.Tensor, b: torch.Tensor, mask: torch.Tensor | None = None) -> float:
+    diff = ((a.double() - b.double()) * 127.5).square()
+    if mask is not None:
+        mask = mask.double().expand_as(diff)
+        return float((diff * mask).sum().div(mask.sum()).sqrt())
+    return float(diff.mean().sqrt())
+
+
+def compare(results: dict[str, Result], model: BRGMModel, truth: torch.Tensor | None = None,
+            num_samples: int = 200, khat_particles: int = 500, seed: int = 0) -> list[dict[str, Any]]:
+    """One row per method: data fit (RMSE of f(G(w)) to the observed values, 0-255), distance of
+    the reconstruction (posterior mean image) to the truth, posterior spread (mean per-pixel std
+    of G(w)), k-hat (VI), wall time.  Print with ``format_table``."""
+    rows = []
+    obs, mask = model.observation.cpu(), None if model.mask is None else model.mask.cpu()
+    for name, result in results.items():
+        spread, khat = 0.0, None
+        if isinstance(result, MAPResult):
+            image, wall = result.image.cpu(), result.history.wall_seconds
+        else:
+            posterior = result.posterior if isinstance(result, MCMCResult) else result
+            stats = posterior.pixel_statistics(num_samples, seed=seed)
+            image, spread = stats.mean.unsqueeze(0), float(stats.std.mean())
+            wall = result.wall_seconds if isinstance(result, MCMCResult) else result.history.wall_seconds
+            if isinstance(result, VIPosterior):
+                khat = psis_khat(result, khat_particles)
+        with torch.no_grad():
+            fitted = corrupt(model.corruption, image.to(model.observation.device)).cpu()[0]
+        row = {"method": name, "data_fit_rmse": _rmse_255(fitted, obs, mask),
+               "truth_rmse": None if truth is None else _rmse_255(image, truth.reshape(image.shape).cpu()),
+               "posterior_std": spread, "k_hat": khat, "wall_seconds": wall}
+        rows.append(row)
+    return rows
+
+
+def format_table(rows: list[dict[str, Any]]) -> str:
+    """A Markdown table of ``compare`` rows."""
+    if not rows:
+        return ""
+    keys = list(rows[0])
+    fmt = lambda v: "-" if v is None else (f"{v:.4g}" if isinstance(v, float) else str(v))  # noqa: E731
+    lines = ["| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)]
+    lines += ["| " + " | ".join(fmt(r[k]) for k in keys) + " |" for r in rows]
+    return "\n".join(lines)

@@ -1,0 +1,48 @@
+"""Small inference problems with known answers, shared by the model and inference tests."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from brgm_pyro.corruptions import Denoising
+from brgm_pyro.generators import LinearGenerator
+from brgm_pyro.models import BRGMModel, GaussianLatentPrior, PixelLikelihood
+
+
+@dataclass
+class LinearGaussianProblem:
+    """y = A w + b + N(0, sigma^2), w ~ N(mu, s^2 I): the posterior is N(mean, cov) in closed form."""
+
+    model: BRGMModel
+    mean: torch.Tensor  # (L*D,)
+    cov: torch.Tensor  # (L*D, L*D)
+
+    @property
+    def std(self) -> torch.Tensor:
+        return self.cov.diagonal().sqrt()
+
+
+def linear_gaussian_problem(diagonal: bool = True, sigma: float = 0.3, prior_std: float = 1.0, seed: int = 0) -> LinearGaussianProblem:
+    """num_ws=2, w_dim=3, 4x4 grayscale images.  ``diagonal``: A has orthogonal columns, so the
+    posterior covariance is diagonal and a mean-field Gaussian can represent it exactly."""
+    g = torch.Generator().manual_seed(seed)
+    L, D, n = 2, 3, 16
+    if diagonal:
+        q, _ = torch.linalg.qr(torch.randn(n, L * D, generator=g, dtype=torch.float64))
+        A = q * torch.linspace(0.2, 1.5, L * D, dtype=torch.float64)
+    else:
+        A = torch.randn(n, L * D, generator=g, dtype=torch.float64) * 0.4
+    b = torch.randn(n, generator=g, dtype=torch.float64) * 0.1
+    G = LinearGenerator(A.float(), b.float(), L, D, 4, 1)
+    mu = torch.randn(D, generator=g, dtype=torch.float64) * 0.3
+    w_true = torch.randn(L * D, generator=g, dtype=torch.float64)
+    y = A @ w_true + b + sigma * torch.randn(n, generator=g, dtype=torch.float64)
+    prior = GaussianLatentPrior(mu.float(), prior_std, L)
+    model = BRGMModel(G, Denoising(), y.float().reshape(1, 4, 4), prior, None, (PixelLikelihood(sigma),))
+    mu_full = mu.repeat(L)
+    precision = torch.eye(L * D, dtype=torch.float64) / prior_std**2 + A.T @ A / sigma**2
+    cov = torch.linalg.inv(precision)
+    mean = cov @ (mu_full / prior_std**2 + A.T @ (y - b) / sigma**2)
+    return LinearGaussianProblem(model, mean, cov)
