@@ -1,0 +1,250 @@
+"""Checkpoint loading: the project's format, NVIDIA network pickles, rosinality checkpoints."""
+
+from __future__ import annotations
+
+import os
+import pickle
+from collections import OrderedDict
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+from brgm_pyro.generators import (
+    CheckpointError, StyleGAN2Config, StyleGAN2Generator, UnsafeCheckpointError, load_generator, load_native,
+    load_nvidia_pickle, load_rosinality, read_network_pickle, save_generator,
+)
+
+from .checkpoint_writers import Persistent, rosinality_state, write_network_pickle
+
+
+def randomized_generator(resolution: int = 16, channels: int = 1, conv_clamp: float | None = None,
+                         channel_base: int = 256, channel_max: int = 32) -> StyleGAN2Generator:
+    """A tiny StyleGAN2 whose every tensor (biases, noise strengths, w_avg) is non-trivial."""
+    torch.manual_seed(1)
+    G = StyleGAN2Generator(StyleGAN2Config(
+        img_resolution=resolution, img_channels=channels, z_dim=8, w_dim=8, mapping_layers=2,
+        channel_base=channel_base, channel_max=channel_max, conv_clamp=conv_clamp))
+    with torch.no_grad():
+        for name, t in G.state_dict().items():
+            if not name.endswith("resample_filter"):
+                t.copy_(torch.randn_like(t) * (0.3 if "noise_strength" in name or "bias" in name else 1.0))
+    return G.eval()
+
+
+def assert_same_generator(a: StyleGAN2Generator, b: StyleGAN2Generator) -> None:
+    assert a.config == b.config
+    torch.manual_seed(5)
+    z = torch.randn(3, a.z_dim)
+    ws = a.mapping(z)
+    assert torch.equal(ws, b.mapping(z))
+    for mode in ("const", "none"):
+        assert torch.allclose(a.synthesis(ws, noise_mode=mode), b.synthesis(ws, noise_mode=mode), atol=1e-6)
+    for (ka, va), (kb, vb) in zip(a.state_dict().items(), b.state_dict().items()):
+        assert ka == kb and torch.equal(va, vb), ka
+
+
+# ---------------------------------------------------------------- the project's format
+
+
+def test_native_round_trip_with_metadata(tmp_path):
+    G = randomized_generator(conv_clamp=256.0)
+    path = tmp_path / "g.pt"
+    save_generator(G, path, metadata={"iterations": 3, "note": "test", "fid": [1.5, None]})
+    loaded = load_native(path)
+    assert_same_generator(G, loaded)
+    assert loaded.metadata == {"iterations": 3, "note": "test", "fid": [1.5, None]}
+    assert_same_generator(G, load_generator(path, device="cpu"))
+
+
+def test_native_rejects_non_plain_metadata_and_other_modules(tmp_path):
+    G = randomized_generator()
+    with pytest.raises(TypeError, match="metadata value at metadata.bad"):
+        save_generator(G, tmp_path / "g.pt", metadata={"bad": object()})
+    with pytest.raises(TypeError, match="StyleGAN2Generator"):
+        save_generator(nn.Linear(2, 2), tmp_path / "g.pt")
+
+
+def test_native_file_with_missing_tensor_names_it(tmp_path):
+    G = randomized_generator()
+    path = tmp_path / "g.pt"
+    save_generator(G, path)
+    payload = torch.load(path, weights_only=True)
+    del payload["state_dict"]["synthesis.b8.conv0.affine.bias"]
+    payload["state_dict"]["synthesis.extra"] = torch.zeros(1)
+    torch.save(payload, path)
+    with pytest.raises(CheckpointError, match=r"missing: synthesis\.b8\.conv0\.affine\.bias.*unexpected: synthesis\.extra"):
+        load_generator(path)
+
+
+def test_native_wrong_version_and_shape(tmp_path):
+    G = randomized_generator()
+    path = tmp_path / "g.pt"
+    save_generator(G, path)
+    payload = torch.load(path, weights_only=True)
+    payload["version"] = 99
+    torch.save(payload, path)
+    with pytest.raises(CheckpointError, match="format version 99"):
+        load_native(path)
+    payload["version"] = 1
+    payload["config"]["w_dim"] = 4
+    torch.save(payload, path)
+    with pytest.raises(CheckpointError, match="wrong shape"):
+        load_native(path)
+
+
+@pytest.mark.parametrize("fmt", ["native", "nvidia", "rosinality"])
+def test_truncated_files_give_a_clear_error(tmp_path, fmt):
+    G = randomized_generator()
+    path = tmp_path / "model.bin"
+    if fmt == "native":
+        save_generator(G, path)
+    elif fmt == "nvidia":
+        write_network_pickle(G, path, tmp_path / "marker")
+    else:
+        torch.save(rosinality_state(G), path)
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    with pytest.raises(CheckpointError, match="truncated"):
+        load_generator(path)
+
+
+def test_empty_missing_and_unknown_files(tmp_path):
+    (tmp_path / "empty.pkl").write_bytes(b"")
+    with pytest.raises(CheckpointError, match="empty"):
+        load_generator(tmp_path / "empty.pkl")
+    (tmp_path / "text.pt").write_text("hello")
+    with pytest.raises(CheckpointError, match="neither a torch zip file nor a pickle"):
+        load_generator(tmp_path / "text.pt")
+    with pytest.raises(FileNotFoundError, match="not a bundled name"):
+        load_generator(tmp_path / "nope.pkl")
+    torch.save({"weights": torch.zeros(2)}, tmp_path / "other.pt")
+    with pytest.raises(CheckpointError, match="neither a brgm-pyro generator nor a rosinality"):
+        load_generator(tmp_path / "other.pt")
+
+
+# ---------------------------------------------------------------- NVIDIA network pickles
+
+
+def test_network_pickle_loads_strictly_and_never_runs_module_src(tmp_path):
+    G = randomized_generator(resolution=16, channels=3, conv_clamp=256.0)
+    marker = tmp_path / "module_src_ran"
+    path = write_network_pickle(G, tmp_path / "network-snapshot.pkl", marker)
+    assert b"torch_utils.persistence" in path.read_bytes() and b"module_src" in path.read_bytes()
+    loaded = load_nvidia_pickle(path)
+    assert not marker.exists()
+    assert_same_generator(G, loaded)
+    # content sniffing, whatever the extension
+    renamed = tmp_path / "model.pt"
+    renamed.write_bytes(path.read_bytes())
+    assert_same_generator(G, load_generator(renamed, device="cpu"))
+    assert not marker.exists()
+
+
+def test_network_pickle_records_expose_kwargs_and_the_discriminator(tmp_path):
+    G = randomized_generator()
+    data = read_network_pickle(write_network_pickle(G, tmp_path / "n.pkl", tmp_path / "m"))
+    assert set(data) == {"G", "D", "G_ema", "augment_pipe", "training_set_kwargs"}
+    assert data["G_ema"].class_name == "Generator"
+    assert data["G_ema"].init_kwargs["mapping_kwargs"].num_layers == 2
+    assert "os.system" in data["G_ema"].module_src  # kept as inert text
+    assert data["D"].class_name == "Discriminator"
+    assert data["training_set_kwargs"].resolution == 16
+
+
+class _CallsSystem:
+    def __init__(self, command: str) -> None:
+        self.command = command
+
+    def __reduce__(self):
+        return (os.system, (self.command,))
+
+
+def test_pickle_calling_os_system_is_refused_and_not_run(tmp_path):
+    marker = tmp_path / "pwned"
+    path = tmp_path / "evil.pkl"
+    path.write_bytes(pickle.dumps({"G_ema": _CallsSystem(f"touch {marker}")}))
+    with pytest.raises(UnsafeCheckpointError, match=r"(posix|os|nt)\.system.*not on brgm-pyro's allow-list"):
+        load_generator(path)
+    assert not marker.exists()
+
+
+def test_hostile_global_hidden_inside_a_network_record_is_refused(tmp_path):
+    marker = tmp_path / "pwned"
+
+    def tamper(record: Persistent) -> None:
+        record.meta["state"]["_init_kwargs"]["payload"] = _CallsSystem(f"touch {marker}")
+
+    path = write_network_pickle(randomized_generator(), tmp_path / "n.pkl", tmp_path / "m", tamper=tamper)
+    with pytest.raises(UnsafeCheckpointError):
+        load_nvidia_pickle(path)
+    assert not marker.exists()
+
+
+def test_other_non_allowed_globals_are_refused(tmp_path):
+    path = tmp_path / "eval.pkl"
+    path.write_bytes(pickle.dumps({"G_ema": OrderedDict(f=eval)}))
+    with pytest.raises(UnsafeCheckpointError, match="builtins.eval"):
+        load_generator(path)
+
+
+def test_network_pickle_missing_tensor_is_named(tmp_path):
+    def tamper(record: Persistent) -> None:
+        synthesis = record.meta["state"]["_modules"]["synthesis"]
+        del synthesis.meta["state"]["_modules"]["b8"].meta["state"]["_modules"]["conv1"].meta["state"]["_parameters"]["bias"]
+
+    path = write_network_pickle(randomized_generator(), tmp_path / "n.pkl", tmp_path / "m", tamper=tamper)
+    with pytest.raises(CheckpointError, match=r"missing: synthesis\.b8\.conv1\.bias"):
+        load_generator(path)
+
+
+def test_stylegan3_and_conditional_pickles_are_rejected(tmp_path):
+    def add_sg3_input(record: Persistent) -> None:
+        synthesis = record.meta["state"]["_modules"]["synthesis"]
+        synthesis.meta["state"]["_modules"]["input"] = Persistent(
+            "SynthesisInput", dict(_parameters=OrderedDict(weight=nn.Parameter(torch.zeros(2))),
+                                   _buffers=OrderedDict(), _modules=OrderedDict()))
+
+    G = randomized_generator()
+    with pytest.raises(CheckpointError, match="StyleGAN3"):
+        load_generator(write_network_pickle(G, tmp_path / "sg3.pkl", tmp_path / "m", tamper=add_sg3_input))
+    with pytest.raises(CheckpointError, match="conditional"):
+        load_generator(write_network_pickle(G, tmp_path / "cond.pkl", tmp_path / "m", c_dim=10))
+
+
+def test_pickle_without_g_ema(tmp_path):
+    path = tmp_path / "plain.pkl"
+    path.write_bytes(pickle.dumps({"weights": [1, 2]}))
+    with pytest.raises(CheckpointError, match="without 'G_ema'"):
+        load_generator(path)
+
+
+# ---------------------------------------------------------------- rosinality
+
+
+def test_rosinality_checkpoint_loads_and_matches(tmp_path):
+    G = randomized_generator(resolution=32, channels=3, channel_base=512, channel_max=32)
+    path = tmp_path / "550000.pt"
+    ckpt = rosinality_state(G)
+    torch.save(ckpt, path)
+    loaded = load_generator(path, device="cpu")
+    assert_same_generator(G, loaded)
+    # spot-check the renaming against the raw checkpoint
+    assert torch.equal(loaded.synthesis.b8.conv0.noise_strength, ckpt["g_ema"]["convs.0.noise.weight"][0])
+    assert torch.equal(loaded.synthesis.b4.const, ckpt["g_ema"]["input.input"][0])
+    assert torch.equal(loaded.mapping.w_avg, ckpt["latent_avg"])
+    assert torch.equal(loaded.synthesis.b32.conv1.noise_const, ckpt["g_ema"]["noises.noise_6"][0, 0])
+    assert loaded.config.channel_base == 512 and loaded.config.channel_max == 32
+
+
+def test_rosinality_leftover_or_missing_entries(tmp_path):
+    G = randomized_generator()
+    ckpt = rosinality_state(G)
+    ckpt["g_ema"]["mystery.weight"] = torch.zeros(1)
+    with pytest.raises(CheckpointError, match="unexpected entries in g_ema: \\['mystery.weight'\\]"):
+        load_rosinality(ckpt)
+    del ckpt["g_ema"]["mystery.weight"]
+    del ckpt["g_ema"]["noises.noise_2"]
+    with pytest.raises(CheckpointError, match="lacks 'noises.noise_2'"):
+        load_rosinality(ckpt)
