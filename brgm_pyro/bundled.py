@@ -47,3 +47,24 @@ def load_domain_classifier(device: str | torch.device = "cpu"):
     state = torch.load(pretrained_path(CLASSIFIER_FILE), map_location="cpu", weights_only=True)
     model.load_state_dict(state)
     return model.eval().requires_grad_(False).to(device)
+
+
+DOMAIN_FEATURE_LAYERS = ("block1", "block2", "block3")
+
+
+def load_domain_features(device: str | torch.device = "cpu", layers: tuple[str, ...] = DOMAIN_FEATURE_LAYERS):
+    """phi for the bundled generator: the domain classifier's convolutional features.
+
+    ``FeatureNetwork(classifier, layers)`` with every input first resized to the classifier's
+    32x32 (bilinear; an 8x8 super-resolution observation is up-sampled, as the authors resize to
+    256 before LPIPS). ``||phi(x) - phi(y)||^2`` is the sum over layers of the mean squared
+    difference of the activations.
+    """
+    from .perceptual import FeatureNetwork
+
+    def to_classifier_size(x: torch.Tensor) -> torch.Tensor:
+        if x.shape[-2:] == (32, 32):
+            return x
+        return torch.nn.functional.interpolate(x, size=(32, 32), mode="bilinear", align_corners=False)
+
+    return FeatureNetwork(load_domain_classifier(device), list(layers), input_transform=to_classifier_size).to(device)

@@ -51,6 +51,8 @@ def map_estimate(
     if num_steps < 1:
         raise ValueError(f"num_steps must be >= 1, got {num_steps}")
     start = model.prior.init_loc() if init is None else init
+    if model.batched and start.shape == model.prior.init_loc().shape:
+        start = start.expand(model.num_images, *start.shape)
     site = model.prior.site
     with inference_scope(model, seed):
         guide = AutoDelta(model.model, init_loc_fn=init_to_value(values={site: start.detach().clone()}))
@@ -60,6 +62,6 @@ def map_estimate(
         with torch.no_grad():
             latent = guide.median()[site].detach()
             ws = model.prior.ws_from_latent(latent)
-            image = generate(model.generator, ws.unsqueeze(0))
+            image = generate(model.generator, ws if model.batched else ws.unsqueeze(0))
             corrupted = corrupt(model.corruption, image)
     return MAPResult(latent, ws, image, corrupted, history)

@@ -52,6 +52,8 @@ def run_mcmc(
     """
     from ._runner import inference_scope
 
+    model.require_single("run_mcmc")
+
     site = model.prior.site
     start = (model.prior.init_loc() if init is None else init).detach().clone()
     chains, divergences = [], []

@@ -70,6 +70,7 @@ def fit_vi(
     """
     if num_steps < 1 or num_particles < 1:
         raise ValueError("num_steps and num_particles must be >= 1")
+    model.require_single("fit_vi")
     with inference_scope(model, seed):
         q = make_guide(guide, model, init_scale)
         elbo = TermRecordingELBO(num_particles=num_particles, vectorize_particles=vectorize_particles,

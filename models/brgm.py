@@ -14,6 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
+import pyro
 import torch
 
 from brgm_pyro.corruptions.base import Corruption
@@ -25,16 +26,18 @@ from .priors import ColinearityPrior, GaussianLatentPrior
 
 
 def check_observation(generator: PriorGenerator, corruption: Corruption, observation: torch.Tensor) -> torch.Tensor:
-    """Return the observation as (C', H', W'); raise if it does not match f(G(w))'s shape."""
+    """Return the observation as (C', H', W'), or (B, C', H', W') for a batch of B > 1 independent
+    observations; raise if it does not match f(G(w))'s shape."""
     image_shape = (generator.img_channels, generator.img_resolution, generator.img_resolution)
     expected = tuple(corruption.output_shape(image_shape))
     obs = observation
     if obs.ndim == 4 and obs.shape[0] == 1:
         obs = obs[0]
-    if tuple(obs.shape) != expected:
+    shape = tuple(obs.shape[1:]) if obs.ndim == 4 else tuple(obs.shape)
+    if shape != expected or obs.ndim == 4 and obs.shape[0] == 0:
         raise ValueError(
             f"observation has shape {tuple(observation.shape)}, but {corruption.describe()} of the "
-            f"generator's {image_shape} images gives {expected} (or (1, *{expected}))"
+            f"generator's {image_shape} images gives {expected} (or (B, *{expected}))"
         )
     return obs
 
@@ -58,6 +61,9 @@ class BRGMModel:
     """The parts of the model, each replaceable (None switches a part off).
 
     ``model()`` is the Pyro model; it takes no arguments (the observation is bound here).
+    An observation of shape (B, C', H', W') with B > 1 is B independent problems sharing the
+    parts: the latent gets a leading batch dimension under ``pyro.plate("images", B)``
+    (supported by ``map_estimate``, which then optimises all B latents at once).
     """
 
     generator: PriorGenerator
@@ -76,11 +82,19 @@ class BRGMModel:
         self.observation = self.observation.to(device)
         if self.mask is not None:
             self.mask = self.mask.to(device)
+        self.num_images = self.observation.shape[0] if self.observation.ndim == 4 else 1
+        self.batched = self.observation.ndim == 4
 
     def __call__(self) -> torch.Tensor:
         return self.model()
 
     def model(self) -> torch.Tensor:
+        if not self.batched:
+            return self._model()
+        with pyro.plate("images", self.num_images, dim=-1):
+            return self._model()
+
+    def _model(self) -> torch.Tensor:
         ws = self.prior()
         if self.colinearity is not None:
             self.colinearity(ws)
@@ -88,6 +102,11 @@ class BRGMModel:
         for likelihood in self.likelihoods:
             likelihood(corrupted, self.observation, self.mask)
         return ws
+
+    def require_single(self, what: str) -> None:
+        if self.batched:
+            raise ValueError(f"{what} takes one observation at a time; this model holds {self.num_images} "
+                             "(build one model per image, or use map_estimate for a batch)")
 
 
 def released_config(generator: PriorGenerator, corruption: Corruption,

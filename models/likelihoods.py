@@ -50,11 +50,14 @@ class PerceptualLikelihood:
         self._target: torch.Tensor | None = None
 
     def target(self, observation: torch.Tensor) -> torch.Tensor:
-        """phi(I), computed once per observation tensor."""
+        """phi(I), computed once per observation tensor ((C', H', W') -> (F,), (B, ...) -> (B, F))."""
         key = (observation.data_ptr(), tuple(observation.shape), observation.device, observation._version)
         if key != self._target_key:
             with torch.no_grad():
-                self._target = self.features(observation.unsqueeze(0))[0]
+                if observation.ndim == 4:
+                    self._target = self.features(observation)
+                else:
+                    self._target = self.features(observation.unsqueeze(0))[0]
             self._target_key = key
         return self._target
 

@@ -50,3 +50,37 @@ def test_runs_are_seeded_and_do_not_leak_params(tiny_generator):
     assert list(pyro.get_param_store().keys()) == ["user_param"]
     with pytest.raises(ValueError, match="num_steps"):
         map_estimate(model, num_steps=0)
+
+
+def test_batched_map_equals_separate_runs(tiny_generator):
+    """B observations in one model: Adam is coordinate-wise, so this is B independent MAP runs."""
+    G = tiny_generator
+    torch.manual_seed(7)
+    truth = G.synthesis(G.mapping(torch.randn(3, G.z_dim))).detach()
+    op = SuperResolution(2)
+    features = torch.nn.Sequential(torch.nn.Conv2d(1, 3, 3), torch.nn.Flatten()).requires_grad_(False)
+    config = BRGMConfig(sigma_pixel=0.05, sigma_perceptual=0.5, kappa=0.1)
+    batched = brgm_model(G, op, op(truth), config=config, features=features, num_stats_samples=500)
+    assert batched.num_images == 3
+    together = map_estimate(batched, num_steps=30, lr=0.05, progress=False)
+    assert together.latent.shape == (3, G.num_ws, G.w_dim) and together.image.shape == truth.shape
+    losses = 0.0
+    for i in range(3):
+        single = brgm_model(G, op, op(truth[i:i + 1]), config=config, features=features, num_stats_samples=500)
+        alone = map_estimate(single, num_steps=30, lr=0.05, progress=False)
+        torch.testing.assert_close(together.latent[i], alone.latent, atol=1e-4, rtol=1e-4)
+        losses += alone.loss[-1]
+    assert together.loss[-1] == pytest.approx(losses, rel=1e-4)
+
+
+def test_vi_and_mcmc_refuse_batched_models(tiny_generator):
+    from brgm_pyro.inference import fit_vi, run_mcmc
+
+    op = SuperResolution(4)
+    model = brgm_model(tiny_generator, op, torch.zeros(2, 1, 4, 4), num_stats_samples=500)
+    with pytest.raises(ValueError, match="one observation at a time; this model holds 2"):
+        fit_vi(model, num_steps=1, progress=False)
+    with pytest.raises(ValueError, match="one observation at a time"):
+        run_mcmc(model, num_samples=1, warmup_steps=1, progress=False)
+    with pytest.raises(ValueError, match=r"observation has shape \(2, 1, 5, 5\)"):
+        brgm_model(tiny_generator, op, torch.zeros(2, 1, 5, 5), num_stats_samples=500)

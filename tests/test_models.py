@@ -25,7 +25,7 @@ def site_terms(model: BRGMModel, ws: torch.Tensor) -> dict[str, float]:
     conditioned = pyro.poutine.condition(model.model, data={"w": ws})
     trace = pyro.poutine.trace(conditioned).get_trace()
     trace.compute_log_prob()
-    return {name: -float(site["log_prob_sum"]) for name, site in trace.nodes.items() if site["type"] == "sample"}
+    return {name: -float(site["log_prob_sum"].detach()) for name, site in trace.nodes.items() if site["type"] == "sample"}
 
 
 def small_feature_net() -> FeatureNetwork:
