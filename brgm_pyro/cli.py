@@ -47,6 +47,211 @@ def _cmd_train_generator(args: argparse.Namespace) -> int:
     return 0
 
 
+def _load(args: argparse.Namespace):
+    """The generator, its feature network and the device of a reconstruct / demo / evaluate run."""
+    from .generators import load_generator
+    from .reconstruction import build_features
+
+    generator = load_generator(args.generator, device=args.device)
+    features = build_features(args.features, generator, generator.device)
+    return generator, features
+
+
+def _overrides(args: argparse.Namespace) -> dict[str, float | None]:
+    """--sigma-* and --lambda-* (paper's Eq. 6 weights: sigma = lambda^-1/2, kappa = lambda_colin / 2)."""
+    out = {"sigma_pixel": args.sigma_pixel, "sigma_perceptual": args.sigma_perceptual, "kappa": args.kappa}
+    for name, lam in (("sigma_pixel", args.lambda_pixel), ("sigma_perceptual", args.lambda_perceptual)):
+        if lam is not None:
+            if out[name] is not None:
+                raise ValueError(f"give either --{name.replace('_', '-')} or its lambda, not both")
+            if lam <= 0:
+                raise ValueError(f"lambda weights must be positive, got {lam}")
+            out[name] = lam**-0.5
+    if args.lambda_colin is not None:
+        if out["kappa"] is not None:
+            raise ValueError("give either --kappa or --lambda-colin, not both")
+        out["kappa"] = args.lambda_colin / 2
+    return out
+
+
+def _save_outputs(out_dir, truth, display, outputs, corruption=None) -> dict:
+    """Write the images of one problem and return its metrics (when the truth is known)."""
+    from .io import save_grid, save_image
+    from .metrics import compute_metrics, summarize_metrics
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    save_image(display, out_dir / "input.png")
+    if truth is not None:
+        save_image(truth, out_dir / "truth.png")
+    metrics: dict = {}
+    for method, o in outputs.items():
+        label = "mean" if method != "map" else ""
+        save_image(o.image, out_dir / f"{method}{'_' + label if label else ''}.png")
+        if o.samples is not None:
+            save_grid(o.samples[:64], out_dir / f"{method}_samples.png", nrow=8)
+            std = o.std / max(float(o.std.max()), 1e-8) * 2 - 1  # std map scaled to its own maximum
+            save_image(std, out_dir / f"{method}_std.png")
+        entry = {"seconds": round(o.seconds, 2)}
+        if truth is not None:
+            entry.update({k: v[0] for k, v in summarize_metrics(compute_metrics(o.image, truth.cpu())).items()})
+        if o.std is not None:
+            entry["mean_pixel_std"] = float(o.std.mean())
+        metrics[method] = entry
+    return metrics
+
+
+def _figure_row(display, truth, outputs) -> dict:
+    row = {"input": display, "truth": truth}
+    for method, o in outputs.items():
+        row[method] = o.image
+        if o.samples is not None and "samples" not in row:
+            row["samples"], row["std"] = o.samples, o.std
+    return row
+
+
+def _cmd_reconstruct(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from .io import load_image
+    from .reconstruction import (build_problem, make_task, observation_display, run_methods, summary_figure,
+                                 write_json)
+
+    generator, features = _load(args)
+    shape = (generator.img_channels, generator.img_resolution, generator.img_resolution)
+    corruption = make_task(args.task, generator.img_resolution, factor=args.factor, mask=args.mask,
+                           mask_id=args.mask_id)
+    out_shape = tuple(corruption.output_shape(shape))
+    if args.observed:
+        observation = load_image(args.image, resolution=None, channels=shape[0], center_crop=False)
+        if tuple(observation.shape[1:]) != out_shape:
+            raise ValueError(f"the observation {args.image} is {tuple(observation.shape[1:])} (C, H, W) but "
+                             f"{corruption.describe()} of this generator's images gives {out_shape}")
+        truth = None
+    else:
+        truth = load_image(args.image, resolution=shape[-1], channels=shape[0], center_crop=False)
+        observation = corruption(truth)
+    model = build_problem(generator, corruption, observation.to(generator.device), features, **_overrides(args))
+    methods = [m.strip() for m in args.method.split(",") if m.strip()]
+    outputs = run_methods(model, methods, steps=args.steps, lr=args.lr, samples=args.samples, seed=args.seed,
+                          progress=not args.no_progress)
+    out = Path(args.out)
+    display = observation_display(corruption, observation, shape)
+    metrics = _save_outputs(out, truth, display, outputs)
+    write_json({"task": args.task, "corruption": corruption.describe(), "metrics": metrics,
+                "config": model_config_dict(model)}, out / "metrics.json")
+    figure = summary_figure([_figure_row(display, truth, outputs)], out / "summary.png")
+    if args.save_inference_data:
+        from .inference import to_inference_data
+
+        for method, o in outputs.items():
+            idata = to_inference_data(o.result, model, num_draws=args.samples)
+            idata.to_netcdf(str(out / f"{method}_inference_data.nc"))
+    print(f"outputs in {out}; summary figure: {figure}")
+    return 0
+
+
+def model_config_dict(model) -> dict:
+    """The weights a run used (for metrics.json)."""
+    from .models import PixelLikelihood, PerceptualLikelihood
+
+    out: dict = {"kappa": getattr(model.colinearity, "kappa", 0.0)}
+    for lik in model.likelihoods:
+        if isinstance(lik, PixelLikelihood):
+            out["sigma_pixel"] = lik.sigma
+        elif isinstance(lik, PerceptualLikelihood):
+            out["sigma_perceptual"] = lik.sigma
+    return out
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from .bundled import load_test_images
+    from .reconstruction import (build_problem, make_task, observation_display, run_methods, summary_figure,
+                                 write_json)
+
+    generator, features = _load(args)
+    images, labels, _ = load_test_images()
+    shape = (generator.img_channels, generator.img_resolution, generator.img_resolution)
+    if tuple(images.shape[1:]) != shape:
+        raise ValueError(f"the demo images are {tuple(images.shape[1:])} but the generator makes {shape}; "
+                         "run the demo with the bundled generator, or use `brgm reconstruct`")
+    truth = images[args.image_index:args.image_index + 1].to(generator.device)
+    tasks = [("super-resolution", make_task("super-resolution", shape[-1], factor=4)),
+             ("inpainting", make_task("inpainting", shape[-1], mask_id=args.mask_id))]
+    out = Path(args.out)
+    rows, titles, report = [], [], {}
+    for name, corruption in tasks:
+        observation = corruption(truth)
+        model = build_problem(generator, corruption, observation, features, **_overrides(args))
+        outputs = run_methods(model, ["map", "vi"], steps=args.steps, lr=args.lr, samples=args.samples,
+                              seed=args.seed, progress=not args.no_progress)
+        display = observation_display(corruption, observation, shape)
+        report[name] = {"corruption": corruption.describe(), "config": model_config_dict(model),
+                        "metrics": _save_outputs(out / name, truth.cpu(), display, outputs)}
+        rows.append(_figure_row(display, truth.cpu(), outputs))
+        titles.append("SR x4" if name == "super-resolution" else f"in-painting, mask {args.mask_id}")
+    write_json(report, out / "metrics.json")
+    figure = summary_figure(rows, out / "summary.png", row_titles=titles)
+    for name, entry in report.items():
+        m = entry["metrics"]
+        print(f"{name:>16}: RMSE  MAP {m['map']['rmse']:.1f}  VI mean {m['vi']['rmse']:.1f}  "
+              f"(0-255 scale; VI mean pixel std {m['vi']['mean_pixel_std']:.3f})")
+    print(f"summary figure: {figure}")
+    return 0
+
+
+def _cmd_evaluate(args: argparse.Namespace) -> int:
+    from .bundled import load_test_images
+    from .evaluation import evaluate, write_tables
+    from .io import load_images
+    from .reconstruction import build_problem
+
+    generator, features = _load(args)
+    shape = (generator.img_channels, generator.img_resolution, generator.img_resolution)
+    if args.images:
+        from pathlib import Path
+
+        files = sorted(p for p in Path(args.images).iterdir() if p.suffix.lower() in (".png", ".jpg", ".jpeg", ".npy"))
+        if not files:
+            raise ValueError(f"no .png/.jpg/.npy images in {args.images}")
+        images = load_images(files[:args.num_images], resolution=shape[-1], channels=shape[0])
+    else:
+        images = load_test_images()[0][:args.num_images]
+    overrides = _overrides(args)
+    table = evaluate(generator, images.to(generator.device), args.task,
+                     lambda op, obs: build_problem(generator, op, obs, features, **overrides),
+                     features, factor=args.factor or 4, steps=args.steps, lr=args.lr, batch_size=args.batch_size,
+                     progress=not args.no_progress, lpips_net=None if args.no_lpips else "alex")
+    md, csv_path = write_tables(table, args.out)
+    print(md.read_text())
+    print(f"written: {md} and {csv_path}")
+    return 0
+
+
+def _add_model_options(p: argparse.ArgumentParser, steps: int = 500) -> None:
+    from .reconstruction import FEATURE_CHOICES
+
+    p.add_argument("--generator", default="fashion-mnist-32",
+                   help="bundled name or checkpoint path (.pkl from NVIDIA / the BRGM authors, rosinality .pt, "
+                        "brgm-pyro .pt); default: %(default)s")
+    p.add_argument("--device", default=None, help="cuda or cpu (default: cuda when available)")
+    p.add_argument("--features", default="auto", choices=FEATURE_CHOICES,
+                   help="perceptual feature network (auto: the generator's own, else LPIPS-VGG)")
+    p.add_argument("--steps", type=int, default=steps, help="optimisation steps (default: %(default)s)")
+    p.add_argument("--lr", type=float, default=0.1, help="Adam learning rate (default: %(default)s)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", default="brgm-out", help="output folder (default: %(default)s)")
+    p.add_argument("--no-progress", action="store_true")
+    g = p.add_argument_group("weights (default: the generator's recommended balance, else the authors' released one)")
+    g.add_argument("--sigma-pixel", type=float)
+    g.add_argument("--sigma-perceptual", type=float)
+    g.add_argument("--kappa", type=float, help="von Mises concentration of the colinearity prior (0: off)")
+    g.add_argument("--lambda-pixel", type=float, help="paper's Eq. 6 weight: sigma_pixel = lambda^-1/2")
+    g.add_argument("--lambda-perceptual", type=float, help="paper's Eq. 6 weight: sigma_perceptual = lambda^-1/2")
+    g.add_argument("--lambda-colin", type=float, help="paper's Eq. 6 weight: kappa = lambda_colin / 2")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="brgm", description="Bayesian image reconstruction with deep generative priors (BRGM)."
@@ -85,6 +290,45 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-progress", action="store_true")
     p.add_argument("--export", help="also write the EMA generator to this .pt file (project format)")
     p.set_defaults(func=_cmd_train_generator)
+
+    from .corruptions import TASKS
+
+    p = sub.add_parser("demo", help="x4 super-resolution and in-painting of a bundled test image with MAP and VI",
+                       description="The main job: on the bundled generator and a bundled Fashion-MNIST test image, "
+                       "run x4 super-resolution and in-painting with MAP and VI; write reconstructions, VI samples, "
+                       "std maps, a summary figure and metrics.json.")
+    _add_model_options(p)
+    p.set_defaults(out="brgm-demo")
+    p.add_argument("--image-index", type=int, default=0, help="which of the 100 bundled test images (0..99)")
+    p.add_argument("--mask-id", type=int, default=0, help="standard mask for the in-painting row (0..6)")
+    p.add_argument("--samples", type=int, default=64, help="VI samples to draw (default: %(default)s)")
+    p.set_defaults(func=_cmd_demo)
+
+    p = sub.add_parser("reconstruct", help="reconstruct one image (MAP / VI / MCMC)",
+                       description="Reconstruct IMAGE: by default IMAGE is the clean image, corrupted here (metrics "
+                       "against it are reported); with --observed it is the corrupted observation itself.")
+    p.add_argument("image", help="PNG / JPEG / .npy image (square)")
+    p.add_argument("--task", required=True, choices=TASKS)
+    p.add_argument("--factor", type=int, default=None, help="super-resolution factor (default 4)")
+    p.add_argument("--mask", default=None, help="in-painting mask image, white (1) = observed")
+    p.add_argument("--mask-id", type=int, default=None, help="one of the seven standard masks, 0..6")
+    p.add_argument("--observed", action="store_true", help="IMAGE is already the corrupted observation")
+    p.add_argument("--method", default="map,vi", help="comma-separated: map, vi, mcmc (default: %(default)s)")
+    p.add_argument("--samples", type=int, default=64, help="posterior samples to draw (default: %(default)s)")
+    p.add_argument("--save-inference-data", action="store_true", help="also write ArviZ NetCDF files")
+    _add_model_options(p)
+    p.set_defaults(func=_cmd_reconstruct)
+
+    p = sub.add_parser("evaluate", help="BRGM (MAP) against classical baselines on test images (Table 1)")
+    p.add_argument("--task", required=True, choices=("super-resolution", "inpainting"))
+    p.add_argument("--factor", type=int, default=4)
+    p.add_argument("--num-images", type=int, default=100)
+    p.add_argument("--images", default=None, help="folder of test images (default: the 100 bundled ones)")
+    p.add_argument("--batch-size", type=int, default=50, help="images optimised together (default: %(default)s)")
+    p.add_argument("--no-lpips", action="store_true", help="skip LPIPS even if its weights are present")
+    _add_model_options(p)
+    p.set_defaults(out="brgm-evaluation")
+    p.set_defaults(func=_cmd_evaluate)
     return parser
 
 
@@ -97,7 +341,14 @@ def _cuda_available() -> bool:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    return int(args.func(args) or 0)
+    from .generators import CheckpointError
+
+    try:
+        return int(args.func(args) or 0)
+    except (ValueError, FileNotFoundError, CheckpointError) as err:
+        # errors a user can act on: bad task/mask/image, missing checkpoint or weights
+        print(f"brgm {args.command}: error: {err}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":  # pragma: no cover
