@@ -32,6 +32,8 @@ class EvaluationTable:
     num_images: int
     values: dict[str, dict[str, torch.Tensor]] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    # in-painting: per standard mask, per method, per metric values
+    groups: dict[int, dict[str, dict[str, torch.Tensor]]] = field(default_factory=dict)
 
     def summary(self) -> dict[str, dict[str, tuple[float, float]]]:
         return {m: {k: summarize(v) for k, v in metrics.items()} for m, metrics in self.values.items()}
@@ -51,6 +53,22 @@ class EvaluationTable:
         for method, stats in self.summary().items():
             cells = [f"{stats[n][0]:.3f} ± {stats[n][1]:.3f}" if n in stats else "–" for n in names]
             lines.append(f"| {method} | " + " | ".join(cells) + " |")
+        return "\n".join(lines)
+
+    def group_markdown(self, metric: str = "rmse_hidden") -> str:
+        """In-painting: ``metric`` (mean over the images of each mask) per standard mask and method."""
+        from .corruptions import standard_mask_names
+
+        if not self.groups:
+            return ""
+        methods = list(next(iter(self.groups.values())))
+        names = standard_mask_names()
+        lines = [f"| mask | images | " + " | ".join(methods) + " |", "|---" * (len(methods) + 2) + "|"]
+        for gid in sorted(self.groups):
+            row = self.groups[gid]
+            n = len(next(iter(row.values()))[metric])
+            lines.append(f"| {gid}: {names[gid]} | {n} | " + " | ".join(f"{float(row[m][metric].mean()):.2f}"
+                                                                    for m in methods) + " |")
         return "\n".join(lines)
 
     def csv(self) -> str:
@@ -85,7 +103,9 @@ def _metrics(recon: torch.Tensor, truth: torch.Tensor, lpips: LPIPSMetric | None
     return values
 
 
-def _append(table: EvaluationTable, method: str, values: dict[str, torch.Tensor]) -> None:
+def _append(table: EvaluationTable, method: str, values: dict[str, torch.Tensor], group: int | None = None) -> None:
+    if group is not None:
+        table.groups.setdefault(group, {})[method] = values
     current = table.values.setdefault(method, {})
     for k, v in values.items():
         current[k] = torch.cat([current[k], v]) if k in current else v
@@ -157,10 +177,11 @@ def evaluate(generator, images: torch.Tensor, task: str, build_model: Callable, 
             obs = op(truth)
             hidden = (1 - mask).expand(len(idx), *shape)
             brgm = map_batched(lambda o: build_model(op, o), obs, steps, lr, batch_size, False)
-            _append(table, "BRGM (MAP)", _metrics(brgm, truth, lpips, features, hidden))
-            _append(table, "mean fill", _metrics(mean_fill(obs, mask, mean_image), truth, lpips, features, hidden))
+            _append(table, "BRGM (MAP)", _metrics(brgm, truth, lpips, features, hidden), mask_id)
+            _append(table, "mean fill", _metrics(mean_fill(obs, mask, mean_image), truth, lpips, features, hidden),
+                    mask_id)
             tv = total_variation_reconstruction(op, obs, shape, steps=tv_steps)
-            _append(table, "total variation", _metrics(tv, truth, lpips, features, hidden))
+            _append(table, "total variation", _metrics(tv, truth, lpips, features, hidden), mask_id)
         return table
     raise ValueError(f"evaluate supports the tasks super-resolution and inpainting, got {task!r}")
 
@@ -170,6 +191,8 @@ def write_tables(table: EvaluationTable, out_dir: str | Path) -> tuple[Path, Pat
     out.mkdir(parents=True, exist_ok=True)
     md = out / f"evaluation-{table.task}.md"
     body = f"## {table.task}, {table.num_images} images\n\n{table.markdown()}\n"
+    if table.groups:
+        body += f"\nRMSE inside the hidden region (0-255) per standard mask:\n\n{table.group_markdown()}\n"
     if table.notes:
         body += "\n" + "\n".join(f"- {n}" for n in table.notes) + "\n"
     md.write_text(body)

@@ -1,0 +1,153 @@
+"""Time per MAP step and per VI step (1 and 6 particles): Pyro runners vs a hand-written torch loop.
+
+Both sides optimise the same objective -- Gaussian prior on W+, colinearity term, pixel and
+perceptual likelihoods (the authors' balance) -- with Adam, on one super-resolution observation.
+The hand-written loop computes the negative log joint (MAP) or the reparameterised ELBO of the
+diagonal Gaussian guide (VI) directly in torch, so the difference is Pyro's overhead.
+
+Generators: the bundled-size StyleGAN2 (32x32, 64 channels) with the domain features, and random
+config-f StyleGAN2s at 256 and 1024 with LPIPS-VGG features (random backbone: same cost).
+
+    python benchmarks/inference.py                       # CPU, all sizes (slow at 1024)
+    python benchmarks/inference.py --sizes 32 256 --steps 5
+    python benchmarks/inference.py --device cuda
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import platform
+import time
+
+import torch
+import torch.nn.functional as F
+
+
+def build(size: int, device: str):
+    from brgm_pyro.corruptions import SuperResolution
+    from brgm_pyro.generators import StyleGAN2Config, StyleGAN2Generator
+    from brgm_pyro.models import brgm_model
+
+    torch.manual_seed(0)
+    if size == 32:
+        from brgm_pyro.bundled import load_domain_features
+        from brgm_pyro.training.trainer import TrainingConfig
+
+        G = StyleGAN2Generator(TrainingConfig().generator_config())
+        features = load_domain_features(device)
+    else:
+        from brgm_pyro.perceptual import LPIPSFeatures
+
+        G = StyleGAN2Generator(StyleGAN2Config(img_resolution=size, img_channels=3))
+        features = LPIPSFeatures("vgg", resize=256, pretrained=False).to(device)
+    G = G.to(device).eval().requires_grad_(False)
+    op = SuperResolution(4 if size == 32 else 8).to(device)
+    truth = G.synthesis(G.mapping(torch.randn(1, G.z_dim, device=device))).detach()
+    model = brgm_model(G, op, op(truth), features=features, num_stats_samples=2000)
+    return model
+
+
+def neg_log_joint(model, ws: torch.Tensor) -> torch.Tensor:
+    """-log p(w, I) up to a constant, written without Pyro: ws (P, L, D) -> (P,)."""
+    from brgm_pyro.models import PerceptualLikelihood, PixelLikelihood, corrupt, generate
+
+    prior = model.prior
+    out = ((ws - prior.mean) / prior.std).square().sum(dim=(-1, -2)) / 2
+    if model.colinearity is not None:
+        out = out - model.colinearity.log_factor(ws)
+    fitted = corrupt(model.corruption, generate(model.generator, ws))
+    for lik in model.likelihoods:
+        if isinstance(lik, PixelLikelihood):
+            out = out + (fitted - model.observation).square().sum(dim=(-1, -2, -3)) / (2 * lik.sigma**2)
+        elif isinstance(lik, PerceptualLikelihood):
+            feats = lik.features(fitted.reshape(-1, *fitted.shape[-3:]))
+            out = out + (feats - lik.target(model.observation)).square().sum(-1) / (2 * lik.sigma**2)
+    return out
+
+
+def time_steps(step, steps: int, device: str) -> float:
+    step()  # warm-up
+    if device == "cuda":
+        torch.cuda.synchronize()
+    t0 = time.perf_counter()
+    for _ in range(steps):
+        step()
+    if device == "cuda":
+        torch.cuda.synchronize()
+    return (time.perf_counter() - t0) / steps
+
+
+def torch_map_step(model):
+    w = model.prior.init_loc().clone().requires_grad_(True)
+    opt = torch.optim.Adam([w], lr=0.1)
+
+    def step():
+        loss = neg_log_joint(model, w[None]).sum()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+    return step
+
+
+def torch_vi_step(model, particles: int):
+    loc = model.prior.init_loc().clone().requires_grad_(True)
+    rho = torch.full_like(loc, math.log(math.expm1(0.05))).requires_grad_(True)
+    opt = torch.optim.Adam([loc, rho], lr=0.1)
+
+    def step():
+        scale = F.softplus(rho)
+        w = loc + scale * torch.randn(particles, *loc.shape, device=loc.device)
+        entropy = scale.log().sum()
+        loss = neg_log_joint(model, w).mean() - entropy
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+    return step
+
+
+def pyro_step(model, kind: str, particles: int = 1):
+    """One step of the library's runner, driven through its SVI object."""
+    import pyro
+    from pyro.infer import SVI, Trace_ELBO
+    from pyro.infer.autoguide import AutoDelta
+    from pyro.infer.autoguide.initialization import init_to_value
+
+    from brgm_pyro.inference import GaussianGuide
+
+    pyro.clear_param_store()
+    if kind == "map":
+        guide = AutoDelta(model.model, init_loc_fn=init_to_value(values={"w": model.prior.init_loc()}))
+        elbo = Trace_ELBO()
+    else:
+        guide = GaussianGuide(model, init_scale=0.05)
+        elbo = Trace_ELBO(num_particles=particles, vectorize_particles=True, max_plate_nesting=0)
+    svi = SVI(model.model, guide, pyro.optim.Adam({"lr": 0.1}), loss=elbo)
+    return lambda: svi.step()
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sizes", type=int, nargs="+", default=[32, 256, 1024])
+    parser.add_argument("--steps", type=int, default=10)
+    parser.add_argument("--device", default="cpu")
+    args = parser.parse_args(argv)
+    print(f"# MAP / VI step time, device={args.device}, torch {torch.__version__}, "
+          f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads")
+    print("| generator | step | hand-written torch s | Pyro s | Pyro overhead |")
+    print("|---|---|---:|---:|---:|")
+    for size in args.sizes:
+        model = build(size, args.device)
+        steps = args.steps if size < 1024 else max(2, args.steps // 4)
+        cases = [("MAP", torch_map_step(model), pyro_step(model, "map"))]
+        for p in (1, 6):
+            cases.append((f"VI, {p} particle{'s' if p > 1 else ''}", torch_vi_step(model, p), pyro_step(model, "vi", p)))
+        for name, hand, pyro_fn in cases:
+            t_hand = time_steps(hand, steps, args.device)
+            t_pyro = time_steps(pyro_fn, steps, args.device)
+            print(f"| {size}x{size} | {name} | {t_hand:.4f} | {t_pyro:.4f} | {100 * (t_pyro / t_hand - 1):+.1f}% |",
+                  flush=True)
+
+
+if __name__ == "__main__":
+    main()
