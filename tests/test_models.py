@@ -87,7 +87,7 @@ def test_released_lambdas_reproduce_the_released_loss_up_to_scale(tiny_generator
         prior = ((ws - w_avg) / s).square().mean()
         u = ws / ws.norm(dim=1, keepdim=True)
         colin = (1 - u @ u.T).sum()
-        return float(0.001 * pix + 1e7 * perc + 100 * prior + 0.1 * colin)
+        return float((0.001 * pix + 1e7 * perc + 100 * prior + 0.1 * colin).detach())
 
     w1 = w_avg + 0.3 * torch.randn(L, D)
     w2 = w_avg + 0.3 * torch.randn(L, D)
