@@ -14,6 +14,7 @@ from brgm_pyro.generators import load_generator, registered_generators
 from brgm_pyro.inference import map_estimate
 from brgm_pyro.metrics import rmse
 from brgm_pyro.reconstruction import build_problem
+from brgm_pyro.training.data import FASHION_MNIST_DIR
 
 
 @pytest.fixture(scope="module")
@@ -36,6 +37,7 @@ def test_bundled_generator_loads_offline_with_its_card(G):
     assert x.shape == (16, 1, 32, 32) and x.min() > -1.5 and x.max() < 1.5
 
 
+@pytest.mark.skipif(not FASHION_MNIST_DIR.is_dir(), reason="dataset-fashion-mnist is not installed")
 def test_samples_are_closer_to_the_data_than_blurred_images_and_cover_all_classes(G):
     """Frechet distance in the classifier's embedding, 2,000 images a side (the card uses 10,000)."""
     from brgm_pyro.corruptions import Blur
