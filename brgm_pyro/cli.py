@@ -119,7 +119,7 @@ def _cmd_reconstruct(args: argparse.Namespace) -> int:
     generator, features = _load(args)
     shape = (generator.img_channels, generator.img_resolution, generator.img_resolution)
     corruption = make_task(args.task, generator.img_resolution, factor=args.factor, mask=args.mask,
-                           mask_id=args.mask_id)
+                           mask_id=args.mask_id, kernel=args.kernel)
     out_shape = tuple(corruption.output_shape(shape))
     if args.observed:
         observation = load_image(args.image, resolution=None, channels=shape[0], center_crop=False)
@@ -177,7 +177,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         raise ValueError(f"the demo images are {tuple(images.shape[1:])} but the generator makes {shape}; "
                          "run the demo with the bundled generator, or use `brgm reconstruct`")
     truth = images[args.image_index:args.image_index + 1].to(generator.device)
-    tasks = [("super-resolution", make_task("super-resolution", shape[-1], factor=4)),
+    tasks = [("super-resolution", make_task("super-resolution", shape[-1], factor=4, kernel=args.kernel)),
              ("inpainting", make_task("inpainting", shape[-1], mask_id=args.mask_id))]
     out = Path(args.out)
     rows, titles, report = [], [], {}
@@ -221,7 +221,8 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     overrides = _overrides(args)
     table = evaluate(generator, images.to(generator.device), args.task,
                      lambda op, obs: build_problem(generator, op, obs, features, **overrides),
-                     features, factor=args.factor or 4, steps=args.steps, lr=args.lr, batch_size=args.batch_size,
+                     features, factor=args.factor or 4, kernel=args.kernel, steps=args.steps, lr=args.lr,
+                     batch_size=args.batch_size,
                      progress=not args.no_progress, lpips_net=None if args.no_lpips else "alex")
     md, csv_path = write_tables(table, args.out)
     print(md.read_text())
@@ -250,6 +251,14 @@ def _add_model_options(p: argparse.ArgumentParser, steps: int = 500) -> None:
     g.add_argument("--lambda-pixel", type=float, help="paper's Eq. 6 weight: sigma_pixel = lambda^-1/2")
     g.add_argument("--lambda-perceptual", type=float, help="paper's Eq. 6 weight: sigma_perceptual = lambda^-1/2")
     g.add_argument("--lambda-colin", type=float, help="paper's Eq. 6 weight: kappa = lambda_colin / 2")
+
+
+def _add_kernel_option(p: argparse.ArgumentParser, default: str) -> None:
+    from .corruptions import SR_KERNELS
+
+    p.add_argument("--kernel", default=default, choices=SR_KERNELS,
+                   help="super-resolution down-sampling kernel (default: %(default)s; 'bicubic' without "
+                        "antialiasing is the authors' release, which aliases badly on 32x32 images)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -302,6 +311,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--image-index", type=int, default=0, help="which of the 100 bundled test images (0..99)")
     p.add_argument("--mask-id", type=int, default=0, help="standard mask for the in-painting row (0..6)")
     p.add_argument("--samples", type=int, default=64, help="VI samples to draw (default: %(default)s)")
+    _add_kernel_option(p, "bicubic-antialias")
     p.set_defaults(func=_cmd_demo)
 
     p = sub.add_parser("reconstruct", help="reconstruct one image (MAP / VI / MCMC)",
@@ -316,6 +326,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--method", default="map,vi", help="comma-separated: map, vi, mcmc (default: %(default)s)")
     p.add_argument("--samples", type=int, default=64, help="posterior samples to draw (default: %(default)s)")
     p.add_argument("--save-inference-data", action="store_true", help="also write ArviZ NetCDF files")
+    _add_kernel_option(p, "bicubic")
     _add_model_options(p)
     p.set_defaults(func=_cmd_reconstruct)
 
@@ -326,6 +337,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--images", default=None, help="folder of test images (default: the 100 bundled ones)")
     p.add_argument("--batch-size", type=int, default=50, help="images optimised together (default: %(default)s)")
     p.add_argument("--no-lpips", action="store_true", help="skip LPIPS even if its weights are present")
+    _add_kernel_option(p, "bicubic-antialias")
     _add_model_options(p)
     p.set_defaults(out="brgm-evaluation")
     p.set_defaults(func=_cmd_evaluate)

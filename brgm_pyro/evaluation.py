@@ -140,7 +140,7 @@ def generator_mean_image(generator, num_samples: int = 10_000, chunk: int = 500,
 
 
 def evaluate(generator, images: torch.Tensor, task: str, build_model: Callable, features: torch.nn.Module | None,
-             factor: int = 4, steps: int = 500, lr: float = 0.1, batch_size: int = 50, tv_steps: int = 300,
+             factor: int = 4, kernel: str = "bicubic", steps: int = 500, lr: float = 0.1, batch_size: int = 50, tv_steps: int = 300,
              progress: bool = True, lpips_net: str | None = "alex") -> EvaluationTable:
     """Run BRGM (MAP) and the baselines of ``task`` on ``images`` (N, C, H, W) in [-1, 1].
 
@@ -152,11 +152,13 @@ def evaluate(generator, images: torch.Tensor, task: str, build_model: Callable, 
     if tuple(images.shape[1:]) != shape:
         raise ValueError(f"test images are {tuple(images.shape[1:])} but the generator makes {shape}")
     table = EvaluationTable(task, len(images))
+    if task == "super-resolution":
+        table.notes.append(f"x{factor} down-sampling with the {kernel!r} kernel")
     lpips, why = (None, None) if lpips_net is None else try_lpips(lpips_net)
     if why:
         table.notes.append(why)
     if task == "super-resolution":
-        op = SuperResolution(factor)
+        op = SuperResolution(factor, kernel=kernel)
         low = op(images)
         brgm = map_batched(lambda obs: build_model(op, obs), low, steps, lr, batch_size, progress)
         _append(table, "BRGM (MAP)", _metrics(brgm, images, lpips, features, None))

@@ -27,15 +27,19 @@ METHODS = ("map", "vi", "mcmc")
 
 def make_task(task: str, resolution: int, factor: int | None = None, mask: Any = None,
               mask_id: int | None = None, blur_sigma: float = 1.5, measurements: int | None = None,
-              seed: int = 0) -> Corruption:
-    """The corruption of a named task, checked against the generator's ``resolution``."""
+              seed: int = 0, kernel: str = "bicubic") -> Corruption:
+    """The corruption of a named task, checked against the generator's ``resolution``.
+
+    ``kernel``: the super-resolution down-sampling kernel ("bicubic" without antialiasing is the
+    authors' release; "bicubic-antialias" low-passes first, as PIL's resize does).
+    """
     if task not in TASKS:
         raise ValueError(f"unknown task {task!r}; valid tasks: {', '.join(TASKS)}")
     if task == "super-resolution":
         factor = 4 if factor is None else factor
         if factor < 2 or resolution % factor:
             raise ValueError(f"super-resolution factor {factor} must be >= 2 and divide the resolution {resolution}")
-        return SuperResolution(factor)
+        return SuperResolution(factor, kernel=kernel)
     if task == "inpainting":
         if (mask is None) == (mask_id is None):
             raise ValueError("inpainting needs exactly one of a mask (file or tensor, 1 = observed) or a mask id 0..6")

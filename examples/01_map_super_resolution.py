@@ -36,7 +36,7 @@ def main(args: argparse.Namespace) -> None:
     pyro.set_rng_seed(args.seed)
     G = load_generator("fashion-mnist-32", device="cpu")       # 32x32 grayscale StyleGAN2, W+ is 8 x 64
     truth = load_test_images()[0][args.image : args.image + 1]  # (1, 1, 32, 32) in [-1, 1]
-    f = SuperResolution(4)                                      # the known corruption: bicubic down-sampling
+    f = SuperResolution(4, kernel="bicubic-antialias")          # the known corruption: antialiased bicubic down-sampling
     observation = f(truth)                                      # (1, 1, 8, 8)
 
     # 1. The prior (Eq. 2): w_i ~ N(mu, sigma^2) on every layer, mu / sigma from 10,000 mapping samples ...

@@ -33,7 +33,7 @@ from brgm_pyro.reconstruction import build_problem
 def main(args: argparse.Namespace) -> None:
     G = load_generator("fashion-mnist-32", device="cpu")
     truth = load_test_images()[0][args.images]                 # a few test images at once
-    f = SuperResolution(4)
+    f = SuperResolution(4, kernel="bicubic-antialias")  # low-pass, then subsample
     paper = build_problem(G, f, f(truth), load_domain_features())   # batched: one latent per image
     stats = G.latent_stats()
 

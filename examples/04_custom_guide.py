@@ -59,7 +59,7 @@ class LowRankGuide:
 def main(args: argparse.Namespace) -> None:
     G = load_generator("fashion-mnist-32", device="cpu")
     truth = load_test_images()[0][args.image : args.image + 1]
-    f = SuperResolution(4)
+    f = SuperResolution(4, kernel="bicubic-antialias")  # low-pass, then subsample
     model = build_problem(G, f, f(truth), load_domain_features())
 
     fits = {"paper's diagonal guide": fit_vi(model, num_steps=args.steps, progress=False),

@@ -32,7 +32,7 @@ from brgm_pyro.reconstruction import build_problem
 def main(args: argparse.Namespace) -> None:
     G = load_generator("fashion-mnist-32", device="cpu")
     truth = load_test_images()[0][args.image : args.image + 1]
-    f = SuperResolution(4)
+    f = SuperResolution(4, kernel="bicubic-antialias")  # low-pass, then subsample
     full = build_problem(G, f, f(truth), load_domain_features())
     model = full.__class__(G, f, full.observation, SharedLatentPrior.from_stats(G.latent_stats(), G.num_ws),
                            full.colinearity, full.likelihoods)

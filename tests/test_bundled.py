@@ -61,7 +61,7 @@ def test_map_beats_bicubic_and_mean_fill_on_a_handful_of_test_images(G):
     truth = images[pick]
     features = load_domain_features()
 
-    sr = SuperResolution(4)
+    sr = SuperResolution(4, kernel="bicubic-antialias")
     low = sr(truth)
     recon = map_estimate(build_problem(G, sr, low, features), num_steps=300, progress=False).image
     bicubic = bicubic_upsample(low, 4)
