@@ -93,8 +93,10 @@ def build_lpips(net: str = "vgg", pretrained: bool = True, weights: str | Path |
             raise MissingWeightsError(
                 f"the ImageNet weights of the LPIPS {net} backbone are missing: {path} does not exist. "
                 f"Copy {backbone_weights_path(net).name} (torchvision's file) into {backbone_weights_path(net).parent}/, "
-                f"or pass weights='/path/to/{backbone_weights_path(net).name}'. "
-                "They cannot be downloaded at run time on machines without internet."
+                f"or pass weights='/path/to/{backbone_weights_path(net).name}'. Online, torchvision fetches it "
+                f"into that folder with: python -c \"import torchvision; torchvision.models."
+                f"{'vgg16' if net == 'vgg' else 'alexnet'}(weights='IMAGENET1K_V1')\". "
+                "brgm-pyro itself never downloads at run time."
             )
     with warnings.catch_warnings(), _skip_random_init():  # lpips still calls torchvision's deprecated API
         warnings.simplefilter("ignore", UserWarning)

@@ -59,10 +59,11 @@ def test_reconstruct_clean_and_observed_images(tmp_path):
     assert (out / "vi_inference_data.nc").is_file() and (out / "map_inference_data.nc").is_file()
 
 
-def _fails(argv, capsys, match):
+def _fails(argv, capsys, match) -> str:
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert match in err, err
+    return err
 
 
 def test_user_errors_are_clear(tmp_path, capsys):
@@ -101,3 +102,12 @@ def test_evaluate_writes_markdown_and_csv(tmp_path):
                  "--out", str(out), "--no-progress"]) == 0
     md = (out / "evaluation-inpainting.md").read_text()
     assert "rmse_hidden" in md and "| mean fill |" in md
+
+
+def test_missing_perceptual_weights_say_what_to_do(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "hub"))
+    img = tmp_path / "img.png"
+    save_image(load_test_images()[0][:1], img)
+    err = _fails(["reconstruct", str(img), "--task", "super-resolution", "--features", "lpips-vgg",
+                  "--out", str(tmp_path)], capsys, "vgg16-397923af.pth does not exist")
+    assert "torchvision.models.vgg16(weights='IMAGENET1K_V1')" in err
