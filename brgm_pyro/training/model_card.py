@@ -103,8 +103,8 @@ and MCMC comparisons stay affordable. File: `fashion-mnist-32.pt` (project forma
 ## Training
 - Data: Fashion-MNIST **training split only** (60,000 images, Debian `dataset-fashion-mnist`),
   padded 28 -> 32 with black, x-flips; the 100 bundled test images and the test split were never seen.
-- Command: `brgm train-generator --out RUN --max-minutes {t['max_minutes']}` (all other options at
-  their defaults: batch 32, lr 0.0025, R1 gamma 0.01 every 16 steps, style mixing 0.9, EMA
+- Command: `brgm train-generator --out RUN --iterations {t['iterations']}` (this run was stopped by
+  `--max-minutes {t['max_minutes']:g}` at that iteration; all other options at their defaults: batch 32, lr 0.0025, R1 gamma 0.01 every 16 steps, style mixing 0.9, EMA
   half-life 10k images with a 5% ramp-up, seed 0), then `python -m brgm_pyro.training.model_card --checkpoint RUN/checkpoint.pt --out brgm_pyro/pretrained
   --sigma-pixel {cfg['sigma_pixel']} --sigma-perceptual {cfg['sigma_perceptual']} --kappa {cfg['kappa']} --prior-std {cfg['prior_std']}`.
 - {t['iterations']} iterations ({t['images_seen']:,} images shown) in {t['wall_seconds'] / 60:.0f} minutes on
