@@ -48,7 +48,7 @@ class EvaluationTable:
         names = self.metric_names()
         arrows = {"lpips": "↓", "rmse": "↓", "mae": "↓", "psnr": "↑", "ssim": "↑", "feature_distance": "↓",
                   "rmse_hidden": "↓"}
-        lines = [f"| method | " + " | ".join(f"{n} {arrows.get(n, '')}".strip() for n in names) + " |",
+        lines = ["| method | " + " | ".join(f"{n} {arrows.get(n, '')}".strip() for n in names) + " |",
                  "|---" * (len(names) + 1) + "|"]
         for method, stats in self.summary().items():
             cells = [f"{stats[n][0]:.3f} ± {stats[n][1]:.3f}" if n in stats else "–" for n in names]
@@ -63,7 +63,7 @@ class EvaluationTable:
             return ""
         methods = list(next(iter(self.groups.values())))
         names = standard_mask_names()
-        lines = [f"| mask | images | " + " | ".join(methods) + " |", "|---" * (len(methods) + 2) + "|"]
+        lines = ["| mask | images | " + " | ".join(methods) + " |", "|---" * (len(methods) + 2) + "|"]
         for gid in sorted(self.groups):
             row = self.groups[gid]
             n = len(next(iter(row.values()))[metric])

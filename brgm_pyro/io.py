@@ -148,3 +148,14 @@ def save_grid(images: torch.Tensor, path: str | Path, nrow: int = 8, padding: in
               pad_value: float = 1.0) -> Path:
     """``make_grid`` of (N, C, H, W) images in [-1, 1], written as one 8-bit image file."""
     return save_image(make_grid(images, nrow=nrow, padding=padding, pad_value=pad_value), path)
+
+
+def save_figure(fig, path: str | Path, dpi: int = 120) -> Path:
+    """Save a matplotlib figure (creating the folder), close it, and return the path."""
+    import matplotlib.pyplot as plt
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=dpi)
+    plt.close(fig)
+    return path

@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from .corruptions import Corruption, Inpainting, SuperResolution, make_corruption, standard_mask
 from .corruptions import TASKS
 from .generators import PriorGenerator
+from .io import save_figure
 
 FEATURE_CHOICES = ("auto", "domain", "lpips-vgg", "lpips-alex", "none")
 METHODS = ("map", "vi", "mcmc")
@@ -227,11 +228,7 @@ def summary_figure(rows: Sequence[dict[str, torch.Tensor]], path: str | Path, ro
         if row_titles is not None:
             axes[r][0].set_ylabel(row_titles[r], fontsize=8)
     fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=150)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, dpi=150)
 
 
 def write_json(data: Any, path: str | Path) -> Path:

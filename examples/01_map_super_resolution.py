@@ -27,6 +27,7 @@ from brgm_pyro.baselines import bicubic_upsample
 from brgm_pyro.bundled import load_domain_features, load_test_images
 from brgm_pyro.corruptions import SuperResolution
 from brgm_pyro.generators import load_generator
+from brgm_pyro.io import save_figure
 from brgm_pyro.metrics import rmse
 from brgm_pyro.models import BRGMModel, ColinearityPrior, GaussianLatentPrior, PerceptualLikelihood, PixelLikelihood
 from brgm_pyro.reconstruction import default_config
@@ -73,10 +74,8 @@ def main(args: argparse.Namespace) -> None:
     axes[4].set_yscale("symlog")
     axes[4].set_title("loss (-log joint)")
     fig.tight_layout()
-    out = Path(args.out) / "01_map_super_resolution.png"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=120)
-    print(f"figure: {out}")
+    figure = save_figure(fig, Path(args.out) / "01_map_super_resolution.png")
+    print(f"figure: {figure}")
 
 
 if __name__ == "__main__":

@@ -21,6 +21,7 @@ import matplotlib.pyplot as plt
 from brgm_pyro.bundled import load_domain_features, load_test_images
 from brgm_pyro.corruptions import Inpainting, standard_mask
 from brgm_pyro.generators import load_generator
+from brgm_pyro.io import save_figure
 from brgm_pyro.inference import fit_vi
 from brgm_pyro.reconstruction import build_problem
 
@@ -49,10 +50,8 @@ def main(args: argparse.Namespace) -> None:
         ax.set_title(title, fontsize=9)
         ax.axis("off")
     fig.tight_layout()
-    out = Path(args.out) / "02_vi_inpainting.png"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=120)
-    print(f"figure: {out}")
+    figure = save_figure(fig, Path(args.out) / "02_vi_inpainting.png")
+    print(f"figure: {figure}")
 
 
 if __name__ == "__main__":

@@ -24,6 +24,7 @@ import torch
 from brgm_pyro.bundled import load_domain_features, load_test_images
 from brgm_pyro.corruptions import SuperResolution
 from brgm_pyro.generators import load_generator
+from brgm_pyro.io import save_figure
 from brgm_pyro.inference import map_estimate
 from brgm_pyro.metrics import rmse
 from brgm_pyro.models import SharedLatentPrior, StudentTLatentPrior
@@ -61,10 +62,8 @@ def main(args: argparse.Namespace) -> None:
             axes[r][c].axis("off")
         axes[0][c].set_title(name, fontsize=7)
     fig.tight_layout()
-    out = Path(args.out) / "03_swap_the_prior.png"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=120)
-    print(f"figure: {out}")
+    figure = save_figure(fig, Path(args.out) / "03_swap_the_prior.png")
+    print(f"figure: {figure}")
 
 
 if __name__ == "__main__":

@@ -26,6 +26,7 @@ import torch.nn.functional as F
 from brgm_pyro.bundled import load_domain_features, load_test_images
 from brgm_pyro.corruptions import SuperResolution
 from brgm_pyro.generators import load_generator
+from brgm_pyro.io import save_figure
 from brgm_pyro.inference import fit_vi
 from brgm_pyro.reconstruction import build_problem
 
@@ -80,10 +81,8 @@ def main(args: argparse.Namespace) -> None:
             axes[r][c].axis("off")
         axes[r][0].text(-4, 16, name, rotation=90, va="center", ha="right", fontsize=7)
     fig.tight_layout()
-    out = Path(args.out) / "04_custom_guide.png"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=120)
-    print(f"figure: {out}")
+    figure = save_figure(fig, Path(args.out) / "04_custom_guide.png")
+    print(f"figure: {figure}")
 
 
 if __name__ == "__main__":

@@ -19,11 +19,11 @@ import arviz as az
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt
 
 from brgm_pyro.bundled import load_domain_features, load_test_images
 from brgm_pyro.corruptions import SuperResolution
 from brgm_pyro.generators import load_generator
+from brgm_pyro.io import save_figure
 from brgm_pyro.inference import compare, fit_vi, format_table, map_estimate, run_mcmc, to_inference_data
 from brgm_pyro.models import SharedLatentPrior
 from brgm_pyro.reconstruction import build_problem
@@ -53,11 +53,8 @@ def main(args: argparse.Namespace) -> None:
                           combined=True, hdi_prob=0.9, figsize=(7, 4))
     fig = axes.ravel()[0].figure
     fig.suptitle("90% intervals of w[0:4] (W space): SVI vs NUTS", fontsize=9)
-    out = Path(args.out) / "05_svi_map_nuts.png"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=120)
-    plt.close(fig)
-    print(f"figure: {out}")
+    figure = save_figure(fig, Path(args.out) / "05_svi_map_nuts.png")
+    print(f"figure: {figure}")
 
 
 if __name__ == "__main__":

@@ -25,6 +25,7 @@ import matplotlib.pyplot as plt
 from brgm_pyro.bundled import load_domain_features, load_test_images
 from brgm_pyro.corruptions import Inpainting, standard_mask
 from brgm_pyro.generators import load_generator
+from brgm_pyro.io import save_figure
 from brgm_pyro.inference import credible_interval_coverage, fit_vi, psis_khat, to_inference_data
 from brgm_pyro.reconstruction import build_problem
 
@@ -67,12 +68,10 @@ def main(args: argparse.Namespace) -> None:
                       hdi_prob=0.9, textsize=7)
     fig.suptitle(f"VI diagnostics (k-hat {khat:.2f})", fontsize=10)
     fig.tight_layout()
-    out = Path(args.out) / "06_arviz_diagnostics.png"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=120)
+    figure = save_figure(fig, Path(args.out) / "06_arviz_diagnostics.png")
     if args.netcdf:
         idata.to_netcdf(str(Path(args.out) / "06_vi.nc"))
-    print(f"figure: {out}")
+    print(f"figure: {figure}")
 
 
 if __name__ == "__main__":

@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from brgm_pyro.bundled import load_domain_features, load_test_images
 from brgm_pyro.corruptions import Corruption
 from brgm_pyro.generators import load_generator
+from brgm_pyro.io import save_figure
 from brgm_pyro.inference import map_estimate
 from brgm_pyro.metrics import rmse
 from brgm_pyro.reconstruction import build_problem
@@ -64,10 +65,8 @@ def main(args: argparse.Namespace) -> None:
             axes[r][c].set_yticks([])
         axes[r][0].set_ylabel(name, fontsize=8)
     fig.tight_layout()
-    out = Path(args.out) / "07_custom_corruption.png"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=120)
-    print(f"figure: {out}")
+    figure = save_figure(fig, Path(args.out) / "07_custom_corruption.png")
+    print(f"figure: {figure}")
 
 
 if __name__ == "__main__":

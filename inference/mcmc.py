@@ -10,7 +10,6 @@ import time
 from dataclasses import dataclass
 from typing import Callable
 
-import pyro
 import torch
 from pyro.infer import MCMC, NUTS
 from pyro.infer.autoguide.initialization import init_to_value
@@ -63,12 +62,10 @@ def run_mcmc(
         with inference_scope(model, seed + chain):
             kernel = NUTS(model.model, target_accept_prob=target_accept_prob, max_tree_depth=max_tree_depth,
                           init_strategy=init_to_value(values={site: start}), jit_compile=False)
-            hook = None
-            if callback is not None:
-                def hook(_kernel, params, stage, i, chain=chain):  # noqa: ANN001 - Pyro's hook signature
-                    callback(chain, stage, {"iteration": i, "latent": params.get(site)})
+            def hook(_kernel, params, stage, i, chain=chain):  # noqa: ANN001 - Pyro's hook signature
+                callback(chain, stage, {"iteration": i, "latent": params.get(site)})
             mcmc = MCMC(kernel, num_samples=num_samples, warmup_steps=warmup_steps, num_chains=1,
-                        disable_progbar=not progress, hook_fn=hook)
+                        disable_progbar=not progress, hook_fn=hook if callback is not None else None)
             mcmc.run()
             chains.append(mcmc.get_samples()[site].detach())
             extra = mcmc.diagnostics()

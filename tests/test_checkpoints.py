@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import pickle
 from collections import OrderedDict
-from pathlib import Path
 
 import pytest
 import torch

@@ -9,12 +9,11 @@ import pytest
 import torch
 from scipy import signal
 
-from brgm_pyro.generators import LatentStats, LinearGenerator, PriorGenerator, StyleGAN2Config, StyleGAN2Generator
+from brgm_pyro.generators import LatentStats, LinearGenerator, PriorGenerator, StyleGAN2Generator
 from brgm_pyro.generators.stylegan2 import (
     FullyConnectedLayer, channel_schedule, modulated_conv2d, normalize_2nd_moment, setup_filter,
     upfirdn2d, upsample2d,
 )
-from brgm_pyro.generators.stylegan2.ops import _conv_up2
 
 from .conftest import tiny_config
 

@@ -10,14 +10,12 @@ import torch
 from torch import nn
 
 from brgm_pyro.corruptions import Inpainting, SuperResolution, standard_mask
-from brgm_pyro.generators import StyleGAN2Generator
 from brgm_pyro.models import (
     BRGMConfig, BRGMModel, ColinearityPrior, GaussianLatentPrior, PerceptualLikelihood, PixelLikelihood,
     SharedLatentPrior, StudentTLatentPrior, brgm_model, pairwise_cosines, released_lambda_colin,
 )
 from brgm_pyro.perceptual import FeatureNetwork
 
-from .conftest import tiny_config
 
 
 def site_terms(model: BRGMModel, ws: torch.Tensor) -> dict[str, float]:

@@ -73,7 +73,7 @@ def rosinality_to_nvidia(g_ema: dict[str, torch.Tensor], latent_avg: torch.Tenso
     for i, sid in enumerate(style_ids):
         out[f"mapping.fc{i}.weight"] = take(f"style.{sid}.weight")
         out[f"mapping.fc{i}.bias"] = take(f"style.{sid}.bias")
-    w_dim, z_dim = out["mapping.fc0.weight"].shape[0], out[f"mapping.fc0.weight"].shape[1]
+    w_dim, z_dim = out["mapping.fc0.weight"].shape[0], out["mapping.fc0.weight"].shape[1]
     out["mapping.w_avg"] = (latent_avg if latent_avg is not None else torch.zeros(w_dim)).reshape(-1)
 
     out["synthesis.b4.const"] = take("input.input")[0]
