@@ -74,7 +74,7 @@ def _overrides(args: argparse.Namespace) -> dict[str, float | None]:
     return out
 
 
-def _save_outputs(out_dir, truth, display, outputs, corruption=None) -> dict:
+def _save_outputs(out_dir, truth, display, outputs) -> dict:
     """Write the images of one problem and return its metrics (when the truth is known)."""
     from .io import save_grid, save_image
     from .metrics import compute_metrics, summarize_metrics
@@ -85,8 +85,7 @@ def _save_outputs(out_dir, truth, display, outputs, corruption=None) -> dict:
         save_image(truth, out_dir / "truth.png")
     metrics: dict = {}
     for method, o in outputs.items():
-        label = "mean" if method != "map" else ""
-        save_image(o.image, out_dir / f"{method}{'_' + label if label else ''}.png")
+        save_image(o.image, out_dir / ("map.png" if method == "map" else f"{method}_mean.png"))
         if o.samples is not None:
             save_grid(o.samples[:64], out_dir / f"{method}_samples.png", nrow=8)
             std = o.std / max(float(o.std.max()), 1e-8) * 2 - 1  # std map scaled to its own maximum

@@ -20,8 +20,7 @@ from tqdm.auto import tqdm
 
 from .baselines import bicubic_upsample, mean_fill, total_variation_reconstruction
 from .corruptions import Inpainting, SuperResolution, standard_mask
-from .metrics import LPIPSMetric, compute_metrics, summarize
-from .metrics import to_255
+from .metrics import LPIPSMetric, compute_metrics, summarize, to_255
 
 
 @dataclass

@@ -17,8 +17,7 @@ from typing import Any, Sequence
 import torch
 import torch.nn.functional as F
 
-from .corruptions import Corruption, Inpainting, SuperResolution, make_corruption, standard_mask
-from .corruptions import TASKS
+from .corruptions import TASKS, Corruption, Inpainting, SuperResolution, make_corruption, standard_mask
 from .generators import PriorGenerator
 from .io import save_figure
 
