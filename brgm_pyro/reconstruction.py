@@ -91,14 +91,14 @@ def build_features(kind: str, generator: PriorGenerator, device: torch.device | 
 def default_config(generator: PriorGenerator, corruption: Corruption, features: torch.nn.Module | None):
     """The generator's recommended balance (``metadata["recommended_config"]``, the bundled
     model's tuned weights) or else the authors' released balance for this problem's sizes."""
+    from dataclasses import replace
+
     from .models import BRGMConfig, released_config
 
     recommended = getattr(generator, "metadata", {}).get("recommended_config")
     if recommended:
         config = BRGMConfig(**recommended)
-        if features is None:
-            config = BRGMConfig(config.sigma_pixel, None, config.kappa, config.prior_std)
-        return config
+        return config if features is not None else replace(config, sigma_perceptual=None)
     return released_config(generator, corruption, features)
 
 

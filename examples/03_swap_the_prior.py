@@ -13,6 +13,7 @@ Every part of ``BRGMModel`` is an object you can replace; MAP runs unchanged.
 from __future__ import annotations
 
 import argparse
+from dataclasses import replace
 from pathlib import Path
 
 import matplotlib
@@ -38,14 +39,12 @@ def main(args: argparse.Namespace) -> None:
     paper = build_problem(G, f, f(truth), load_domain_features())   # batched: one latent per image
     stats = G.latent_stats()
 
-    variants = {
+    variants = {  # BRGMModel is a dataclass: replace() swaps one part and keeps the others
         "W+ & colinearity (paper)": paper,
-        "W+, no colinearity": paper.__class__(G, f, paper.observation, paper.prior, None, paper.likelihoods),
-        "W (shared w)": paper.__class__(G, f, paper.observation, SharedLatentPrior.from_stats(stats, G.num_ws),
-                                        paper.colinearity, paper.likelihoods),
-        "Student-t (df 3) on W+": paper.__class__(G, f, paper.observation,
-                                                  StudentTLatentPrior(stats.mean, stats.std_scalar, G.num_ws, df=3.0),
-                                                  paper.colinearity, paper.likelihoods),
+        "W+, no colinearity": replace(paper, colinearity=None),
+        "W (shared w)": replace(paper, prior=SharedLatentPrior.from_stats(stats, G.num_ws)),
+        "Student-t (df 3) on W+": replace(paper, prior=StudentTLatentPrior(stats.mean, stats.std_scalar, G.num_ws,
+                                                                            df=3.0)),
     }
     images = {}
     for name, model in variants.items():

@@ -13,6 +13,7 @@ ArviZ: VI is expected to be narrower than NUTS (it minimises KL(q || p)).
 from __future__ import annotations
 
 import argparse
+from dataclasses import replace
 from pathlib import Path
 
 import arviz as az
@@ -34,8 +35,7 @@ def main(args: argparse.Namespace) -> None:
     truth = load_test_images()[0][args.image : args.image + 1]
     f = SuperResolution(4, kernel="bicubic-antialias")  # low-pass, then subsample
     full = build_problem(G, f, f(truth), load_domain_features())
-    model = full.__class__(G, f, full.observation, SharedLatentPrior.from_stats(G.latent_stats(), G.num_ws),
-                           full.colinearity, full.likelihoods)
+    model = replace(full, prior=SharedLatentPrior.from_stats(G.latent_stats(), G.num_ws))  # W instead of W+
 
     results = {
         "MAP": map_estimate(model, num_steps=args.steps, progress=False),

@@ -82,8 +82,15 @@ class BRGMModel:
         self.observation = self.observation.to(device)
         if self.mask is not None:
             self.mask = self.mask.to(device)
-        self.num_images = self.observation.shape[0] if self.observation.ndim == 4 else 1
-        self.batched = self.observation.ndim == 4
+
+    @property
+    def batched(self) -> bool:
+        """True for a (B, C', H', W') batch of independent observations."""
+        return self.observation.ndim == 4
+
+    @property
+    def num_images(self) -> int:
+        return self.observation.shape[0] if self.batched else 1
 
     def __call__(self) -> torch.Tensor:
         return self.model()
