@@ -192,16 +192,58 @@ def test_corruptions_are_differentiable():
         x.grad = None
 
 
+def hidden_boxes(mask: np.ndarray) -> list[tuple[int, int, int, int]]:
+    """The hidden rectangles of a (R, R) mask (1 = observed) as (y0, y1, x0, x1), end exclusive,
+    found independently of the mask code: connected components of the hidden pixels."""
+    labels, count = ndimage.label(mask == 0)
+    boxes = []
+    for k in range(1, count + 1):
+        rows, cols = np.nonzero(labels == k)
+        assert len(rows) == (rows.max() - rows.min() + 1) * (cols.max() - cols.min() + 1), "not a rectangle"
+        boxes.append((int(rows.min()), int(rows.max()) + 1, int(cols.min()), int(cols.max()) + 1))
+    return sorted(boxes, key=lambda b: (b[2], b[0]))
+
+
+# The authors' released masks (issue 11): hidden boxes at 1024x1024 and in their 256x256 files.
+RELEASED_1024 = [
+    [(0, 1024, 510, 1024)], [(0, 1024, 0, 510)], [(411, 585, 276, 454), (411, 585, 564, 726)],
+    [(185, 840, 515, 747)], [(0, 513, 510, 1024)], [(616, 868, 286, 751)], [(500, 1024, 0, 1024)],
+]
+RELEASED_256 = [
+    [(0, 256, 128, 256)], [(0, 256, 0, 127)], [(103, 146, 69, 114), (103, 146, 141, 182)],
+    [(46, 210, 129, 187)], [(0, 128, 127, 256)], [(154, 217, 71, 188)], [(125, 256, 0, 256)],
+]
+
+
+def test_standard_masks_are_the_released_boxes_at_1024():
+    masks = standard_masks(1024)[:, 0].numpy()
+    for i, expected in enumerate(RELEASED_1024):
+        assert hidden_boxes(masks[i]) == expected, f"mask {i}"
+
+
+def test_standard_masks_match_the_released_256_files_to_one_pixel():
+    masks = standard_masks(256)[:, 0].numpy()
+    for i, expected in enumerate(RELEASED_256):
+        found = hidden_boxes(masks[i])
+        assert len(found) == len(expected), f"mask {i}"
+        for got, want in zip(found, expected):
+            assert max(abs(g - w) for g, w in zip(got, want)) <= 1, f"mask {i}: {got} vs released {want}"
+        released = np.ones((256, 256))
+        for y0, y1, x0, x1 in expected:
+            released[y0:y1, x0:x1] = 0
+        assert (released == masks[i]).mean() > 0.99, f"mask {i}"
+
+
 def test_standard_mask_geometry():
     r = 64
     hidden = 1 - standard_masks(r)[:, 0].numpy()  # (7, R, R), 1 = hidden
     labels = [ndimage.label(h)[0] for h in hidden]
     assert [lab.max() for lab in labels] == [1, 1, 2, 1, 1, 1, 1]  # two separate eye boxes
     rows, cols = np.nonzero(hidden[2])
-    assert rows.max() < r / 2 and cols.min() < r / 2 < cols.max()  # eyes: upper half, both sides
+    assert rows.max() < r * 0.6 and cols.min() < r / 2 < cols.max()  # eyes: near the middle row, both sides
     rows, cols = np.nonzero(hidden[3])
-    assert cols.min() > r / 2 and rows.min() == 0 and rows.max() == r - 1  # full-height bar right of centre
-    assert hidden[4].sum() == r * r / 4 and hidden[4][: r // 2, r // 2:].all()  # top-right quadrant
+    assert cols.min() >= r / 2 and rows.min() > 0 and rows.max() < r - 1  # bar right of centre
+    assert hidden[4][: r // 2, r // 2:].all()  # top-right quadrant
     rows, cols = np.nonzero(hidden[5])
     assert rows.min() > r / 2 and abs(cols.mean() - (r - 1) / 2) < 1  # mouth: lower half, centred
     assert hidden[1][:, : r // 2].all() and hidden[1].sum() == r * r / 2  # left half

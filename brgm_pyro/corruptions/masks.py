@@ -1,38 +1,49 @@
 """Binary observation masks: loading and validation, and the seven standard masks of the paper's
-in-painting evaluation (defined as fractions of the image, so they scale to any resolution)."""
+in-painting evaluation (the authors' released boxes, scaled to any resolution)."""
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import numpy as np
 import torch
 
-# Hidden boxes (y0, y1, x0, x1) as fractions of the image side, one list per standard mask.
-STANDARD_MASK_BOXES: tuple[tuple[str, tuple[tuple[float, float, float, float], ...]], ...] = (
-    ("right half", ((0.0, 1.0, 0.5, 1.0),)),
-    ("left half", ((0.0, 1.0, 0.0, 0.5),)),
-    ("two eye boxes", ((0.34, 0.5, 0.2, 0.44), (0.34, 0.5, 0.56, 0.8))),
-    ("vertical bar right of centre", ((0.0, 1.0, 0.56, 0.72),)),
-    ("top-right quadrant", ((0.0, 0.5, 0.5, 1.0),)),
-    ("mouth box", ((0.66, 0.84, 0.3, 0.7),)),
-    ("bottom half", ((0.5, 1.0, 0.0, 1.0),)),
+# Hidden boxes (y0, y1, x0, x1), rows y0:y1 and columns x0:x1 with the end excluded, of the seven
+# masks the BRGM authors released, in pixels of a 1024x1024 image.  Other resolutions scale every
+# edge by R / 1024 and round half up (at 256x256 this reproduces the released 256 files to within
+# one pixel at an edge).
+RELEASED_MASK_RESOLUTION = 1024
+STANDARD_MASK_BOXES: tuple[tuple[str, tuple[tuple[int, int, int, int], ...]], ...] = (
+    ("right half", ((0, 1024, 510, 1024),)),
+    ("left half", ((0, 1024, 0, 510),)),
+    ("two eye boxes", ((411, 585, 276, 454), (411, 585, 564, 726))),
+    ("vertical bar right of centre", ((185, 840, 515, 747),)),
+    ("top-right quadrant", ((0, 513, 510, 1024),)),
+    ("mouth box", ((616, 868, 286, 751),)),
+    ("bottom half", ((500, 1024, 0, 1024),)),
 )
 NUM_STANDARD_MASKS = len(STANDARD_MASK_BOXES)
+
+
+def scaled_box(box: tuple[int, int, int, int], resolution: int) -> tuple[int, int, int, int]:
+    """A released 1024x1024 box's edges at ``resolution``: round(edge * R / 1024), halves up."""
+    return tuple(math.floor(edge * resolution / RELEASED_MASK_RESOLUTION + 0.5) for edge in box)  # type: ignore[return-value]
 
 
 def standard_mask(index: int, resolution: int) -> torch.Tensor:
     """Standard mask ``index % 7`` at ``resolution``: (1, R, R) float, 1 = observed, 0 = hidden.
 
+    The authors' released in-painting masks (``STANDARD_MASK_BOXES``), scaled from 1024x1024.
     Applied cyclically over a test set: image n gets ``standard_mask(n, R)``.
     """
     if resolution < 4:
         raise ValueError(f"resolution must be at least 4, got {resolution}")
     _, boxes = STANDARD_MASK_BOXES[index % NUM_STANDARD_MASKS]
     mask = torch.ones(1, resolution, resolution)
-    for y0, y1, x0, x1 in boxes:
-        r = lambda f: int(round(f * resolution))  # noqa: E731 - fraction -> pixel index
-        mask[:, r(y0):r(y1), r(x0):r(x1)] = 0.0
+    for box in boxes:
+        y0, y1, x0, x1 = scaled_box(box, resolution)
+        mask[:, y0:y1, x0:x1] = 0.0
     return mask
 
 
