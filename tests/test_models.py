@@ -172,7 +172,7 @@ def test_observation_dtypes_are_converted_or_refused_before_pyro(tiny_generator)
     assert m64.observation.dtype == torch.float32  # the generator's dtype
     torch.testing.assert_close(m64.observation, obs[0])
     trace = pyro.poutine.trace(m64.model).get_trace()  # runs in Pyro without a dtype clash
-    assert math.isfinite(float(trace.log_prob_sum()))
+    assert math.isfinite(float(trace.log_prob_sum().detach()))
     with pytest.raises(TypeError, match=r"observation must be a float tensor in \[-1, 1\], got dtype torch.uint8; "
                                         r"convert uint8 images with x / 127.5 - 1"):
         brgm_model(tiny_generator, op, ((obs + 1) * 127.5).to(torch.uint8), config=config, num_stats_samples=200)
