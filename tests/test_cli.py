@@ -71,18 +71,18 @@ def test_user_errors_are_clear(tmp_path, capsys):
     save_image(load_test_images()[0][:1], img)
     Image.fromarray(np.zeros((32, 20), np.uint8)).save(tmp_path / "wide.png")
     Image.fromarray(np.full((16, 16), 255, np.uint8)).save(tmp_path / "mask16.png")
-    _fails(["reconstruct", str(tmp_path / "wide.png"), "--task", "super-resolution", "--out", str(tmp_path)],
-           capsys, "not square (20x32)")
+    _fails(["reconstruct", str(tmp_path / "wide.png"), "--task", "super-resolution", "--out", str(tmp_path / "out")],
+           capsys, "not square (20x32); pass --center-crop")
     _fails(["reconstruct", str(img), "--task", "inpainting", "--mask", str(tmp_path / "mask16.png"),
-            "--out", str(tmp_path)], capsys, "mask is 16x16 but the generator makes 32x32")
-    _fails(["reconstruct", str(img), "--task", "inpainting", "--out", str(tmp_path)], capsys, "exactly one of a mask")
-    _fails(["reconstruct", str(img), "--task", "super-resolution", "--factor", "3", "--out", str(tmp_path)],
+            "--out", str(tmp_path / "out")], capsys, "mask is 16x16 but the generator makes 32x32")
+    _fails(["reconstruct", str(img), "--task", "inpainting", "--out", str(tmp_path / "out")], capsys, "exactly one of a mask")
+    _fails(["reconstruct", str(img), "--task", "super-resolution", "--factor", "3", "--out", str(tmp_path / "out")],
            capsys, "factor 3 must be >= 2 and divide the resolution 32")
-    _fails(["reconstruct", str(img), "--observed", "--task", "super-resolution", "--out", str(tmp_path)],
+    _fails(["reconstruct", str(img), "--observed", "--task", "super-resolution", "--out", str(tmp_path / "out")],
            capsys, "is (1, 32, 32) (C, H, W) but")
     _fails(["reconstruct", str(img), "--task", "super-resolution", "--generator", str(tmp_path / "ffhq.pkl"),
-            "--out", str(tmp_path)], capsys, "no generator checkpoint at")
-    _fails(["reconstruct", str(img), "--task", "super-resolution", "--method", "magic", "--out", str(tmp_path)],
+            "--out", str(tmp_path / "out")], capsys, "no generator checkpoint at")
+    _fails(["reconstruct", str(img), "--task", "super-resolution", "--method", "magic", "--out", str(tmp_path / "out")],
            capsys, "unknown method(s) ['magic']")
     with pytest.raises(SystemExit):
         main(["reconstruct", str(img), "--task", "deblurring-by-magic"])
@@ -109,5 +109,5 @@ def test_missing_perceptual_weights_say_what_to_do(tmp_path, capsys, monkeypatch
     img = tmp_path / "img.png"
     save_image(load_test_images()[0][:1], img)
     err = _fails(["reconstruct", str(img), "--task", "super-resolution", "--features", "lpips-vgg",
-                  "--out", str(tmp_path)], capsys, "vgg16-397923af.pth does not exist")
+                  "--out", str(tmp_path / "out")], capsys, "vgg16-397923af.pth does not exist")
     assert "torchvision.models.vgg16(weights='IMAGENET1K_V1')" in err
