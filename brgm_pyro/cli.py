@@ -110,16 +110,18 @@ def _method_list(text: str) -> list[str]:
     return methods
 
 
-def _check_input_file(path: str, what: str) -> None:
-    """An image/mask file exists, and (images) its header is readable and within the pixel limit."""
-    from .io import check_image_file
+def _check_input_file(path: str, what: str, decode: bool = True) -> None:
+    """An image / mask file exists, is within the pixel limit and (decode) reads as a valid image."""
+    from .io import check_image, check_image_file
 
     p = Path(path)
     if not p.exists():
         raise FileNotFoundError(f"{what} {p} does not exist")
     if not p.is_file():
         raise ValueError(f"{what} {p} is not a regular file")
-    if p.suffix.lower() != ".npy":
+    if decode:
+        check_image(p)
+    elif p.suffix.lower() != ".npy":
         check_image_file(p)
 
 
@@ -191,7 +193,7 @@ def check_args(args: argparse.Namespace) -> None:
         args.methods = _method_list(args.method)
         _check_input_file(args.image, "image file")
         if args.mask is not None:
-            _check_input_file(args.mask, "mask image")
+            _check_input_file(args.mask, "mask image", decode=False)  # read (and checked) by the corruption
     if args.command == "evaluate" and args.images is not None and not Path(args.images).is_dir():
         raise ValueError(f"--images {args.images} is not a folder")
     if args.command in ("reconstruct", "demo", "evaluate"):

@@ -61,6 +61,15 @@ def check_image_file(path: str | Path) -> tuple[int, int]:
     return w, h
 
 
+def check_image(path: str | Path) -> None:
+    """Read and check an image file (.npy too) as ``load_image`` would -- size limit, mode, bit
+    depth, transparency, non-finite values -- without building a tensor; raise on bad input."""
+    path = Path(path)
+    im = _read(path, str(path))
+    if isinstance(im, Image.Image):
+        _normalise_mode(im, str(path))
+
+
 def _open_file(path: Path) -> Image.Image:
     check_image_file(path)
     with warnings.catch_warnings():
