@@ -483,8 +483,15 @@ def _add_kernel_option(p: argparse.ArgumentParser, default: str) -> None:
                         "antialiasing is the authors' release, which aliases badly on 32x32 images)")
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors (no usage block): ``brgm COMMAND: error: ...``, exit code 2."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="brgm", description="Bayesian image reconstruction with deep generative priors (BRGM)."
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")

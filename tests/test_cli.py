@@ -286,6 +286,17 @@ def test_sixteen_bit_png_is_scaled_and_center_crop_flag(tmp_path, capsys):
     assert Image.open(tmp_path / "w" / "truth.png").size == (32, 32)
 
 
+def test_unparsable_flags_are_one_line_errors(capsys):
+    for argv, match in [(["reconstruct", "x.png", "--task", "inpainting", "--steps", "1.5"],
+                         "argument --steps: invalid int value: '1.5'"),
+                        (["demo", "--kappa", "much"], "argument --kappa: invalid float value: 'much'")]:
+        with pytest.raises(SystemExit) as exc:
+            main(argv)
+        assert exc.value.code == 2
+        err = capsys.readouterr().err
+        assert err.startswith(f"brgm {argv[0]}: error: ") and err.count("\n") == 1 and match in err, err
+
+
 def test_json_outputs_are_strict(tmp_path):
     from brgm_pyro.reconstruction import json_safe, write_json
 
