@@ -242,6 +242,11 @@ def test_out_is_checked_before_any_computation(shirt, tmp_path, capsys, no_gener
     _one_line_error([*base, "--out", str(tmp_path)], capsys, "already holds files (file.txt, shirt.png); pass --overwrite")
     assert (tmp_path / "file.txt").read_text() == "keep me"
     _one_line_error(["demo", "--out", str(tmp_path)], capsys, "already holds files")
+    (tmp_path / "evaluation-inpainting.md").write_text("old table")
+    _one_line_error(["evaluate", "--task", "inpainting", "--out", str(tmp_path)], capsys,
+                    "already holds these results (evaluation-inpainting.md); pass --overwrite")
+    with pytest.raises(AssertionError, match="generator was loaded"):  # another task's tables may share the folder
+        main(["evaluate", "--task", "super-resolution", "--out", str(tmp_path)])
 
 
 def _strict_json(path):
@@ -304,3 +309,28 @@ def test_json_outputs_are_strict(tmp_path):
     assert json_safe(data) == {"psnr": None, "rmse": None, "ok": [1.5, None], "n": 3}
     path = write_json(data, tmp_path / "m.json")
     assert _strict_json(path) == {"psnr": None, "rmse": None, "ok": [1.5, None], "n": 3}
+
+
+def test_overwrite_clears_only_known_files_of_each_command(tmp_path):
+    import argparse
+
+    from brgm_pyro.cli import clear_previous_outputs
+
+    demo = tmp_path / "demo"
+    for rel in ("metrics.json", "summary.png", "super-resolution/map.png", "super-resolution/vi_std.png",
+                "inpainting/truth.png", "inpainting/mine.txt", "notes.md"):
+        (demo / rel).parent.mkdir(parents=True, exist_ok=True)
+        (demo / rel).write_text("x")
+    removed = clear_previous_outputs(argparse.Namespace(command="demo", overwrite=True), demo)
+    assert len(removed) == 5
+    left = sorted(str(p.relative_to(demo)) for p in demo.rglob("*"))
+    assert left == ["inpainting", "inpainting/mine.txt", "notes.md"]  # emptied task folder removed
+    ev = tmp_path / "ev"
+    ev.mkdir()
+    for name in ("evaluation-inpainting.md", "evaluation-inpainting.csv", "evaluation-super-resolution.md"):
+        (ev / name).write_text("x")
+    args = argparse.Namespace(command="evaluate", task="inpainting", overwrite=True)
+    assert {p.name for p in clear_previous_outputs(args, ev)} == {"evaluation-inpainting.md",
+                                                                  "evaluation-inpainting.csv"}
+    assert [p.name for p in ev.iterdir()] == ["evaluation-super-resolution.md"]
+    assert clear_previous_outputs(argparse.Namespace(command="demo", overwrite=False), demo) == []
