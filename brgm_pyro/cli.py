@@ -3,9 +3,203 @@
 from __future__ import annotations
 
 import argparse
+import math
+import os
 import platform
 import sys
-from typing import Sequence
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+# ---------------------------------------------------------------------------------------------
+# Up-front checks: every numeric flag, --device, --method, input files and --out are checked
+# before a generator is loaded or anything is computed.
+
+_Rule = tuple[str, Callable[[Any], bool]]
+
+
+def _finite(value: Any) -> bool:
+    return isinstance(value, (int, float)) and math.isfinite(value)
+
+
+def _positive(v: Any) -> bool:
+    return _finite(v) and v > 0
+
+
+def _non_negative(v: Any) -> bool:
+    return _finite(v) and v >= 0
+
+
+def _int_at_least(lo: int) -> _Rule:
+    return f"an integer >= {lo}", lambda v: isinstance(v, int) and v >= lo
+
+
+def _int_between(lo: int, hi: int) -> _Rule:
+    return f"an integer in {lo}..{hi}", lambda v: isinstance(v, int) and lo <= v <= hi
+
+
+POSITIVE = ("a positive finite number", _positive)
+NON_NEGATIVE = ("a finite number >= 0", _non_negative)
+MAX_SEED = 2**32 - 1
+
+_MODEL_RULES: dict[str, _Rule] = {
+    "steps": _int_at_least(1), "lr": POSITIVE, "seed": _int_between(0, MAX_SEED),
+    "sigma_pixel": POSITIVE, "sigma_perceptual": POSITIVE, "kappa": NON_NEGATIVE,
+    "lambda_pixel": POSITIVE, "lambda_perceptual": POSITIVE, "lambda_colin": NON_NEGATIVE,
+}
+_RULES: dict[str, dict[str, _Rule]] = {
+    "demo": {**_MODEL_RULES, "image_index": _int_between(0, 99), "mask_id": _int_between(0, 6),
+             "samples": _int_at_least(1)},
+    "reconstruct": {**_MODEL_RULES, "factor": _int_at_least(2), "mask_id": _int_between(0, 6),
+                    "samples": _int_at_least(1)},
+    "evaluate": {**_MODEL_RULES, "factor": _int_at_least(2), "num_images": _int_at_least(1),
+                 "batch_size": _int_at_least(1)},
+    "train-generator": {
+        "resolution": ("a power of two in 4..1024", lambda v: isinstance(v, int) and v in [2**k for k in range(2, 11)]),
+        "channels": ("1 or 3", lambda v: v in (1, 3)), "z_dim": _int_at_least(1), "w_dim": _int_at_least(1),
+        "mapping_layers": _int_at_least(1), "channel_base": _int_at_least(1), "channel_max": _int_at_least(1),
+        "batch_size": _int_at_least(1), "iterations": _int_at_least(1), "max_minutes": POSITIVE, "lr": POSITIVE,
+        "r1_gamma": NON_NEGATIVE, "seed": _int_between(0, MAX_SEED), "snapshot_every": _int_at_least(1),
+    },
+}
+
+
+def check_numbers(args: argparse.Namespace) -> None:
+    """Each numeric flag given (not None) must be finite and in range: ValueError naming the flag."""
+    for dest, (what, ok) in _RULES.get(args.command, {}).items():
+        value = getattr(args, dest, None)
+        if value is not None and not ok(value):
+            raise ValueError(f"--{dest.replace('_', '-')} must be {what}, got {value}")
+
+
+def check_device(device: str | None) -> None:
+    """--device: cpu, cuda, cuda:N or mps, and present on this machine."""
+    if device is None:
+        return
+    import torch
+
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, ValueError):
+        raise ValueError(f"--device {device!r} is not a device; use cpu, cuda or cuda:N") from None
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"--device {device}: no CUDA GPU is available here (this torch {torch.__version__} "
+                             f"{'has no CUDA support' if torch.version.cuda is None else 'finds no GPU'}); "
+                             "use --device cpu")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise ValueError(f"--device {device}: this machine has {torch.cuda.device_count()} CUDA GPU(s) "
+                             f"(cuda:0..cuda:{torch.cuda.device_count() - 1})")
+    elif dev.type == "mps":
+        if not torch.backends.mps.is_available():
+            raise ValueError(f"--device {device}: Apple MPS is not available here; use --device cpu")
+    elif dev.type != "cpu":
+        raise ValueError(f"--device {device!r} is not supported; use cpu, cuda, cuda:N or mps")
+
+
+def _method_list(text: str) -> list[str]:
+    from .reconstruction import METHODS
+
+    methods = [m.strip() for m in text.split(",") if m.strip()]
+    if not methods:
+        raise ValueError(f"--method needs at least one of {', '.join(METHODS)}")
+    unknown = [m for m in methods if m not in METHODS]
+    if unknown:
+        raise ValueError(f"unknown method(s) {unknown}; choose from {', '.join(METHODS)}")
+    if len(set(methods)) != len(methods):
+        raise ValueError(f"--method lists a method twice: {text!r}")
+    return methods
+
+
+def _check_input_file(path: str, what: str, decode: bool = True) -> None:
+    """An image / mask file exists, is within the pixel limit and (decode) reads as a valid image."""
+    from .io import check_image, check_image_file
+
+    p = Path(path)
+    if not p.exists():
+        raise FileNotFoundError(f"{what} {p} does not exist")
+    if not p.is_file():
+        raise ValueError(f"{what} {p} is not a regular file")
+    if decode:
+        check_image(p)
+    elif p.suffix.lower() != ".npy":
+        check_image_file(p)
+
+
+# Files the commands write; --overwrite removes these (and only these) from the output folder.
+_RUN_FILES = ("input.png", "truth.png", "map.png", "metrics.json", "summary.png",
+              *(f"{m}_{kind}" for m in ("map", "vi", "mcmc")
+                for kind in ("mean.png", "samples.png", "std.png", "inference_data.nc")))
+_DEMO_TASK_FOLDERS = ("super-resolution", "inpainting")
+
+
+def _output_files(args: argparse.Namespace, out: Path) -> list[Path]:
+    """The paths a previous run of this command may have left in ``out``."""
+    if args.command == "evaluate":
+        return [out / f"evaluation-{args.task}.md", out / f"evaluation-{args.task}.csv"]
+    files = [out / name for name in _RUN_FILES]
+    if args.command == "demo":
+        files += [out / task / name for task in _DEMO_TASK_FOLDERS for name in _RUN_FILES]
+    return files
+
+
+def check_out(args: argparse.Namespace) -> Path:
+    """--out must be a folder we can write.  reconstruct / demo: an existing folder that is not
+    empty is refused without --overwrite.  evaluate (one table pair per task in a shared folder):
+    refused when this task's tables exist, without --overwrite."""
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {out} exists and is not a folder; choose a folder path")
+    ancestor = out
+    while not ancestor.exists():
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():
+        raise ValueError(f"--out {out}: {ancestor} is a file, not a folder")
+    if not os.access(ancestor, os.W_OK | os.X_OK):
+        raise ValueError(f"--out {out}: no permission to write in {ancestor}")
+    if out.is_dir() and not args.overwrite:
+        if args.command == "evaluate":
+            existing = [p.name for p in _output_files(args, out) if p.exists()]
+        else:
+            existing = sorted(p.name for p in out.iterdir())
+        if existing:
+            shown = ", ".join(existing[:4]) + (", ..." if len(existing) > 4 else "")
+            raise ValueError(f"--out {out} already holds {'these results' if args.command == 'evaluate' else 'files'} "
+                             f"({shown}); pass --overwrite to replace the previous run's files, or choose another --out")
+    return out
+
+
+def clear_previous_outputs(args: argparse.Namespace, out: Path) -> list[Path]:
+    """With --overwrite: remove the files a previous run of this command wrote (other files stay)."""
+    removed = []
+    if not (args.overwrite and out.is_dir()):
+        return removed
+    for path in _output_files(args, out):
+        if path.is_file() or path.is_symlink():
+            path.unlink()
+            removed.append(path)
+    if args.command == "demo":
+        for task in _DEMO_TASK_FOLDERS:
+            folder = out / task
+            if folder.is_dir() and not any(folder.iterdir()):
+                folder.rmdir()
+    return removed
+
+
+def check_args(args: argparse.Namespace) -> None:
+    """All up-front checks of one command line (before any computation)."""
+    check_numbers(args)
+    check_device(getattr(args, "device", None))
+    if args.command == "reconstruct":
+        args.methods = _method_list(args.method)
+        _check_input_file(args.image, "image file")
+        if args.mask is not None:
+            _check_input_file(args.mask, "mask image", decode=False)  # read (and checked) by the corruption
+    if args.command == "evaluate" and args.images is not None and not Path(args.images).is_dir():
+        raise ValueError(f"--images {args.images} is not a folder")
+    if args.command in ("reconstruct", "demo", "evaluate"):
+        check_out(args)
+    if args.command == "train-generator" and Path(args.out).exists() and not Path(args.out).is_dir():
+        raise ValueError(f"--out {args.out} exists and is not a folder")
 
 
 def _cmd_info(args: argparse.Namespace) -> int:
@@ -108,33 +302,55 @@ def _figure_row(display, truth, outputs) -> dict:
     return row
 
 
-def _cmd_reconstruct(args: argparse.Namespace) -> int:
-    from pathlib import Path
+def _load_image_cli(load_image, path: str, **kwargs):
+    """load_image with the CLI's wording for a non-square image."""
+    from .io import NonSquareImageError
 
+    try:
+        return load_image(path, **kwargs)
+    except NonSquareImageError as err:
+        raise ValueError(f"{err.name} is not square ({err.width}x{err.height}); pass --center-crop to crop its "
+                         "central square") from None
+
+
+def _check_finite_outputs(outputs) -> None:
+    import torch
+
+    for method, o in outputs.items():
+        if not bool(torch.isfinite(o.image).all()):
+            raise ValueError(f"{method} gave non-finite (NaN / inf) images: the optimisation diverged; nothing was "
+                             "written (try a smaller --lr)")
+
+
+def _cmd_reconstruct(args: argparse.Namespace) -> int:
     from .io import load_image
     from .reconstruction import (build_problem, make_task, observation_display, run_methods, summary_figure,
                                  write_json)
 
+    out = check_out(args)
     generator, features = _load(args)
     shape = (generator.img_channels, generator.img_resolution, generator.img_resolution)
     corruption = make_task(args.task, generator.img_resolution, factor=args.factor, mask=args.mask,
                            mask_id=args.mask_id, kernel=args.kernel)
     out_shape = tuple(corruption.output_shape(shape))
     if args.observed:
-        observation = load_image(args.image, resolution=None, channels=shape[0], center_crop=False)
+        observation = _load_image_cli(load_image, args.image, resolution=None, channels=shape[0],
+                                      center_crop=args.center_crop)
         if tuple(observation.shape[1:]) != out_shape:
             raise ValueError(f"the observation {args.image} is {tuple(observation.shape[1:])} (C, H, W) but "
                              f"{corruption.describe()} of this generator's images gives {out_shape}")
         truth = None
     else:
-        truth = load_image(args.image, resolution=shape[-1], channels=shape[0], center_crop=False)
+        truth = _load_image_cli(load_image, args.image, resolution=shape[-1], channels=shape[0],
+                                center_crop=args.center_crop)
         observation = corruption(truth)
     model = build_problem(generator, corruption, observation.to(generator.device), features, **_overrides(args))
-    methods = [m.strip() for m in args.method.split(",") if m.strip()]
+    methods = getattr(args, "methods", None) or _method_list(args.method)
     outputs = run_methods(model, methods, steps=args.steps, lr=args.lr, samples=args.samples, seed=args.seed,
                           progress=not args.no_progress)
-    out = Path(args.out)
     display = observation_display(corruption, observation, shape)
+    _check_finite_outputs(outputs)
+    clear_previous_outputs(args, out)
     metrics = _save_outputs(out, truth, display, outputs)
     write_json({"task": args.task, "corruption": corruption.describe(), "metrics": metrics,
                 "config": model_config_dict(model)}, out / "metrics.json")
@@ -163,14 +379,15 @@ def model_config_dict(model) -> dict:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
     from .bundled import load_test_images
     from .reconstruction import (build_problem, make_task, observation_display, run_methods, summary_figure,
                                  write_json)
 
+    out = check_out(args)
     generator, features = _load(args)
     images, labels, _ = load_test_images()
+    if args.image_index >= len(images):
+        raise ValueError(f"--image-index must be in 0..{len(images) - 1}, got {args.image_index}")
     shape = (generator.img_channels, generator.img_resolution, generator.img_resolution)
     if tuple(images.shape[1:]) != shape:
         raise ValueError(f"the demo images are {tuple(images.shape[1:])} but the generator makes {shape}; "
@@ -178,14 +395,16 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     truth = images[args.image_index:args.image_index + 1].to(generator.device)
     tasks = [("super-resolution", make_task("super-resolution", shape[-1], factor=4, kernel=args.kernel)),
              ("inpainting", make_task("inpainting", shape[-1], mask_id=args.mask_id))]
-    out = Path(args.out)
-    rows, titles, report = [], [], {}
+    rows, titles, report, results = [], [], {}, []
     for name, corruption in tasks:
         observation = corruption(truth)
         model = build_problem(generator, corruption, observation, features, **_overrides(args))
         outputs = run_methods(model, ["map", "vi"], steps=args.steps, lr=args.lr, samples=args.samples,
                               seed=args.seed, progress=not args.no_progress)
-        display = observation_display(corruption, observation, shape)
+        _check_finite_outputs(outputs)
+        results.append((name, corruption, model, observation_display(corruption, observation, shape), outputs))
+    clear_previous_outputs(args, out)
+    for name, corruption, model, display, outputs in results:
         report[name] = {"corruption": corruption.describe(), "config": model_config_dict(model),
                         "metrics": _save_outputs(out / name, truth.cpu(), display, outputs)}
         rows.append(_figure_row(display, truth.cpu(), outputs))
@@ -206,15 +425,15 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     from .io import load_images
     from .reconstruction import build_problem
 
+    out = check_out(args)
     generator, features = _load(args)
     shape = (generator.img_channels, generator.img_resolution, generator.img_resolution)
     if args.images:
-        from pathlib import Path
-
         files = sorted(p for p in Path(args.images).iterdir() if p.suffix.lower() in (".png", ".jpg", ".jpeg", ".npy"))
         if not files:
             raise ValueError(f"no .png/.jpg/.npy images in {args.images}")
-        images = load_images(files[:args.num_images], resolution=shape[-1], channels=shape[0])
+        images = _load_image_cli(load_images, files[:args.num_images], resolution=shape[-1], channels=shape[0],
+                                 center_crop=args.center_crop)
     else:
         images = load_test_images()[0][:args.num_images]
     overrides = _overrides(args)
@@ -223,7 +442,8 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
                      features, factor=args.factor or 4, kernel=args.kernel, steps=args.steps, lr=args.lr,
                      batch_size=args.batch_size,
                      progress=not args.no_progress, lpips_net=None if args.no_lpips else "alex")
-    md, csv_path = write_tables(table, args.out)
+    clear_previous_outputs(args, out)
+    md, csv_path = write_tables(table, out)
     print(md.read_text())
     print(f"written: {md} and {csv_path}")
     return 0
@@ -241,7 +461,10 @@ def _add_model_options(p: argparse.ArgumentParser, steps: int = 500) -> None:
     p.add_argument("--steps", type=int, default=steps, help="optimisation steps (default: %(default)s)")
     p.add_argument("--lr", type=float, default=0.1, help="Adam learning rate (default: %(default)s)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", default="brgm-out", help="output folder (default: %(default)s)")
+    p.add_argument("--out", default="brgm-out", help="output folder (default: %(default)s); an existing folder "
+                   "with files is refused unless --overwrite is given")
+    p.add_argument("--overwrite", action="store_true",
+                   help="write into an existing --out folder, first removing the files a previous run wrote there")
     p.add_argument("--no-progress", action="store_true")
     g = p.add_argument_group("weights (default: the generator's recommended balance, else the authors' released one)")
     g.add_argument("--sigma-pixel", type=float)
@@ -260,8 +483,15 @@ def _add_kernel_option(p: argparse.ArgumentParser, default: str) -> None:
                         "antialiasing is the authors' release, which aliases badly on 32x32 images)")
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors (no usage block): ``brgm COMMAND: error: ...``, exit code 2."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="brgm", description="Bayesian image reconstruction with deep generative priors (BRGM)."
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -316,7 +546,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("reconstruct", help="reconstruct one image (MAP / VI / MCMC)",
                        description="Reconstruct IMAGE: by default IMAGE is the clean image, corrupted here (metrics "
                        "against it are reported); with --observed it is the corrupted observation itself.")
-    p.add_argument("image", help="PNG / JPEG / .npy image (square)")
+    p.add_argument("image", help="PNG / JPEG / .npy image (square, or use --center-crop); 8- or 16-bit, at most "
+                   "8192x8192 pixels, no transparent pixels")
+    p.add_argument("--center-crop", action="store_true", help="crop a non-square image to its central square")
     p.add_argument("--task", required=True, choices=TASKS)
     p.add_argument("--factor", type=int, default=None, help="super-resolution factor (default 4)")
     p.add_argument("--mask", default=None, help="in-painting mask image, white (1) = observed")
@@ -336,6 +568,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--images", default=None, help="folder of test images (default: the 100 bundled ones)")
     p.add_argument("--batch-size", type=int, default=50, help="images optimised together (default: %(default)s)")
     p.add_argument("--no-lpips", action="store_true", help="skip LPIPS even if its weights are present")
+    p.add_argument("--center-crop", action="store_true", help="crop non-square --images to their central square")
     _add_kernel_option(p, "bicubic-antialias")
     _add_model_options(p)
     p.set_defaults(out="brgm-evaluation")
@@ -349,16 +582,23 @@ def _cuda_available() -> bool:
     return torch.cuda.is_available()
 
 
+# Errors a user can act on (bad flag, image, mask, --out, device, checkpoint, missing weights):
+# one line on stderr and exit code 2.  Anything else is a bug and keeps its traceback.
+USER_ERRORS: tuple[type[BaseException], ...] = (ValueError, FileNotFoundError, PermissionError, IsADirectoryError,
+                                                NotADirectoryError, FileExistsError)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    from .generators import CheckpointError
+    from .generators import CheckpointError, UnsafeCheckpointError
 
     try:
+        check_args(args)
         return int(args.func(args) or 0)
-    except (ValueError, FileNotFoundError, CheckpointError) as err:
-        # errors a user can act on: bad task/mask/image, missing checkpoint or weights
-        print(f"brgm {args.command}: error: {err}", file=sys.stderr)
+    except (*USER_ERRORS, CheckpointError, UnsafeCheckpointError) as err:
+        message = " ".join(str(err).split()) or type(err).__name__
+        print(f"brgm {args.command}: error: {message}", file=sys.stderr)
         return 2
 
 

@@ -1,11 +1,16 @@
 """Images in and out: files and arrays <-> tensors in [-1, 1], and image grids.
 
 Loading follows the authors' preprocessing: optional centre crop to a square, then a Lanczos
-resize to the requested resolution.
+resize to the requested resolution.  Files are scaled by their real bit depth: 8-bit (and 1-bit
+and palette) images by 255, 16-bit grayscale PNGs (Pillow modes ``I;16`` / ``I``) by 65535.
+An alpha channel is dropped only when every pixel is opaque; an image with transparent pixels is
+refused (what lies behind them is unknown).  Files over ``MAX_IMAGE_PIXELS`` pixels are refused
+before they are decoded (decompression bombs), and ``.npy`` arrays with NaN or inf are refused.
 """
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Sequence
 
@@ -13,38 +18,158 @@ import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 
+MAX_IMAGE_PIXELS = 8192 * 8192
+"""The largest image (width x height, about 67 megapixels) that ``load_image`` decodes."""
 
-def _to_pil(source: str | Path | np.ndarray | Image.Image) -> Image.Image:
-    if isinstance(source, Image.Image):
-        return source
-    if isinstance(source, (str, Path)):
-        path = Path(source)
-        if not path.is_file():
-            raise FileNotFoundError(f"image file {path} does not exist")
-        if path.suffix.lower() == ".npy":
-            return _to_pil(np.load(path, allow_pickle=False))
+_ALPHA_MODES = {"LA": "L", "La": "L", "RGBA": "RGB", "RGBa": "RGB", "PA": "RGB"}
+_SIXTEEN_BIT_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I")
+_COLOUR_MODES = ("CMYK", "YCbCr", "LAB", "HSV", "RGBX")
+
+
+class NonSquareImageError(ValueError):
+    """A non-square image given with ``center_crop=False``."""
+
+    def __init__(self, width: int, height: int, name: str = "image") -> None:
+        self.width, self.height, self.name = width, height, name
+        super().__init__(f"{name} is not square ({width}x{height}); pass center_crop=True to crop its central square")
+
+
+def _too_large(name: str, detail: str) -> ValueError:
+    return ValueError(f"image {name} is too large ({detail}): images of at most {MAX_IMAGE_PIXELS} pixels "
+                      "(8192x8192) are read, to guard against decompression bombs; resize it first")
+
+
+def check_image_file(path: str | Path) -> tuple[int, int]:
+    """(width, height) of an image file from its header, without decoding it; raise a
+    ``ValueError`` for unreadable files and images over ``MAX_IMAGE_PIXELS``."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"image file {path} does not exist")
+    if not path.is_file():
+        raise ValueError(f"image path {path} is not a regular file")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # our own limit applies
+        try:
+            with Image.open(path) as im:
+                w, h = im.size
+        except Image.DecompressionBombError as exc:
+            raise _too_large(str(path), f"Pillow: {exc}") from exc
+        except (OSError, UnidentifiedImageError, ValueError) as exc:
+            raise ValueError(f"cannot read image {path}: {exc}") from exc
+    if w * h > MAX_IMAGE_PIXELS:
+        raise _too_large(str(path), f"{w * h} pixels, {w}x{h}")
+    return w, h
+
+
+def check_image(path: str | Path) -> None:
+    """Read and check an image file (.npy too) as ``load_image`` would -- size limit, mode, bit
+    depth, transparency, non-finite values -- without building a tensor; raise on bad input."""
+    path = Path(path)
+    im = _read(path, str(path))
+    if isinstance(im, Image.Image):
+        _normalise_mode(im, str(path))
+
+
+def _open_file(path: Path) -> Image.Image:
+    check_image_file(path)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
         try:
             with Image.open(path) as im:
                 im.load()
                 return im.copy()
-        except (OSError, UnidentifiedImageError) as exc:
+        except Image.DecompressionBombError as exc:
+            raise _too_large(str(path), f"Pillow: {exc}") from exc
+        except (OSError, UnidentifiedImageError, ValueError) as exc:
             raise ValueError(f"cannot read image {path}: {exc}") from exc
-    arr = np.asarray(source)
-    if arr.ndim == 3 and arr.shape[2] not in (1, 3):
-        raise ValueError(f"image arrays must be (H, W), (H, W, 1) or (H, W, 3), got shape {arr.shape}")
-    if arr.ndim not in (2, 3):
-        raise ValueError(f"image arrays must be (H, W), (H, W, 1) or (H, W, 3), got shape {arr.shape}")
+
+
+def _load_npy(path: Path) -> np.ndarray:
+    try:
+        arr = np.load(path, mmap_mode="r", allow_pickle=False)  # header only: the size is checked first
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"cannot read image array {path}: {exc}") from exc
+    if arr.ndim in (2, 3) and arr.shape[0] * arr.shape[1] > MAX_IMAGE_PIXELS:
+        raise _too_large(str(path), f"{arr.shape[0] * arr.shape[1]} pixels, shape {arr.shape}")
+    return np.array(arr)
+
+
+def _read(source: str | Path | np.ndarray | Image.Image, name: str) -> Image.Image | np.ndarray:
+    """An 8-bit PIL image (modes 1, L, P, RGB, ... as stored) or a float32 array (H, W, C) in [0, 1]."""
+    if isinstance(source, Image.Image):
+        return source
+    if isinstance(source, (str, Path)):
+        path = Path(source)
+        if not path.exists():
+            raise FileNotFoundError(f"image file {path} does not exist")
+        if not path.is_file():
+            raise ValueError(f"image path {path} is not a regular file")
+        if path.suffix.lower() == ".npy":
+            return _array_image(_load_npy(path), str(path))
+        return _open_file(path)
+    return _array_image(np.asarray(source), name)
+
+
+def _array_image(arr: np.ndarray, name: str) -> Image.Image | np.ndarray:
+    if arr.ndim not in (2, 3) or arr.ndim == 3 and arr.shape[2] not in (1, 3):
+        raise ValueError(f"image arrays must be (H, W), (H, W, 1) or (H, W, 3), got shape {arr.shape} ({name})")
+    if arr.dtype == np.uint16:
+        data = arr.astype(np.float32) / 65535
+        return data[..., None] if data.ndim == 2 else data
     if arr.dtype == np.uint8:
         data = arr
     elif np.issubdtype(arr.dtype, np.floating):
+        finite = np.isfinite(arr)
+        if not finite.all():
+            raise ValueError(f"{name} has {int((~finite).sum())} non-finite values (NaN or inf) of {arr.size}; "
+                             "image arrays must be finite")
         if arr.min() < 0 or arr.max() > 1:
-            raise ValueError(f"float image arrays must lie in [0, 1], got [{arr.min():.3g}, {arr.max():.3g}]")
+            raise ValueError(f"float image arrays must lie in [0, 1], got [{arr.min():.3g}, {arr.max():.3g}] ({name})")
         data = np.round(arr * 255).astype(np.uint8)
     else:
-        raise ValueError(f"image arrays must be uint8 (0-255) or float (0-1), got dtype {arr.dtype}")
+        raise ValueError(f"image arrays must be uint8 (0-255), uint16 (0-65535) or float (0-1), got dtype "
+                         f"{arr.dtype} ({name})")
     if data.ndim == 3 and data.shape[2] == 1:
         data = data[..., 0]
     return Image.fromarray(data)
+
+
+def _normalise_mode(im: Image.Image, name: str) -> Image.Image | np.ndarray:
+    """8-bit modes stay PIL images (1, L, RGB); 16-bit grayscale becomes a float array in [0, 1];
+    palette, alpha and other colour modes are converted (alpha only when fully opaque)."""
+    mode = im.mode
+    if mode in ("1", "L", "RGB"):
+        return im
+    if mode == "P":
+        has_alpha = "transparency" in im.info or im.palette is not None and im.palette.mode == "RGBA"
+        im, mode = (im.convert("RGBA"), "RGBA") if has_alpha else (im.convert("RGB"), "RGB")
+        if mode == "RGB":
+            return im
+    if mode in _ALPHA_MODES:
+        alpha = np.asarray(im.getchannel("A"))
+        transparent = int((alpha < 255).sum())
+        if transparent:
+            raise ValueError(f"{name} has {transparent} transparent pixels (alpha < 255) of {alpha.size}; what lies "
+                             "behind them is unknown, so brgm does not guess: flatten the image onto a background "
+                             "first, or mark the region as unobserved with an in-painting mask")
+        return im.convert(_ALPHA_MODES[mode])  # fully opaque: dropping alpha loses nothing
+    if mode in _SIXTEEN_BIT_MODES:
+        arr = np.asarray(im)
+        if arr.size and (arr.min() < 0 or arr.max() > 65535):
+            raise ValueError(f"{name} (mode {mode}) has values in [{arr.min()}, {arr.max()}], outside the 16-bit "
+                             "range 0..65535")
+        return (arr.astype(np.float32) / 65535)[..., None]
+    if mode in _COLOUR_MODES:
+        return im.convert("RGB")
+    raise ValueError(f"{name} has unsupported image mode {mode}; use 8-bit or 16-bit grayscale, RGB, palette or "
+                     "opaque RGBA images, or a uint8 / uint16 / float [0, 1] .npy array")
+
+
+def _resize_float(arr: np.ndarray, resolution: int) -> np.ndarray:
+    """Lanczos resize of each band of a float (H, W, C) array, clipped to [0, 1] (as 8-bit resizing clips)."""
+    bands = [np.asarray(Image.fromarray(np.ascontiguousarray(arr[..., c]), mode="F")
+                        .resize((resolution, resolution), Image.LANCZOS)) for c in range(arr.shape[2])]
+    return np.clip(np.stack(bands, axis=-1), 0.0, 1.0)
 
 
 def load_image(
@@ -56,31 +181,46 @@ def load_image(
     """An image file (PNG/JPEG/.npy), array or PIL image as a tensor (1, C, R, R) in [-1, 1].
 
     channels: 1 (grayscale, BT.601 luma) or 3 (RGB).  Non-square images are cropped to their
-    central square (as the authors do), or raise with ``center_crop=False``; ``resolution``
-    resizes with a Lanczos filter (None keeps the size).  Arrays: uint8 in [0, 255] or float in
-    [0, 1], shaped (H, W), (H, W, 1) or (H, W, 3).
+    central square (as the authors do), or raise ``NonSquareImageError`` with
+    ``center_crop=False``; ``resolution`` resizes with a Lanczos filter (None keeps the size).
+    Files: 1-, 8- and 16-bit grayscale, palette, RGB, opaque RGBA / LA (transparent pixels are
+    an error), at most ``MAX_IMAGE_PIXELS`` pixels.  Arrays: uint8 in [0, 255], uint16 in
+    [0, 65535] or finite float in [0, 1] (rounded to 8 bits), shaped (H, W), (H, W, 1) or (H, W, 3).
     """
     if channels not in (1, 3):
         raise ValueError(f"channels must be 1 or 3, got {channels}")
     if resolution is not None and (not isinstance(resolution, int) or resolution < 1):
         raise ValueError(f"resolution must be a positive integer or None, got {resolution!r}")
-    im = _to_pil(source)
-    if im.mode not in ("L", "RGB", "RGBA", "P", "I;16", "I", "LA"):
-        raise ValueError(f"unsupported image mode {im.mode}")
-    w, h = im.size
+    name = str(source) if isinstance(source, (str, Path)) else "the image"
+    im = _read(source, name)
+    if isinstance(im, Image.Image):
+        im = _normalise_mode(im, name)
+    if isinstance(im, np.ndarray):
+        h, w = im.shape[:2]
+    else:
+        w, h = im.size
     if w != h:
         if not center_crop:
-            raise ValueError(f"image is not square ({w}x{h}); pass center_crop=True to crop its central square")
+            raise NonSquareImageError(w, h, "image" if name == "the image" else f"image {name}")
         s = min(w, h)
         left, top = (w - s) // 2, (h - s) // 2
-        im = im.crop((left, top, left + s, top + s))
-    im = im.convert("L" if channels == 1 else "RGB")
-    if resolution is not None and im.size != (resolution, resolution):
-        im = im.resize((resolution, resolution), Image.LANCZOS)
-    arr = np.asarray(im, dtype=np.float32)
+        im = im[top:top + s, left:left + s] if isinstance(im, np.ndarray) else im.crop((left, top, left + s, top + s))
+    if isinstance(im, np.ndarray):  # high bit depth: float path
+        if channels == 1 and im.shape[2] == 3:
+            im = im @ np.array([0.299, 0.587, 0.114], np.float32)[:, None]  # BT.601 luma, as PIL's "L"
+        elif channels == 3 and im.shape[2] == 1:
+            im = np.repeat(im, 3, axis=2)
+        if resolution is not None and im.shape[:2] != (resolution, resolution):
+            im = _resize_float(im, resolution)
+        arr = im.astype(np.float32) * 2 - 1
+    else:
+        im = im.convert("L" if channels == 1 else "RGB")
+        if resolution is not None and im.size != (resolution, resolution):
+            im = im.resize((resolution, resolution), Image.LANCZOS)
+        arr = np.asarray(im, dtype=np.float32) / 127.5 - 1.0
     if arr.ndim == 2:
         arr = arr[..., None]
-    return torch.from_numpy(arr / 127.5 - 1.0).permute(2, 0, 1).unsqueeze(0).contiguous()
+    return torch.from_numpy(np.ascontiguousarray(arr)).permute(2, 0, 1).unsqueeze(0).contiguous()
 
 
 def load_images(

@@ -9,6 +9,7 @@ MAP / VI / MCMC, and collect what the CLI, the examples and the evaluation show.
 from __future__ import annotations
 
 import json
+import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -230,8 +231,21 @@ def summary_figure(rows: Sequence[dict[str, torch.Tensor]], path: str | Path, ro
     return save_figure(fig, path, dpi=150)
 
 
+def json_safe(data: Any) -> Any:
+    """``data`` with every float that is not finite (NaN, +-inf) replaced by None, so that it can be
+    written as strict JSON (e.g. the PSNR of an exact reconstruction is +inf and is written as null)."""
+    if isinstance(data, dict):
+        return {k: json_safe(v) for k, v in data.items()}
+    if isinstance(data, (list, tuple)):
+        return [json_safe(v) for v in data]
+    if isinstance(data, float) and not math.isfinite(data):
+        return None
+    return data
+
+
 def write_json(data: Any, path: str | Path) -> Path:
+    """Strict JSON (no NaN / Infinity tokens): non-finite floats are written as null (``json_safe``)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(data, indent=2, sort_keys=True))
+    path.write_text(json.dumps(json_safe(data), indent=2, sort_keys=True, allow_nan=False))
     return path

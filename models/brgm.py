@@ -27,7 +27,13 @@ from .priors import ColinearityPrior, GaussianLatentPrior
 
 def check_observation(generator: PriorGenerator, corruption: Corruption, observation: torch.Tensor) -> torch.Tensor:
     """Return the observation as (C', H', W'), or (B, C', H', W') for a batch of B > 1 independent
-    observations; raise if it does not match f(G(w))'s shape."""
+    observations, in the generator's float dtype (float64 / float16 observations are converted);
+    raise if it is not a finite float tensor of f(G(w))'s shape."""
+    if not isinstance(observation, torch.Tensor):
+        raise TypeError(f"observation must be a torch tensor (float, in [-1, 1]), got {type(observation).__name__}")
+    if not observation.is_floating_point():
+        raise TypeError(f"observation must be a float tensor in [-1, 1], got dtype {observation.dtype}; "
+                        "convert uint8 images with x / 127.5 - 1")
     image_shape = (generator.img_channels, generator.img_resolution, generator.img_resolution)
     expected = tuple(corruption.output_shape(image_shape))
     obs = observation
@@ -39,7 +45,14 @@ def check_observation(generator: PriorGenerator, corruption: Corruption, observa
             f"observation has shape {tuple(observation.shape)}, but {corruption.describe()} of the "
             f"generator's {image_shape} images gives {expected} (or (B, *{expected}))"
         )
-    return obs
+    finite = torch.isfinite(obs)
+    if not bool(finite.all()):
+        raise ValueError(f"observation has {int((~finite).sum())} non-finite values (NaN or inf) of {obs.numel()}; "
+                         "unobserved pixels are given by the corruption's mask, not by NaN")
+    dtype = getattr(generator, "dtype", None)
+    if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
+        dtype = torch.get_default_dtype()
+    return obs.to(dtype)
 
 
 def generate(generator: PriorGenerator, ws: torch.Tensor) -> torch.Tensor:
@@ -116,6 +129,25 @@ class BRGMModel:
                              "(build one model per image, or use map_estimate for a batch)")
 
 
+def _check_generator_is_finite(generator: PriorGenerator, prior: GaussianLatentPrior) -> None:
+    """One cheap probe before Pyro sees the model: the prior's mean and std and G(mean) must be
+    finite (NaN / inf weights otherwise surface as Pyro's distribution-argument errors)."""
+    mean, std = getattr(prior, "mean", None), getattr(prior, "std", None)
+    for name, value in (("mean", mean), ("std", std)):
+        if isinstance(value, torch.Tensor) and not bool(torch.isfinite(value).all()):
+            raise ValueError(f"the prior's {name} over w is not finite (NaN or inf): the generator's mapping "
+                             "network gives non-finite w; check its weights")
+    if not isinstance(mean, torch.Tensor) or mean.shape[-2:] != (generator.num_ws, generator.w_dim):
+        return  # a custom prior: no probe point
+    ws = mean.reshape(-1, generator.num_ws, generator.w_dim)[:1]
+    ws = ws.to(device=getattr(generator, "device", ws.device), dtype=getattr(generator, "dtype", ws.dtype))
+    with torch.no_grad():
+        image = generator.synthesis(ws)
+    if not bool(torch.isfinite(image).all()):
+        raise ValueError("the generator's image at the prior mean, G(mu), is not finite (NaN or inf): its "
+                         "synthesis network has non-finite weights or overflows; check the checkpoint")
+
+
 def released_config(generator: PriorGenerator, corruption: Corruption,
                     features: torch.nn.Module | None = None) -> BRGMConfig:
     """``BRGMConfig.from_released`` with the output and feature sizes of this problem (and the
@@ -159,6 +191,7 @@ def brgm_model(
         stats = generator.latent_stats(num_stats_samples)
         prior = GaussianLatentPrior.from_stats(stats, generator.num_ws, per_dimension=config.prior_std == "per-dimension")
         prior.to(stats.mean.device)
+    _check_generator_is_finite(generator, prior)
     if colinearity == "config":
         colinearity = ColinearityPrior(config.kappa) if config.kappa > 0 else None
     if likelihoods is None:

@@ -14,6 +14,7 @@ sum_{i,j} (1 - cos), i.e. Eq. 6's -2 kappa sum cos with kappa = lambda_colin / 2
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Literal
 
@@ -32,10 +33,10 @@ class BRGMConfig:
     def __post_init__(self) -> None:
         for name in ("sigma_pixel", "sigma_perceptual"):
             value = getattr(self, name)
-            if value is not None and not value > 0:
-                raise ValueError(f"{name} must be positive or None, got {value}")
-        if self.kappa < 0:
-            raise ValueError(f"kappa must be non-negative, got {self.kappa}")
+            if value is not None and not (value > 0 and math.isfinite(value)):
+                raise ValueError(f"{name} must be a positive finite number or None, got {value}")
+        if not (self.kappa >= 0 and math.isfinite(self.kappa)):
+            raise ValueError(f"kappa must be a non-negative finite number, got {self.kappa}")
         if self.prior_std not in ("scalar", "per-dimension"):
             raise ValueError(f"prior_std must be 'scalar' or 'per-dimension', got {self.prior_std!r}")
 

@@ -71,18 +71,18 @@ def test_user_errors_are_clear(tmp_path, capsys):
     save_image(load_test_images()[0][:1], img)
     Image.fromarray(np.zeros((32, 20), np.uint8)).save(tmp_path / "wide.png")
     Image.fromarray(np.full((16, 16), 255, np.uint8)).save(tmp_path / "mask16.png")
-    _fails(["reconstruct", str(tmp_path / "wide.png"), "--task", "super-resolution", "--out", str(tmp_path)],
-           capsys, "not square (20x32)")
+    _fails(["reconstruct", str(tmp_path / "wide.png"), "--task", "super-resolution", "--out", str(tmp_path / "out")],
+           capsys, "not square (20x32); pass --center-crop")
     _fails(["reconstruct", str(img), "--task", "inpainting", "--mask", str(tmp_path / "mask16.png"),
-            "--out", str(tmp_path)], capsys, "mask is 16x16 but the generator makes 32x32")
-    _fails(["reconstruct", str(img), "--task", "inpainting", "--out", str(tmp_path)], capsys, "exactly one of a mask")
-    _fails(["reconstruct", str(img), "--task", "super-resolution", "--factor", "3", "--out", str(tmp_path)],
+            "--out", str(tmp_path / "out")], capsys, "mask is 16x16 but the generator makes 32x32")
+    _fails(["reconstruct", str(img), "--task", "inpainting", "--out", str(tmp_path / "out")], capsys, "exactly one of a mask")
+    _fails(["reconstruct", str(img), "--task", "super-resolution", "--factor", "3", "--out", str(tmp_path / "out")],
            capsys, "factor 3 must be >= 2 and divide the resolution 32")
-    _fails(["reconstruct", str(img), "--observed", "--task", "super-resolution", "--out", str(tmp_path)],
+    _fails(["reconstruct", str(img), "--observed", "--task", "super-resolution", "--out", str(tmp_path / "out")],
            capsys, "is (1, 32, 32) (C, H, W) but")
     _fails(["reconstruct", str(img), "--task", "super-resolution", "--generator", str(tmp_path / "ffhq.pkl"),
-            "--out", str(tmp_path)], capsys, "no generator checkpoint at")
-    _fails(["reconstruct", str(img), "--task", "super-resolution", "--method", "magic", "--out", str(tmp_path)],
+            "--out", str(tmp_path / "out")], capsys, "no generator checkpoint at")
+    _fails(["reconstruct", str(img), "--task", "super-resolution", "--method", "magic", "--out", str(tmp_path / "out")],
            capsys, "unknown method(s) ['magic']")
     with pytest.raises(SystemExit):
         main(["reconstruct", str(img), "--task", "deblurring-by-magic"])
@@ -109,5 +109,228 @@ def test_missing_perceptual_weights_say_what_to_do(tmp_path, capsys, monkeypatch
     img = tmp_path / "img.png"
     save_image(load_test_images()[0][:1], img)
     err = _fails(["reconstruct", str(img), "--task", "super-resolution", "--features", "lpips-vgg",
-                  "--out", str(tmp_path)], capsys, "vgg16-397923af.pth does not exist")
+                  "--out", str(tmp_path / "out")], capsys, "vgg16-397923af.pth does not exist")
     assert "torchvision.models.vgg16(weights='IMAGENET1K_V1')" in err
+
+
+# ---------------------------------------------------------------------------------------------
+# Bad input (issue 9, items 6-8): each is a one-line error with exit code 2, before any computation,
+# or is handled correctly.
+
+def _one_line_error(argv, capsys, match) -> str:
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"brgm {argv[0]}: error: ") and err.count("\n") == 1 and "Traceback" not in err, err
+    assert match in err, err
+    return err
+
+
+@pytest.fixture
+def no_generator(monkeypatch):
+    """Fail the test if a command gets as far as loading the generator (i.e. starts computing)."""
+    import brgm_pyro.generators as generators
+
+    def forbidden(*args, **kwargs):
+        raise AssertionError("the generator was loaded: the input should have been refused before")
+
+    monkeypatch.setattr(generators, "load_generator", forbidden)
+
+
+@pytest.fixture
+def shirt(tmp_path):
+    path = tmp_path / "shirt.png"
+    save_image(load_test_images()[0][:1], path)
+    return path
+
+
+@pytest.mark.parametrize("flags, match", [
+    (["--kappa", "nan"], "--kappa must be a finite number >= 0, got nan"),
+    (["--kappa", "inf"], "--kappa must be a finite number >= 0, got inf"),
+    (["--kappa", "-1"], "--kappa must be a finite number >= 0, got -1.0"),
+    (["--lambda-colin", "nan"], "--lambda-colin must be a finite number >= 0, got nan"),
+    (["--lambda-pixel", "0"], "--lambda-pixel must be a positive finite number, got 0.0"),
+    (["--lambda-perceptual=-inf"], "--lambda-perceptual must be a positive finite number, got -inf"),
+    (["--sigma-pixel", "inf"], "--sigma-pixel must be a positive finite number, got inf"),
+    (["--sigma-perceptual", "nan"], "--sigma-perceptual must be a positive finite number, got nan"),
+    (["--steps", "0"], "--steps must be an integer >= 1, got 0"),
+    (["--lr", "nan"], "--lr must be a positive finite number, got nan"),
+    (["--samples", "0"], "--samples must be an integer >= 1, got 0"),
+    (["--factor", "1"], "--factor must be an integer >= 2, got 1"),
+    (["--seed", "-3"], "--seed must be an integer in 0..4294967295, got -3"),
+    (["--device", "bogus"], "--device 'bogus' is not a device"),
+    (["--method", "map,,"], None),  # empty entries are ignored: valid, refused later only by no_generator
+    (["--method", ","], "--method needs at least one of map, vi, mcmc"),
+])
+def test_numeric_and_device_flags_are_checked_up_front(flags, match, shirt, tmp_path, capsys, no_generator):
+    argv = ["reconstruct", str(shirt), "--task", "super-resolution", "--out", str(tmp_path / "out"), *flags]
+    if match is None:
+        with pytest.raises(AssertionError, match="generator was loaded"):
+            main(argv)
+        return
+    _one_line_error(argv, capsys, match)
+    assert not (tmp_path / "out").exists()
+
+
+def test_other_commands_check_their_flags(tmp_path, capsys, no_generator):
+    _one_line_error(["reconstruct", "x.png", "--task", "inpainting", "--mask-id", "7"], capsys,
+                    "--mask-id must be an integer in 0..6, got 7")
+    _one_line_error(["demo", "--image-index", "100", "--out", str(tmp_path / "d")], capsys,
+                    "--image-index must be an integer in 0..99, got 100")
+    _one_line_error(["demo", "--samples", "0", "--out", str(tmp_path / "d")], capsys, "--samples must be")
+    _one_line_error(["evaluate", "--task", "inpainting", "--num-images", "0", "--out", str(tmp_path / "e")], capsys,
+                    "--num-images must be an integer >= 1, got 0")
+    _one_line_error(["evaluate", "--task", "inpainting", "--batch-size", "-1", "--out", str(tmp_path / "e")], capsys,
+                    "--batch-size must be an integer >= 1")
+    _one_line_error(["train-generator", "--out", str(tmp_path / "t"), "--lr", "inf"], capsys,
+                    "--lr must be a positive finite number, got inf")
+    _one_line_error(["train-generator", "--out", str(tmp_path / "t"), "--resolution", "48"], capsys,
+                    "--resolution must be a power of two in 4..1024, got 48")
+    _one_line_error(["train-generator", "--out", str(tmp_path / "t"), "--device", "bogus"], capsys,
+                    "--device 'bogus' is not a device")
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without a CUDA GPU")
+def test_cuda_without_a_gpu_is_one_line(shirt, tmp_path, capsys, no_generator):
+    for device in ("cuda", "cuda:0"):
+        _one_line_error(["reconstruct", str(shirt), "--task", "super-resolution", "--device", device,
+                         "--out", str(tmp_path / "out")], capsys, f"--device {device}: no CUDA GPU is available here")
+
+
+def _png_header_only(path, width: int, height: int) -> None:
+    """A ~70-byte PNG whose IHDR declares width x height (as in test_io)."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 64))
+                     + chunk(b"IEND", b""))
+
+
+def test_bad_image_files_are_one_line_errors(tmp_path, capsys, no_generator):
+    out = str(tmp_path / "out")
+    np.save(tmp_path / "nan.npy", np.full((32, 32), np.nan, np.float32))
+    _png_header_only(tmp_path / "bomb.png", 20000, 20000)
+    Image.fromarray(np.zeros((32, 32, 4), np.uint8)).save(tmp_path / "clear.png")
+    for name, match in [("nan.npy", "has 1024 non-finite values (NaN or inf) of 1024"),
+                        ("bomb.png", "is too large"), ("missing.png", "does not exist"),
+                        ("clear.png", "has 1024 transparent pixels")]:
+        argv = ["reconstruct", str(tmp_path / name), "--task", "super-resolution", "--out", out]
+        _one_line_error(argv, capsys, match)
+    _one_line_error(["reconstruct", str(tmp_path), "--task", "super-resolution", "--out", out], capsys,
+                    "is not a regular file")
+    Image.fromarray(np.zeros((32, 32), np.uint8)).save(tmp_path / "ok.png")
+    _one_line_error(["reconstruct", str(tmp_path / "ok.png"), "--task", "inpainting", "--mask",
+                     str(tmp_path / "bomb.png"), "--out", out], capsys, "bomb.png is too large")
+    assert not (tmp_path / "out").exists()
+
+
+def test_bad_checkpoint_is_a_one_line_error(tmp_path, capsys):
+    Image.fromarray(np.zeros((32, 32), np.uint8)).save(tmp_path / "clear.png")
+    (tmp_path / "junk.pkl").write_bytes(bytes(range(256)))
+    _one_line_error(["reconstruct", str(tmp_path / "clear.png"), "--task", "super-resolution", "--generator",
+                     str(tmp_path / "junk.pkl"), "--out", str(tmp_path / "out")], capsys, "junk.pkl")
+
+
+def test_out_is_checked_before_any_computation(shirt, tmp_path, capsys, no_generator):
+    (tmp_path / "file.txt").write_text("keep me")
+    base = ["reconstruct", str(shirt), "--task", "super-resolution"]
+    _one_line_error([*base, "--out", str(tmp_path / "file.txt")], capsys, "file.txt exists and is not a folder")
+    _one_line_error([*base, "--out", str(tmp_path / "file.txt" / "sub")], capsys, "file.txt is a file, not a folder")
+    _one_line_error([*base, "--out", str(tmp_path)], capsys, "already holds files (file.txt, shirt.png); pass --overwrite")
+    assert (tmp_path / "file.txt").read_text() == "keep me"
+    _one_line_error(["demo", "--out", str(tmp_path)], capsys, "already holds files")
+    (tmp_path / "evaluation-inpainting.md").write_text("old table")
+    _one_line_error(["evaluate", "--task", "inpainting", "--out", str(tmp_path)], capsys,
+                    "already holds these results (evaluation-inpainting.md); pass --overwrite")
+    with pytest.raises(AssertionError, match="generator was loaded"):  # another task's tables may share the folder
+        main(["evaluate", "--task", "super-resolution", "--out", str(tmp_path)])
+
+
+def _strict_json(path):
+    def refuse(token):
+        raise AssertionError(f"non-JSON token {token} in {path}")
+
+    return json.loads(path.read_text(), parse_constant=refuse)
+
+
+def test_overwrite_replaces_the_previous_run_and_keeps_other_files(shirt, tmp_path, capsys):
+    out = tmp_path / "out"
+    base = ["reconstruct", str(shirt), "--task", "inpainting", "--mask-id", "1", "--steps", "1", "--no-progress",
+            "--out", str(out)]
+    assert main([*base, "--method", "vi", "--samples", "2"]) == 0
+    assert (out / "vi_mean.png").is_file() and (out / "vi_std.png").is_file()
+    (out / "notes.txt").write_text("mine")
+    before = (out / "metrics.json").read_text()
+    _one_line_error([*base, "--method", "map"], capsys, "already holds files")
+    assert (out / "metrics.json").read_text() == before  # refused: nothing touched
+    assert main([*base, "--method", "map", "--overwrite"]) == 0
+    names = {p.name for p in out.iterdir()}
+    assert names == {"input.png", "truth.png", "map.png", "metrics.json", "summary.png", "notes.txt"}, names
+    assert set(_strict_json(out / "metrics.json")["metrics"]) == {"map"}
+
+
+def test_sixteen_bit_png_is_scaled_and_center_crop_flag(tmp_path, capsys):
+    rng = np.random.default_rng(3)
+    deep = rng.integers(0, 65536, (32, 32), dtype=np.uint16)
+    Image.fromarray(deep).save(tmp_path / "deep.png")
+    out = tmp_path / "out"
+    assert main(["reconstruct", str(tmp_path / "deep.png"), "--task", "super-resolution", "--method", "map",
+                 "--steps", "1", "--no-progress", "--out", str(out)]) == 0
+    truth = np.asarray(Image.open(out / "truth.png")).astype(int)
+    assert np.abs(truth - np.round(deep / 65535 * 255)).max() <= 1  # scaled by 65535, not clipped at 255
+    assert (truth == 255).mean() < 0.01
+    wide = np.zeros((32, 40), np.uint8)
+    Image.fromarray(wide).save(tmp_path / "wide.png")
+    _one_line_error(["reconstruct", str(tmp_path / "wide.png"), "--task", "super-resolution", "--out",
+                     str(tmp_path / "w")], capsys, "not square (40x32); pass --center-crop to crop its central square")
+    assert main(["reconstruct", str(tmp_path / "wide.png"), "--task", "super-resolution", "--method", "map",
+                 "--steps", "1", "--no-progress", "--center-crop", "--out", str(tmp_path / "w")]) == 0
+    assert Image.open(tmp_path / "w" / "truth.png").size == (32, 32)
+
+
+def test_unparsable_flags_are_one_line_errors(capsys):
+    for argv, match in [(["reconstruct", "x.png", "--task", "inpainting", "--steps", "1.5"],
+                         "argument --steps: invalid int value: '1.5'"),
+                        (["demo", "--kappa", "much"], "argument --kappa: invalid float value: 'much'")]:
+        with pytest.raises(SystemExit) as exc:
+            main(argv)
+        assert exc.value.code == 2
+        err = capsys.readouterr().err
+        assert err.startswith(f"brgm {argv[0]}: error: ") and err.count("\n") == 1 and match in err, err
+
+
+def test_json_outputs_are_strict(tmp_path):
+    from brgm_pyro.reconstruction import json_safe, write_json
+
+    data = {"psnr": float("inf"), "rmse": float("nan"), "ok": [1.5, float("-inf")], "n": 3}
+    assert json_safe(data) == {"psnr": None, "rmse": None, "ok": [1.5, None], "n": 3}
+    path = write_json(data, tmp_path / "m.json")
+    assert _strict_json(path) == {"psnr": None, "rmse": None, "ok": [1.5, None], "n": 3}
+
+
+def test_overwrite_clears_only_known_files_of_each_command(tmp_path):
+    import argparse
+
+    from brgm_pyro.cli import clear_previous_outputs
+
+    demo = tmp_path / "demo"
+    for rel in ("metrics.json", "summary.png", "super-resolution/map.png", "super-resolution/vi_std.png",
+                "inpainting/truth.png", "inpainting/mine.txt", "notes.md"):
+        (demo / rel).parent.mkdir(parents=True, exist_ok=True)
+        (demo / rel).write_text("x")
+    removed = clear_previous_outputs(argparse.Namespace(command="demo", overwrite=True), demo)
+    assert len(removed) == 5
+    left = sorted(str(p.relative_to(demo)) for p in demo.rglob("*"))
+    assert left == ["inpainting", "inpainting/mine.txt", "notes.md"]  # emptied task folder removed
+    ev = tmp_path / "ev"
+    ev.mkdir()
+    for name in ("evaluation-inpainting.md", "evaluation-inpainting.csv", "evaluation-super-resolution.md"):
+        (ev / name).write_text("x")
+    args = argparse.Namespace(command="evaluate", task="inpainting", overwrite=True)
+    assert {p.name for p in clear_previous_outputs(args, ev)} == {"evaluation-inpainting.md",
+                                                                  "evaluation-inpainting.csv"}
+    assert [p.name for p in ev.iterdir()] == ["evaluation-super-resolution.md"]
+    assert clear_previous_outputs(argparse.Namespace(command="demo", overwrite=False), demo) == []

@@ -161,3 +161,44 @@ def test_default_config_is_the_released_balance(tiny_generator):
     with_features = released_config(tiny_generator, op, phi)
     assert with_features.sigma_perceptual == pytest.approx(
         (100 * phi(torch.zeros(1, 1, 8, 8)).shape[1] / (tiny_generator.num_ws * tiny_generator.w_dim * 1e7)) ** 0.5)
+
+
+def test_observation_dtypes_are_converted_or_refused_before_pyro(tiny_generator):
+    op = SuperResolution(4)
+    truth = tiny_generator.synthesis(tiny_generator.mapping(torch.randn(1, tiny_generator.z_dim))).detach()
+    obs = op(truth)
+    config = BRGMConfig(sigma_pixel=0.2, kappa=0.0)
+    m64 = brgm_model(tiny_generator, op, obs.double(), config=config, num_stats_samples=200)
+    assert m64.observation.dtype == torch.float32  # the generator's dtype
+    torch.testing.assert_close(m64.observation, obs[0])
+    trace = pyro.poutine.trace(m64.model).get_trace()  # runs in Pyro without a dtype clash
+    assert math.isfinite(float(trace.log_prob_sum().detach()))
+    with pytest.raises(TypeError, match=r"observation must be a float tensor in \[-1, 1\], got dtype torch.uint8; "
+                                        r"convert uint8 images with x / 127.5 - 1"):
+        brgm_model(tiny_generator, op, ((obs + 1) * 127.5).to(torch.uint8), config=config, num_stats_samples=200)
+    bad = obs.clone()
+    bad[0, 0, 0, 0] = float("nan")
+    bad[0, 0, 1, 1] = float("inf")
+    with pytest.raises(ValueError, match=r"observation has 2 non-finite values \(NaN or inf\) of 16"):
+        brgm_model(tiny_generator, op, bad, config=config, num_stats_samples=200)
+
+
+def test_non_finite_weights_and_config_values_are_clear_errors(tiny_generator):
+    import copy
+
+    op = SuperResolution(4)
+    obs = torch.zeros(1, 1, 4, 4)
+    for bad in (dict(kappa=float("inf")), dict(kappa=float("nan")), dict(sigma_pixel=float("inf")),
+                dict(sigma_perceptual=float("nan"))):
+        with pytest.raises(ValueError, match="finite number"):
+            BRGMConfig(**bad)
+    broken = copy.deepcopy(tiny_generator)
+    with torch.no_grad():
+        next(broken.synthesis.parameters()).fill_(float("nan"))
+    with pytest.raises(ValueError, match=r"G\(mu\), is not finite"):
+        brgm_model(broken, op, obs, config=BRGMConfig(sigma_pixel=0.2), num_stats_samples=200)
+    broken = copy.deepcopy(tiny_generator)
+    with torch.no_grad():
+        next(broken.mapping.parameters()).fill_(float("inf"))
+    with pytest.raises(ValueError, match="mapping network gives non-finite w"):
+        brgm_model(broken, op, obs, config=BRGMConfig(sigma_pixel=0.2), num_stats_samples=200)
