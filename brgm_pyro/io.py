@@ -165,6 +165,20 @@ def _normalise_mode(im: Image.Image, name: str) -> Image.Image | np.ndarray:
                      "opaque RGBA images, or a uint8 / uint16 / float [0, 1] .npy array")
 
 
+def read_pixels(source: str | Path | np.ndarray | Image.Image) -> np.ndarray:
+    """The pixels of an image file, array or PIL image as stored: float32 (H, W, C) in [0, 1], C = 1
+    or 3, scaled by the real bit depth (no crop, no resize); the checks of ``load_image`` apply."""
+    name = str(source) if isinstance(source, (str, Path)) else "the image"
+    im = _read(source, name)
+    if isinstance(im, Image.Image):
+        im = _normalise_mode(im, name)
+    if isinstance(im, Image.Image):
+        im = im.convert("L" if im.mode in ("1", "L") else "RGB")
+        arr = np.asarray(im, dtype=np.float32) / 255
+        return arr[..., None] if arr.ndim == 2 else arr
+    return im.astype(np.float32)
+
+
 def _resize_float(arr: np.ndarray, resolution: int) -> np.ndarray:
     """Lanczos resize of each band of a float (H, W, C) array, clipped to [0, 1] (as 8-bit resizing clips)."""
     bands = [np.asarray(Image.fromarray(np.ascontiguousarray(arr[..., c]), mode="F")

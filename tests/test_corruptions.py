@@ -262,3 +262,28 @@ def test_motion_blur_kernels_and_inpainting_from_numpy():
     assert op.observation_mask((3, 8, 8)).sum() == 3 * 64 - 4
     x = torch.randn(1, 3, 8, 8)
     np.testing.assert_array_equal(op(x).numpy(), x.numpy() * mask)
+
+
+def test_mask_files_are_read_by_their_bit_depth_and_size_checked(tmp_path, monkeypatch):
+    import brgm_pyro.io as io
+
+    binary16 = np.zeros((8, 8), np.uint16)
+    binary16[:, :4] = 65535
+    Image.fromarray(binary16).save(tmp_path / "m16.png")
+    expected = torch.zeros(1, 8, 8)
+    expected[:, :, :4] = 1
+    torch.testing.assert_close(Inpainting(tmp_path / "m16.png").mask, expected)
+    grey16 = binary16.copy()
+    grey16[0, 0] = 40000  # an 8-bit reading would clip this to "observed"
+    Image.fromarray(grey16).save(tmp_path / "g16.png")
+    with pytest.raises(ValueError, match="not binary"):
+        Inpainting(tmp_path / "g16.png")
+    rgb = np.zeros((8, 8, 3), np.uint8)
+    rgb[:, :4] = 255
+    rgb[0, 0] = (255, 0, 0)
+    Image.fromarray(rgb).save(tmp_path / "colour.png")
+    with pytest.raises(ValueError, match="coloured"):
+        Inpainting(tmp_path / "colour.png")
+    monkeypatch.setattr(io, "MAX_IMAGE_PIXELS", 32)  # the decompression-bomb limit applies to masks too
+    with pytest.raises(ValueError, match="too large"):
+        Inpainting(tmp_path / "m16.png")

@@ -62,17 +62,17 @@ def as_binary_mask(mask: torch.Tensor | np.ndarray | str | Path) -> torch.Tensor
     Image files: white (255) = observed, black (0) = hidden; any other grey level is an error.
     """
     if isinstance(mask, (str, Path)):
-        from PIL import Image, UnidentifiedImageError
+        from brgm_pyro.io import read_pixels  # size limit, bit depth and mode checks of load_image
 
-        try:
-            with Image.open(mask) as im:
-                arr = np.asarray(im.convert("L"))
-        except (OSError, UnidentifiedImageError) as exc:
-            raise ValueError(f"cannot read mask image {mask}: {exc}") from exc
-        values = set(np.unique(arr).tolist())
-        if not values <= {0, 255}:
-            raise ValueError(f"mask image {mask} is not binary: it has grey levels {sorted(values - {0, 255})[:5]}...; use 0 (hidden) and 255 (observed)")
-        t = torch.from_numpy((arr == 255).astype(np.float32))
+        pixels = read_pixels(mask)  # (H, W, C) in [0, 1]
+        if pixels.shape[2] == 3 and not (pixels == pixels[..., :1]).all():
+            raise ValueError(f"mask image {mask} has coloured pixels; use black (hidden) and white (observed)")
+        pixels = pixels[..., 0]
+        grey = np.unique(pixels[(pixels != 0) & (pixels != 1)])
+        if grey.size:
+            raise ValueError(f"mask image {mask} is not binary: it has grey levels (0-1 scale) "
+                             f"{[round(float(v), 4) for v in grey[:5]]}...; use black (hidden) and white (observed)")
+        t = torch.from_numpy((pixels == 1).astype(np.float32))
     else:
         t = torch.as_tensor(np.asarray(mask) if not isinstance(mask, torch.Tensor) else mask).detach().float()
         bad = ~((t == 0) | (t == 1))
