@@ -44,9 +44,10 @@ def record_state_dict(root: PersistentObject, source: Any = None) -> dict[str, t
             raise CheckpointError(f"{describe(source)}: network record {where!r} is reached twice (a shared "
                                   "sub-module or a record containing itself); a network pickle is a tree")
         seen.add(id(record))
-        if depth > MAX_RECORD_DEPTH or len(seen) > MAX_RECORDS:
-            raise CheckpointError(f"{describe(source)}: network records nest deeper than {MAX_RECORD_DEPTH} levels "
-                                  f"or number more than {MAX_RECORDS}")
+        if depth > MAX_RECORD_DEPTH:
+            raise CheckpointError(f"{describe(source)}: network records nest deeper than {MAX_RECORD_DEPTH} levels")
+        if len(seen) > MAX_RECORDS:
+            raise CheckpointError(f"{describe(source)}: more than {MAX_RECORDS} network records")
         skip = record.state.get("_non_persistent_buffers_set") or ()
         if not isinstance(skip, (set, frozenset, list, tuple)):
             raise CheckpointError(f"{describe(source)}: {where}._non_persistent_buffers_set is not a set")

@@ -648,6 +648,8 @@ def _prescan(stream: ByteReader, budget: Budget, allow_persistent: bool) -> None
                 budget.fail(f"the pickle uses the opcode {opcode.name}, which brgm-pyro refuses", unsafe=True)
             if n % 65536 == 0:
                 budget.count_ops(65536)
+    except CheckpointError:
+        raise
     except ValueError as err:
         text = str(err)
         if "exhausted" in text or "but only" in text or "remain" in text:
