@@ -130,8 +130,9 @@ def read_torch_zip(data: bytearray, source: Any) -> Any:
     try:
         archive = zipfile.ZipFile(ByteReader(data))
         members = archive.infolist()
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, ValueError, EOFError, OSError, struct.error) as err:
-        raise CheckpointError(f"{name} is a truncated or corrupt zip archive ({err})") from None
+    except Exception as err:  # BadZipFile, unsupported zip versions, bad names, ... in the container itself
+        raise CheckpointError(f"{name} is a truncated or corrupt zip archive ({type(err).__name__}: "
+                              f"{short_repr(str(err), 120)[1:-1]})") from None
     if len(members) > MAX_ZIP_MEMBERS:
         raise CheckpointError(f"{name}: zip archive with {len(members)} members (limit {MAX_ZIP_MEMBERS})")
     offsets: dict[str, tuple[int, int]] = {}
