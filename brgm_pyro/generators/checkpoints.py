@@ -62,7 +62,7 @@ def check_config(config: Any, source: str | Path | None = None) -> None:
         if type(value) is not int:
             raise CheckpointError(f"{name}: architecture field {key} must be an int, got {_brief(value)}")
         if not low <= value <= high:
-            raise CheckpointError(f"{name}: architecture field {key}={value} is outside [{low}, {high}]")
+            raise CheckpointError(f"{name}: architecture field {key}={_brief(value)} is outside [{low}, {high}]")
     if config.img_channels not in SUPPORTED_IMG_CHANNELS:
         raise CheckpointError(f"{name}: img_channels={config.img_channels}; supported: {SUPPORTED_IMG_CHANNELS}")
     if config.img_resolution & (config.img_resolution - 1):
@@ -72,22 +72,30 @@ def check_config(config: Any, source: str | Path | None = None) -> None:
                               f"{config.img_resolution}")
     for key, low, high in (("mapping_lr_multiplier", 1e-8, 1e4), ("w_avg_beta", 0.0, 1.0)):
         value = getattr(config, key)
-        if type(value) not in (int, float) or not math.isfinite(value) or not low <= value <= high:
+        if not _finite_number(value) or not low <= value <= high:
             raise CheckpointError(f"{name}: {key}={_brief(value)} is not a finite number in [{low}, {high}]")
     clamp = config.conv_clamp
-    if clamp is not None and (type(clamp) not in (int, float) or not math.isfinite(clamp) or clamp <= 0):
+    if clamp is not None and (not _finite_number(clamp) or not 0 < clamp <= 1e9):
         raise CheckpointError(f"{name}: conv_clamp={_brief(clamp)} is not None or a positive finite number")
     taps = config.resample_filter
     if type(taps) not in (tuple, list) or not 1 <= len(taps) <= 16 \
-            or any(type(t) not in (int, float) or not math.isfinite(t) for t in taps) or sum(taps) == 0:
+            or not all(_finite_number(t) and abs(t) < 1e6 for t in taps) or sum(taps) == 0:
         raise CheckpointError(f"{name}: resample_filter={_brief(taps)} is not 1-16 finite taps with a non-zero sum")
 
 
+def _finite_number(value: Any) -> bool:
+    """An int (not bool) or a finite float; huge ints are left to the range checks."""
+    return type(value) is int or (type(value) is float and math.isfinite(value))
+
+
 def _brief(value: Any) -> str:
+    if type(value) is int and value.bit_length() > 64:
+        return "a huge int"
     if isinstance(value, (int, float, str, bool)) or value is None:
         text = repr(value)
         return text if len(text) < 60 else text[:60] + "..."
-    if isinstance(value, (tuple, list)) and len(value) <= 16 and all(isinstance(v, (int, float)) for v in value):
+    if isinstance(value, (tuple, list)) and len(value) <= 16 and all(
+            isinstance(v, float) or (type(v) is int and v.bit_length() <= 64) for v in value):
         return repr(value)
     return f"a {type(value).__name__}"
 
@@ -119,7 +127,7 @@ def build_stylegan2(config: Any, state: Mapping[str, Any], source: str | Path | 
         if type(key) is not str:
             raise CheckpointError(f"{describe(source)}: a state-dict key is a {type(key).__name__}, not a string")
         if not isinstance(value, torch.Tensor):
-            raise CheckpointError(f"{describe(source)}: entry {key!r} is a {type(value).__name__}, not a tensor")
+            raise CheckpointError(f"{describe(source)}: entry {_brief(key)} is a {type(value).__name__}, not a tensor")
     expected = stylegan2_state_shapes(config)
     full: dict[str, Any] = dict(state)
     for key in expected:
@@ -141,7 +149,7 @@ def build_stylegan2(config: Any, state: Mapping[str, Any], source: str | Path | 
 
 def _compare(expected: Mapping[str, Any], state: Mapping[str, Any], source: str | Path | None) -> None:
     missing = sorted(set(expected) - set(state))
-    unexpected = sorted(set(state) - set(expected))
+    unexpected = sorted(k if len(k) <= 100 else k[:100] + "..." for k in set(state) - set(expected))
     bad_shape = sorted(
         f"{k}: checkpoint {tuple(state[k].shape)} vs model {tuple(_shape(expected[k]))}"
         for k in set(expected) & set(state)

@@ -76,11 +76,11 @@ def generator_from_native(payload: dict[str, Any], source: str | Path | None = N
     version = payload.get("version")
     if version != FORMAT_VERSION:
         raise CheckpointError(
-            f"{describe(source)} has format version {version!r}; this brgm-pyro reads version {FORMAT_VERSION}"
+            f"{describe(source)} has format version {short_repr(version)}; this brgm-pyro reads version {FORMAT_VERSION}"
         )
     arch = payload.get("architecture")
     if arch not in ARCHITECTURES:
-        raise CheckpointError(f"{describe(source)}: unknown architecture {arch!r}; known: {sorted(ARCHITECTURES)}")
+        raise CheckpointError(f"{describe(source)}: unknown architecture {short_repr(arch)}; known: {sorted(ARCHITECTURES)}")
     for key in ("config", "state_dict"):
         if not isinstance(payload.get(key), dict):
             raise CheckpointError(f"{describe(source)}: missing or malformed {key!r}")

@@ -41,7 +41,7 @@ def record_state_dict(root: PersistentObject, source: Any = None) -> dict[str, t
         record, prefix, depth = pending.pop()
         where = prefix[:-1] or "G_ema"
         if id(record) in seen:
-            raise CheckpointError(f"{describe(source)}: network record {where!r} is reached twice (a shared "
+            raise CheckpointError(f"{describe(source)}: network record {short_repr(where, 200)} is reached twice (a shared "
                                   "sub-module or a record containing itself); a network pickle is a tree")
         seen.add(id(record))
         if depth > MAX_RECORD_DEPTH:
@@ -109,7 +109,7 @@ def _config_from_record(G: PersistentObject, state: dict[str, torch.Tensor], sou
     if type(c_dim) is not int or c_dim < 0:
         raise CheckpointError(f"{name}: c_dim must be a non-negative int, got {short_repr(c_dim)}")
     if c_dim:
-        raise CheckpointError(f"{name}: conditional generators (c_dim={c_dim}) are not supported; "
+        raise CheckpointError(f"{name}: conditional generators (c_dim={short_repr(c_dim)}) are not supported; "
                               "BRGM needs an unconditional prior")
     if any(k.startswith("synthesis.input.") or ".L0_" in k or k.startswith("synthesis.L0_") for k in state):
         raise CheckpointError(f"{name}: this is a StyleGAN3 (alias-free) generator; only StyleGAN2 networks are "
@@ -138,7 +138,7 @@ def _config_from_record(G: PersistentObject, state: dict[str, torch.Tensor], sou
     taps = synthesis.get("resample_filter", (1, 3, 3, 1))
     if type(taps) not in (list, tuple) or len(taps) > 16:
         raise CheckpointError(f"{name}: resample_filter {short_repr(taps)} is not a short list of numbers")
-    clamp = synthesis.get("conv_clamp")
+    clamp = synthesis.get("conv_clamp")  # types and ranges: check_config
     return StyleGAN2Config(
         img_resolution=kwargs["img_resolution"],
         img_channels=kwargs["img_channels"],
@@ -149,8 +149,8 @@ def _config_from_record(G: PersistentObject, state: dict[str, torch.Tensor], sou
         w_avg_beta=mapping.get("w_avg_beta", 0.995),
         channel_base=synthesis.get("channel_base", 32768),
         channel_max=synthesis.get("channel_max", 512),
-        conv_clamp=float(clamp) if type(clamp) is int else clamp,
-        resample_filter=tuple(float(v) if type(v) is int else v for v in taps),
+        conv_clamp=clamp,
+        resample_filter=tuple(taps),
     )
 
 

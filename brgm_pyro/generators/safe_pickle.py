@@ -279,7 +279,7 @@ def storage_from_bytes(buffer: bytearray | memoryview, offset: int, numel: int, 
     itemsize = torch.empty((), dtype=dtype).element_size()
     nbytes = numel * itemsize
     if offset < 0 or offset + nbytes > len(buffer):
-        budget.fail(f"a storage of {numel} {dtype} elements does not fit in the {len(buffer) - offset} bytes left")
+        budget.fail(f"a storage of {short_repr(numel)} {dtype} elements does not fit in the {len(buffer) - offset} bytes left")
     if nbytes == 0:
         return Storage(torch.empty(0, dtype=dtype))
     raw = torch.frombuffer(buffer, dtype=torch.uint8, count=nbytes, offset=offset)
@@ -307,7 +307,8 @@ class Constructor:
 
 
 def _ints(value: Any, what: str, budget: Budget, max_len: int = MAX_TENSOR_DIMS) -> tuple[int, ...]:
-    if type(value) not in (tuple, list) or len(value) > max_len or any(type(v) is not int for v in value):
+    if type(value) not in (tuple, list) or len(value) > max_len \
+            or any(type(v) is not int or not -2**62 < v < 2**62 for v in value):
         budget.fail(f"tensor {what} {short_repr(value)} is not a tuple of at most {max_len} ints")
     return tuple(value)
 
@@ -319,7 +320,7 @@ def _rebuild_tensor(budget: Budget, storage: Any, offset: Any, size: Any, stride
         budget.fail("_rebuild_tensor_v2 with unexpected extra arguments")
     if not isinstance(storage, Storage):
         budget.fail(f"a tensor is built on {short_repr(storage)}, not on a storage from the file")
-    if type(offset) is not int or offset < 0:
+    if type(offset) is not int or not 0 <= offset < 2**62:
         budget.fail(f"tensor storage offset {short_repr(offset)} is not a non-negative int")
     size = _ints(size, "size", budget)
     stride = _ints(stride, "stride", budget)
@@ -460,7 +461,7 @@ def _parse_legacy_blob(budget: Budget, blob: bytes) -> Storage:
     itemsize = torch.empty((), dtype=dtype).element_size()
     if offset + numel * itemsize != len(blob):
         budget.fail(f"a nested tensor blob declares {numel} elements but holds {len(blob) - offset} bytes")
-    return storage_from_bytes(bytearray(blob[offset:]), 0, numel, dtype, budget)
+    return storage_from_bytes(bytearray(memoryview(blob)[offset:]), 0, numel, dtype, budget)
 
 
 ALLOWED_GLOBALS: dict[tuple[str, str], Any] = {
