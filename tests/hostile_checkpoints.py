@@ -142,8 +142,20 @@ def native_payload(G: StyleGAN2Generator) -> dict[str, Any]:
 
 
 def numpy_void_dtype(d: Path) -> Path:
-    """Issue 9's first segfault: a void dtype whose BUILD state clears its flags."""
-    data = g_ema_pickle(lambda a: numpy_dtype(a, "V8", (3, "|", None, None, None, 8, 1, 0)))
+    """Issue 9's first segfault: a void dtype given an object field by BUILD with its flags cleared,
+    then a scalar of it from 8 file bytes (numpy would read them as an object pointer), used as the
+    record's class_name, which a loader formats with str()."""
+    def body(a: Asm) -> None:
+        a.g("torch_utils.persistence", "_reconstruct_persistent_obj").empty_dict().mark()
+        a.s("type").s("class").s("class_name")
+        a.g("numpy.core.multiarray", "scalar")
+        a.g("numpy", "dtype").s("V8").false().true().tuple3().reduce()
+        a.mark().i(3).s("|").none().s("f0").tuple1().empty_dict().s("f0")
+        numpy_dtype(a, "O8", (3, "|", None, None, None, -1, -1, 63))
+        a.i(0).tuple2().setitem().i(8).i(1).i(0).tuple().build()
+        a.b(b"\x41" * 8).tuple2().reduce()
+        a.s("state").empty_dict().setitems().tuple1().reduce()
+    data = g_ema_pickle(body)
     (d / "void-dtype.pkl").write_bytes(data)
     return d / "void-dtype.pkl"
 
