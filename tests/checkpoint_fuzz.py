@@ -8,7 +8,10 @@ Property: for any bytes, ``load_generator(file)`` returns a ``StyleGAN2Generator
 - the project file with its ``data.pkl`` mutated and the zip rebuilt with correct CRCs (so the
   mutation reaches the unpickler instead of failing the CRC check);
 - random pickle opcode streams built from a vocabulary of opcodes, allowed and refused globals
-  and the keys real checkpoints use, alone or spliced into the valid network pickle.
+  and the keys real checkpoints use, alone or spliced into the valid network pickle;
+- well-formed project, rosinality and network files whose fields (format, version, config and
+  init-kwarg values, state-dict entries, record state) are replaced by odd values: huge ints,
+  NaN, strings, nested containers, tensors of other shapes and dtypes, NaN tensors.
 
 ``BRGM_FUZZ_EXAMPLES`` sets the number of examples per input kind (default 40); with the
 variable set, the search is also randomised (otherwise derandomised, reproducible in CI).
@@ -32,7 +35,7 @@ from hypothesis import strategies as st
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from checkpoint_writers import write_network_pickle  # noqa: E402
+from checkpoint_writers import Persistent, rosinality_state, write_network_pickle  # noqa: E402
 
 from brgm_pyro.generators import (  # noqa: E402
     CheckpointError, StyleGAN2Config, StyleGAN2Generator, load_generator, save_generator,
@@ -45,10 +48,14 @@ SETTINGS = settings(max_examples=EXAMPLES, deadline=None, database=None,
                     suppress_health_check=list(HealthCheck))
 
 
-def _seed_files() -> tuple[bytes, bytes]:
+def _seed_generator() -> StyleGAN2Generator:
     torch.manual_seed(0)
-    G = StyleGAN2Generator(StyleGAN2Config(img_resolution=8, img_channels=1, z_dim=4, w_dim=4, mapping_layers=1,
-                                           channel_base=32, channel_max=4)).eval()
+    return StyleGAN2Generator(StyleGAN2Config(img_resolution=8, img_channels=1, z_dim=4, w_dim=4, mapping_layers=1,
+                                              channel_base=32, channel_max=4)).eval()
+
+
+def _seed_files() -> tuple[bytes, bytes]:
+    G = _seed_generator()
     write_network_pickle(G, WORK / "seed.pkl", WORK / "PWNED-module-src")
     save_generator(G, WORK / "seed.pt")
     return (WORK / "seed.pkl").read_bytes(), (WORK / "seed.pt").read_bytes()
@@ -146,7 +153,106 @@ opcode = st.one_of(
 opcode_stream = st.lists(opcode, max_size=60).map(lambda ops: b"\x80\x04" + b"".join(ops) + b".")
 
 
+# ---------------------------------------------------------------- well-formed files with odd values
+
+_tensor = st.tuples(st.lists(st.integers(0, 5), max_size=3),
+                    st.sampled_from([torch.float32, torch.float16, torch.int64, torch.bool, torch.uint8]),
+                    st.sampled_from([0.0, 1.0, float("nan"), float("inf"), -3.0])).map(
+    lambda t: torch.full(t[0], t[2]).to(t[1]) if t[1].is_floating_point else torch.zeros(t[0], dtype=t[1]))
+_leaf = st.one_of(st.none(), st.booleans(), st.integers(-2, 2**70), st.integers(-5, 70), st.floats(),
+                  st.text(max_size=6), _tensor)
+odd_value = st.recursive(_leaf, lambda c: st.lists(c, max_size=3) | st.dictionaries(st.text(max_size=4), c, max_size=3),
+                         max_leaves=6)
+SEED_G = _seed_generator()
+NATIVE_KEYS = ["format", "version", "architecture", "config", "state_dict", "metadata"]
+CONFIG_KEYS = list(SEED_G.config.to_dict())
+STATE_KEYS = list(SEED_G.state_dict())
+KWARG_KEYS = ["z_dim", "w_dim", "img_resolution", "img_channels", "c_dim", "mapping_kwargs", "synthesis_kwargs",
+              "synthesis_kwargs.channel_max", "synthesis_kwargs.channel_base", "synthesis_kwargs.conv_clamp",
+              "synthesis_kwargs.architecture", "synthesis_kwargs.resample_filter", "mapping_kwargs.num_layers",
+              "mapping_kwargs.lr_multiplier", "mapping_kwargs.layer_features"]
+
+
+def _native_with(edits: list) -> bytes:
+    payload = {"format": "brgm-pyro-generator", "version": 1, "architecture": "stylegan2",
+               "config": SEED_G.config.to_dict(), "metadata": {},
+               "state_dict": {k: v.clone() for k, v in SEED_G.state_dict().items()}}
+    for (group, index), value in sorted(edits, key=lambda e: e[0][0] == "top"):  # nested edits first
+        if group == "top":
+            payload[NATIVE_KEYS[index % len(NATIVE_KEYS)]] = value
+        elif group == "config":
+            payload["config"][CONFIG_KEYS[index % len(CONFIG_KEYS)]] = value
+        else:
+            payload["state_dict"][STATE_KEYS[index % len(STATE_KEYS)]] = value
+    buf = io.BytesIO()
+    torch.save(payload, buf)
+    return buf.getvalue()
+
+
+def _rosinality_with(edits: list) -> bytes:
+    ckpt = rosinality_state(SEED_G)
+    keys = sorted(ckpt["g_ema"])
+    for (group, index), value in sorted(edits, key=lambda e: e[0][0] == "top"):  # g_ema edits first
+        if group == "top":
+            ckpt[["g_ema", "latent_avg", "args"][index % 3]] = value
+        elif value is None:
+            ckpt["g_ema"].pop(keys[index % len(keys)], None)
+        else:
+            ckpt["g_ema"][keys[index % len(keys)]] = value
+    buf = io.BytesIO()
+    torch.save(ckpt, buf)
+    return buf.getvalue()
+
+
+def _network_with(edits: list) -> bytes:
+    def tamper(record: Persistent) -> None:
+        kwargs = record.meta["state"]["_init_kwargs"]
+        order = {"tensors": 0, "kwargs": 1, "state": 2}  # edits that need the record's structure first
+        for (group, index), value in sorted(edits, key=lambda e: order[e[0][0]]):
+            if group == "kwargs":
+                key = KWARG_KEYS[index % len(KWARG_KEYS)]
+                if "." in key:
+                    outer, inner = key.split(".")
+                    if isinstance(kwargs.get(outer), dict):
+                        kwargs[outer][inner] = value
+                else:
+                    kwargs[key] = value
+            elif group == "state":
+                record.meta["state"][["_parameters", "_buffers", "_modules", "_init_kwargs"][index % 4]] = value
+            else:
+                mapping = record.meta["state"]["_modules"]["mapping"].meta["state"]
+                mapping["_parameters"] = {"weight": value} if index % 2 else mapping["_parameters"]
+                mapping["_buffers"]["w_avg"] = value
+
+    path = WORK / "network-odd.pkl"
+    write_network_pickle(SEED_G, path, WORK / "PWNED-module-src", tamper=tamper)
+    return path.read_bytes()
+
+
+def _edits(groups: list[str]) -> st.SearchStrategy:
+    return st.lists(st.tuples(st.tuples(st.sampled_from(groups), st.integers(0, 1000)), odd_value), min_size=1,
+                    max_size=3)
+
+
 # ---------------------------------------------------------------- properties
+
+
+@SETTINGS
+@given(_edits(["top", "config", "state"]))
+def fuzz_native_values(edits: list) -> None:
+    check(_native_with(edits))
+
+
+@SETTINGS
+@given(_edits(["top", "g_ema"]))
+def fuzz_rosinality_values(edits: list) -> None:
+    check(_rosinality_with(edits))
+
+
+@SETTINGS
+@given(_edits(["kwargs", "state", "tensors"]))
+def fuzz_network_values(edits: list) -> None:
+    check(_network_with(edits))
 
 
 @SETTINGS
@@ -180,11 +286,14 @@ def fuzz_opcodes_spliced_into_network_pickle(data: bytes, where: float) -> None:
     check(SEED_PICKLE[:pos] + data[2:-1] + SEED_PICKLE[pos:])
 
 
+FUZZERS = (fuzz_network_pickle, fuzz_project_zip, fuzz_project_zip_pickle, fuzz_opcode_stream,
+           fuzz_opcodes_spliced_into_network_pickle, fuzz_native_values, fuzz_rosinality_values, fuzz_network_values)
+
+
 def main() -> int:
     assert check(SEED_PICKLE) == "loaded" and check(SEED_ZIP) == "loaded", "the seed files must load"
     failed = 0
-    for fuzz in (fuzz_network_pickle, fuzz_project_zip, fuzz_project_zip_pickle, fuzz_opcode_stream,
-                 fuzz_opcodes_spliced_into_network_pickle):
+    for fuzz in FUZZERS:
         try:
             fuzz()
             print(f"{fuzz.__name__}: {EXAMPLES} examples, property held", flush=True)

@@ -14,7 +14,6 @@ Every problem is a ``CheckpointError`` naming the file.
 from __future__ import annotations
 
 import errno
-import io
 import os
 import re
 import stat

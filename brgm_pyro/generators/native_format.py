@@ -66,7 +66,7 @@ def save_generator(generator: StyleGAN2Generator, path: str | Path, metadata: di
 
 
 def is_native(payload: Any) -> bool:
-    return isinstance(payload, dict) and payload.get("format") == FORMAT_NAME
+    return isinstance(payload, dict) and type(payload.get("format")) is str and payload["format"] == FORMAT_NAME
 
 
 def generator_from_native(payload: dict[str, Any], source: str | Path | None = None) -> StyleGAN2Generator:
@@ -74,12 +74,12 @@ def generator_from_native(payload: dict[str, Any], source: str | Path | None = N
     if not is_native(payload):
         raise CheckpointError(f"{describe(source)} is not a brgm-pyro generator file (no format={FORMAT_NAME!r})")
     version = payload.get("version")
-    if version != FORMAT_VERSION:
+    if type(version) is not int or version != FORMAT_VERSION:
         raise CheckpointError(
             f"{describe(source)} has format version {short_repr(version)}; this brgm-pyro reads version {FORMAT_VERSION}"
         )
     arch = payload.get("architecture")
-    if arch not in ARCHITECTURES:
+    if type(arch) is not str or arch not in ARCHITECTURES:
         raise CheckpointError(f"{describe(source)}: unknown architecture {short_repr(arch)}; known: {sorted(ARCHITECTURES)}")
     for key in ("config", "state_dict"):
         if not isinstance(payload.get(key), dict):

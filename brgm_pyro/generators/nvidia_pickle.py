@@ -48,11 +48,11 @@ def record_state_dict(root: PersistentObject, source: Any = None) -> dict[str, t
             raise CheckpointError(f"{describe(source)}: network records nest deeper than {MAX_RECORD_DEPTH} levels")
         if len(seen) > MAX_RECORDS:
             raise CheckpointError(f"{describe(source)}: more than {MAX_RECORDS} network records")
-        skip = record.state.get("_non_persistent_buffers_set") or ()
+        skip = _field(record, "_non_persistent_buffers_set", ())
         if not isinstance(skip, (set, frozenset, list, tuple)):
             raise CheckpointError(f"{describe(source)}: {where}._non_persistent_buffers_set is not a set")
         for group in ("_parameters", "_buffers"):
-            tensors = record.state.get(group) or {}
+            tensors = _field(record, group, {})
             if not isinstance(tensors, dict):
                 raise CheckpointError(f"{describe(source)}: {where}.{group} is a {type(tensors).__name__}, not a dict")
             for name, value in tensors.items():
@@ -64,7 +64,7 @@ def record_state_dict(root: PersistentObject, source: Any = None) -> dict[str, t
                     raise CheckpointError(f"{describe(source)}: {prefix + name} is a {type(value).__name__}, "
                                           "not a tensor")
                 out[prefix + name] = value.detach()
-        modules = record.state.get("_modules") or {}
+        modules = _field(record, "_modules", {})
         if not isinstance(modules, dict):
             raise CheckpointError(f"{describe(source)}: {where}._modules is a {type(modules).__name__}, not a dict")
         for name, child in modules.items():
@@ -75,6 +75,12 @@ def record_state_dict(root: PersistentObject, source: Any = None) -> dict[str, t
                                       f"{type(child).__name__}, not a persistent network object")
             pending.append((child, f"{prefix}{name}.", depth + 1))
     return out
+
+
+def _field(record: PersistentObject, key: str, default: Any) -> Any:
+    """``record.state[key]``, ``default`` when absent or None (never tests a file value for truth)."""
+    value = record.state.get(key)
+    return default if value is None else value
 
 
 def read_network_pickle(source: str | Path | BinaryIO) -> Any:
@@ -180,3 +186,7 @@ def load_nvidia_pickle(source: str | Path | BinaryIO, key: str = "G_ema") -> Sty
     if not isinstance(data, dict) or key not in data:
         raise CheckpointError(f"{describe(name)} has no {key!r} network (found {describe_keys(data)})")
     return generator_from_network(data[key], name)
+
+
+__all__ = ["EasyDict", "PersistentObject", "record_state_dict", "read_network_pickle", "generator_from_network",
+           "load_nvidia_pickle"]

@@ -25,7 +25,6 @@ reconstructors are never called on file data.
 
 from __future__ import annotations
 
-import io
 import math
 import pickle
 import pickletools
@@ -200,7 +199,7 @@ class NumpyDType:
         # numpy's dtype state: (version, byteorder, subarray, names, fields, elsize, alignment, flags[, metadata])
         if type(state) is not tuple or len(state) not in (8, 9):
             budget.fail(f"numpy dtype state {short_repr(state)} is not the 8-tuple of a plain dtype")
-        if state[1] not in ("<", ">", "|", "=") or any(v is not None for v in state[2:5]) or \
+        if type(state[1]) is not str or state[1] not in ("<", ">", "|", "=") or any(v is not None for v in state[2:5]) or \
                 any(type(v) is not int for v in state[5:8]) or (len(state) == 9 and state[8] is not None):
             budget.fail("numpy dtype with sub-arrays, fields, metadata or an unknown byte order; refused")
         self.byteorder = state[1]
@@ -554,7 +553,7 @@ class _Unpickler(pickle._Unpickler):  # type: ignore[name-defined]
     def _newobj(self) -> None:
         args = self.stack.pop()
         cls = self.stack.pop()
-        if cls not in (EasyDict, Namespace) or type(args) is not tuple or args:
+        if (cls is not EasyDict and cls is not Namespace) or type(args) is not tuple or args:
             self.budget.fail(f"the pickle instantiates {short_repr(cls)}; only EasyDict / Namespace may be created "
                              "this way, without arguments", unsafe=True)
         self.append(cls())
