@@ -150,6 +150,8 @@ def test_network_pickle_records_expose_kwargs_and_the_discriminator(tmp_path):
     assert "os.system" in data["G_ema"].module_src  # kept as inert text
     assert data["D"].class_name == "Discriminator"
     assert data["training_set_kwargs"].resolution == 16
+    with open(tmp_path / "n.pkl", "rb") as f:  # an open binary file works too
+        assert_same_generator(G, load_nvidia_pickle(f))
 
 
 class _CallsSystem:
