@@ -150,6 +150,8 @@ def test_network_pickle_records_expose_kwargs_and_the_discriminator(tmp_path):
     assert "os.system" in data["G_ema"].module_src  # kept as inert text
     assert data["D"].class_name == "Discriminator"
     assert data["training_set_kwargs"].resolution == 16
+    with open(tmp_path / "n.pkl", "rb") as f:  # an open binary file works too
+        assert_same_generator(G, load_nvidia_pickle(f))
 
 
 class _CallsSystem:
@@ -247,3 +249,142 @@ def test_rosinality_leftover_or_missing_entries(tmp_path):
     del ckpt["g_ema"]["noises.noise_2"]
     with pytest.raises(CheckpointError, match="lacks 'noises.noise_2'"):
         load_rosinality(ckpt)
+
+
+# ---------------------------------------------------------------- what real pickles hold, read safely
+
+
+def test_network_pickle_with_numpy_values_protocol3_sets_and_fp16_storages(tmp_path):
+    """Real stylegan2-ada pickles hold numpy float64 attributes (weight_gain), stylegan3 small int
+    arrays, protocol-3 ``builtins.set`` and may store some tensors as float16; all read inertly."""
+    import numpy as np
+
+    G = randomized_generator()
+
+    def tamper(record: Persistent) -> None:
+        state = record.meta["state"]
+        state["weight_gain"] = np.float64(0.125)
+        state["in_size"] = np.array([4, 4], dtype=np.int64)
+        state["in_size_f"] = np.asfortranarray(np.arange(6, dtype=">f4").reshape(2, 3))
+        state["flags"] = {"a", "b"}
+        state["_parameters"] = OrderedDict(extra_half=torch.ones(2, dtype=torch.float16))
+        state["_non_persistent_buffers_set"] = {"extra_half"}
+
+    path = tmp_path / "n.pkl"
+    write_network_pickle(G, path, tmp_path / "m", tamper=tamper)
+    proto3 = tmp_path / "p3.pkl"
+    from .checkpoint_writers import _stand_in_modules, nvidia_init_kwargs, record_tree
+
+    with _stand_in_modules():
+        rec = record_tree(G, "src", nvidia_init_kwargs(G))
+        tamper(rec)
+        proto3.write_bytes(pickle.dumps({"G_ema": rec}, protocol=3))
+    for p in (path, proto3):
+        records = read_network_pickle(p)
+        state = records["G_ema"].state
+        assert state["weight_gain"] == 0.125 and type(state["weight_gain"]) is float
+        assert state["in_size"].array.tolist() == [4, 4]
+        assert state["in_size_f"].array.tolist() == [[0.0, 1.0, 2.0], [3.0, 4.0, 5.0]]
+        assert state["flags"] == {"a", "b"}
+        assert_same_generator(G, load_generator(p, device="cpu"))
+
+
+def test_state_shapes_without_building_match_the_module():
+    from brgm_pyro.generators.stylegan2.generator import stylegan2_state_shapes
+
+    for cfg in (StyleGAN2Config(img_resolution=16, img_channels=3, z_dim=8, w_dim=6, mapping_layers=3,
+                                channel_base=64, channel_max=8),
+                StyleGAN2Config(img_resolution=32, img_channels=1, z_dim=5, w_dim=7, mapping_layers=1,
+                                channel_base=256, channel_max=64, resample_filter=(1, 2, 1))):
+        module = {k: tuple(v.shape) for k, v in StyleGAN2Generator(cfg).state_dict().items()}
+        assert stylegan2_state_shapes(cfg) == module
+
+
+@pytest.mark.parametrize("field,value,message", [
+    ("channel_max", 0, r"channel_max=0 is outside \[1, 4096\]"),
+    ("channel_max", -512, r"channel_max=-512 is outside"),
+    ("channel_max", 512.0, r"channel_max must be an int, got 512\.0"),
+    ("w_dim", True, r"w_dim must be an int, got True"),
+    ("img_resolution", 24, r"img_resolution=24 is not a power of two"),
+    ("img_resolution", 4096, r"img_resolution=4096 is outside \[8, 1024\]"),
+    ("img_channels", 2, r"img_channels=2; supported: \(1, 3\)"),
+    ("channel_base", 8, r"channel_base=8 gives no channels at resolution 16"),
+    ("w_avg_beta", float("nan"), r"w_avg_beta=nan is not a finite number"),
+    ("conv_clamp", -1.0, r"conv_clamp=-1\.0 is not None or a positive"),
+])
+def test_native_config_fields_are_bounds_checked_before_building(tmp_path, field, value, message):
+    G = randomized_generator()
+    path = tmp_path / "g.pt"
+    save_generator(G, path)
+    payload = torch.load(path, weights_only=True)
+    payload["config"][field] = value
+    torch.save(payload, path)
+    with pytest.raises(CheckpointError, match=message):
+        load_generator(path)
+
+
+def test_native_shapes_must_match_config_before_building(tmp_path):
+    G = randomized_generator()
+    path = tmp_path / "g.pt"
+    save_generator(G, path)
+    payload = torch.load(path, weights_only=True)
+    payload["config"]["channel_max"] = 4096  # tensors of 32 channels, a wider network declared
+    torch.save(payload, path)
+    with pytest.raises(CheckpointError, match=r"wrong shape: synthesis\.b4\.const: checkpoint \(32, 4, 4\) vs model \(64, 4, 4\)"):
+        load_generator(path)
+
+
+def test_non_finite_weights_are_named(tmp_path):
+    G = randomized_generator()
+    with torch.no_grad():
+        G.synthesis.b16.torgb.bias[0] = float("-inf")
+    save_generator(G, tmp_path / "g.pt")
+    with pytest.raises(CheckpointError, match=r"NaN or infinite weights in: synthesis\.b16\.torgb\.bias$"):
+        load_generator(tmp_path / "g.pt")
+
+
+def test_bit_flip_in_a_zip_member_fails_the_crc(tmp_path):
+    G = randomized_generator()
+    save_generator(G, tmp_path / "g.pt")
+    data = bytearray((tmp_path / "g.pt").read_bytes())
+    data[len(data) // 2] ^= 1
+    (tmp_path / "g.pt").write_bytes(data)
+    with pytest.raises(CheckpointError, match="(CRC-32|corrupt)"):
+        load_generator(tmp_path / "g.pt")
+
+
+def test_truncated_zip_is_reported_as_such(tmp_path):
+    save_generator(randomized_generator(), tmp_path / "g.pt")
+    data = (tmp_path / "g.pt").read_bytes()
+    (tmp_path / "g.pt").write_bytes(data[:-30])
+    with pytest.raises(CheckpointError, match="truncated or corrupt zip archive"):
+        load_generator(tmp_path / "g.pt")
+
+
+def test_bundled_names_are_reserved(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "fashion-mnist-32").write_bytes(b"not a checkpoint")
+    with pytest.warns(UserWarning, match=r"bundled model, which is what is loaded.*'\./fashion-mnist-32'"):
+        G = load_generator("fashion-mnist-32", device="cpu")
+    assert G.img_resolution == 32
+    with pytest.raises(CheckpointError, match="neither a torch zip file nor a pickle"):
+        load_generator("./fashion-mnist-32")
+    from pathlib import Path
+
+    with pytest.raises(CheckpointError, match="neither a torch zip file nor a pickle"):
+        load_generator(Path("fashion-mnist-32"))
+
+
+def test_special_files_get_their_own_message(tmp_path):
+    os.mkfifo(tmp_path / "pipe")
+    with pytest.raises(CheckpointError, match="named pipe"):
+        load_generator(tmp_path / "pipe")
+    with pytest.raises(CheckpointError, match="device file"):
+        load_generator("/dev/zero")
+    os.symlink(tmp_path / "b", tmp_path / "a")
+    os.symlink(tmp_path / "a", tmp_path / "b")
+    with pytest.raises(CheckpointError, match="symbolic link loop"):
+        load_generator(tmp_path / "a")
+    (tmp_path / "dir").mkdir()
+    with pytest.raises(CheckpointError, match="is a directory"):
+        load_generator(tmp_path / "dir")

@@ -2,24 +2,27 @@
 
 - a registered name (``"fashion-mnist-32"``, the bundled model) or a path;
 - a zip ``torch.save`` file: the project's own format (``format="brgm-pyro-generator"``) or a
-  rosinality checkpoint (``g_ema``), both read with ``weights_only=True``;
-- a plain pickle: an NVIDIA stylegan2-ada-pytorch / stylegan3 network pickle (``G_ema``),
-  read by the restricted unpickler of ``nvidia_pickle``.
+  rosinality checkpoint (``g_ema``);
+- a plain pickle: an NVIDIA stylegan2-ada-pytorch / stylegan3 network pickle (``G_ema``).
 
-The file name and extension are never used to decide.
+The file name and extension are never used to decide. Every file is read by the safe readers of
+``checkpoint_files`` / ``safe_pickle`` (nothing from it is imported or called; limits tied to the
+file size); every failure is a ``CheckpointError`` naming the file and the problem.
 """
 
 from __future__ import annotations
 
-import zipfile
+import warnings
 from pathlib import Path
 
 import torch
 
+from .checkpoint_files import CheckpointNotFoundError, read_checkpoint_bytes, read_plain_pickle, read_torch_zip, sniff
 from .checkpoints import CheckpointError, describe
 from .native_format import generator_from_native, is_native
-from .nvidia_pickle import generator_from_network, read_network_pickle
-from .rosinality import load_rosinality, load_torch_file
+from .nvidia_pickle import generator_from_network
+from .rosinality import load_rosinality
+from .safe_pickle import describe_keys, short_repr
 from .stylegan2 import StyleGAN2Generator
 from .stylegan2.layers import NOISE_MODES, NoiseMode
 
@@ -38,20 +41,56 @@ def registered_generators() -> dict[str, Path]:
 
 
 def _resolve(path_or_name: str | Path) -> Path:
-    path = Path(path_or_name)
-    if path.is_file():
-        return path
+    """A bundled name (a ``str`` equal to one) always means the bundled model; anything else is a path.
+
+    A local file that happens to carry a bundled name is loaded only when given as a path
+    (``"./fashion-mnist-32"`` or a ``Path``); if one exists, a warning says which was loaded.
+    """
     from ..bundled import GENERATOR_FILES, pretrained_path
 
     if isinstance(path_or_name, str) and path_or_name in GENERATOR_FILES:
+        if Path(path_or_name).exists():
+            warnings.warn(
+                f"{path_or_name!r} is the name of a bundled model, which is what is loaded; the local file "
+                f"{path_or_name!r} is ignored. To load that file, pass it as a path: './{path_or_name}'.",
+                UserWarning, stacklevel=3)
         return pretrained_path(GENERATOR_FILES[path_or_name])
-    if path.is_dir():
-        raise CheckpointError(f"{str(path)!r} is a directory; pass the checkpoint file inside it")
-    raise FileNotFoundError(
-        f"no generator checkpoint at {str(path)!r}, and it is not a bundled name "
-        f"({', '.join(sorted(GENERATOR_FILES))}). Download the model (e.g. the BRGM authors' ffhq.pkl or "
-        "NVIDIA's stylegan2-ada-pytorch pickles) and pass its path."
-    )
+    if not isinstance(path_or_name, (str, Path)):
+        raise TypeError(f"load_generator expects a bundled name or a path, got {type(path_or_name).__name__}")
+    path = Path(path_or_name)
+    if not path.exists() and not path.is_symlink():
+        raise CheckpointNotFoundError(
+            f"no generator checkpoint at {str(path)!r}, and it is not a bundled name "
+            f"({', '.join(sorted(GENERATOR_FILES))}). Download the model (e.g. the BRGM authors' ffhq.pkl or "
+            "NVIDIA's stylegan2-ada-pytorch pickles) and pass its path."
+        )
+    return path
+
+
+def read_generator_file(path: Path) -> StyleGAN2Generator:
+    """The generator in the checkpoint file ``path`` (any supported format), on the CPU."""
+    data = read_checkpoint_bytes(path)
+    kind = sniff(data)
+    if kind == "zip":
+        payload = read_torch_zip(data, path)
+        del data
+        if is_native(payload):
+            return generator_from_native(payload, path)
+        if isinstance(payload, dict) and "g_ema" in payload:
+            return load_rosinality(payload, name=path)
+        raise CheckpointError(f"{describe(path)} is a torch file but neither a brgm-pyro generator nor a "
+                              f"rosinality checkpoint (top-level keys: {describe_keys(payload)})")
+    if kind == "pickle":
+        payload = read_plain_pickle(data, path)
+        del data
+        if type(payload) is int:  # legacy (pre-1.6) torch.save stream starts with a magic number
+            raise CheckpointError(f"{describe(path)} is a legacy torch.save file; re-save it with a current torch "
+                                  "(torch.save(torch.load(path), new_path)) and load that")
+        if not isinstance(payload, dict) or "G_ema" not in payload:
+            raise CheckpointError(f"{describe(path)} is a pickle without 'G_ema' (found {describe_keys(payload)})")
+        return generator_from_network(payload["G_ema"], path)
+    raise CheckpointError(f"{describe(path)} is neither a torch zip file nor a pickle "
+                          f"(it starts with {short_repr(bytes(data[:8]))})")
 
 
 def load_generator(
@@ -59,39 +98,18 @@ def load_generator(
     device: str | torch.device | None = None,
     noise_mode: NoiseMode = "const",
 ) -> StyleGAN2Generator:
-    """Load a StyleGAN2 generator, in eval mode, on ``device`` (default: CUDA when available)."""
+    """Load a StyleGAN2 generator, in eval mode, on ``device`` (default: CUDA when available).
+
+    ``path_or_name``: a bundled name (a string such as ``"fashion-mnist-32"``, always the bundled
+    model even if a file of that name exists here: pass ``"./fashion-mnist-32"`` for the file) or
+    the path of a checkpoint. Raises ``CheckpointError`` (a ``ValueError``) for any unreadable,
+    unsafe or inconsistent file, ``CheckpointNotFoundError`` (also a ``FileNotFoundError``) when
+    nothing exists at the path.
+    """
     if noise_mode not in NOISE_MODES:
         raise ValueError(f"noise_mode must be one of {NOISE_MODES}, got {noise_mode!r}")
     path = _resolve(path_or_name)
-    if path.stat().st_size == 0:
-        raise CheckpointError(f"{describe(path)} is empty")
-    if zipfile.is_zipfile(path):
-        try:
-            payload = load_torch_file(path)
-        except Exception as err:
-            raise CheckpointError(f"{describe(path)} is a torch zip file that torch.load(weights_only=True) "
-                                  f"cannot read (truncated, corrupt, or holding code objects): {err}") from err
-        if is_native(payload):
-            generator = generator_from_native(payload, path)
-        elif isinstance(payload, dict) and "g_ema" in payload:
-            generator = load_rosinality(payload)
-        else:
-            keys = sorted(payload)[:10] if isinstance(payload, dict) else type(payload).__name__
-            raise CheckpointError(f"{describe(path)} is a torch file but neither a brgm-pyro generator nor a "
-                                  f"rosinality checkpoint (top-level keys: {keys})")
-    else:
-        with open(path, "rb") as f:
-            head = f.read(2)
-        if len(head) < 2 or head[0] != 0x80:
-            raise CheckpointError(f"{describe(path)} is neither a torch zip file nor a pickle")
-        data = read_network_pickle(path)
-        if isinstance(data, int):  # legacy (pre-1.6) torch.save stream starts with a magic number
-            raise CheckpointError(f"{describe(path)} is a legacy torch.save file; re-save it with a current torch "
-                                  "(torch.save(torch.load(path), new_path)) and load that")
-        if not isinstance(data, dict) or "G_ema" not in data:
-            keys = sorted(data)[:10] if isinstance(data, dict) else type(data).__name__
-            raise CheckpointError(f"{describe(path)} is a pickle without 'G_ema' (found {keys})")
-        generator = generator_from_network(data["G_ema"], path)
+    generator = read_generator_file(path)
     generator.noise_mode = noise_mode
     if device is None:
         device = "cuda" if torch.cuda.is_available() else "cpu"

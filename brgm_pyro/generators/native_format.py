@@ -1,11 +1,14 @@
-"""The project's own generator format: a ``torch.save`` dict read with ``weights_only=True``.
+"""The project's own generator format: a ``torch.save`` dict of plain values and tensors.
 
 Layout (version 1)::
 
     {"format": "brgm-pyro-generator", "version": 1, "architecture": "stylegan2",
      "config": StyleGAN2Config.to_dict(), "state_dict": {...}, "metadata": {...}}
 
-Only plain containers, numbers, strings and tensors are stored, so loading never runs code.
+Only plain containers, numbers, strings and tensors are stored. Reading goes through
+``checkpoint_files.read_torch_zip`` (CRC-checked members, the safe unpickler, tensors checked
+against their storages), never ``torch.load``; the config is bounds-checked and compared with the
+tensors' shapes before the network is built.
 """
 
 from __future__ import annotations
@@ -15,7 +18,9 @@ from typing import Any
 
 import torch
 
-from .checkpoints import CheckpointError, describe, load_state_dict_strict
+from .checkpoint_files import read_checkpoint_bytes, read_torch_zip, sniff
+from .checkpoints import CheckpointError, build_stylegan2, describe
+from .safe_pickle import short_repr
 from .stylegan2 import StyleGAN2Config, StyleGAN2Generator
 
 FORMAT_NAME = "brgm-pyro-generator"
@@ -61,7 +66,7 @@ def save_generator(generator: StyleGAN2Generator, path: str | Path, metadata: di
 
 
 def is_native(payload: Any) -> bool:
-    return isinstance(payload, dict) and payload.get("format") == FORMAT_NAME
+    return isinstance(payload, dict) and type(payload.get("format")) is str and payload["format"] == FORMAT_NAME
 
 
 def generator_from_native(payload: dict[str, Any], source: str | Path | None = None) -> StyleGAN2Generator:
@@ -69,34 +74,38 @@ def generator_from_native(payload: dict[str, Any], source: str | Path | None = N
     if not is_native(payload):
         raise CheckpointError(f"{describe(source)} is not a brgm-pyro generator file (no format={FORMAT_NAME!r})")
     version = payload.get("version")
-    if version != FORMAT_VERSION:
+    if type(version) is not int or version != FORMAT_VERSION:
         raise CheckpointError(
-            f"{describe(source)} has format version {version!r}; this brgm-pyro reads version {FORMAT_VERSION}"
+            f"{describe(source)} has format version {short_repr(version)}; this brgm-pyro reads version {FORMAT_VERSION}"
         )
     arch = payload.get("architecture")
-    if arch not in ARCHITECTURES:
-        raise CheckpointError(f"{describe(source)}: unknown architecture {arch!r}; known: {sorted(ARCHITECTURES)}")
+    if type(arch) is not str or arch not in ARCHITECTURES:
+        raise CheckpointError(f"{describe(source)}: unknown architecture {short_repr(arch)}; known: {sorted(ARCHITECTURES)}")
     for key in ("config", "state_dict"):
         if not isinstance(payload.get(key), dict):
             raise CheckpointError(f"{describe(source)}: missing or malformed {key!r}")
-    cls, config_cls = ARCHITECTURES[arch]
+    _, config_cls = ARCHITECTURES[arch]
+    config_dict = payload["config"]
+    if any(type(k) is not str for k in config_dict):
+        raise CheckpointError(f"{describe(source)}: bad generator config: non-string keys")
+    taps = config_dict.get("resample_filter", (1, 3, 3, 1))
+    if type(taps) not in (list, tuple) or len(taps) > 16:
+        raise CheckpointError(f"{describe(source)}: bad generator config: resample_filter {short_repr(taps)}")
     try:
-        config = config_cls.from_dict(payload["config"])
+        config = config_cls.from_dict(config_dict)
     except (TypeError, ValueError) as err:
         raise CheckpointError(f"{describe(source)}: bad generator config: {err}") from err
-    generator = cls(config)
-    load_state_dict_strict(generator, payload["state_dict"], source)
-    generator.metadata = dict(payload.get("metadata") or {})
+    generator = build_stylegan2(config, payload["state_dict"], source)
+    metadata = payload.get("metadata")
+    if metadata is not None and not isinstance(metadata, dict):
+        raise CheckpointError(f"{describe(source)}: metadata is a {type(metadata).__name__}, not a dict")
+    generator.metadata = dict(metadata or {})
     return generator.eval()
 
 
 def load_native(path: str | Path) -> StyleGAN2Generator:
-    """Read a generator written by ``save_generator`` (``torch.load(weights_only=True)``)."""
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except FileNotFoundError:
-        raise
-    except Exception as err:  # truncated zip, foreign pickle, ... -> one clear message
-        raise CheckpointError(f"{describe(path)} could not be read as a brgm-pyro generator "
-                              f"(truncated or corrupt file?): {err}") from err
-    return generator_from_native(payload, path)
+    """Read a generator written by ``save_generator`` (safe zip reader, never ``torch.load``)."""
+    data = read_checkpoint_bytes(Path(path))
+    if sniff(data) != "zip":
+        raise CheckpointError(f"{describe(path)} is not a torch zip file, so not a brgm-pyro generator")
+    return generator_from_native(read_torch_zip(data, path), path)

@@ -5,160 +5,104 @@ dict with ``G``, ``D``, ``G_ema``, ... Every network object in them is a "persis
 pickles as ``torch_utils.persistence._reconstruct_persistent_obj(meta)``, where ``meta`` carries
 the full Python source of the defining module (``module_src``), the class name and the object's
 ``__dict__`` (``_parameters``, ``_buffers``, ``_modules``, ``_init_kwargs``, ...). NVIDIA's own
-loader executes ``module_src``. We never do: a restricted unpickler maps that reducer to an inert
-``PersistentObject`` record, allows a short list of tensor and container constructors, and refuses
-every other global. The records are then turned into our ``StyleGAN2Generator`` with a strict
-state-dict load.
+loader executes ``module_src``. We never do: the safe unpickler of ``safe_pickle`` maps that reducer
+to an inert ``PersistentObject`` record and refuses every global outside its allow-list. The
+record tree (a tree: shared or self-containing records are refused, depth at most
+``MAX_RECORD_DEPTH``) is flattened to a state dict and turned into our ``StyleGAN2Generator``
+after the architecture in its kwargs has been checked against the tensors present.
 """
 
 from __future__ import annotations
 
-import io
-import pickle
-from collections import OrderedDict
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
 
-import numpy as np
 import torch
 
-from .checkpoints import CheckpointError, UnsafeCheckpointError, describe, load_state_dict_strict
+from .checkpoint_files import MAX_CHECKPOINT_BYTES, read_checkpoint_bytes, read_plain_pickle, sniff
+from .checkpoints import CheckpointError, build_stylegan2, describe
+from .safe_pickle import EasyDict, PersistentObject, describe_keys, short_repr
 from .stylegan2 import StyleGAN2Config, StyleGAN2Generator
 
-
-class EasyDict(dict):
-    """Stand-in for ``dnnlib.util.EasyDict``: a dict whose keys read as attributes."""
-
-    def __getattr__(self, name: str) -> Any:
-        try:
-            return self[name]
-        except KeyError:
-            raise AttributeError(name) from None
+MAX_RECORD_DEPTH = 32
+MAX_RECORDS = 100_000
 
 
-@dataclass
-class PersistentObject:
-    """Inert record of one persistent network object (its source code is kept as text only)."""
+def record_state_dict(root: PersistentObject, source: Any = None) -> dict[str, torch.Tensor]:
+    """Flat ``name -> tensor`` dict of a record tree, as ``nn.Module.state_dict`` would give.
 
-    class_name: str
-    version: int | None
-    state: dict[str, Any]
-    module_src: str = field(repr=False, default="")
-
-    @property
-    def init_kwargs(self) -> dict[str, Any]:
-        return dict(self.state.get("_init_kwargs") or {})
-
-    @property
-    def init_args(self) -> tuple:
-        return tuple(self.state.get("_init_args") or ())
-
-    @property
-    def children(self) -> dict[str, "PersistentObject"]:
-        return dict(self.state.get("_modules") or {})
-
-    def state_dict(self, prefix: str = "") -> dict[str, torch.Tensor]:
-        """Flat ``name -> tensor`` dict, as ``nn.Module.state_dict`` would give."""
-        out: dict[str, torch.Tensor] = {}
-        skip = set(self.state.get("_non_persistent_buffers_set") or ())
+    Linear in the number of records: each record may be reached once (a record shared by two
+    parents or containing itself is refused), depth at most ``MAX_RECORD_DEPTH``.
+    """
+    out: dict[str, torch.Tensor] = {}
+    seen: set[int] = set()
+    pending: list[tuple[PersistentObject, str, int]] = [(root, "", 0)]
+    while pending:
+        record, prefix, depth = pending.pop()
+        where = prefix[:-1] or "G_ema"
+        if id(record) in seen:
+            raise CheckpointError(f"{describe(source)}: network record {short_repr(where, 200)} is reached twice (a shared "
+                                  "sub-module or a record containing itself); a network pickle is a tree")
+        seen.add(id(record))
+        if depth > MAX_RECORD_DEPTH:
+            raise CheckpointError(f"{describe(source)}: network records nest deeper than {MAX_RECORD_DEPTH} levels")
+        if len(seen) > MAX_RECORDS:
+            raise CheckpointError(f"{describe(source)}: more than {MAX_RECORDS} network records")
+        skip = _field(record, "_non_persistent_buffers_set", ())
+        if not isinstance(skip, (set, frozenset, list, tuple)):
+            raise CheckpointError(f"{describe(source)}: {where}._non_persistent_buffers_set is not a set")
         for group in ("_parameters", "_buffers"):
-            for name, value in (self.state.get(group) or {}).items():
-                if value is not None and name not in skip:
-                    out[prefix + name] = value.detach() if isinstance(value, torch.Tensor) else value
-        for name, child in self.children.items():
+            tensors = _field(record, group, {})
+            if not isinstance(tensors, dict):
+                raise CheckpointError(f"{describe(source)}: {where}.{group} is a {type(tensors).__name__}, not a dict")
+            for name, value in tensors.items():
+                if type(name) is not str:
+                    raise CheckpointError(f"{describe(source)}: {where}.{group} has a non-string key")
+                if value is None or name in skip:
+                    continue
+                if not isinstance(value, torch.Tensor):
+                    raise CheckpointError(f"{describe(source)}: {prefix + name} is a {type(value).__name__}, "
+                                          "not a tensor")
+                out[prefix + name] = value.detach()
+        modules = _field(record, "_modules", {})
+        if not isinstance(modules, dict):
+            raise CheckpointError(f"{describe(source)}: {where}._modules is a {type(modules).__name__}, not a dict")
+        for name, child in modules.items():
             if child is None:
                 continue
-            if not isinstance(child, PersistentObject):
-                raise CheckpointError(
-                    f"sub-module {prefix + name!r} is a {type(child).__name__}, not a persistent network object"
-                )
-            out.update(child.state_dict(prefix + name + "."))
-        return out
+            if type(name) is not str or not isinstance(child, PersistentObject):
+                raise CheckpointError(f"{describe(source)}: sub-module {prefix}{short_repr(name)} is a "
+                                      f"{type(child).__name__}, not a persistent network object")
+            pending.append((child, f"{prefix}{name}.", depth + 1))
+    return out
 
 
-def _reconstruct_persistent_record(meta: dict[str, Any]) -> PersistentObject:
-    if not isinstance(meta, dict) or meta.get("type") != "class":
-        raise CheckpointError(f"unsupported persistent object record: type={getattr(meta, 'get', lambda k: None)('type')!r}")
-    state = meta.get("state")
-    if not isinstance(state, dict):
-        raise CheckpointError(f"persistent object {meta.get('class_name')!r} has no state dict")
-    return PersistentObject(
-        class_name=str(meta.get("class_name")),
-        version=meta.get("version"),
-        state=state,
-        module_src=str(meta.get("module_src") or ""),
-    )
-
-
-def _storage_from_bytes(data: bytes) -> Any:
-    """Tensor storages inside a plain pickle are nested ``torch.save`` blobs; read them weights-only."""
-    return torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
-
-
-_TORCH_DTYPES = {name for name in dir(torch) if isinstance(getattr(torch, name, None), torch.dtype)}
-
-_ALLOWED: dict[tuple[str, str], Any] = {
-    ("torch_utils.persistence", "_reconstruct_persistent_obj"): _reconstruct_persistent_record,
-    ("dnnlib.util", "EasyDict"): EasyDict,
-    ("torch._utils", "_rebuild_tensor_v2"): torch._utils._rebuild_tensor_v2,
-    ("torch._utils", "_rebuild_parameter"): torch._utils._rebuild_parameter,
-    ("torch.storage", "_load_from_bytes"): _storage_from_bytes,
-    ("torch", "device"): torch.device,
-    ("torch", "Size"): torch.Size,
-    ("collections", "OrderedDict"): OrderedDict,
-    ("builtins", "set"): set,
-    ("builtins", "frozenset"): frozenset,
-    ("numpy", "dtype"): np.dtype,
-    ("numpy", "ndarray"): np.ndarray,
-}
-from numpy._core import multiarray as _np_multiarray  # noqa: E402  (numpy >= 2)
-
-for _mod in ("numpy.core.multiarray", "numpy._core.multiarray"):
-    _ALLOWED[(_mod, "_reconstruct")] = _np_multiarray._reconstruct
-    _ALLOWED[(_mod, "scalar")] = _np_multiarray.scalar
-
-
-class RestrictedUnpickler(pickle.Unpickler):
-    """An unpickler that resolves only allow-listed globals (see module docstring)."""
-
-    def find_class(self, module: str, name: str) -> Any:
-        if module == "torch" and name in _TORCH_DTYPES:
-            return getattr(torch, name)
-        target = _ALLOWED.get((module, name))
-        if target is not None:
-            return target
-        hint = ""
-        if module.startswith("dnnlib.tflib"):
-            hint = (" This is a TensorFlow StyleGAN2 pickle: convert it first with NVIDIA's "
-                    "stylegan2-ada-pytorch `legacy.py` (or load it with their code) and save a PyTorch pickle.")
-        raise UnsafeCheckpointError(
-            f"the pickle asks for the global {module}.{name}, which is not on brgm-pyro's allow-list; "
-            f"it was not imported or called.{hint}"
-        )
-
-    def persistent_load(self, pid: Any) -> Any:
-        raise CheckpointError("the pickle uses persistent ids (a torch.save file?), which network pickles never do")
+def _field(record: PersistentObject, key: str, default: Any) -> Any:
+    """``record.state[key]``, ``default`` when absent or None (never tests a file value for truth)."""
+    value = record.state.get(key)
+    return default if value is None else value
 
 
 def read_network_pickle(source: str | Path | BinaryIO) -> Any:
     """Unpickle a network pickle into plain containers, tensors and ``PersistentObject`` records."""
-    name = source if isinstance(source, (str, Path)) else getattr(source, "name", None)
-    try:
-        if isinstance(source, (str, Path)):
-            with open(source, "rb") as f:
-                return RestrictedUnpickler(f).load()
-        return RestrictedUnpickler(source).load()
-    except (CheckpointError, FileNotFoundError, IsADirectoryError):
-        raise
-    except EOFError as err:
-        raise CheckpointError(f"{describe(name)} ends early: the file is truncated ({err or 'EOF'})") from err
-    except Exception as err:  # UnpicklingError, bad opcodes, inner torch.load failures, ...
-        raise CheckpointError(f"{describe(name)} is not a readable network pickle (truncated or corrupt?): "
-                              f"{type(err).__name__}: {err}") from err
+    if isinstance(source, (str, Path)):
+        data = read_checkpoint_bytes(Path(source))
+        name: Any = source
+    else:
+        name = getattr(source, "name", None)
+        data = source.read(MAX_CHECKPOINT_BYTES + 1)
+        if len(data) > MAX_CHECKPOINT_BYTES:
+            raise CheckpointError(f"{describe(name)} is larger than the {MAX_CHECKPOINT_BYTES}-byte limit")
+        if not data:
+            raise CheckpointError(f"{describe(name)} is empty")
+    if sniff(data) != "pickle":
+        raise CheckpointError(f"{describe(name)} is not a pickle (it starts with {short_repr(bytes(data[:8]))})")
+    return read_plain_pickle(data, name)
 
 
 def _config_from_record(G: PersistentObject, state: dict[str, torch.Tensor], source: Any) -> StyleGAN2Config:
+    """The architecture from G_ema's init kwargs, types checked (``check_config`` checks the bounds)."""
+    name = describe(source)
     kwargs = G.init_kwargs
     if G.init_args:
         names = ["z_dim", "c_dim", "w_dim", "img_resolution", "img_channels", "mapping_kwargs", "synthesis_kwargs"]
@@ -166,15 +110,19 @@ def _config_from_record(G: PersistentObject, state: dict[str, torch.Tensor], sou
     required = ["z_dim", "w_dim", "img_resolution", "img_channels"]
     missing = [k for k in required if k not in kwargs]
     if missing:
-        raise CheckpointError(f"{describe(source)}: G_ema has no init kwargs {missing}")
-    if kwargs.get("c_dim", 0):
-        raise CheckpointError(
-            f"{describe(source)}: conditional generators (c_dim={kwargs['c_dim']}) are not supported; "
-            "BRGM needs an unconditional prior"
-        )
+        raise CheckpointError(f"{name}: G_ema has no init kwargs {missing}")
+    c_dim = kwargs.get("c_dim", 0)
+    if type(c_dim) is not int or c_dim < 0:
+        raise CheckpointError(f"{name}: c_dim must be a non-negative int, got {short_repr(c_dim)}")
+    if c_dim:
+        raise CheckpointError(f"{name}: conditional generators (c_dim={short_repr(c_dim)}) are not supported; "
+                              "BRGM needs an unconditional prior")
     if any(k.startswith("synthesis.input.") or ".L0_" in k or k.startswith("synthesis.L0_") for k in state):
-        raise CheckpointError(f"{describe(source)}: this is a StyleGAN3 (alias-free) generator; "
-                              "only StyleGAN2 networks are supported")
+        raise CheckpointError(f"{name}: this is a StyleGAN3 (alias-free) generator; only StyleGAN2 networks are "
+                              "supported")
+    for group in ("synthesis_kwargs", "mapping_kwargs"):
+        if kwargs.get(group) is not None and not isinstance(kwargs[group], dict):
+            raise CheckpointError(f"{name}: {group} is a {type(kwargs[group]).__name__}, not a dict")
     synthesis = dict(kwargs.get("synthesis_kwargs") or {})
     # stylegan3's copy of networks_stylegan2 passes the synthesis kwargs flat.
     for key in ("channel_base", "channel_max", "num_fp16_res", "conv_clamp", "architecture", "resample_filter",
@@ -182,27 +130,33 @@ def _config_from_record(G: PersistentObject, state: dict[str, torch.Tensor], sou
         if key in kwargs and key not in synthesis:
             synthesis[key] = kwargs[key]
     architecture = synthesis.get("architecture", "skip")
-    if architecture != "skip":
-        raise CheckpointError(f"{describe(source)}: synthesis architecture {architecture!r}; only 'skip' is supported")
+    if type(architecture) is not str or architecture != "skip":
+        raise CheckpointError(f"{name}: synthesis architecture {short_repr(architecture)}; only 'skip' is supported")
     mapping = dict(kwargs.get("mapping_kwargs") or {})
     num_fc = sum(1 for k in state if k.startswith("mapping.fc") and k.endswith(".weight"))
     num_layers = mapping.get("num_layers", 8)
-    if num_layers != num_fc:
-        raise CheckpointError(f"{describe(source)}: mapping_kwargs says {num_layers} layers but the weights hold {num_fc}")
-    if mapping.get("layer_features") not in (None, kwargs["w_dim"]):
-        raise CheckpointError(f"{describe(source)}: mapping layer_features={mapping['layer_features']} is not supported")
+    if type(num_layers) is not int or num_layers != num_fc:
+        raise CheckpointError(f"{name}: mapping_kwargs says {short_repr(num_layers)} layers but the weights hold "
+                              f"{num_fc}")
+    features = mapping.get("layer_features")
+    if features is not None and (type(features) is not int or features != kwargs["w_dim"]):
+        raise CheckpointError(f"{name}: mapping layer_features={short_repr(features)} is not supported")
+    taps = synthesis.get("resample_filter", (1, 3, 3, 1))
+    if type(taps) not in (list, tuple) or len(taps) > 16:
+        raise CheckpointError(f"{name}: resample_filter {short_repr(taps)} is not a short list of numbers")
+    clamp = synthesis.get("conv_clamp")  # types and ranges: check_config
     return StyleGAN2Config(
-        img_resolution=int(kwargs["img_resolution"]),
-        img_channels=int(kwargs["img_channels"]),
-        z_dim=int(kwargs["z_dim"]),
-        w_dim=int(kwargs["w_dim"]),
-        mapping_layers=int(num_layers),
-        mapping_lr_multiplier=float(mapping.get("lr_multiplier", 0.01)),
-        w_avg_beta=float(mapping.get("w_avg_beta", 0.995)),
-        channel_base=int(synthesis.get("channel_base", 32768)),
-        channel_max=int(synthesis.get("channel_max", 512)),
-        conv_clamp=None if synthesis.get("conv_clamp") is None else float(synthesis["conv_clamp"]),
-        resample_filter=tuple(float(v) for v in synthesis.get("resample_filter", (1, 3, 3, 1))),
+        img_resolution=kwargs["img_resolution"],
+        img_channels=kwargs["img_channels"],
+        z_dim=kwargs["z_dim"],
+        w_dim=kwargs["w_dim"],
+        mapping_layers=num_layers,
+        mapping_lr_multiplier=mapping.get("lr_multiplier", 0.01),
+        w_avg_beta=mapping.get("w_avg_beta", 0.995),
+        channel_base=synthesis.get("channel_base", 32768),
+        channel_max=synthesis.get("channel_max", 512),
+        conv_clamp=clamp,
+        resample_filter=tuple(taps),
     )
 
 
@@ -215,12 +169,13 @@ def generator_from_network(G: PersistentObject, source: Any = None) -> StyleGAN2
         raise CheckpointError(f"{describe(source)}: expected a network object, got {type(G).__name__}")
     if G.class_name != "Generator":
         raise CheckpointError(f"{describe(source)}: expected a Generator, got class {G.class_name!r}")
-    state = G.state_dict()
+    state = record_state_dict(G, source)
     config = _config_from_record(G, state, source)
-    generator = StyleGAN2Generator(config)
-    load_state_dict_strict(generator, state, source)
+    generator = build_stylegan2(config, state, source)
+    synthesis = G.init_kwargs.get("synthesis_kwargs")
+    fp16 = synthesis.get("num_fp16_res") if isinstance(synthesis, dict) else None
     generator.metadata = {"source_format": "nvidia-pickle", "class_name": G.class_name,
-                          "num_fp16_res": G.init_kwargs.get("synthesis_kwargs", {}).get("num_fp16_res")}
+                          "num_fp16_res": fp16 if type(fp16) is int else None}
     return generator.eval()
 
 
@@ -229,6 +184,9 @@ def load_nvidia_pickle(source: str | Path | BinaryIO, key: str = "G_ema") -> Sty
     data = read_network_pickle(source)
     name = source if isinstance(source, (str, Path)) else None
     if not isinstance(data, dict) or key not in data:
-        keys = sorted(data) if isinstance(data, dict) else type(data).__name__
-        raise CheckpointError(f"{describe(name)} has no {key!r} network (found {keys})")
+        raise CheckpointError(f"{describe(name)} has no {key!r} network (found {describe_keys(data)})")
     return generator_from_network(data[key], name)
+
+
+__all__ = ["EasyDict", "PersistentObject", "record_state_dict", "read_network_pickle", "generator_from_network",
+           "load_nvidia_pickle"]

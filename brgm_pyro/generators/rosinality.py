@@ -23,7 +23,6 @@ up-sampling gain; they are checked against our filter rather than copied.
 
 from __future__ import annotations
 
-import argparse
 import math
 import re
 from pathlib import Path
@@ -31,8 +30,12 @@ from typing import Any
 
 import torch
 
-from .checkpoints import CheckpointError, describe, load_state_dict_strict
+from .checkpoint_files import read_checkpoint_bytes, read_torch_zip, sniff
+from .checkpoints import ARCHITECTURE_BOUNDS, CheckpointError, build_stylegan2, describe
+from .safe_pickle import short_repr
 from .stylegan2 import StyleGAN2Config, StyleGAN2Generator, setup_filter
+
+MAX_BLOCKS = int(math.log2(ARCHITECTURE_BOUNDS["img_resolution"][1])) - 1
 
 
 def _layer_names(num_blocks: int) -> list[tuple[str, str]]:
@@ -51,6 +54,21 @@ def rosinality_to_nvidia(g_ema: dict[str, torch.Tensor], latent_avg: torch.Tenso
 
     Every input tensor must be consumed; leftovers raise ``CheckpointError``.
     """
+    try:
+        return _rename(g_ema, latent_avg, source)
+    except (IndexError, RuntimeError, TypeError, ValueError) as err:  # tensors of the wrong rank, ...
+        raise CheckpointError(f"{describe(source)}: malformed rosinality g_ema ({type(err).__name__}: "
+                              f"{short_repr(str(err), 120)[1:-1]})") from err
+
+
+def _rename(g_ema: Any, latent_avg: Any, source: Any) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+    if not isinstance(g_ema, dict):
+        raise CheckpointError(f"{describe(source)}: g_ema is a {type(g_ema).__name__}, not a state dict")
+    for key, value in g_ema.items():
+        if type(key) is not str or not isinstance(value, torch.Tensor):
+            raise CheckpointError(f"{describe(source)}: g_ema entry {short_repr(key)} is not a named tensor")
+    if latent_avg is not None and not isinstance(latent_avg, torch.Tensor):
+        raise CheckpointError(f"{describe(source)}: latent_avg is a {type(latent_avg).__name__}, not a tensor")
     src = dict(g_ema)
     used: set[str] = set()
 
@@ -60,12 +78,18 @@ def rosinality_to_nvidia(g_ema: dict[str, torch.Tensor], latent_avg: torch.Tenso
         used.add(key)
         return src[key]
 
-    style_ids = sorted({int(m.group(1)) for k in src if (m := re.fullmatch(r"style\.(\d+)\.weight", k))})
+    style_ids = sorted({int(m.group(1)) for k in src if (m := re.fullmatch(r"style\.(\d{1,3})\.weight", k))})
     if not style_ids or "input.input" not in src:
         raise CheckpointError(f"{describe(source)}: not a rosinality StyleGAN2 generator (no style.* / input.input)")
     if style_ids != list(range(1, len(style_ids) + 1)):
         raise CheckpointError(f"{describe(source)}: mapping layers style.{style_ids} are not consecutive from 1")
-    rgb_ids = sorted({int(m.group(1)) for k in src if (m := re.fullmatch(r"to_rgbs\.(\d+)\.bias", k))})
+    if len(style_ids) > ARCHITECTURE_BOUNDS["mapping_layers"][1]:
+        raise CheckpointError(f"{describe(source)}: {len(style_ids)} mapping layers, more than the supported "
+                              f"{ARCHITECTURE_BOUNDS['mapping_layers'][1]}")
+    rgb_ids = sorted({int(m.group(1)) for k in src if (m := re.fullmatch(r"to_rgbs\.(\d{1,3})\.bias", k))})
+    if rgb_ids != list(range(len(rgb_ids))) or len(rgb_ids) + 1 > MAX_BLOCKS:
+        raise CheckpointError(f"{describe(source)}: to_rgbs.* blocks {rgb_ids[:12]} are not 0..n-1 with n < "
+                              f"{MAX_BLOCKS}")
     num_blocks = len(rgb_ids) + 1
     resolution = 2 ** (num_blocks + 1)
 
@@ -130,40 +154,39 @@ def _infer_channel_schedule(channels: dict[str, int], resolution: int) -> tuple[
 
 
 def load_torch_file(path: str | Path) -> Any:
-    """``torch.load(weights_only=True)``, also accepting the ``argparse.Namespace`` of training runs.
+    """A ``torch.save`` zip file read by the safe reader (``checkpoint_files.read_torch_zip``).
 
-    rosinality's training checkpoints store their command-line ``args``; a Namespace is rebuilt
-    from a plain dict of values, so allowing it runs no code.
+    rosinality's training checkpoints store their command-line ``args``; the ``argparse.Namespace``
+    comes back as an inert ``safe_pickle.Namespace`` dict of its values.
     """
-    with torch.serialization.safe_globals([argparse.Namespace]):
-        return torch.load(path, map_location="cpu", weights_only=True)
+    data = read_checkpoint_bytes(Path(path))
+    if sniff(data) != "zip":
+        raise CheckpointError(f"{describe(path)} is not a torch zip file")
+    return read_torch_zip(data, path)
 
 
-def load_rosinality(source: str | Path | dict[str, Any], mapping_lr_multiplier: float = 0.01) -> StyleGAN2Generator:
-    """Load the ``g_ema`` of a rosinality checkpoint (a path, or the dict ``torch.load`` returned)."""
-    name = source if isinstance(source, (str, Path)) else None
+def load_rosinality(source: str | Path | dict[str, Any], mapping_lr_multiplier: float = 0.01,
+                    name: str | Path | None = None) -> StyleGAN2Generator:
+    """Load the ``g_ema`` of a rosinality checkpoint (a path, or an already read payload dict).
+
+    ``name``: the file a payload dict came from, for error messages.
+    """
+    name = source if isinstance(source, (str, Path)) else name
     if isinstance(source, (str, Path)):
-        try:
-            payload = load_torch_file(source)
-        except FileNotFoundError:
-            raise
-        except Exception as err:
-            raise CheckpointError(f"{describe(source)} could not be read with torch.load(weights_only=True) "
-                                  f"(truncated or corrupt file?): {err}") from err
+        payload = load_torch_file(source)
     else:
         payload = source
     if not isinstance(payload, dict) or "g_ema" not in payload:
         raise CheckpointError(f"{describe(name)} has no 'g_ema' state dict")
     fields, state = rosinality_to_nvidia(payload["g_ema"], payload.get("latent_avg"), name)
     channels = fields.pop("_channels")
-    base, cmax = _infer_channel_schedule(channels, fields["img_resolution"])
+    try:
+        base, cmax = _infer_channel_schedule(channels, fields["img_resolution"])
+    except CheckpointError as err:
+        raise CheckpointError(f"{describe(name)}: {err}") from None
     config = StyleGAN2Config(channel_base=base, channel_max=cmax, mapping_lr_multiplier=mapping_lr_multiplier,
                              **fields)
-    generator = StyleGAN2Generator(config)
-    # Our module also holds the FIR filter buffers; fill them from our own config.
-    for key, value in generator.state_dict().items():
-        if key.endswith("resample_filter"):
-            state[key] = value
-    load_state_dict_strict(generator, state, name)
+    # Our module also holds the FIR filter buffers; they are filled from our own config.
+    generator = build_stylegan2(config, state, name, own_buffers=("resample_filter",))
     generator.metadata = {"source_format": "rosinality"}
     return generator.eval()

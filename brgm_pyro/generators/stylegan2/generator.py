@@ -112,3 +112,41 @@ class StyleGAN2Generator(GeneratorBase):
         """z (B, z_dim) -> images (B, C, R, R)."""
         ws = self.mapping(z, truncation_psi=truncation_psi, truncation_cutoff=truncation_cutoff)
         return self.synthesis(ws, noise_mode=noise_mode)
+
+
+def stylegan2_state_shapes(config: StyleGAN2Config) -> dict[str, tuple[int, ...]]:
+    """The state-dict shapes ``StyleGAN2Generator(config)`` will have, computed without building it.
+
+    Lets a loader compare a checkpoint's tensors with the architecture it declares before
+    allocating anything (``tests/test_checkpoints.py`` checks it against real modules).
+    """
+    from .synthesis import channel_schedule
+
+    w, taps = config.w_dim, len(config.resample_filter)
+    channels = channel_schedule(config.img_resolution, config.channel_base, config.channel_max)
+    shapes: dict[str, tuple[int, ...]] = {}
+
+    def layer(prefix: str, cin: int, cout: int, res: int) -> None:
+        shapes.update({f"{prefix}.weight": (cout, cin, 3, 3), f"{prefix}.bias": (cout,), f"{prefix}.noise_strength": (),
+                       f"{prefix}.resample_filter": (taps, taps), f"{prefix}.noise_const": (res, res),
+                       f"{prefix}.affine.weight": (cin, w), f"{prefix}.affine.bias": (cin,)})
+
+    previous = 0
+    for res, cout in channels.items():
+        block = f"synthesis.b{res}"
+        if previous == 0:
+            shapes[f"{block}.const"] = (cout, res, res)
+        shapes[f"{block}.resample_filter"] = (taps, taps)
+        if previous:
+            layer(f"{block}.conv0", previous, cout, res)
+        layer(f"{block}.conv1", cout, cout, res)
+        shapes.update({f"{block}.torgb.weight": (config.img_channels, cout, 1, 1),
+                       f"{block}.torgb.bias": (config.img_channels,),
+                       f"{block}.torgb.affine.weight": (cout, w), f"{block}.torgb.affine.bias": (cout,)})
+        previous = cout
+    shapes["mapping.w_avg"] = (w,)
+    features = [config.z_dim] + [w] * config.mapping_layers
+    for i in range(config.mapping_layers):
+        shapes[f"mapping.fc{i}.weight"] = (features[i + 1], features[i])
+        shapes[f"mapping.fc{i}.bias"] = (features[i + 1],)
+    return shapes

@@ -1,0 +1,676 @@
+"""A pickle reader that is safe by construction, shared by every checkpoint format.
+
+Nothing from the file is ever imported or called. The reader is Python's pure-Python unpickler
+with its dangerous opcodes replaced:
+
+- ``GLOBAL`` / ``STACK_GLOBAL`` resolve only the names of ``ALLOWED_GLOBALS``. Each maps to an
+  inert stand-in written here (a record class, a marker, or a *constructor token* whose function
+  validates its arguments); no name maps to the real torch / numpy / dnnlib object it is named after,
+  except the ``torch.float32``-style dtype singletons.
+- ``REDUCE`` calls only constructor tokens; ``NEWOBJ`` builds only ``EasyDict`` / ``Namespace``
+  records with no arguments; ``BUILD`` applies state only to the records that validate it.
+- ``APPEND(S)`` / ``SETITEM(S)`` / ``ADDITEMS`` act only on real lists, dicts and sets; dict keys and
+  set items must be plain strings, numbers, bytes, ``None`` or flat tuples of those (so hashing a
+  crafted nested tuple can never take exponential time).
+- ``INST``, ``OBJ``, ``EXT1/2/4``, ``PERSID`` and the protocol-5 buffer opcodes are refused.
+- Before anything is built, ``pickletools.genops`` walks the opcode stream: truncation, unknown
+  opcodes and streams longer than ``MAX_PICKLE_OPS`` opcodes are refused while nothing is allocated.
+
+Tensors are rebuilt by ``_rebuild_tensor`` from a storage whose bytes are in the file, after
+checking dtype, offset, shape and strides against that storage, and counting the declared bytes
+against a ``Budget`` derived from the file size. numpy values (``weight_gain`` scalars, stylegan3's
+small int arrays) are rebuilt from their raw bytes with plain numeric dtypes only; numpy's own
+reconstructors are never called on file data.
+"""
+
+from __future__ import annotations
+
+import math
+import pickle
+import pickletools
+import re
+import struct
+import warnings
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+import torch
+
+from .checkpoints import CheckpointError, UnsafeCheckpointError, describe
+
+MAX_PICKLE_OPS = 2_000_000
+"""Opcodes read from one file (every opcode builds at most one small object)."""
+MAX_TENSOR_DIMS = 8
+MAX_KEY_TUPLE = 64
+FORBIDDEN_OPCODES = {"INST", "OBJ", "EXT1", "EXT2", "EXT4", "PERSID", "BYTEARRAY8", "NEXT_BUFFER",
+                     "READONLY_BUFFER"}
+
+
+def short_repr(value: Any, limit: int = 60) -> str:
+    """A bounded description of a value from a file (never recurses into containers)."""
+    if isinstance(value, (str, bytes, int, float, bool)) or value is None:
+        text = repr(value) if not isinstance(value, int) or abs(value) < 10**30 else "<huge int>"
+        return text if len(text) <= limit else text[:limit] + "..."
+    return f"<{type(value).__name__}>"
+
+
+def describe_keys(value: Any, limit: int = 10) -> str:
+    """The first keys of a dict read from a file (any key types), or the value's type."""
+    if not isinstance(value, dict):
+        return type(value).__name__
+    keys = sorted(short_repr(k, 40) for k in list(value)[:1000])
+    return "[" + ", ".join(keys[:limit]) + (", ..." if len(value) > limit else "") + "]"
+
+
+class Budget:
+    """Limits for everything read from one checkpoint file."""
+
+    def __init__(self, source: Any, max_tensor_bytes: int, max_ops: int = MAX_PICKLE_OPS) -> None:
+        self.source = source
+        self.max_tensor_bytes = max_tensor_bytes
+        self.max_ops = max_ops
+        self.tensor_bytes = 0
+        self.ops = 0
+        self.in_blob = False
+
+    def fail(self, message: str, unsafe: bool = False) -> None:
+        cls = UnsafeCheckpointError if unsafe else CheckpointError
+        raise cls(f"{describe(self.source)}: {message}")
+
+    def count_ops(self, n: int) -> None:
+        self.ops += n
+        if self.ops > self.max_ops:
+            self.fail(f"the pickle has more than {self.max_ops} opcodes; no real checkpoint needs that many")
+
+    def add_tensor(self, nbytes: int) -> None:
+        self.tensor_bytes += nbytes
+        if self.tensor_bytes > self.max_tensor_bytes:
+            self.fail(f"its tensors declare {self.tensor_bytes} bytes in all, more than the {self.max_tensor_bytes} "
+                      "bytes allowed for a file of this size (a real checkpoint's tensors are stored in the file)")
+
+
+class ByteReader:
+    """A read-only file over a bytes-like object, without copying it (``io.BytesIO`` copies a bytearray)."""
+
+    def __init__(self, data: bytes | bytearray | memoryview) -> None:
+        self.view = memoryview(data).cast("B")
+        self.pos = 0
+
+    def read(self, n: int = -1) -> bytes:
+        end = len(self.view) if n is None or n < 0 else min(len(self.view), self.pos + n)
+        out = bytes(self.view[self.pos:end])
+        self.pos = max(self.pos, end)
+        return out
+
+    def readline(self, limit: int = -1) -> bytes:
+        end = len(self.view) if limit is None or limit < 0 else min(len(self.view), self.pos + limit)
+        chunk = self.view[self.pos:end]
+        index = bytes(chunk).find(b"\n") if len(chunk) < 4096 else _find_newline(chunk)
+        return self.read(index + 1 if index >= 0 else end - self.pos)
+
+    def tell(self) -> int:
+        return self.pos
+
+    def seek(self, pos: int, whence: int = 0) -> int:
+        base = {0: 0, 1: self.pos, 2: len(self.view)}[whence]
+        self.pos = max(0, base + pos)
+        return self.pos
+
+    def seekable(self) -> bool:
+        return True
+
+
+def _find_newline(view: memoryview) -> int:
+    step = 1 << 16
+    for start in range(0, len(view), step):
+        i = bytes(view[start:start + step]).find(b"\n")
+        if i >= 0:
+            return start + i
+    return -1
+
+
+# ---------------------------------------------------------------- inert records
+
+
+class EasyDict(dict):
+    """Stand-in for ``dnnlib.util.EasyDict``: a dict whose keys read as attributes."""
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self[name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+    def _pickle_build(self, state: Any, budget: Budget) -> None:
+        if state is not None and not (type(state) is dict and not state):
+            budget.fail("an EasyDict carries instance state; refused")
+
+
+class Namespace(EasyDict):
+    """Stand-in for ``argparse.Namespace`` (rosinality's ``args``): its attributes as a dict."""
+
+    def _pickle_build(self, state: Any, budget: Budget) -> None:
+        if type(state) is not dict:
+            budget.fail(f"an argparse.Namespace state must be a dict, got {short_repr(state)}")
+        for key in state:
+            if type(key) is not str:
+                budget.fail(f"an argparse.Namespace attribute name is {short_repr(key)}, not a string")
+        self.update(state)
+
+
+@dataclass
+class PersistentObject:
+    """Inert record of one stylegan2-ada persistent network object (its source code is text only)."""
+
+    class_name: str
+    version: int | None
+    state: dict[str, Any]
+    module_src: str = field(repr=False, default="")
+
+    @property
+    def init_kwargs(self) -> dict[str, Any]:
+        kwargs = self.state.get("_init_kwargs")
+        return dict(kwargs) if isinstance(kwargs, dict) else {}
+
+    @property
+    def init_args(self) -> tuple:
+        args = self.state.get("_init_args")
+        return tuple(args) if isinstance(args, (tuple, list)) else ()
+
+    @property
+    def children(self) -> dict[str, Any]:
+        modules = self.state.get("_modules")
+        return dict(modules) if isinstance(modules, dict) else {}
+
+
+_PLAIN_NUMPY_CODES = {"b1", "i1", "u1", "i2", "u2", "i4", "u4", "i8", "u8", "f2", "f4", "f8", "c8", "c16"}
+
+
+class NumpyDType:
+    """A validated numpy dtype description: plain numeric codes only (never object / void / record)."""
+
+    def __init__(self, code: str) -> None:
+        self.code = code
+        self.byteorder = "="
+
+    def _pickle_build(self, state: Any, budget: Budget) -> None:
+        # numpy's dtype state: (version, byteorder, subarray, names, fields, elsize, alignment, flags[, metadata])
+        if type(state) is not tuple or len(state) not in (8, 9):
+            budget.fail(f"numpy dtype state {short_repr(state)} is not the 8-tuple of a plain dtype")
+        if type(state[1]) is not str or state[1] not in ("<", ">", "|", "=") or any(v is not None for v in state[2:5]) or \
+                any(type(v) is not int for v in state[5:8]) or (len(state) == 9 and state[8] is not None):
+            budget.fail("numpy dtype with sub-arrays, fields, metadata or an unknown byte order; refused")
+        self.byteorder = state[1]
+
+    def to_numpy(self) -> np.dtype:
+        order = "=" if self.byteorder == "|" else self.byteorder
+        return np.dtype(order + self.code)
+
+
+class NumpyArray:
+    """A numpy array rebuilt from its raw bytes after checking shape x itemsize == byte count."""
+
+    def __init__(self) -> None:
+        self.array: np.ndarray | None = None
+
+    def _pickle_build(self, state: Any, budget: Budget) -> None:
+        if type(state) is not tuple or len(state) != 5:
+            budget.fail(f"numpy array state {short_repr(state)} is not (version, shape, dtype, fortran, bytes)")
+        _, shape, dtype, fortran, raw = state
+        if not isinstance(dtype, NumpyDType):
+            budget.fail("numpy array without a plain numeric dtype (object arrays are refused)")
+        if type(raw) is not bytes:
+            budget.fail(f"numpy array data is {short_repr(raw)}, not raw bytes (object arrays are refused)")
+        if type(shape) is not tuple or len(shape) > 32 or any(type(s) is not int or s < 0 for s in shape):
+            budget.fail(f"numpy array shape {short_repr(shape)} is not a tuple of non-negative ints")
+        dt = dtype.to_numpy()
+        if math.prod(shape) * dt.itemsize != len(raw):
+            budget.fail(f"numpy array of shape {shape} and dtype {dt} needs {math.prod(shape) * dt.itemsize} bytes, "
+                        f"the file holds {len(raw)}")
+        self.array = np.frombuffer(raw, dtype=dt).reshape(shape, order="F" if fortran else "C")
+
+
+class _Marker:
+    """A named, non-callable placeholder (``numpy.ndarray`` as an argument of ``_reconstruct``)."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __repr__(self) -> str:
+        return f"<{self.name}>"
+
+
+NDARRAY = _Marker("numpy.ndarray")
+
+
+@dataclass(frozen=True)
+class StorageType:
+    """``torch.FloatStorage`` and friends: only the element dtype is used."""
+
+    name: str
+    dtype: torch.dtype
+
+
+@dataclass
+class Storage:
+    """A typed storage whose bytes come from the file: ``data`` is a 1-D tensor of ``numel`` elements."""
+
+    data: torch.Tensor
+
+    @property
+    def numel(self) -> int:
+        return self.data.numel()
+
+
+_STORAGE_TYPES = {
+    "FloatStorage": torch.float32, "DoubleStorage": torch.float64, "HalfStorage": torch.float16,
+    "BFloat16Storage": torch.bfloat16, "LongStorage": torch.int64, "IntStorage": torch.int32,
+    "ShortStorage": torch.int16, "CharStorage": torch.int8, "ByteStorage": torch.uint8, "BoolStorage": torch.bool,
+}
+_TORCH_DTYPES = {name: getattr(torch, name) for name in dir(torch) if isinstance(getattr(torch, name, None), torch.dtype)}
+
+
+def storage_from_bytes(buffer: bytearray | memoryview, offset: int, numel: int, dtype: torch.dtype,
+                       budget: Budget) -> Storage:
+    """A storage of ``numel`` ``dtype`` elements starting at ``buffer[offset]`` (bounds already checked)."""
+    itemsize = torch.empty((), dtype=dtype).element_size()
+    nbytes = numel * itemsize
+    if offset < 0 or offset + nbytes > len(buffer):
+        budget.fail(f"a storage of {short_repr(numel)} {dtype} elements does not fit in the {len(buffer) - offset} bytes left")
+    if nbytes == 0:
+        return Storage(torch.empty(0, dtype=dtype))
+    raw = torch.frombuffer(buffer, dtype=torch.uint8, count=nbytes, offset=offset)
+    if dtype == torch.bool and bool((raw > 1).any()):
+        budget.fail("a bool storage holds bytes other than 0 and 1")
+    if offset % itemsize:  # unaligned in the file: copy to aligned memory
+        data = torch.empty(numel, dtype=dtype)
+        data.view(torch.uint8).copy_(raw)
+        return Storage(data)
+    return Storage(raw.view(dtype))
+
+
+# ---------------------------------------------------------------- constructors (validated calls)
+
+
+class Constructor:
+    """What ``find_class`` returns for a callable global: ``REDUCE`` runs ``fn(budget, *args)``."""
+
+    def __init__(self, name: str, fn: Callable[..., Any]) -> None:
+        self.name = name
+        self.fn = fn
+
+    def __repr__(self) -> str:
+        return f"<constructor {self.name}>"
+
+
+def _ints(value: Any, what: str, budget: Budget, max_len: int = MAX_TENSOR_DIMS) -> tuple[int, ...]:
+    if type(value) not in (tuple, list) or len(value) > max_len \
+            or any(type(v) is not int or not -2**62 < v < 2**62 for v in value):
+        budget.fail(f"tensor {what} {short_repr(value)} is not a tuple of at most {max_len} ints")
+    return tuple(value)
+
+
+def _rebuild_tensor(budget: Budget, storage: Any, offset: Any, size: Any, stride: Any, requires_grad: Any = False,
+                    hooks: Any = None, metadata: Any = None, *extra: Any) -> torch.Tensor:
+    """``torch._utils._rebuild_tensor_v2`` with every argument checked against the storage."""
+    if extra:
+        budget.fail("_rebuild_tensor_v2 with unexpected extra arguments")
+    if not isinstance(storage, Storage):
+        budget.fail(f"a tensor is built on {short_repr(storage)}, not on a storage from the file")
+    if type(offset) is not int or not 0 <= offset < 2**62:
+        budget.fail(f"tensor storage offset {short_repr(offset)} is not a non-negative int")
+    size = _ints(size, "size", budget)
+    stride = _ints(stride, "stride", budget)
+    if len(size) != len(stride):
+        budget.fail(f"tensor size {size} and stride {stride} have different lengths")
+    if any(s < 0 for s in size) or any(s < 0 for s in stride):
+        budget.fail(f"tensor size {size} / stride {stride} has negative entries")
+    if hooks is not None and not (isinstance(hooks, dict) and not hooks):
+        budget.fail("a tensor carries backward hooks")
+    numel = math.prod(size)
+    budget.add_tensor(numel * storage.data.element_size())
+    if numel == 0:
+        if offset > storage.numel:
+            budget.fail(f"tensor offset {offset} lies beyond its storage of {storage.numel} elements")
+        return storage.data.new_empty(size)
+    last = offset + sum((n - 1) * s for n, s in zip(size, stride))
+    if last >= storage.numel:
+        budget.fail(f"tensor of size {size}, stride {stride}, offset {offset} reaches element {last} "
+                    f"of a storage holding {storage.numel}")
+    return storage.data.as_strided(size, stride, offset)
+
+
+def _rebuild_parameter(budget: Budget, data: Any, requires_grad: Any = False, hooks: Any = None,
+                       *extra: Any) -> torch.Tensor:
+    """``torch._utils._rebuild_parameter``: the tensor itself (we never train these)."""
+    if extra or not isinstance(data, torch.Tensor):
+        budget.fail(f"a parameter wraps {short_repr(data)}, not a tensor")
+    return data
+
+
+def _reconstruct_persistent(budget: Budget, meta: Any, *extra: Any) -> PersistentObject:
+    """``torch_utils.persistence._reconstruct_persistent_obj``: an inert record; ``module_src`` is never run."""
+    if extra or type(meta) is not dict:
+        budget.fail("a persistent object record is not a single dict")
+    if type(meta.get("type")) is not str or meta["type"] != "class":
+        budget.fail(f"unsupported persistent object record of type {short_repr(meta.get('type'))}")
+    name, state, src, version = meta.get("class_name"), meta.get("state"), meta.get("module_src"), meta.get("version")
+    if type(name) is not str or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]{0,99}", name):
+        budget.fail(f"persistent object class name {short_repr(name)} is not an identifier")
+    if type(state) is not dict:
+        budget.fail(f"persistent object {name!r} has no state dict")
+    if src is not None and type(src) is not str:
+        budget.fail(f"persistent object {name!r} has a module_src that is not text")
+    if version is not None and type(version) is not int:
+        budget.fail(f"persistent object {name!r} has a non-integer version")
+    return PersistentObject(class_name=name, version=version, state=state, module_src=src or "")
+
+
+def _ordered_dict(budget: Budget, *args: Any) -> OrderedDict:
+    if args:  # OrderedDict pickles as OrderedDict() followed by SETITEMS
+        budget.fail("collections.OrderedDict called with arguments")
+    return OrderedDict()
+
+
+def _make_set(budget: Budget, items: Any = (), *extra: Any) -> set:
+    """``builtins.set(list)``: how protocol-2/3 pickles store ``_non_persistent_buffers_set``."""
+    if extra or type(items) not in (list, tuple):
+        budget.fail("builtins.set called with something other than one list")
+    for item in items:
+        check_key(item, budget)
+    return set(items)
+
+
+def _make_dtype(budget: Budget, code: Any, align: Any = False, copy: Any = True, *extra: Any) -> NumpyDType:
+    if extra or type(code) is not str or code not in _PLAIN_NUMPY_CODES:
+        budget.fail(f"numpy dtype {short_repr(code)} is not a plain numeric dtype; refused")
+    return NumpyDType(code)
+
+
+def _reconstruct_array(budget: Budget, cls: Any, shape: Any = None, typecode: Any = None, *extra: Any) -> NumpyArray:
+    if cls is not NDARRAY or extra:
+        budget.fail(f"numpy _reconstruct of {short_repr(cls)}; only plain numpy.ndarray is allowed")
+    return NumpyArray()
+
+
+def _numpy_scalar(budget: Budget, dtype: Any, data: Any = None, *extra: Any) -> int | float | complex | bool:
+    if extra or not isinstance(dtype, NumpyDType):
+        budget.fail("numpy scalar without a plain numeric dtype (object scalars are refused)")
+    dt = dtype.to_numpy()
+    if type(data) is not bytes or len(data) != dt.itemsize:
+        budget.fail(f"numpy {dt} scalar needs {dt.itemsize} bytes of data, got {short_repr(data)}")
+    return np.frombuffer(data, dtype=dt)[0].item()
+
+
+def _storage_from_legacy_bytes(budget: Budget, blob: Any, *extra: Any) -> Storage:
+    """``torch.storage._load_from_bytes``: a legacy ``torch.save`` of one storage, parsed here.
+
+    Layout: pickles of the magic number, protocol 1001, system info, the storage's persistent id
+    ``('storage', type, key, location, numel, view)``, the list of keys; then per key an int64
+    element count and the raw bytes.
+    """
+    if extra or type(blob) is not bytes:
+        budget.fail("torch.storage._load_from_bytes called without one bytes argument")
+    if budget.in_blob:
+        budget.fail("a nested tensor blob holds another nested blob")
+    budget.in_blob = True
+    try:
+        return _parse_legacy_blob(budget, blob)
+    finally:
+        budget.in_blob = False
+
+
+class _PendingStorage:
+    def __init__(self, key: str) -> None:
+        self.key = key
+
+
+def _parse_legacy_blob(budget: Budget, blob: bytes) -> Storage:
+    stream = ByteReader(blob)
+    pending: dict[str, tuple[torch.dtype, int]] = {}
+
+    def persistent_load(pid: Any) -> Any:
+        if type(pid) is not tuple or len(pid) != 6 or type(pid[0]) is not str or pid[0] != "storage" or not isinstance(pid[1], StorageType) \
+                or type(pid[2]) is not str or type(pid[4]) is not int or pid[4] < 0 or pid[5] is not None:
+            budget.fail(f"unsupported storage record {short_repr(pid)} in a nested torch.save blob")
+        pending[pid[2]] = (pid[1].dtype, pid[4])
+        return _PendingStorage(pid[2])
+
+    magic = load_pickle(stream, budget)
+    if type(magic) is not int or magic != 0x1950A86A20F9469CFC6C:
+        budget.fail("a nested tensor blob is not a torch.save stream (wrong magic number)")
+    protocol = load_pickle(stream, budget)
+    if type(protocol) is not int or protocol != 1001:
+        budget.fail("a nested tensor blob has an unknown torch.save protocol version")
+    info = load_pickle(stream, budget)
+    if type(info) is not dict or info.get("little_endian") is not True:
+        budget.fail("a nested tensor blob was written on a big-endian machine; not supported")
+    root = load_pickle(stream, budget, persistent_load)
+    keys = load_pickle(stream, budget)
+    if not isinstance(root, _PendingStorage) or type(keys) is not list or len(keys) != 1 \
+            or type(keys[0]) is not str or keys[0] != root.key:
+        budget.fail("a nested tensor blob does not hold exactly one storage")
+    dtype, numel = pending[root.key]
+    head = stream.read(8)
+    if len(head) != 8 or struct.unpack("<q", head)[0] != numel:
+        budget.fail("a nested tensor blob's element count does not match its record (truncated?)")
+    offset = stream.tell()
+    itemsize = torch.empty((), dtype=dtype).element_size()
+    if offset + numel * itemsize != len(blob):
+        budget.fail(f"a nested tensor blob declares {numel} elements but holds {len(blob) - offset} bytes")
+    return storage_from_bytes(bytearray(memoryview(blob)[offset:]), 0, numel, dtype, budget)
+
+
+ALLOWED_GLOBALS: dict[tuple[str, str], Any] = {
+    ("torch._utils", "_rebuild_tensor_v2"): Constructor("_rebuild_tensor_v2", _rebuild_tensor),
+    ("torch._utils", "_rebuild_parameter"): Constructor("_rebuild_parameter", _rebuild_parameter),
+    ("torch.storage", "_load_from_bytes"): Constructor("_load_from_bytes", _storage_from_legacy_bytes),
+    ("torch_utils.persistence", "_reconstruct_persistent_obj"):
+        Constructor("_reconstruct_persistent_obj", _reconstruct_persistent),
+    ("collections", "OrderedDict"): Constructor("OrderedDict", _ordered_dict),
+    ("builtins", "set"): Constructor("set", _make_set),
+    ("dnnlib.util", "EasyDict"): EasyDict,
+    ("argparse", "Namespace"): Namespace,
+    ("numpy", "dtype"): Constructor("numpy.dtype", _make_dtype),
+    ("numpy", "ndarray"): NDARRAY,
+    ("numpy.core.multiarray", "_reconstruct"): Constructor("numpy._reconstruct", _reconstruct_array),
+    ("numpy._core.multiarray", "_reconstruct"): Constructor("numpy._reconstruct", _reconstruct_array),
+    ("numpy.core.multiarray", "scalar"): Constructor("numpy.scalar", _numpy_scalar),
+    ("numpy._core.multiarray", "scalar"): Constructor("numpy.scalar", _numpy_scalar),
+}
+"""The complete allow-list (plus ``torch.<dtype>`` singletons and ``torch.<Type>Storage`` markers).
+
+Why each is needed: tensors pickle through ``_rebuild_tensor_v2`` / ``_rebuild_parameter`` on
+storages (``_load_from_bytes`` inside plain pickles, ``torch.<Type>Storage`` ids inside torch zips);
+network objects through ``_reconstruct_persistent_obj``; module state holds ``OrderedDict``s and
+(protocol <= 3) ``set()``; kwargs are ``EasyDict``s; rosinality's ``args`` is an ``argparse.Namespace``;
+``weight_gain`` and friends are numpy float64 scalars (``scalar`` + ``dtype``) and stylegan3 layers
+hold small numpy int arrays (``_reconstruct`` + ``ndarray`` + ``dtype``).
+"""
+
+
+def find_global(module: str, name: str, budget: Budget) -> Any:
+    target = ALLOWED_GLOBALS.get((module, name))
+    if target is not None:
+        return target
+    if module == "torch" and name in _TORCH_DTYPES:
+        return _TORCH_DTYPES[name]
+    if module == "torch" and name in _STORAGE_TYPES:
+        return StorageType(name, _STORAGE_TYPES[name])
+    hint = ""
+    if module.startswith("dnnlib.tflib"):
+        hint = (" This is a TensorFlow StyleGAN2 pickle: convert it first with NVIDIA's stylegan2-ada-pytorch "
+                "`legacy.py` (or load it with their code) and save a PyTorch pickle.")
+    budget.fail(f"the pickle asks for the global {short_repr(module, 100)[1:-1]}.{short_repr(name, 100)[1:-1]}, "
+                f"which is not on brgm-pyro's allow-list; it was not imported or called.{hint}", unsafe=True)
+
+
+_KEY_TYPES = (str, int, float, bool, type(None), bytes)
+
+
+def check_key(key: Any, budget: Budget) -> None:
+    """Dict keys / set items: atomic values or flat tuples of them (hashing stays linear)."""
+    if type(key) in _KEY_TYPES:
+        return
+    if type(key) is tuple and len(key) <= MAX_KEY_TUPLE and all(type(k) in _KEY_TYPES for k in key):
+        return
+    budget.fail(f"a dict key or set item of type {type(key).__name__} is not allowed")
+
+
+# ---------------------------------------------------------------- the unpickler
+
+
+class _Unpickler(pickle._Unpickler):  # type: ignore[name-defined]
+    dispatch = dict(pickle._Unpickler.dispatch)  # type: ignore[attr-defined]
+
+    def __init__(self, file: Any, budget: Budget, persistent: Callable[[Any], Any] | None) -> None:
+        super().__init__(file)
+        self.budget = budget
+        self.persistent = persistent
+
+    def find_class(self, module: str, name: str) -> Any:
+        return find_global(module, name, self.budget)
+
+    def persistent_load(self, pid: Any) -> Any:
+        if self.persistent is None:
+            self.budget.fail("the pickle uses persistent ids, which this format never does")
+        return self.persistent(pid)
+
+    def _refuse(self) -> None:
+        self.budget.fail("the pickle uses an opcode brgm-pyro refuses (INST/OBJ/EXT/PERSID/buffers)", unsafe=True)
+
+    def _reduce(self) -> None:
+        args = self.stack.pop()
+        func = self.stack[-1]
+        if not isinstance(func, Constructor):
+            self.budget.fail(f"the pickle calls {short_repr(func)}, which is not an allowed constructor", unsafe=True)
+        if type(args) is not tuple:
+            self.budget.fail(f"arguments of {func.name} are not a tuple")
+        self.stack[-1] = func.fn(self.budget, *args)
+
+    def _newobj(self) -> None:
+        args = self.stack.pop()
+        cls = self.stack.pop()
+        if (cls is not EasyDict and cls is not Namespace) or type(args) is not tuple or args:
+            self.budget.fail(f"the pickle instantiates {short_repr(cls)}; only EasyDict / Namespace may be created "
+                             "this way, without arguments", unsafe=True)
+        self.append(cls())
+
+    def _newobj_ex(self) -> None:
+        kwargs = self.stack.pop()
+        if type(kwargs) is not dict or kwargs:
+            self.budget.fail("NEWOBJ_EX with keyword arguments", unsafe=True)
+        self._newobj()
+
+    def _build(self) -> None:
+        state = self.stack.pop()
+        inst = self.stack[-1]
+        build = getattr(type(inst), "_pickle_build", None)
+        if build is None:
+            self.budget.fail(f"the pickle sets the state of a {type(inst).__name__}; only numpy dtype/array, "
+                             "EasyDict and Namespace records accept state", unsafe=True)
+        build(inst, state, self.budget)
+
+    def _target(self, kinds: tuple[type, ...], what: str) -> Any:
+        target = self.stack[-1] if self.stack else None
+        if type(target) not in kinds:
+            self.budget.fail(f"the pickle {what} a {type(target).__name__}")
+        return target
+
+    def _append(self) -> None:
+        value = self.stack.pop()
+        self._target((list,), "appends to").append(value)
+
+    def _appends(self) -> None:
+        items = self.pop_mark()
+        self._target((list,), "appends to").extend(items)
+
+    def _setitems_into(self, target: dict, items: list) -> None:
+        if len(items) % 2:
+            self.budget.fail("SETITEMS with an odd number of items")
+        for i in range(0, len(items), 2):
+            check_key(items[i], self.budget)
+            target[items[i]] = items[i + 1]
+
+    def _setitem(self) -> None:
+        value = self.stack.pop()
+        key = self.stack.pop()
+        self._setitems_into(self._target((dict, OrderedDict, EasyDict, Namespace), "sets an item of"), [key, value])
+
+    def _setitems(self) -> None:
+        items = self.pop_mark()
+        self._setitems_into(self._target((dict, OrderedDict, EasyDict, Namespace), "sets items of"), items)
+
+    def _dict(self) -> None:
+        items = self.pop_mark()
+        d: dict = {}
+        self._setitems_into(d, items)
+        self.append(d)
+
+    def _additems(self) -> None:
+        items = self.pop_mark()
+        target = self._target((set,), "adds set items to")
+        for item in items:
+            check_key(item, self.budget)
+        target.update(items)
+
+    def _frozenset(self) -> None:
+        items = self.pop_mark()
+        for item in items:
+            check_key(item, self.budget)
+        self.append(frozenset(items))
+
+
+_P = pickle
+for _code, _method in [
+    (_P.REDUCE, _Unpickler._reduce), (_P.NEWOBJ, _Unpickler._newobj), (_P.NEWOBJ_EX, _Unpickler._newobj_ex),
+    (_P.BUILD, _Unpickler._build), (_P.APPEND, _Unpickler._append), (_P.APPENDS, _Unpickler._appends),
+    (_P.SETITEM, _Unpickler._setitem), (_P.SETITEMS, _Unpickler._setitems), (_P.DICT, _Unpickler._dict),
+    (_P.ADDITEMS, _Unpickler._additems), (_P.FROZENSET, _Unpickler._frozenset),
+    (_P.INST, _Unpickler._refuse), (_P.OBJ, _Unpickler._refuse), (_P.EXT1, _Unpickler._refuse),
+    (_P.EXT2, _Unpickler._refuse), (_P.EXT4, _Unpickler._refuse), (_P.PERSID, _Unpickler._refuse),
+    (_P.BYTEARRAY8, _Unpickler._refuse), (_P.NEXT_BUFFER, _Unpickler._refuse),
+    (_P.READONLY_BUFFER, _Unpickler._refuse),
+]:
+    _Unpickler.dispatch[_code[0]] = _method
+
+
+def _prescan(stream: ByteReader, budget: Budget, allow_persistent: bool) -> None:
+    """Walk the opcodes without building anything: truncation, unknown / refused opcodes, op count."""
+    start = stream.tell()
+    n = 0
+    try:
+        for opcode, _, _ in pickletools.genops(stream):
+            n += 1
+            if opcode.name in FORBIDDEN_OPCODES or (opcode.name == "BINPERSID" and not allow_persistent):
+                budget.fail(f"the pickle uses the opcode {opcode.name}, which brgm-pyro refuses", unsafe=True)
+            if n % 65536 == 0:
+                budget.count_ops(65536)
+    except CheckpointError:
+        raise
+    except ValueError as err:
+        text = str(err)
+        if "exhausted" in text or "but only" in text or "remain" in text:
+            budget.fail(f"the pickle ends early: the file is truncated ({short_repr(text, 120)[1:-1]})")
+        budget.fail(f"not a valid pickle: {short_repr(text, 120)[1:-1]}")
+    budget.count_ops(n % 65536)
+    stream.seek(start)
+
+
+def load_pickle(stream: ByteReader, budget: Budget, persistent: Callable[[Any], Any] | None = None) -> Any:
+    """Unpickle one pickle from ``stream`` with the safe reader (see module docstring)."""
+    _prescan(stream, budget, persistent is not None)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            return _Unpickler(stream, budget, persistent).load()
+        except CheckpointError:
+            raise
+        except RecursionError:
+            budget.fail("the pickle nests too deeply")
+        except EOFError:
+            budget.fail("the pickle ends early: the file is truncated")
+        except Exception as err:  # bad opcodes, stack underflow, missing memo entries, ...
+            budget.fail(f"not a readable pickle (corrupt?): {type(err).__name__}: {short_repr(str(err), 120)[1:-1]}")
