@@ -111,6 +111,11 @@ def _figure_row(display, truth, outputs) -> dict:
 def _cmd_reconstruct(args: argparse.Namespace) -> int:
     from pathlib import Path
 
+    from .dataset_cli import is_dataset_run, reconstruct_command
+
+    if is_dataset_run(args):  # several images, a folder, a glob, the bundled test set, or torchrun
+        return reconstruct_command(args)
+    args.image = args.image[0]
     from .io import load_image
     from .reconstruction import (build_problem, make_task, observation_display, run_methods, summary_figure,
                                  write_json)
@@ -201,32 +206,9 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
-    from .bundled import load_test_images
-    from .evaluation import evaluate, write_tables
-    from .io import load_images
-    from .reconstruction import build_problem
+    from .dataset_cli import evaluate_command
 
-    generator, features = _load(args)
-    shape = (generator.img_channels, generator.img_resolution, generator.img_resolution)
-    if args.images:
-        from pathlib import Path
-
-        files = sorted(p for p in Path(args.images).iterdir() if p.suffix.lower() in (".png", ".jpg", ".jpeg", ".npy"))
-        if not files:
-            raise ValueError(f"no .png/.jpg/.npy images in {args.images}")
-        images = load_images(files[:args.num_images], resolution=shape[-1], channels=shape[0])
-    else:
-        images = load_test_images()[0][:args.num_images]
-    overrides = _overrides(args)
-    table = evaluate(generator, images.to(generator.device), args.task,
-                     lambda op, obs: build_problem(generator, op, obs, features, **overrides),
-                     features, factor=args.factor or 4, kernel=args.kernel, steps=args.steps, lr=args.lr,
-                     batch_size=args.batch_size,
-                     progress=not args.no_progress, lpips_net=None if args.no_lpips else "alex")
-    md, csv_path = write_tables(table, args.out)
-    print(md.read_text())
-    print(f"written: {md} and {csv_path}")
-    return 0
+    return evaluate_command(args)  # per-image outputs, resumable, sharded under torchrun
 
 
 def _add_model_options(p: argparse.ArgumentParser, steps: int = 500) -> None:
@@ -313,10 +295,12 @@ def build_parser() -> argparse.ArgumentParser:
     _add_kernel_option(p, "bicubic-antialias")
     p.set_defaults(func=_cmd_demo)
 
-    p = sub.add_parser("reconstruct", help="reconstruct one image (MAP / VI / MCMC)",
+    p = sub.add_parser("reconstruct", help="reconstruct images (MAP / VI / MCMC): one, several, a folder, a glob",
                        description="Reconstruct IMAGE: by default IMAGE is the clean image, corrupted here (metrics "
-                       "against it are reported); with --observed it is the corrupted observation itself.")
-    p.add_argument("image", help="PNG / JPEG / .npy image (square)")
+                       "against it are reported); with --observed it is the corrupted observation itself. One image "
+                       "file writes its outputs into --out; several images, a folder, a glob or "
+                       "--bundled-test-images write one subfolder per image and summary.csv / summary.json.")
+    p.add_argument("image", nargs="*", help="PNG / JPEG / .npy images (square), folders or glob patterns")
     p.add_argument("--task", required=True, choices=TASKS)
     p.add_argument("--factor", type=int, default=None, help="super-resolution factor (default 4)")
     p.add_argument("--mask", default=None, help="in-painting mask image, white (1) = observed")
@@ -327,17 +311,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--save-inference-data", action="store_true", help="also write ArviZ NetCDF files")
     _add_kernel_option(p, "bicubic")
     _add_model_options(p)
+    from .dataset_cli import add_dataset_options
+
+    add_dataset_options(p)
     p.set_defaults(func=_cmd_reconstruct)
 
     p = sub.add_parser("evaluate", help="BRGM (MAP) against classical baselines on test images (Table 1)")
     p.add_argument("--task", required=True, choices=("super-resolution", "inpainting"))
     p.add_argument("--factor", type=int, default=4)
     p.add_argument("--num-images", type=int, default=100)
-    p.add_argument("--images", default=None, help="folder of test images (default: the 100 bundled ones)")
+    p.add_argument("--images", default=None, help="folder or glob of test images (default: the 100 bundled ones)")
     p.add_argument("--batch-size", type=int, default=50, help="images optimised together (default: %(default)s)")
     p.add_argument("--no-lpips", action="store_true", help="skip LPIPS even if its weights are present")
     _add_kernel_option(p, "bicubic-antialias")
     _add_model_options(p)
+    add_dataset_options(p, evaluate=True)
     p.set_defaults(out="brgm-evaluation")
     p.set_defaults(func=_cmd_evaluate)
     return parser
