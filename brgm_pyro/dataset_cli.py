@@ -121,7 +121,7 @@ def evaluate_command(args: argparse.Namespace) -> int:
     """``brgm evaluate``: BRGM (MAP) through the data-set runner (per-image outputs in
     OUT/<task>/, resumable, sharded under torchrun), then rank 0 adds the baselines and tables."""
     from .cli import _load, _overrides
-    from .corruptions import Inpainting, SuperResolution, standard_mask
+    from .corruptions import Inpainting, SuperResolution, standard_mask, standard_mask_names
     from .evaluation import evaluate, write_tables
     from .reconstruction import build_problem
 
@@ -139,6 +139,7 @@ def evaluate_command(args: argparse.Namespace) -> int:
         else:
             ops = [Inpainting(standard_mask(m, shape[-1])) for m in range(7)]
             corruption_for, describe = (lambda index: ops[index % 7]), "standard mask (image index % 7)"
+            names = standard_mask_names()
         overrides = _overrides(args)
 
         def build_model(corruption, observations):
@@ -148,7 +149,9 @@ def evaluate_command(args: argparse.Namespace) -> int:
             task=args.task, corruption_for=corruption_for, methods=["map"], image_shape=shape,
             build_model=build_model, steps=args.steps, lr=args.lr, samples=0, seed=args.seed,
             batch_size=args.batch_size, center_crop=bool(getattr(args, "center_crop", True)),
-            settings=_settings(args, args.task, describe, ["map"], overrides))
+            settings=_settings(args, args.task, describe, ["map"], overrides),
+            label_for=None if args.task == "super-resolution" else
+            (lambda index: f"in-painting, standard mask {index % 7} ({names[index % 7]})"))
         out = Path(args.out) / args.task
         if ctx.is_main:
             print(f"{len(sources)} images, {ctx.world_size} process(es), {threads} thread(s) each, device {ctx.device}")

@@ -137,8 +137,10 @@ class DatasetPlan:
     """What to do with every image of a data set.
 
     ``corruption_for(index)`` gives the corruption of each image (one for all, or e.g. standard
-    mask ``index % 7`` in the evaluation); ``observed``: the files are observations, not truths.
-    ``settings`` identifies the run in ``done.json`` (resuming with other settings is refused).
+    mask ``index % 7`` in the evaluation) and ``corruption_label(index)`` names it (default: its
+    ``describe()``); images with the same label share batches, so distinct corruptions need
+    distinct labels. ``observed``: the files are observations, not truths. ``settings``
+    identifies the run in ``done.json`` (resuming with other settings is refused).
     """
 
     task: str
@@ -154,9 +156,10 @@ class DatasetPlan:
     observed: bool = False
     center_crop: bool = False
     settings: dict = field(default_factory=dict)
+    label_for: Callable[[int], str] | None = None
 
-    def corruption_key(self, index: int) -> str:
-        return self.corruption_for(index).describe()
+    def corruption_label(self, index: int) -> str:
+        return self.label_for(index) if self.label_for is not None else self.corruption_for(index).describe()
 
 
 def load_source(source: ImageSource, plan: DatasetPlan) -> tuple[torch.Tensor | None, torch.Tensor]:
@@ -256,15 +259,16 @@ def save_image_outputs(folder: Path, source: ImageSource, plan: DatasetPlan, tru
     from .reconstruction import observation_display
 
     corruption = plan.corruption_for(source.index)
+    label = plan.corruption_label(source.index)
     display = observation_display(corruption, observation, plan.image_shape)
     metrics = _save_outputs(folder, truth, display, outputs)
     for method, o in outputs.items():
         name = "map" if method == "map" else f"{method}_mean"
         np.save(folder / f"{name}.npy", o.image[0].detach().cpu().float().numpy(), allow_pickle=False)
-    row = summary_row(source, corruption.describe(), metrics)
+    row = summary_row(source, label, metrics)
     _atomic_write_text(folder / "metrics.json", strict_json({
         "name": source.name, "index": source.index, "source": source.origin, "task": plan.task,
-        "corruption": corruption.describe(), "seed": image_seed(plan.seed, source.index), "metrics": metrics}))
+        "corruption": label, "seed": image_seed(plan.seed, source.index), "metrics": metrics}))
     _atomic_write_text(folder / DONE_MARKER, strict_json({"settings": plan.settings, "row": row}))
     return row
 
@@ -282,7 +286,7 @@ def _batches(pending: Sequence[ImageSource], plan: DatasetPlan) -> list[list[Ima
     """Consecutive images with the same corruption, at most ``batch_size`` per batch."""
     groups: dict[str, list[ImageSource]] = {}
     for s in pending:
-        groups.setdefault(plan.corruption_key(s.index), []).append(s)
+        groups.setdefault(plan.corruption_label(s.index), []).append(s)
     batches = []
     for members in groups.values():
         for start in range(0, len(members), plan.batch_size):
@@ -317,7 +321,10 @@ def reconstruct_dataset(sources: Sequence[ImageSource], plan: DatasetPlan, out_d
     done = broadcast_object(done, ctx)  # rank 0 decides, so every rank shards the same list
     finished = set(done)
     pending = [s for s in sources if s.name not in finished]
-    mine = [b for b in shard(_batches(pending, plan), ctx)]
+    mine = shard(_batches(pending, plan), ctx)
+    if mine:  # fill the caches (the prior's latent statistics) so that per-image times are per image
+        first = mine[0][0]
+        plan.build_model(plan.corruption_for(first.index), load_source(first, plan)[1])
     rows: list[dict] = []
     bar = tqdm(total=sum(len(b) for b in mine), disable=not (progress and ctx.is_main), unit="image",
                desc="images" if ctx.world_size == 1 else f"images (rank 0 of {ctx.world_size})")

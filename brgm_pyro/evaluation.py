@@ -175,9 +175,9 @@ def evaluate(generator, images: torch.Tensor, task: str, build_model: Callable, 
         mean_image = generator_mean_image(generator)
         groups = tqdm(range(7), desc="masks", disable=not progress)
         for mask_id in groups:
-            idx = torch.arange(mask_id, len(images), 7)
-            if len(idx) == 0:
+            if mask_id >= len(images):  # fewer than 7 images: some masks have none
                 continue
+            idx = torch.arange(mask_id, len(images), 7)
             mask = standard_mask(mask_id, shape[-1])
             op = Inpainting(mask)
             truth = images[idx]
