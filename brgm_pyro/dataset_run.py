@@ -328,6 +328,7 @@ def reconstruct_dataset(sources: Sequence[ImageSource], plan: DatasetPlan, out_d
     rows: list[dict] = []
     bar = tqdm(total=sum(len(b) for b in mine), disable=not (progress and ctx.is_main), unit="image",
                desc="images" if ctx.world_size == 1 else f"images (rank 0 of {ctx.world_size})")
+    start = time.perf_counter()
     try:
         for batch in mine:
             loaded = [load_source(s, plan) for s in batch]
@@ -346,11 +347,17 @@ def reconstruct_dataset(sources: Sequence[ImageSource], plan: DatasetPlan, out_d
         raise
     finally:
         bar.close()
-    gathered = gather_objects(rows, ctx)
+    seconds = time.perf_counter() - start
+    gathered = gather_objects((rows, seconds, torch.get_num_threads()), ctx)
     if not ctx.is_main:
         return None
-    all_rows = collect_rows(sources, out, plan.settings, extra=[r for part in gathered for r in part])
-    write_summary(all_rows, out, complete=len(all_rows) == len(sources))
+    new_rows = [r for part, _, _ in gathered for r in part]
+    wall = max(sec for _, sec, _ in gathered)
+    run = {"processes": ctx.world_size, "threads_per_process": [t for _, _, t in gathered], "device": ctx.device,
+           "images_this_run": len(new_rows), "wall_seconds": wall,
+           "images_per_minute": 60 * len(new_rows) / wall if new_rows and wall > 0 else None}
+    all_rows = collect_rows(sources, out, plan.settings, extra=new_rows)
+    write_summary(all_rows, out, complete=len(all_rows) == len(sources), run=run)
     return all_rows
 
 
@@ -389,9 +396,10 @@ def _aggregate(rows: Sequence[dict]) -> dict[str, dict[str, float]]:
     return out
 
 
-def write_summary(rows: Sequence[dict], out: Path, complete: bool = True) -> tuple[Path, Path]:
+def write_summary(rows: Sequence[dict], out: Path, complete: bool = True, run: dict | None = None) -> tuple[Path, Path]:
     """``summary.csv`` (one row per image) and ``summary.json`` (rows, mean / std per column,
-    ``complete``: every image finished), both written atomically."""
+    ``complete``: every image finished; ``run``: processes, threads and the wall time of the
+    reconstruction loop of this invocation, start-up excluded), both written atomically."""
     out.mkdir(parents=True, exist_ok=True)
     columns: list[str] = []
     for row in rows:
@@ -404,5 +412,6 @@ def write_summary(rows: Sequence[dict], out: Path, complete: bool = True) -> tup
     csv_path, json_path = out / "summary.csv", out / "summary.json"
     _atomic_write_text(csv_path, buf.getvalue())
     _atomic_write_text(json_path, strict_json({"complete": complete, "num_images": len(rows),
-                                               "images": list(rows), "aggregate": _aggregate(rows)}))
+                                               "images": list(rows), "aggregate": _aggregate(rows),
+                                               "run": run or {}}))
     return csv_path, json_path
