@@ -253,9 +253,10 @@ def is_done(folder: Path, settings: dict) -> bool:
 
 
 def save_image_outputs(folder: Path, source: ImageSource, plan: DatasetPlan, truth: torch.Tensor | None,
-                       observation: torch.Tensor, outputs: dict[str, Any]) -> dict:
-    """Write one image's outputs and its ``done.json`` (last, atomically); return its summary row."""
-    from .cli import _save_outputs, model_config_dict  # noqa: F401 - the single-image writer, reused
+                       observation: torch.Tensor, outputs: dict[str, Any], weights: dict | None = None) -> dict:
+    """Write one image's outputs and its ``done.json`` (last, atomically); return its summary row.
+    ``weights``: the model's sigmas and kappa, recorded in metrics.json."""
+    from .cli import _save_outputs  # the single-image writer, reused
     from .reconstruction import observation_display
 
     corruption = plan.corruption_for(source.index)
@@ -268,7 +269,8 @@ def save_image_outputs(folder: Path, source: ImageSource, plan: DatasetPlan, tru
     row = summary_row(source, label, metrics)
     _atomic_write_text(folder / "metrics.json", strict_json({
         "name": source.name, "index": source.index, "source": source.origin, "task": plan.task,
-        "corruption": label, "seed": image_seed(plan.seed, source.index), "metrics": metrics}))
+        "corruption": label, "seed": image_seed(plan.seed, source.index), "metrics": metrics,
+        "config": weights or {}}))
     _atomic_write_text(folder / DONE_MARKER, strict_json({"settings": plan.settings, "row": row}))
     return row
 
@@ -323,8 +325,10 @@ def reconstruct_dataset(sources: Sequence[ImageSource], plan: DatasetPlan, out_d
     pending = [s for s in sources if s.name not in finished]
     mine = shard(_batches(pending, plan), ctx)
     if mine:  # fill the caches (the prior's latent statistics) so that per-image times are per image
+        from .cli import model_config_dict
+
         first = mine[0][0]
-        plan.build_model(plan.corruption_for(first.index), load_source(first, plan)[1])
+        weights = model_config_dict(plan.build_model(plan.corruption_for(first.index), load_source(first, plan)[1]))
     rows: list[dict] = []
     bar = tqdm(total=sum(len(b) for b in mine), disable=not (progress and ctx.is_main), unit="image",
                desc="images" if ctx.world_size == 1 else f"images (rank 0 of {ctx.world_size})")
@@ -338,7 +342,7 @@ def reconstruct_dataset(sources: Sequence[ImageSource], plan: DatasetPlan, out_d
                                         [image_seed(plan.seed, s.index) for s in batch], plan.steps, plan.lr,
                                         plan.samples)
             for s, (truth, obs), result in zip(batch, loaded, outputs):
-                rows.append(save_image_outputs(out / s.name, s, plan, truth, obs, result))
+                rows.append(save_image_outputs(out / s.name, s, plan, truth, obs, result, weights))
                 bar.update(1)
     except BaseException:
         if not ctx.initialized:

@@ -104,7 +104,9 @@ def test_folder_in_folders_out_with_summary_and_batched_map(tmp_path):
         for name in ("input", "truth", "map", "vi_mean", "vi_samples", "vi_std"):
             assert (sub / f"{name}.png").is_file(), name
         assert (sub / "done.json").is_file()
-        metrics = _strict((sub / "metrics.json").read_text())["metrics"]
+        report = _strict((sub / "metrics.json").read_text())
+        metrics = report["metrics"]
+        assert report["config"]["sigma_pixel"] > 0 and report["index"] == int(row["name"][-1])
         assert row["map_rmse"] == metrics["map"]["rmse"] and row["vi_mean_pixel_std"] > 0
         # the float reconstruction (unclamped) and the 8-bit image agree; the RMSE is that of the float one
         recon = torch.from_numpy(np.load(sub / "map.npy"))[None]
