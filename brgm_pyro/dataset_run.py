@@ -315,12 +315,19 @@ def reconstruct_dataset(sources: Sequence[ImageSource], plan: DatasetPlan, out_d
     if len(set(names)) != len(names):
         raise ValueError("two images share an output folder name")
     done: list[str] = []
+    problem = None
     if ctx.is_main and not overwrite:
-        done = [s.name for s in sources if is_done(out / s.name, plan.settings)]
+        try:
+            done = [s.name for s in sources if is_done(out / s.name, plan.settings)]
+        except ValueError as err:
+            problem = str(err)
         if done and not resume:
-            raise ValueError(f"{out} already holds finished results for {len(done)} of these images "
-                             f"(e.g. {done[0]}); pass --resume to skip them, or choose another --out")
-    done = broadcast_object(done, ctx)  # rank 0 decides, so every rank shards the same list
+            problem = (f"{out} already holds finished results for {len(done)} of these images "
+                       f"(e.g. {done[0]}); pass --resume to skip them, or choose another --out")
+    # rank 0 decides, so that every rank shards the same list (and every rank stops on a problem)
+    done, problem = broadcast_object((done, problem), ctx)
+    if problem:
+        raise ValueError(problem)
     finished = set(done)
     pending = [s for s in sources if s.name not in finished]
     mine = shard(_batches(pending, plan), ctx)

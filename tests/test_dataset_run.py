@@ -53,9 +53,8 @@ def test_collect_images_from_files_folders_and_globs(tmp_path):
     a, b = tmp_path / "a", tmp_path / "b"
     for folder in (a, b):
         folder.mkdir()
-        Image = np.zeros((8, 8), np.uint8)
-        for name in ("x.png", "y.npy"):
-            (np.save if name.endswith(".npy") else lambda p, d: save_image(torch.zeros(1, 8, 8), p))(folder / name, Image)
+        save_image(torch.zeros(1, 8, 8), folder / "x.png")
+        np.save(folder / "y.npy", np.zeros((8, 8), np.uint8))
     (a / "notes.txt").write_text("not an image")
     found = collect_images([a, str(b / "*.png"), a / "x.png"])  # a/x.png named twice counts once
     assert [s.path for s in found] == [a / "x.png", a / "y.npy", b / "x.png"]
