@@ -213,3 +213,17 @@ def test_torchrun_two_gloo_processes_give_the_one_process_summary(tmp_path):
     assert run.returncode == 0, run.stderr[-3000:]
     csv1 = (tmp_path / "ev1" / "evaluation-super-resolution.csv").read_text()
     assert (tmp_path / "ev2" / "evaluation-super-resolution.csv").read_text() == csv1
+
+
+def test_data_set_input_errors_are_clear(tmp_path, capsys):
+    folder = _folder(tmp_path, 1)
+    for argv, message in [
+        (["reconstruct", "--task", "super-resolution"], "give an image file, several, a folder"),
+        (["reconstruct", str(folder), "--bundled-test-images", "--task", "super-resolution"], "not both"),
+        (["reconstruct", str(folder), "--save-inference-data", "--task", "super-resolution"], "is for one image"),
+        (["reconstruct", str(tmp_path / "*.jpg"), "--task", "super-resolution"], "matches no image files"),
+        (["reconstruct", str(folder), "--batch-size", "0", "--task", "super-resolution", "--out", str(tmp_path / "o")],
+         "--batch-size must be >= 1"),
+    ]:
+        assert main(argv) == 2, argv
+        assert message in capsys.readouterr().err, argv
