@@ -25,6 +25,11 @@ import sys
 import time
 
 
+# glibc: serve every allocation from the heap and never give freed memory back to the kernel, so
+# that a step's large tensors reuse pages instead of faulting fresh zeroed ones in every step.
+KEEP_MEMORY = {"MALLOC_MMAP_MAX_": "0", "MALLOC_TRIM_THRESHOLD_": "1000000000000"}
+
+
 def run_one(resolution: int, batch: int, fused: bool, device: str, repeats: int, compile_: bool,
             channels_last: bool, threads: int, bundled: bool = False) -> dict:
     import statistics
@@ -88,6 +93,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--bundled", action="store_true", help="also time the bundled 32x32 model's architecture")
     parser.add_argument("--compile", action="store_true", help="wrap the synthesis network in torch.compile")
     parser.add_argument("--channels-last", action="store_true")
+    parser.add_argument("--keep-freed-memory", action="store_true",
+                        help="glibc keeps freed memory in the process (MALLOC_MMAP_MAX_=0, MALLOC_TRIM_THRESHOLD_): "
+                             "no page faults for every large tensor of every step")
     parser.add_argument("--one", help=argparse.SUPPRESS)  # internal: run one configuration
     args = parser.parse_args(argv)
 
@@ -102,10 +110,13 @@ def main(argv: list[str] | None = None) -> None:
     print(f"# StyleGAN2 synthesis forward+backward, device={args.device}, torch {torch.__version__}, "
           f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
           f"torch.set_num_threads({args.threads}), OMP_NUM_THREADS={args.threads}, {args.repeats} timed steps"
-          f"{', torch.compile' if args.compile else ''}{', channels_last' if args.channels_last else ''}")
+          f"{', torch.compile' if args.compile else ''}{', channels_last' if args.channels_last else ''}"
+          f"{', ' + ' '.join(f'{k}={v}' for k, v in KEEP_MEMORY.items()) if args.keep_freed_memory else ''}")
     print("| generator | batch | modulation | median s/step | min s/step | median s/image | x batch 1 | peak memory (MiB) |")
     print("|---|---:|---|---:|---:|---:|---:|---:|")
     env = {**os.environ, "OMP_NUM_THREADS": str(args.threads), "MKL_NUM_THREADS": str(args.threads)}
+    if args.keep_freed_memory:
+        env.update(KEEP_MEMORY)
     models = [(32, True)] if args.bundled else []
     models += [(res, False) for res in args.resolutions]
     for res, bundled in models:

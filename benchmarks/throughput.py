@@ -24,8 +24,13 @@ import time
 from pathlib import Path
 
 
+KEEP_MEMORY = {"MALLOC_MMAP_MAX_": "0", "MALLOC_TRIM_THRESHOLD_": "1000000000000"}  # see generator.py
+
+
 def run_config(method: str, processes: int, threads: int, args: argparse.Namespace, out: Path) -> dict:
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
+    if args.keep_freed_memory:
+        env.update(KEEP_MEMORY)
     env.pop("WORLD_SIZE", None)
     cli = ["reconstruct", "--bundled-test-images", "--num-images", str(args.images), "--task", args.task,
            "--method", method, "--steps", str(args.steps), "--samples", str(args.samples),
@@ -62,6 +67,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--threads", type=int, default=None,
                         help="threads of the single process (default: all cores); N processes get cores / N each")
     parser.add_argument("--device", default=None, help="cpu or cuda (default: the CLI's default)")
+    parser.add_argument("--keep-freed-memory", action="store_true",
+                        help="glibc keeps freed memory in the process (MALLOC_MMAP_MAX_=0, MALLOC_TRIM_THRESHOLD_)")
     args = parser.parse_args(argv)
 
     cores = os.cpu_count() or 1
@@ -71,7 +78,8 @@ def main(argv: list[str] | None = None) -> None:
           f"{args.steps} steps, MAP batch {args.batch_size}, VI {args.samples} samples; "
           f"{platform.processor() or platform.machine()}, {cores} cores, device={args.device or 'default'}; "
           f"threads: 1 process x {single_threads}, N processes x max(1, {cores} // N) "
-          "(OMP_NUM_THREADS and --threads set per run)")
+          "(OMP_NUM_THREADS and --threads set per run)"
+          f"{'; ' + ' '.join(f'{k}={v}' for k, v in KEEP_MEMORY.items()) if args.keep_freed_memory else ''}")
     print("| method | processes x threads | images / minute | loop s | command s (with start-up) |")
     print("|---|---|---:|---:|---:|")
     with tempfile.TemporaryDirectory() as tmp:
