@@ -142,6 +142,14 @@ def _output_files(args: argparse.Namespace, out: Path) -> list[Path]:
     return files
 
 
+def _is_dataset_run(args: argparse.Namespace) -> bool:
+    """evaluate, and reconstruct on several images: the data-set runner refuses finished results
+    itself (unless --resume or --overwrite), per image."""
+    from .dataset_cli import is_dataset_run
+
+    return args.command == "evaluate" or args.command == "reconstruct" and is_dataset_run(args)
+
+
 def check_out(args: argparse.Namespace) -> Path:
     """--out must be a folder we can write.  reconstruct / demo: an existing folder that is not
     empty is refused without --overwrite.  evaluate (one table pair per task in a shared folder):
@@ -156,7 +164,8 @@ def check_out(args: argparse.Namespace) -> Path:
         raise ValueError(f"--out {out}: {ancestor} is a file, not a folder")
     if not os.access(ancestor, os.W_OK | os.X_OK):
         raise ValueError(f"--out {out}: no permission to write in {ancestor}")
-    if out.is_dir() and not args.overwrite:
+    per_image = args.command == "reconstruct" and _is_dataset_run(args)  # the runner refuses finished images
+    if out.is_dir() and not args.overwrite and not per_image and not getattr(args, "resume", False):
         if args.command == "evaluate":
             existing = [p.name for p in _output_files(args, out) if p.exists()]
         else:
@@ -191,7 +200,13 @@ def check_args(args: argparse.Namespace) -> None:
     check_device(getattr(args, "device", None))
     if args.command == "reconstruct":
         args.methods = _method_list(args.method)
-        _check_input_file(args.image, "image file")
+        if not _is_dataset_run(args):
+            _check_input_file(args.image[0], "image file")
+        elif args.image and not args.bundled_test_images:  # every file of the data set, before any computation
+            from .dataset_run import collect_images
+
+            for source in collect_images(args.image)[:args.num_images]:
+                _check_input_file(str(source.path), "image file")
         if args.mask is not None:
             _check_input_file(args.mask, "mask image", decode=False)  # read (and checked) by the corruption
     if args.command == "evaluate" and args.images is not None and not Path(args.images).is_dir():
@@ -323,6 +338,11 @@ def _check_finite_outputs(outputs) -> None:
 
 
 def _cmd_reconstruct(args: argparse.Namespace) -> int:
+    from .dataset_cli import is_dataset_run, reconstruct_command
+
+    if is_dataset_run(args):  # several images, a folder, a glob, the bundled test set, or torchrun
+        return reconstruct_command(args)
+    args.image = args.image[0]
     from .io import load_image
     from .reconstruction import (build_problem, make_task, observation_display, run_methods, summary_figure,
                                  write_json)
@@ -420,33 +440,9 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
-    from .bundled import load_test_images
-    from .evaluation import evaluate, write_tables
-    from .io import load_images
-    from .reconstruction import build_problem
+    from .dataset_cli import evaluate_command
 
-    out = check_out(args)
-    generator, features = _load(args)
-    shape = (generator.img_channels, generator.img_resolution, generator.img_resolution)
-    if args.images:
-        files = sorted(p for p in Path(args.images).iterdir() if p.suffix.lower() in (".png", ".jpg", ".jpeg", ".npy"))
-        if not files:
-            raise ValueError(f"no .png/.jpg/.npy images in {args.images}")
-        images = _load_image_cli(load_images, files[:args.num_images], resolution=shape[-1], channels=shape[0],
-                                 center_crop=args.center_crop)
-    else:
-        images = load_test_images()[0][:args.num_images]
-    overrides = _overrides(args)
-    table = evaluate(generator, images.to(generator.device), args.task,
-                     lambda op, obs: build_problem(generator, op, obs, features, **overrides),
-                     features, factor=args.factor or 4, kernel=args.kernel, steps=args.steps, lr=args.lr,
-                     batch_size=args.batch_size,
-                     progress=not args.no_progress, lpips_net=None if args.no_lpips else "alex")
-    clear_previous_outputs(args, out)
-    md, csv_path = write_tables(table, out)
-    print(md.read_text())
-    print(f"written: {md} and {csv_path}")
-    return 0
+    return evaluate_command(args)  # per-image outputs, resumable, sharded under torchrun
 
 
 def _add_model_options(p: argparse.ArgumentParser, steps: int = 500) -> None:
@@ -543,11 +539,13 @@ def build_parser() -> argparse.ArgumentParser:
     _add_kernel_option(p, "bicubic-antialias")
     p.set_defaults(func=_cmd_demo)
 
-    p = sub.add_parser("reconstruct", help="reconstruct one image (MAP / VI / MCMC)",
+    p = sub.add_parser("reconstruct", help="reconstruct images (MAP / VI / MCMC): one, several, a folder, a glob",
                        description="Reconstruct IMAGE: by default IMAGE is the clean image, corrupted here (metrics "
-                       "against it are reported); with --observed it is the corrupted observation itself.")
-    p.add_argument("image", help="PNG / JPEG / .npy image (square, or use --center-crop); 8- or 16-bit, at most "
-                   "8192x8192 pixels, no transparent pixels")
+                       "against it are reported); with --observed it is the corrupted observation itself. One image "
+                       "file writes its outputs into --out; several images, a folder, a glob or "
+                       "--bundled-test-images write one subfolder per image and summary.csv / summary.json.")
+    p.add_argument("image", nargs="*", help="PNG / JPEG / .npy images, folders or glob patterns (square, or use "
+                   "--center-crop; 8- or 16-bit, at most 8192x8192 pixels, no transparent pixels)")
     p.add_argument("--center-crop", action="store_true", help="crop a non-square image to its central square")
     p.add_argument("--task", required=True, choices=TASKS)
     p.add_argument("--factor", type=int, default=None, help="super-resolution factor (default 4)")
@@ -559,18 +557,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--save-inference-data", action="store_true", help="also write ArviZ NetCDF files")
     _add_kernel_option(p, "bicubic")
     _add_model_options(p)
+    from .dataset_cli import add_dataset_options
+
+    add_dataset_options(p)
     p.set_defaults(func=_cmd_reconstruct)
 
     p = sub.add_parser("evaluate", help="BRGM (MAP) against classical baselines on test images (Table 1)")
     p.add_argument("--task", required=True, choices=("super-resolution", "inpainting"))
     p.add_argument("--factor", type=int, default=4)
     p.add_argument("--num-images", type=int, default=100)
-    p.add_argument("--images", default=None, help="folder of test images (default: the 100 bundled ones)")
+    p.add_argument("--images", default=None, help="folder or glob of test images (default: the 100 bundled ones)")
     p.add_argument("--batch-size", type=int, default=50, help="images optimised together (default: %(default)s)")
     p.add_argument("--no-lpips", action="store_true", help="skip LPIPS even if its weights are present")
     p.add_argument("--center-crop", action="store_true", help="crop non-square --images to their central square")
     _add_kernel_option(p, "bicubic-antialias")
     _add_model_options(p)
+    add_dataset_options(p, evaluate=True)
     p.set_defaults(out="brgm-evaluation")
     p.set_defaults(func=_cmd_evaluate)
     return parser

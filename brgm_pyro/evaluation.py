@@ -140,16 +140,21 @@ def generator_mean_image(generator, num_samples: int = 10_000, chunk: int = 500,
 
 def evaluate(generator, images: torch.Tensor, task: str, build_model: Callable, features: torch.nn.Module | None,
              factor: int = 4, kernel: str = "bicubic", steps: int = 500, lr: float = 0.1, batch_size: int = 50, tv_steps: int = 300,
-             progress: bool = True, lpips_net: str | None = "alex") -> EvaluationTable:
+             progress: bool = True, lpips_net: str | None = "alex",
+             reconstructions: torch.Tensor | None = None) -> EvaluationTable:
     """Run BRGM (MAP) and the baselines of ``task`` on ``images`` (N, C, H, W) in [-1, 1].
 
     ``build_model(corruption, observations)`` returns the (batched) BRGM model of those observations.
+    ``reconstructions`` (N, C, H, W): BRGM's MAP images made elsewhere (the data-set runner); then
+    only the baselines run here.
     """
     if images.ndim != 4:
         raise ValueError(f"images must be (N, C, H, W), got {tuple(images.shape)}")
     shape = (generator.img_channels, generator.img_resolution, generator.img_resolution)
     if tuple(images.shape[1:]) != shape:
         raise ValueError(f"test images are {tuple(images.shape[1:])} but the generator makes {shape}")
+    if reconstructions is not None and tuple(reconstructions.shape) != tuple(images.shape):
+        raise ValueError(f"reconstructions are {tuple(reconstructions.shape)} but the images {tuple(images.shape)}")
     table = EvaluationTable(task, len(images))
     if task == "super-resolution":
         table.notes.append(f"x{factor} down-sampling with the {kernel!r} kernel")
@@ -159,7 +164,8 @@ def evaluate(generator, images: torch.Tensor, task: str, build_model: Callable, 
     if task == "super-resolution":
         op = SuperResolution(factor, kernel=kernel)
         low = op(images)
-        brgm = map_batched(lambda obs: build_model(op, obs), low, steps, lr, batch_size, progress)
+        brgm = (reconstructions.to(images.device) if reconstructions is not None
+                else map_batched(lambda obs: build_model(op, obs), low, steps, lr, batch_size, progress))
         _append(table, "BRGM (MAP)", _metrics(brgm, images, lpips, features, None))
         _append(table, "bicubic", _metrics(bicubic_upsample(low, factor), images, lpips, features, None))
         tv = total_variation_reconstruction(op, low, shape, steps=tv_steps)
@@ -169,15 +175,16 @@ def evaluate(generator, images: torch.Tensor, task: str, build_model: Callable, 
         mean_image = generator_mean_image(generator)
         groups = tqdm(range(7), desc="masks", disable=not progress)
         for mask_id in groups:
-            idx = torch.arange(mask_id, len(images), 7)
-            if len(idx) == 0:
+            if mask_id >= len(images):  # fewer than 7 images: some masks have none
                 continue
+            idx = torch.arange(mask_id, len(images), 7)
             mask = standard_mask(mask_id, shape[-1])
             op = Inpainting(mask)
             truth = images[idx]
             obs = op(truth)
             hidden = (1 - mask).expand(len(idx), *shape)
-            brgm = map_batched(lambda o: build_model(op, o), obs, steps, lr, batch_size, False)
+            brgm = (reconstructions[idx].to(images.device) if reconstructions is not None
+                    else map_batched(lambda o: build_model(op, o), obs, steps, lr, batch_size, False))
             _append(table, "BRGM (MAP)", _metrics(brgm, truth, lpips, features, hidden), mask_id)
             _append(table, "mean fill", _metrics(mean_fill(obs, mask, mean_image), truth, lpips, features, hidden),
                     mask_id)

@@ -219,8 +219,11 @@ def test_bad_image_files_are_one_line_errors(tmp_path, capsys, no_generator):
                         ("clear.png", "has 1024 transparent pixels")]:
         argv = ["reconstruct", str(tmp_path / name), "--task", "super-resolution", "--out", out]
         _one_line_error(argv, capsys, match)
+    # a folder is a data set: each of its files is checked before the generator is loaded
     _one_line_error(["reconstruct", str(tmp_path), "--task", "super-resolution", "--out", out], capsys,
-                    "is not a regular file")
+                    "is too large")
+    _one_line_error(["reconstruct", str(tmp_path / "*.npy"), "--task", "super-resolution", "--out", out], capsys,
+                    "non-finite values")
     Image.fromarray(np.zeros((32, 32), np.uint8)).save(tmp_path / "ok.png")
     _one_line_error(["reconstruct", str(tmp_path / "ok.png"), "--task", "inpainting", "--mask",
                      str(tmp_path / "bomb.png"), "--out", out], capsys, "bomb.png is too large")

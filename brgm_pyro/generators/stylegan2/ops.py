@@ -142,10 +142,10 @@ def modulated_conv2d(
     padding = kw // 2
 
     dcoefs = None
-    if demodulate or fused:
-        w = weight.unsqueeze(0) * styles.reshape(batch, 1, in_channels, 1, 1)  # (B, O, I, k, k)
     if demodulate:
-        dcoefs = (w.square().sum(dim=[2, 3, 4]) + 1e-8).rsqrt()  # (B, O)
+        # sum_{i,kh,kw} (w_{o,i} s_{b,i})^2 = sum_i s_{b,i}^2 sum_{kh,kw} w_{o,i}^2: a (B, I) x (I, O)
+        # product instead of the (B, O, I, k, k) modulated weight (which only the fused path needs).
+        dcoefs = (styles.square() @ weight.square().sum(dim=[2, 3]).t() + 1e-8).rsqrt()  # (B, O)
 
     if not fused:
         x = x * styles.reshape(batch, in_channels, 1, 1)
@@ -159,6 +159,7 @@ def modulated_conv2d(
             x = x + noise
         return x
 
+    w = weight.unsqueeze(0) * styles.reshape(batch, 1, in_channels, 1, 1)  # (B, O, I, k, k)
     if dcoefs is not None:
         w = w * dcoefs.reshape(batch, out_channels, 1, 1, 1)
     w = w.reshape(batch * out_channels, in_channels, kh, kw)

@@ -80,8 +80,12 @@ class SynthesisNetwork(nn.Module):
     """Stack of ``SynthesisBlock`` s from 4x4 to ``img_resolution``; num_ws = 2 log2(R) - 2.
 
     ``noise_mode`` (const / random / none) is fixed per network so that the generator is a
-    deterministic function of w by default; ``fused_modconv=None`` chooses the modulation path
-    by batch size (fused grouped convolution for a batch of one, shared weights otherwise).
+    deterministic function of w by default; ``fused_modconv=None`` chooses the modulation path:
+    the fused convolution (per-sample weights) only for a batch of one on a GPU, else the
+    non-fused one (scaled activations, shared weights). On the CPU the non-fused path is the
+    faster one at every resolution for a forward + backward with respect to w (the fused path's
+    gradient reaches w through the per-sample weights: an extra weight-gradient convolution),
+    and grouped convolutions for batches are slow there (benchmarks/README.md).
     """
 
     def __init__(
@@ -130,7 +134,7 @@ class SynthesisNetwork(nn.Module):
             )
         noise_mode = self.noise_mode if noise_mode is None else noise_mode
         if fused_modconv is None:
-            fused_modconv = ws.shape[0] == 1
+            fused_modconv = ws.shape[0] == 1 and ws.device.type == "cuda"
         x = img = None
         w_idx = 0
         for res in self.block_resolutions:

@@ -1,0 +1,428 @@
+"""Reconstruct a data set: images from files, folders, globs or the bundled test set; batched
+MAP; one output folder per image; a summary over the data set; resumable; sharded over
+``torchrun`` ranks.
+
+    sources = collect_images(["scans/", "more/*.png"])
+    rows = reconstruct_dataset(generator, features, sources, plan, "out/")
+
+Per image ``out/<name>/``: ``input.png``, ``truth.png`` (when the truth is known), for each
+method its reconstruction (``map.png`` / ``vi_mean.png``, and as float32 ``.npy``), posterior
+samples and std map, ``metrics.json``, and last ``done.json`` (written atomically). An image
+whose ``done.json`` exists is finished: ``resume`` skips it, an interruption never loses it.
+``out/summary.csv`` and ``out/summary.json`` hold one row per image (rank 0 writes them).
+
+Images are processed in batches of ``batch_size`` in data-set order; the batches are dealt
+round-robin to the ranks, and each image's random seed comes from the run's seed and the
+image's index in the data set, so N processes give the same results as one.
+"""
+
+from __future__ import annotations
+
+import csv
+import glob
+import io
+import json
+import math
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable, Sequence
+
+import numpy as np
+import torch
+
+from .distributed import DistributedContext, broadcast_object, gather_objects, shard
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".npy")
+DONE_MARKER = "done.json"
+# Methods that run a whole batch of observations as one batched model; the others fall back to
+# one image at a time (``reconstruct_batch``).
+BATCHED_METHODS = frozenset({"map"})
+
+
+@dataclass(frozen=True)
+class ImageSource:
+    """One image of a data set: its index in the data set, the name of its output folder, and
+    where it comes from (a file, or an in-memory tensor (1, C, H, W) in [-1, 1])."""
+
+    index: int
+    name: str
+    path: Path | None = None
+    tensor: torch.Tensor | None = field(default=None, repr=False, compare=False)
+    label: str = ""
+
+    @property
+    def origin(self) -> str:
+        return str(self.path) if self.path is not None else self.label
+
+
+def _is_glob(text: str) -> bool:
+    return any(ch in text for ch in "*?[")
+
+
+def _image_files(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+
+
+def _unique_names(paths: Sequence[Path]) -> list[str]:
+    """Output folder names: the file stem, or ``<stem>-<suffix>`` / ``<index>-<stem>`` where
+    stems collide (a.png and a.jpg; the same name in two folders)."""
+    stems = [p.stem for p in paths]
+    names = []
+    for i, p in enumerate(paths):
+        name = stems[i]
+        if stems.count(name) > 1:
+            name = f"{p.stem}-{p.suffix.lstrip('.').lower()}"
+            same = [q for q in paths if f"{q.stem}-{q.suffix.lstrip('.').lower()}" == name]
+            if len(same) > 1:
+                name = f"{i:05d}-{p.stem}"
+        names.append(name)
+    return names
+
+
+def collect_images(inputs: Sequence[str | Path]) -> list[ImageSource]:
+    """The images named by ``inputs``: files, folders (their .png/.jpg/.jpeg/.npy files, sorted
+    by name, not recursive) and glob patterns, in the order given; a file named twice counts once.
+    """
+    if not inputs:
+        raise ValueError("no images given: name image files, folders or glob patterns")
+    paths: list[Path] = []
+    for item in inputs:
+        text = str(item)
+        p = Path(text)
+        if p.is_dir():
+            found = _image_files(p)
+            if not found:
+                raise ValueError(f"folder {p} holds no {'/'.join(s.lstrip('.') for s in IMAGE_SUFFIXES)} images")
+        elif p.is_file():
+            found = [p]
+        elif _is_glob(text):
+            found = sorted(Path(m) for m in glob.glob(text) if Path(m).is_file()
+                           and Path(m).suffix.lower() in IMAGE_SUFFIXES)
+            if not found:
+                raise ValueError(f"the pattern {text!r} matches no image files")
+        else:
+            raise FileNotFoundError(f"image file or folder {p} does not exist")
+        paths.extend(found)
+    seen: set[Path] = set()
+    unique = []
+    for p in paths:
+        key = p.resolve()
+        if key not in seen:
+            seen.add(key)
+            unique.append(p)
+    return [ImageSource(i, name, path=p) for i, (p, name) in enumerate(zip(unique, _unique_names(unique)))]
+
+
+def bundled_test_sources(num_images: int | None = None) -> list[ImageSource]:
+    """The bundled Fashion-MNIST test images as ``test-000`` ... ``test-099``."""
+    from .bundled import TEST_IMAGES_FILE, load_test_images
+
+    images, labels, indices = load_test_images()
+    n = len(images) if num_images is None else min(num_images, len(images))
+    return [ImageSource(i, f"test-{i:03d}", tensor=images[i:i + 1],
+                        label=f"{TEST_IMAGES_FILE}[{i}] (test split #{int(indices[i])}, class {int(labels[i])})")
+            for i in range(n)]
+
+
+def image_seed(seed: int, index: int) -> int:
+    """The random seed of image ``index`` in a run with ``seed``: independent of the process
+    that reconstructs it, distinct across images and runs."""
+    return int(np.random.SeedSequence([int(seed), int(index)]).generate_state(1)[0] % (2**31 - 1))
+
+
+@dataclass
+class DatasetPlan:
+    """What to do with every image of a data set.
+
+    ``corruption_for(index)`` gives the corruption of each image (one for all, or e.g. standard
+    mask ``index % 7`` in the evaluation) and ``corruption_label(index)`` names it (default: its
+    ``describe()``); images with the same label share batches, so distinct corruptions need
+    distinct labels. ``observed``: the files are observations, not truths. ``settings``
+    identifies the run in ``done.json`` (resuming with other settings is refused).
+    """
+
+    task: str
+    corruption_for: Callable[[int], Any]
+    methods: Sequence[str]
+    image_shape: tuple[int, int, int]
+    build_model: Callable[[Any, torch.Tensor], Any]
+    steps: int = 500
+    lr: float = 0.1
+    samples: int = 64
+    seed: int = 0
+    batch_size: int = 8
+    observed: bool = False
+    center_crop: bool = False
+    settings: dict = field(default_factory=dict)
+    label_for: Callable[[int], str] | None = None
+
+    def corruption_label(self, index: int) -> str:
+        return self.label_for(index) if self.label_for is not None else self.corruption_for(index).describe()
+
+
+def load_source(source: ImageSource, plan: DatasetPlan) -> tuple[torch.Tensor | None, torch.Tensor]:
+    """(truth or None, observation) of one image, each (1, ...) on the CPU."""
+    from .io import load_image
+
+    c, h, _ = plan.image_shape
+    corruption = plan.corruption_for(source.index)
+    if plan.observed:
+        obs = source.tensor if source.tensor is not None else load_image(
+            source.path, resolution=None, channels=c, center_crop=plan.center_crop)
+        expected = tuple(corruption.output_shape(plan.image_shape))
+        if tuple(obs.shape[1:]) != expected:
+            raise ValueError(f"the observation {source.origin} is {tuple(obs.shape[1:])} (C, H, W) but "
+                             f"{corruption.describe()} of this generator's images gives {expected}")
+        return None, obs
+    truth = source.tensor if source.tensor is not None else load_image(
+        source.path, resolution=h, channels=c, center_crop=plan.center_crop)
+    if tuple(truth.shape[1:]) != plan.image_shape:
+        raise ValueError(f"image {source.origin} is {tuple(truth.shape[1:])} but the generator makes {plan.image_shape}")
+    return truth, corruption(truth)
+
+
+def reconstruct_batch(build_model: Callable[[torch.Tensor], Any], observations: torch.Tensor,
+                      methods: Sequence[str], seeds: Sequence[int], steps: int, lr: float,
+                      samples: int) -> list[dict[str, Any]]:
+    """Each method's ``MethodOutput`` for each of B observations (B, ...) sharing one corruption.
+
+    Methods in ``BATCHED_METHODS`` (MAP) run once on the batched model (one plate over the B
+    images; equal to B separate runs); the others run one image at a time, image i with seed
+    ``seeds[i]``. This is the one place to switch a method to batched inference.
+    """
+    from .reconstruction import MethodOutput, run_methods
+
+    n = len(observations)
+    out: list[dict[str, Any]] = [{} for _ in range(n)]
+    for method in methods:
+        if method in BATCHED_METHODS:
+            from .inference import map_estimate
+
+            t0 = time.perf_counter()
+            res = map_estimate(build_model(observations), num_steps=steps, lr=lr, seed=seeds[0], progress=False)
+            images = res.image.detach().reshape(n, *res.image.shape[-3:]).cpu()
+            seconds = (time.perf_counter() - t0) / n
+            for i in range(n):
+                out[i][method] = MethodOutput(method, images[i:i + 1], seconds=seconds)
+            continue
+        for i in range(n):
+            single = run_methods(build_model(observations[i:i + 1]), [method], steps=steps, lr=lr, samples=samples,
+                                 seed=seeds[i], progress=False)
+            out[i][method] = single[method]
+    return out
+
+
+def _atomic_write_text(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def strict_json(data: Any) -> str:
+    """JSON with NaN / infinity written as null (strict JSON, which Python's default is not)."""
+    def clean(v: Any) -> Any:
+        if isinstance(v, float) and not math.isfinite(v):
+            return None
+        if isinstance(v, dict):
+            return {k: clean(x) for k, x in v.items()}
+        if isinstance(v, (list, tuple)):
+            return [clean(x) for x in v]
+        return v
+
+    return json.dumps(clean(data), indent=2, sort_keys=True, allow_nan=False)
+
+
+def is_done(folder: Path, settings: dict) -> bool:
+    """True when ``folder`` holds a finished image of a run with these settings; an image
+    finished with other settings is an error (resume into a fresh --out instead)."""
+    marker = folder / DONE_MARKER
+    if not marker.is_file():
+        return False
+    try:
+        recorded = json.loads(marker.read_text()).get("settings")
+    except json.JSONDecodeError:
+        return False
+    if recorded != settings:
+        changed = sorted(k for k in set(recorded or {}) | set(settings)
+                         if (recorded or {}).get(k) != settings.get(k))
+        raise ValueError(f"{folder} was reconstructed with other settings ({', '.join(changed)} differ); "
+                         "use another --out, or the same settings to resume")
+    return True
+
+
+def save_image_outputs(folder: Path, source: ImageSource, plan: DatasetPlan, truth: torch.Tensor | None,
+                       observation: torch.Tensor, outputs: dict[str, Any], weights: dict | None = None) -> dict:
+    """Write one image's outputs and its ``done.json`` (last, atomically); return its summary row.
+    ``weights``: the model's sigmas and kappa, recorded in metrics.json."""
+    from .cli import _save_outputs  # the single-image writer, reused
+    from .reconstruction import observation_display
+
+    corruption = plan.corruption_for(source.index)
+    label = plan.corruption_label(source.index)
+    display = observation_display(corruption, observation, plan.image_shape)
+    metrics = _save_outputs(folder, truth, display, outputs)
+    for method, o in outputs.items():
+        name = "map" if method == "map" else f"{method}_mean"
+        np.save(folder / f"{name}.npy", o.image[0].detach().cpu().float().numpy(), allow_pickle=False)
+    row = summary_row(source, label, metrics)
+    _atomic_write_text(folder / "metrics.json", strict_json({
+        "name": source.name, "index": source.index, "source": source.origin, "task": plan.task,
+        "corruption": label, "seed": image_seed(plan.seed, source.index), "metrics": metrics,
+        "config": weights or {}}))
+    _atomic_write_text(folder / DONE_MARKER, strict_json({"settings": plan.settings, "row": row}))
+    return row
+
+
+def summary_row(source: ImageSource, corruption: str, metrics: dict[str, dict[str, float]]) -> dict:
+    row: dict[str, Any] = {"index": source.index, "name": source.name, "source": source.origin,
+                           "corruption": corruption}
+    for method, entry in metrics.items():
+        for key, value in entry.items():
+            row[f"{method}_{key}"] = value
+    return row
+
+
+def _batches(pending: Sequence[ImageSource], plan: DatasetPlan) -> list[list[ImageSource]]:
+    """Consecutive images with the same corruption, at most ``batch_size`` per batch."""
+    groups: dict[str, list[ImageSource]] = {}
+    for s in pending:
+        groups.setdefault(plan.corruption_label(s.index), []).append(s)
+    batches = []
+    for members in groups.values():
+        for start in range(0, len(members), plan.batch_size):
+            batches.append(members[start:start + plan.batch_size])
+    return sorted(batches, key=lambda b: b[0].index)
+
+
+def reconstruct_dataset(sources: Sequence[ImageSource], plan: DatasetPlan, out_dir: str | Path,
+                        ctx: DistributedContext | None = None, resume: bool = False, overwrite: bool = False,
+                        progress: bool = True) -> list[dict] | None:
+    """Reconstruct every image of ``sources`` into ``out_dir/<name>/``; rank 0 writes the summary
+    and returns its rows (in data-set order), the other ranks return None.
+
+    Images already finished with the same settings are skipped with ``resume`` (refused without
+    ``resume`` or ``overwrite``). With a process group the batches are dealt over the ranks.
+    """
+    from tqdm.auto import tqdm
+
+    ctx = DistributedContext() if ctx is None else ctx
+    out = Path(out_dir)
+    if plan.batch_size < 1:
+        raise ValueError(f"--batch-size must be >= 1, got {plan.batch_size}")
+    names = [s.name for s in sources]
+    if len(set(names)) != len(names):
+        raise ValueError("two images share an output folder name")
+    done: list[str] = []
+    problem = None
+    if ctx.is_main and not overwrite:
+        try:
+            done = [s.name for s in sources if is_done(out / s.name, plan.settings)]
+        except ValueError as err:
+            problem = str(err)
+        if done and not resume:
+            problem = (f"{out} already holds finished results for {len(done)} of these images "
+                       f"(e.g. {done[0]}); pass --resume to skip them, or choose another --out")
+    # rank 0 decides, so that every rank shards the same list (and every rank stops on a problem)
+    done, problem = broadcast_object((done, problem), ctx)
+    if problem:
+        raise ValueError(problem)
+    finished = set(done)
+    pending = [s for s in sources if s.name not in finished]
+    mine = shard(_batches(pending, plan), ctx)
+    if mine:  # fill the caches (the prior's latent statistics) so that per-image times are per image
+        from .cli import model_config_dict
+
+        first = mine[0][0]
+        weights = model_config_dict(plan.build_model(plan.corruption_for(first.index), load_source(first, plan)[1]))
+    rows: list[dict] = []
+    bar = tqdm(total=sum(len(b) for b in mine), disable=not (progress and ctx.is_main), unit="image",
+               desc="images" if ctx.world_size == 1 else f"images (rank 0 of {ctx.world_size})")
+    start = time.perf_counter()
+    try:
+        for batch in mine:
+            loaded = [load_source(s, plan) for s in batch]
+            observations = torch.cat([obs for _, obs in loaded])
+            corruption = plan.corruption_for(batch[0].index)
+            outputs = reconstruct_batch(lambda o: plan.build_model(corruption, o), observations, plan.methods,
+                                        [image_seed(plan.seed, s.index) for s in batch], plan.steps, plan.lr,
+                                        plan.samples)
+            for s, (truth, obs), result in zip(batch, loaded, outputs):
+                rows.append(save_image_outputs(out / s.name, s, plan, truth, obs, result, weights))
+                bar.update(1)
+    except BaseException:
+        if not ctx.initialized:
+            # a single process writes the summary of what is finished even when interrupted
+            write_summary(collect_rows(sources, out, plan.settings), out, complete=False)
+        raise
+    finally:
+        bar.close()
+    seconds = time.perf_counter() - start
+    gathered = gather_objects((rows, seconds, torch.get_num_threads()), ctx)
+    if not ctx.is_main:
+        return None
+    new_rows = [r for part, _, _ in gathered for r in part]
+    wall = max(sec for _, sec, _ in gathered)
+    run = {"processes": ctx.world_size, "threads_per_process": [t for _, _, t in gathered], "device": ctx.device,
+           "images_this_run": len(new_rows), "wall_seconds": wall,
+           "images_per_minute": 60 * len(new_rows) / wall if new_rows and wall > 0 else None}
+    all_rows = collect_rows(sources, out, plan.settings, extra=new_rows)
+    write_summary(all_rows, out, complete=len(all_rows) == len(sources), run=run)
+    return all_rows
+
+
+def collect_rows(sources: Sequence[ImageSource], out: Path, settings: dict,
+                 extra: Iterable[dict] = ()) -> list[dict]:
+    """Summary rows of the finished images of ``sources``, in data-set order: from ``extra``
+    (rows gathered from the ranks) or else from the ``done.json`` files in ``out``."""
+    by_name = {r["name"]: r for r in extra}
+    rows = []
+    for s in sources:
+        row = by_name.get(s.name)
+        if row is None:
+            marker = out / s.name / DONE_MARKER
+            if marker.is_file():
+                data = json.loads(marker.read_text())
+                if data.get("settings") == settings:
+                    row = data["row"]
+        if row is not None:
+            rows.append(row)
+    return rows
+
+
+def _aggregate(rows: Sequence[dict]) -> dict[str, dict[str, float]]:
+    """Mean, sample std and count of every numeric column over the rows."""
+    columns: dict[str, list[float]] = {}
+    for row in rows:
+        for key, value in row.items():
+            if key != "index" and isinstance(value, (int, float)) and not isinstance(value, bool):
+                columns.setdefault(key, []).append(float(value))
+    out = {}
+    for key, values in columns.items():
+        v = np.asarray(values, dtype=np.float64)
+        v = v[np.isfinite(v)]
+        out[key] = {"mean": float(v.mean()) if len(v) else float("nan"),
+                    "std": float(v.std(ddof=1)) if len(v) > 1 else 0.0, "count": int(len(v))}
+    return out
+
+
+def write_summary(rows: Sequence[dict], out: Path, complete: bool = True, run: dict | None = None) -> tuple[Path, Path]:
+    """``summary.csv`` (one row per image) and ``summary.json`` (rows, mean / std per column,
+    ``complete``: every image finished; ``run``: processes, threads and the wall time of the
+    reconstruction loop of this invocation, start-up excluded), both written atomically."""
+    out.mkdir(parents=True, exist_ok=True)
+    columns: list[str] = []
+    for row in rows:
+        columns += [k for k in row if k not in columns]
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=columns, lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: ("" if isinstance(v, float) and not math.isfinite(v) else v) for k, v in row.items()})
+    csv_path, json_path = out / "summary.csv", out / "summary.json"
+    _atomic_write_text(csv_path, buf.getvalue())
+    _atomic_write_text(json_path, strict_json({"complete": complete, "num_images": len(rows),
+                                               "images": list(rows), "aggregate": _aggregate(rows),
+                                               "run": run or {}}))
+    return csv_path, json_path
