@@ -1,6 +1,6 @@
 """Inference for BRGM: guides, MAP / SVI / MCMC runners and diagnostics (imported as ``brgm_pyro.inference``)."""
 
-from .auxiliary import AuxiliaryGuide, with_auxiliary
+from .auxiliary import AuxiliaryGuide, gaussian_guide_at, with_auxiliary
 from .diagnostics import (
     Coverage, compare, credible_interval_coverage, format_table, mcmc_summary, psis_khat, to_inference_data,
 )
@@ -15,6 +15,6 @@ __all__ = [
     "Coverage", "compare", "credible_interval_coverage", "format_table", "mcmc_summary", "psis_khat",
     "to_inference_data", "GUIDES", "GaussianGuide", "SharedGaussianGuide", "make_guide", "MAPResult",
     "map_estimate", "MCMCResult", "run_mcmc", "PixelStatistics", "Posterior", "PosteriorSamples",
-    "InverseGammaPenalty", "VIPosterior", "fit_vi", "AuxiliaryGuide", "with_auxiliary", "parameter_draws",
+    "InverseGammaPenalty", "VIPosterior", "fit_vi", "AuxiliaryGuide", "gaussian_guide_at", "with_auxiliary", "parameter_draws",
     "parameter_summary",
 ]

@@ -16,8 +16,17 @@ import pyro.distributions as dist
 import torch
 from pyro.distributions import constraints
 from torch.distributions import biject_to
+from torch.distributions import constraints as torch_constraints
 
 from brgm_pyro.models.brgm import BRGMModel
+
+
+def is_positive(support: constraints.Constraint) -> bool:
+    """True for (0, inf) and [0, inf) (HalfNormal's support): the LogNormal factor applies."""
+    if support is constraints.positive:
+        return True
+    bounded = isinstance(support, (torch_constraints._GreaterThan, torch_constraints._GreaterThanEq))
+    return bounded and isinstance(support.lower_bound, (int, float)) and support.lower_bound == 0
 
 
 def factor(support: constraints.Constraint, loc: torch.Tensor, scale: torch.Tensor) -> dist.Distribution:
@@ -25,7 +34,7 @@ def factor(support: constraints.Constraint, loc: torch.Tensor, scale: torch.Tens
     ``biject_to(support)``."""
     if support is constraints.real:
         return dist.Normal(loc, scale)
-    if support is constraints.positive:
+    if is_positive(support):
         return dist.LogNormal(loc, scale)
     return dist.TransformedDistribution(dist.Normal(loc, scale), [biject_to(support)])
 
@@ -48,7 +57,8 @@ class AuxiliaryGuide:
     def distribution(self, site: str) -> dist.Distribution:
         support = self.parameters[site].prior.support
         start = self.initial[site]
-        loc = pyro.param(f"{self.prefix}{site}.loc", lambda: biject_to(support).inv(start).detach().clone())
+        to_support = biject_to(constraints.positive) if is_positive(support) else biject_to(support)
+        loc = pyro.param(f"{self.prefix}{site}.loc", lambda: to_support.inv(start).detach().clone())
         scale = pyro.param(f"{self.prefix}{site}.scale", lambda: torch.full_like(start, self.init_scale),
                            constraint=constraints.positive)
         return factor(support, loc, scale)
@@ -71,3 +81,15 @@ def with_auxiliary(guide: Callable, model: BRGMModel, init_scale: float = 0.1) -
 
     combined.w_guide, combined.auxiliary = guide, auxiliary  # type: ignore[attr-defined]
     return combined
+
+
+def gaussian_guide_at(model: BRGMModel, map_result, init_scale: float = 0.02):
+    """The paper's ``GaussianGuide`` started at a MAP estimate (w and the other latent sites), with
+    a small initial scale: a warm start for VI, which otherwise spends its first few hundred steps
+    shrinking q(w) from the prior's width (and meanwhile over-estimates a learned noise level)."""
+    from .guides import GaussianGuide
+
+    guide = GaussianGuide(model, init_scale)
+    guide.init_loc = map_result.latent.detach().clone()
+    guide.auxiliary.initial = {k: v.detach().clone() for k, v in map_result.parameters.items()}
+    return guide

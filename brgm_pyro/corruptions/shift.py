@@ -23,9 +23,11 @@ def fourier_shift(x: torch.Tensor, dx: torch.Tensor, dy: torch.Tensor) -> torch.
     phase_y = torch.exp(-2j * math.pi * ky[None, :] * dy[:, None])  # (N, H)
     phase_x = torch.exp(-2j * math.pi * kx[None, :] * dx[:, None])  # (N, W//2+1)
     if h % 2 == 0:
-        phase_y[:, h // 2] = torch.cos(math.pi * dy)
+        nyquist = torch.arange(h, device=x.device) == h // 2
+        phase_y = torch.where(nyquist, torch.cos(math.pi * dy)[:, None].to(phase_y.dtype), phase_y)
     if w % 2 == 0:
-        phase_x[:, w // 2] = torch.cos(math.pi * dx)
+        nyquist = torch.arange(w // 2 + 1, device=x.device) == w // 2
+        phase_x = torch.where(nyquist, torch.cos(math.pi * dx)[:, None].to(phase_x.dtype), phase_x)
     spectrum = torch.fft.rfft2(x) * (phase_y[:, None, :, None] * phase_x[:, None, None, :])
     return torch.fft.irfft2(spectrum, s=(h, w))
 
