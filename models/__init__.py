@@ -7,7 +7,7 @@ from .brgm import (
 )
 from .config import BRGMConfig, released_lambda_colin
 from .likelihoods import PerceptualLikelihood, PixelLikelihood
-from .noise import inverse_gamma_on_variance, perceptual_noise_prior, pixel_noise_prior
+from .noise import inverse_gamma_on_variance, learn_noise, perceptual_noise_prior, pixel_noise_prior
 from .priors import (
     ColinearityPrior, GaussianLatentPrior, SharedLatentPrior, StudentTLatentPrior, pairwise_cosines,
 )
@@ -17,5 +17,5 @@ __all__ = [
     "released_lambda_colin", "PerceptualLikelihood", "PixelLikelihood", "ColinearityPrior",
     "GaussianLatentPrior", "SharedLatentPrior", "StudentTLatentPrior", "pairwise_cosines",
     "LatentParameter", "sample_corruption_parameters", "inverse_gamma_on_variance", "perceptual_noise_prior",
-    "pixel_noise_prior",
+    "pixel_noise_prior", "learn_noise",
 ]

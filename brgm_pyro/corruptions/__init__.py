@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from .base import Corruption
+from .blind import BLIND_CHOICES, make_blind
 from .blur import Blur, GaussianBlur
 from .compose import Compose
 from .compressed_sensing import CompressedSensing, gaussian_measurement_matrix
@@ -46,5 +47,5 @@ __all__ = [
     "Corruption", "Blur", "Compose", "CompressedSensing", "gaussian_measurement_matrix", "Inpainting", "Denoising", "Grayscale",
     "SuperResolution", "SR_KERNELS", "NUM_STANDARD_MASKS", "as_binary_mask", "standard_mask",
     "standard_mask_names", "standard_masks", "make_corruption", "TASKS",
-    "LatentParameter", "GaussianBlur", "Shift", "fourier_shift", "Intensity",
+    "LatentParameter", "GaussianBlur", "Shift", "fourier_shift", "Intensity", "BLIND_CHOICES", "make_blind",
 ]
