@@ -299,3 +299,31 @@ def test_guides_cover_the_extra_sites():
     assert idata.posterior["corruption.blur_sigma"].shape == (1, 30)
     r = map_estimate(model, num_steps=5, progress=False)
     assert to_inference_data(r, model).posterior["sigma_pixel"].shape == (1, 1)
+
+
+# --- recovery on the bundled generator --------------------------------------------------------
+
+@pytest.mark.slow
+def test_unknown_blur_and_noise_are_recovered_on_the_bundled_generator():
+    """Synthetic truth x = G(mapping(z)) (seed 104, as in benchmarks/blind_recovery.py), blur 1.75 px,
+    noise 0.1: MAP within 20% (noise) and 15% (blur); VI warm-started at the MAP covers both."""
+    from brgm_pyro.generators import load_generator
+    from brgm_pyro.inference import gaussian_guide_at
+    from brgm_pyro.models import BRGMConfig, brgm_model
+
+    G = load_generator("fashion-mnist-32", device="cpu")
+    g = torch.Generator().manual_seed(104)
+    with torch.no_grad():
+        x = G.synthesis(G.mapping(torch.randn(1, G.z_dim, generator=g)))
+        y = Blur.gaussian(1.75, size=25)(x) + 0.1 * torch.randn(x.shape, generator=g)
+    config = BRGMConfig(sigma_pixel=0.1, kappa=0.25, prior_std="per-dimension")
+    model = brgm_model(G, Blur.gaussian(LatentParameter(BLUR_PRIOR), size=25), y[0], config=config,
+                       likelihoods=[PixelLikelihood("learn")])
+    r = map_estimate(model, num_steps=400, progress=False)
+    assert abs(float(r.parameters["sigma_pixel"]) / 0.1 - 1) < 0.2
+    assert abs(float(r.parameters["corruption.blur_sigma"]) / 1.75 - 1) < 0.15
+    v = fit_vi(model, guide=gaussian_guide_at(model, r, init_scale=0.005), num_steps=150, lr=0.02, num_particles=2,
+               sigma_prior=None, progress=False)
+    s = parameter_summary(v)
+    assert s["sigma_pixel"]["lower"] < 0.1 < s["sigma_pixel"]["upper"]
+    assert s["corruption.blur_sigma"]["lower"] < 1.75 < s["corruption.blur_sigma"]["upper"]
