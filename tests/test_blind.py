@@ -327,3 +327,37 @@ def test_unknown_blur_and_noise_are_recovered_on_the_bundled_generator():
     s = parameter_summary(v)
     assert s["sigma_pixel"]["lower"] < 0.1 < s["sigma_pixel"]["upper"]
     assert s["corruption.blur_sigma"]["lower"] < 1.75 < s["corruption.blur_sigma"]["upper"]
+
+
+# --- command line ------------------------------------------------------------------------------
+
+def test_cli_learn_noise_and_blind_report_the_parameters(tmp_path, capsys):
+    import json
+
+    from brgm_pyro.bundled import load_test_images
+    from brgm_pyro.cli import main
+    from brgm_pyro.io import save_image
+
+    save_image(load_test_images()[0][:1], tmp_path / "shirt.png")
+    out = tmp_path / "blind"
+    torch.set_num_threads(1)
+    assert main(["reconstruct", str(tmp_path / "shirt.png"), "--task", "super-resolution", "--kernel", "gaussian",
+                 "--blind", "kernel", "--blind", "shift", "--learn-noise", "--method", "map,vi", "--steps", "2",
+                 "--samples", "4", "--features", "none", "--out", str(out), "--no-progress",
+                 "--save-inference-data"]) == 0
+    assert "VI: corruption.shift_x" in capsys.readouterr().out
+    report = json.loads((out / "metrics.json").read_text())
+    sites = {"corruption.sr_kernel_sigma", "corruption.shift_x", "corruption.shift_y", "sigma_pixel"}
+    assert set(report["parameters"]["map"]) == sites == set(report["parameters"]["vi"])
+    vi = report["parameters"]["vi"]["sigma_pixel"]
+    assert 0 < vi["lower"] <= vi["mean"] <= vi["upper"] and vi["level"] == 0.9
+    assert report["parameters"]["map"]["sigma_pixel"]["lower"] is None
+    assert report["config"]["sigma_pixel"].startswith("learned")
+    assert (out / "summary.png").is_file() and (out / "vi_inference_data.nc").is_file()
+
+    img = str(tmp_path / "shirt.png")
+    for argv, match in ((["--task", "super-resolution", "--blind", "blur"], "needs the Gaussian blur task"),
+                        (["--task", "super-resolution", "--blind", "kernel"], "--kernel gaussian")):
+        assert main(["reconstruct", img, *argv, "--steps", "1", "--method", "map", "--out", str(tmp_path / "x"),
+                     "--no-progress"]) == 2
+        assert match in capsys.readouterr().err
