@@ -331,6 +331,7 @@ def test_unknown_blur_and_noise_are_recovered_on_the_bundled_generator():
 
 # --- command line ------------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_cli_learn_noise_and_blind_report_the_parameters(tmp_path, capsys):
     import json
 
@@ -340,7 +341,6 @@ def test_cli_learn_noise_and_blind_report_the_parameters(tmp_path, capsys):
 
     save_image(load_test_images()[0][:1], tmp_path / "shirt.png")
     out = tmp_path / "blind"
-    torch.set_num_threads(1)
     assert main(["reconstruct", str(tmp_path / "shirt.png"), "--task", "super-resolution", "--kernel", "gaussian",
                  "--blind", "kernel", "--blind", "shift", "--learn-noise", "--method", "map,vi", "--steps", "2",
                  "--samples", "4", "--features", "none", "--out", str(out), "--no-progress",
