@@ -361,3 +361,22 @@ def test_cli_learn_noise_and_blind_report_the_parameters(tmp_path, capsys):
         assert main(["reconstruct", img, *argv, "--steps", "1", "--method", "map", "--out", str(tmp_path / "x"),
                      "--no-progress"]) == 2
         assert match in capsys.readouterr().err
+
+
+def test_learned_perceptual_sigma_is_a_site_with_one_value_per_particle():
+    from brgm_pyro.models import PerceptualLikelihood
+
+    model, _ = linear_blur_model(0.1, Blur.gaussian(1.5, size=7))
+    features = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 5))
+    lik = PerceptualLikelihood(features, "learn")
+    model = BRGMModel(model.generator, model.corruption, model.observation, model.prior, None,
+                      (*model.likelihoods, lik))
+    assert set(model.latent_parameters()) == {"sigma_perceptual"}
+    with pyro.plate("particles", 4, dim=-1):
+        tr = pyro.poutine.trace(model.model).get_trace()
+    tr.compute_log_prob()
+    assert tr.nodes["sigma_perceptual"]["value"].shape == (4,)
+    s = tr.nodes["sigma_perceptual"]["value"]
+    feats = features(model.corruption(model.generator.synthesis(tr.nodes["w"]["value"])))
+    expected = dist.Normal(feats, s[:, None]).log_prob(lik.target(model.observation)).sum(-1)
+    torch.testing.assert_close(tr.nodes["obs_perceptual"]["log_prob"], expected)
