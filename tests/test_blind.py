@@ -18,7 +18,7 @@ from brgm_pyro.corruptions.super_resolution import gaussian_kernel_1d
 from brgm_pyro.generators import LinearGenerator
 from brgm_pyro.inference import (
     AuxiliaryGuide, compare, fit_vi, format_table, make_guide, map_estimate, parameter_draws, parameter_summary,
-    run_mcmc, to_inference_data,
+    run_mcmc, to_inference_data, with_auxiliary,
 )
 from brgm_pyro.models import (
     BRGMModel, GaussianLatentPrior, PixelLikelihood, inverse_gamma_on_variance, pixel_noise_prior,
@@ -292,6 +292,12 @@ def test_guides_cover_the_extra_sites():
         with pyro.get_param_store().scope():
             tr = pyro.poutine.trace(make_guide(name, model)).get_trace()
             assert {"w", "sigma_pixel", "corruption.blur_sigma"} <= set(tr.nodes), name
+    def w_only():
+        return pyro.sample("w", dist.Normal(pyro.param("m", torch.zeros(2, 3)), 0.1).to_event(2))
+
+    with pyro.get_param_store().scope():
+        tr = pyro.poutine.trace(with_auxiliary(w_only, model)).get_trace()
+        assert {"w", "sigma_pixel", "corruption.blur_sigma"} <= set(tr.nodes)
     v = fit_vi(model, num_steps=5, num_particles=2, progress=False)
     draws = parameter_draws(v, num_draws=30)
     assert draws["corruption.blur_sigma"].shape == (30,) and (draws["sigma_pixel"] > 0).all()
