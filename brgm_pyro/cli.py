@@ -344,8 +344,8 @@ def _cmd_reconstruct(args: argparse.Namespace) -> int:
         return reconstruct_command(args)
     args.image = args.image[0]
     from .io import load_image
-    from .reconstruction import (build_problem, make_task, observation_display, run_methods, summary_figure,
-                                 write_json)
+    from .reconstruction import (build_problem, format_parameter_report, make_task, observation_display,
+                                 parameter_report, run_methods, summary_figure, write_json)
 
     out = check_out(args)
     generator, features = _load(args)
@@ -365,6 +365,7 @@ def _cmd_reconstruct(args: argparse.Namespace) -> int:
                                 center_crop=args.center_crop)
         observation = corruption(truth)
     model = build_problem(generator, corruption, observation.to(generator.device), features, **_overrides(args))
+    model = _blind_model(model, args)  # --learn-noise / --blind: unknown noise and corruption parameters
     methods = getattr(args, "methods", None) or _method_list(args.method)
     outputs = run_methods(model, methods, steps=args.steps, lr=args.lr, samples=args.samples, seed=args.seed,
                           progress=not args.no_progress)
@@ -372,9 +373,14 @@ def _cmd_reconstruct(args: argparse.Namespace) -> int:
     _check_finite_outputs(outputs)
     clear_previous_outputs(args, out)
     metrics = _save_outputs(out, truth, display, outputs)
-    write_json({"task": args.task, "corruption": corruption.describe(), "metrics": metrics,
-                "config": model_config_dict(model)}, out / "metrics.json")
-    figure = summary_figure([_figure_row(display, truth, outputs)], out / "summary.png")
+    parameters = parameter_report(outputs)
+    write_json({"task": args.task, "corruption": model.corruption.describe(), "metrics": metrics,
+                "config": model_config_dict(model), **({"parameters": parameters} if parameters else {})},
+               out / "metrics.json")
+    notes = format_parameter_report(parameters)
+    if notes:
+        print(notes)
+    figure = summary_figure([_figure_row(display, truth, outputs)], out / "summary.png", notes=notes or None)
     if args.save_inference_data:
         from .inference import to_inference_data
 
@@ -385,16 +391,30 @@ def _cmd_reconstruct(args: argparse.Namespace) -> int:
     return 0
 
 
+def _blind_model(model, args: argparse.Namespace):
+    """--learn-noise: sigma_pixel ~ HalfNormal(0.5) is inferred; --blind: the named corruption
+    parameters are inferred (default priors in brgm_pyro.corruptions.blind)."""
+    from dataclasses import replace
+
+    from .corruptions import make_blind
+    from .models import learn_noise
+
+    if args.blind:
+        model = replace(model, corruption=make_blind(model.corruption, args.blind))
+    if args.learn_noise:
+        model = learn_noise(model)
+    return model
+
+
 def model_config_dict(model) -> dict:
     """The weights a run used (for metrics.json)."""
     from .models import PixelLikelihood, PerceptualLikelihood
 
     out: dict = {"kappa": getattr(model.colinearity, "kappa", 0.0)}
     for lik in model.likelihoods:
-        if isinstance(lik, PixelLikelihood):
-            out["sigma_pixel"] = lik.sigma
-        elif isinstance(lik, PerceptualLikelihood):
-            out["sigma_perceptual"] = lik.sigma
+        if isinstance(lik, (PixelLikelihood, PerceptualLikelihood)):
+            key = "sigma_pixel" if isinstance(lik, PixelLikelihood) else "sigma_perceptual"
+            out[key] = lik.sigma if lik.sigma is not None else f"learned, {lik.sigma_prior.describe()}"
     return out
 
 
@@ -555,6 +575,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--method", default="map,vi", help="comma-separated: map, vi, mcmc (default: %(default)s)")
     p.add_argument("--samples", type=int, default=64, help="posterior samples to draw (default: %(default)s)")
     p.add_argument("--save-inference-data", action="store_true", help="also write ArviZ NetCDF files")
+    from .corruptions import BLIND_CHOICES
+
+    p.add_argument("--learn-noise", action="store_true",
+                   help="infer sigma_pixel (prior HalfNormal(0.5)) instead of fixing it")
+    p.add_argument("--blind", action="append", choices=BLIND_CHOICES, default=[],
+                   help="infer this corruption parameter (repeatable): blur (task blur), kernel (super-resolution "
+                        "with --kernel gaussian), shift (sub-pixel translation), gain (gain and offset)")
     _add_kernel_option(p, "bicubic")
     _add_model_options(p)
     from .dataset_cli import add_dataset_options

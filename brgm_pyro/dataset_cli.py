@@ -55,7 +55,8 @@ def _settings(args: argparse.Namespace, task: str, corruption: str, methods: lis
     return {"task": task, "corruption": corruption, "methods": methods, "steps": args.steps, "lr": args.lr,
             "samples": getattr(args, "samples", 0), "seed": args.seed, "generator": str(args.generator),
             "features": args.features, "observed": bool(getattr(args, "observed", False)),
-            "overrides": {k: v for k, v in overrides.items() if v is not None}}
+            "overrides": {k: v for k, v in overrides.items() if v is not None},
+            "learn_noise": bool(getattr(args, "learn_noise", False)), "blind": sorted(getattr(args, "blind", None) or [])}
 
 
 def _start(args: argparse.Namespace) -> tuple[DistributedContext, int]:
@@ -77,7 +78,7 @@ def _report(rows: list[dict], methods: list[str], out: Path, total: int) -> None
 
 def reconstruct_command(args: argparse.Namespace) -> int:
     """``brgm reconstruct`` on a data set (see ``is_dataset_run``)."""
-    from .cli import _load, _overrides
+    from .cli import _blind_model, _load, _overrides
     from .reconstruction import METHODS, build_problem, make_task
 
     if args.bundled_test_images and args.image:
@@ -101,7 +102,8 @@ def reconstruct_command(args: argparse.Namespace) -> int:
         overrides = _overrides(args)
         plan = DatasetPlan(
             task=args.task, corruption_for=lambda index: corruption, methods=methods, image_shape=shape,
-            build_model=lambda op, obs: build_problem(generator, op, obs.to(generator.device), features, **overrides),
+            build_model=lambda op, obs: _blind_model(
+                build_problem(generator, op, obs.to(generator.device), features, **overrides), args),
             steps=args.steps, lr=args.lr, samples=args.samples, seed=args.seed, batch_size=args.batch_size,
             observed=args.observed, center_crop=bool(getattr(args, "center_crop", False)),
             settings=_settings(args, args.task, corruption.describe(), methods, overrides))

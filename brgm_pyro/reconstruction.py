@@ -148,14 +148,42 @@ def run_methods(model, methods: Sequence[str], steps: int = 500, lr: float = 0.1
         if method == "vi":
             posterior = fit_vi(model, num_steps=steps, lr=lr, seed=seed, progress=progress)
         else:
-            posterior = run_mcmc(model, num_samples=mcmc_samples, warmup_steps=mcmc_samples, seed=seed,
-                                 progress=progress).posterior
+            mcmc_result = run_mcmc(model, num_samples=mcmc_samples, warmup_steps=mcmc_samples, seed=seed,
+                                   progress=progress)
+            posterior = mcmc_result.posterior
         draws = posterior.sample(samples, seed=seed)
         stats = posterior.pixel_statistics(max(samples, 2), seed=seed)
         image = posterior.mean_image().cpu() if method == "vi" else stats.mean.unsqueeze(0)
         out[method] = MethodOutput(method, image, draws.images, stats.std.unsqueeze(0).cpu(),
-                                   time.perf_counter() - t0, posterior)
+                                   time.perf_counter() - t0, posterior if method == "vi" else mcmc_result)
     return out
+
+
+def parameter_report(outputs: dict[str, MethodOutput], level: float = 0.9) -> dict[str, dict]:
+    """Method -> site -> {"mean", "std", "lower", "upper", "level"} for the model's latent sites
+    besides w (a learned noise level, blind corruption parameters); {} when there are none."""
+    from .inference import parameter_summary
+
+    report = {}
+    for method, o in outputs.items():
+        summary = parameter_summary(o.result, level=level) if o.result is not None else {}
+        if summary:
+            report[method] = summary
+    return report
+
+
+def format_parameter_report(report: dict[str, dict]) -> str:
+    """One line per method: ``MAP: sigma_pixel 0.101, corruption.blur_sigma 1.84`` (VI / NUTS with intervals)."""
+    lines = []
+    for method, sites in report.items():
+        parts = []
+        for site, e in sites.items():
+            text = f"{site} {e['mean']:.3g}" if "mean" in e else f"{site} {e.get('value')}"
+            if e.get("lower") is not None:
+                text += f" [{e['lower']:.3g}, {e['upper']:.3g}]"
+            parts.append(text)
+        lines.append(f"{method.upper()}: " + ", ".join(parts))
+    return "\n".join(lines)
 
 
 def observation_display(corruption: Corruption, observation: torch.Tensor, image_shape: tuple[int, int, int]) -> torch.Tensor:
@@ -188,11 +216,12 @@ def _show(ax, image: torch.Tensor, title: str, cmap: str = "gray", signed: bool 
 
 
 def summary_figure(rows: Sequence[dict[str, torch.Tensor]], path: str | Path, row_titles: Sequence[str] | None = None,
-                   num_samples: int = 3) -> Path:
+                   num_samples: int = 3, notes: str | None = None) -> Path:
     """One row per problem: input | MAP | VI mean | samples | std | truth (whichever are given).
 
     Each row is a dict with keys "input", "map", "vi", "mcmc", "samples" (n, C, H, W), "std",
-    "truth"; std maps use their own colour scale (shown in the title).
+    "truth"; std maps use their own colour scale (shown in the title).  ``notes``: text printed
+    under the images (the inferred noise level / corruption parameters of a blind run).
     """
     import matplotlib
 
@@ -228,6 +257,12 @@ def summary_figure(rows: Sequence[dict[str, torch.Tensor]], path: str | Path, ro
         if row_titles is not None:
             axes[r][0].set_ylabel(row_titles[r], fontsize=8)
     fig.tight_layout()
+    if notes:
+        height = fig.get_figheight()
+        extra = 0.18 * (notes.count("\n") + 1)
+        fig.set_figheight(height + extra)
+        fig.subplots_adjust(bottom=extra / (height + extra))
+        fig.text(0.01, 0.01, notes, fontsize=6, family="monospace", va="bottom")
     return save_figure(fig, path, dpi=150)
 
 

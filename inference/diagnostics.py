@@ -15,6 +15,7 @@ from brgm_pyro.models.brgm import BRGMModel, corrupt, generate
 
 from .map import MAPResult
 from .mcmc import MCMCResult
+from .parameters import parameter_draws, parameter_summary
 from .posterior import Posterior
 from .vi import VIPosterior
 
@@ -34,6 +35,8 @@ def to_inference_data(result: Result, model: BRGMModel | None = None, num_draws:
     ``observed_data`` (the observation), ``constant_data`` (the true image, if given),
     ``sample_stats`` (MCMC: ``diverging``), and ``optimization`` (MAP / VI: the loss and each
     model term per step; ArviZ indexes sample_stats by draw, so step traces live here).
+    The model's other latent sites (a learned "sigma_pixel", "corruption.blur_sigma", ...) are
+    further ``posterior`` variables, drawn with w (MCMC) or from the guide (VI).
     """
     import arviz as az
     import xarray as xr
@@ -72,6 +75,9 @@ def to_inference_data(result: Result, model: BRGMModel | None = None, num_draws:
     }
     if sample_stats is not None:
         kwargs["sample_stats"] = sample_stats
+    for site, draws in parameter_draws(result, num_draws, seed).items():  # other latent sites (beyond the paper)
+        per_image = tuple(draws.shape[1:]) if isinstance(result, MAPResult) else ()  # a batched MAP: (1, B)
+        kwargs["posterior"][site] = draws.reshape(*latents.shape[:2], *per_image).numpy()
     if truth is not None:
         kwargs["constant_data"] = {"truth": truth.reshape(*images.shape[-3:]).cpu().numpy()}
         dims["truth"] = ["channel", "y", "x"]
@@ -140,7 +146,11 @@ def compare(results: dict[str, Result], model: BRGMModel, truth: torch.Tensor | 
             num_samples: int = 200, khat_particles: int = 500, seed: int = 0) -> list[dict[str, Any]]:
     """One row per method: data fit (RMSE of f(G(w)) to the observed values, 0-255), distance of
     the reconstruction (posterior mean image) to the truth, posterior spread (mean per-pixel std
-    of G(w)), k-hat (VI), wall time.  Print with ``format_table``."""
+    of G(w)), k-hat (VI), wall time.  Print with ``format_table``.
+
+    A model with latent sites besides w adds, per site, its posterior mean (MAP: the estimate) as
+    column ``site`` and its central 90% interval as ``site 90%`` (lower, upper); the data fit then
+    uses the corruption at the posterior mean of its parameters."""
     rows = []
     obs, mask = model.observation.cpu(), None if model.mask is None else model.mask.cpu()
     for name, result in results.items():
@@ -154,11 +164,18 @@ def compare(results: dict[str, Result], model: BRGMModel, truth: torch.Tensor | 
             wall = result.wall_seconds if isinstance(result, MCMCResult) else result.history.wall_seconds
             if isinstance(result, VIPosterior):
                 khat = psis_khat(result, khat_particles)
+        summary = parameter_summary(result, num_draws=num_samples, seed=seed)
+        corruption_sites = model.corruption.latent_parameters()
+        bound = {k: torch.tensor(v["mean"], device=model.observation.device) for k, v in summary.items()
+                 if k in corruption_sites}
         with torch.no_grad():
-            fitted = corrupt(model.corruption, image.to(model.observation.device)).cpu()[0]
+            fitted = corrupt(model.corruption, image.to(model.observation.device), bound).cpu()[0]
         row = {"method": name, "data_fit_rmse": _rmse_255(fitted, obs, mask),
                "truth_rmse": None if truth is None else _rmse_255(image, truth.reshape(image.shape).cpu()),
                "posterior_std": spread, "k_hat": khat, "wall_seconds": wall}
+        for site, entry in summary.items():
+            row[site] = entry["mean"]
+            row[f"{site} 90%"] = None if entry["lower"] is None else (entry["lower"], entry["upper"])
         rows.append(row)
     return rows
 
@@ -168,7 +185,11 @@ def format_table(rows: list[dict[str, Any]]) -> str:
     if not rows:
         return ""
     keys = list(rows[0])
-    fmt = lambda v: "-" if v is None else (f"{v:.4g}" if isinstance(v, float) else str(v))  # noqa: E731
+    def fmt(v: Any) -> str:
+        if isinstance(v, tuple):
+            return "[" + ", ".join(fmt(x) for x in v) + "]"
+        return "-" if v is None else (f"{v:.4g}" if isinstance(v, float) else str(v))
+
     lines = ["| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)]
     lines += ["| " + " | ".join(fmt(r[k]) for k in keys) + " |" for r in rows]
     return "\n".join(lines)

@@ -6,6 +6,10 @@
 - ``SharedGaussianGuide``: one Gaussian w shared by all layers (the W space) for a W+ prior.
 - Pyro's ``AutoNormal``, ``AutoLowRankMultivariateNormal`` and ``AutoDelta`` by name, or any
   callable guide.
+
+When the model has latent sites besides w (a learned noise level, unknown corruption
+parameters), the Gaussian guides add an ``AuxiliaryGuide`` factor for them and the auto guides
+cover them by construction (started at the parameters' starting values).
 """
 
 from __future__ import annotations
@@ -20,6 +24,8 @@ from pyro.infer.autoguide import AutoDelta, AutoLowRankMultivariateNormal, AutoN
 from pyro.infer.autoguide.initialization import init_to_value
 
 from brgm_pyro.models.brgm import BRGMModel
+
+from .auxiliary import AuxiliaryGuide
 
 
 def inverse_softplus(x: torch.Tensor) -> torch.Tensor:
@@ -42,6 +48,7 @@ class GaussianGuide:
         if (self.init_scale <= 0).any():
             raise ValueError("init_scale must be positive")
         self.loc_name, self.rho_name = prefix + "mu_v", prefix + "rho_v"
+        self.auxiliary = AuxiliaryGuide(model, prefix=prefix + "aux.")  # other latent sites (none in the paper)
 
     def loc(self) -> torch.Tensor:
         return pyro.param(self.loc_name, lambda: self.init_loc.clone())
@@ -50,7 +57,9 @@ class GaussianGuide:
         return F.softplus(pyro.param(self.rho_name, lambda: inverse_softplus(self.init_scale)))
 
     def __call__(self) -> torch.Tensor:
-        return pyro.sample(self.site, dist.Normal(self.loc(), self.sigma()).to_event(self.init_loc.ndim))
+        w = pyro.sample(self.site, dist.Normal(self.loc(), self.sigma()).to_event(self.init_loc.ndim))
+        self.auxiliary()
+        return w
 
 
 class SharedGaussianGuide(GaussianGuide):
@@ -73,7 +82,9 @@ class SharedGaussianGuide(GaussianGuide):
             self.site + "_shared", dist.Normal(self.loc(), self.sigma()).to_event(1), infer={"is_auxiliary": True}
         )
         ws = shared.unsqueeze(-2).expand(*shared.shape[:-1], self.num_ws, shared.shape[-1])
-        return pyro.sample(self.site, dist.Delta(ws, event_dim=2))
+        w = pyro.sample(self.site, dist.Delta(ws, event_dim=2))
+        self.auxiliary()
+        return w
 
 
 GUIDES = ("gaussian", "shared", "normal", "lowrank", "delta")
@@ -83,7 +94,8 @@ def make_guide(guide: str | Callable, model: BRGMModel, init_scale: torch.Tensor
     """A guide by name (``GUIDES``) or a user's callable, returned as is."""
     if callable(guide):
         return guide
-    init = init_to_value(values={model.prior.site: model.prior.init_loc().detach().clone()})
+    init = init_to_value(values={model.prior.site: model.prior.init_loc().detach().clone(),
+                                 **model.initial_values()})  # + the starting values of other latent sites
     if guide == "gaussian":
         return GaussianGuide(model, init_scale)
     if guide == "shared":

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import pyro
 import torch
@@ -17,13 +17,16 @@ from ._runner import History, StepCallback, TermRecordingELBO, inference_scope, 
 
 @dataclass
 class MAPResult:
-    """w* (latent site value), ws* (num_ws, w_dim), G(w*) (1, C, H, W), f(G(w*)), and the history."""
+    """w* (latent site value), ws* (num_ws, w_dim), G(w*) (1, C, H, W), f(G(w*)), the history, and
+    ``parameters``: the MAP values of the model's other latent sites (unknown noise levels and
+    corruption parameters, e.g. "sigma_pixel", "corruption.blur_sigma"; empty for the paper's model)."""
 
     latent: torch.Tensor
     ws: torch.Tensor
     image: torch.Tensor
     corrupted: torch.Tensor
     history: History
+    parameters: dict[str, torch.Tensor] = field(default_factory=dict)
 
     @property
     def loss(self) -> list[float]:
@@ -55,13 +58,26 @@ def map_estimate(
         start = start.expand(model.num_images, *start.shape)
     site = model.prior.site
     with inference_scope(model, seed):
-        guide = AutoDelta(model.model, init_loc_fn=init_to_value(values={site: start.detach().clone()}))
+        values = {site: start.detach().clone(), **latent_initial_values(model)}
+        guide = AutoDelta(model.model, init_loc_fn=init_to_value(values=values))
         elbo = TermRecordingELBO()
         svi = SVI(model.model, guide, pyro.optim.Adam({"lr": lr}), loss=elbo)
         history = run_steps(svi.step, num_steps, elbo, progress, callback, "MAP")
         with torch.no_grad():
-            latent = guide.median()[site].detach()
+            median = guide.median()
+            latent = median[site].detach()
+            parameters = {name: median[name].detach() for name in latent_initial_values(model)}
+            corruption_sites = model.corruption.latent_parameters()
             ws = model.prior.ws_from_latent(latent)
             image = generate(model.generator, ws if model.batched else ws.unsqueeze(0))
-            corrupted = corrupt(model.corruption, image)
-    return MAPResult(latent, ws, image, corrupted, history)
+            corrupted = corrupt(model.corruption, image, {k: v for k, v in parameters.items() if k in corruption_sites})
+    return MAPResult(latent, ws, image, corrupted, history, parameters)
+
+
+def latent_initial_values(model: BRGMModel) -> dict[str, torch.Tensor]:
+    """Starting values of the model's latent sites besides w (empty for the paper's model),
+    expanded over the images of a batched model."""
+    values = model.initial_values() if hasattr(model, "initial_values") else {}
+    if model.batched:
+        values = {k: v.expand(model.num_images).clone() for k, v in values.items()}
+    return values

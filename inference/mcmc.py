@@ -7,7 +7,7 @@ Every gradient evaluation runs the generator, so this is for small generators (t
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable
 
 import torch
@@ -21,13 +21,16 @@ from .posterior import Posterior
 
 @dataclass
 class MCMCResult:
-    """Draws of the latent site (chains, draws, *site shape), divergences (chains, draws), and the sampler."""
+    """Draws of the latent site (chains, draws, *site shape), divergences (chains, draws), the
+    sampler, and ``parameters``: draws (chains, draws) of the model's other latent sites (unknown
+    noise levels and corruption parameters; empty for the paper's model)."""
 
     latents: torch.Tensor
     divergences: torch.Tensor
     mcmc: MCMC
     wall_seconds: float
     posterior: Posterior
+    parameters: dict[str, torch.Tensor] = field(default_factory=dict)
 
 
 def run_mcmc(
@@ -55,19 +58,21 @@ def run_mcmc(
 
     site = model.prior.site
     start = (model.prior.init_loc() if init is None else init).detach().clone()
-    chains, divergences = [], []
+    chains, divergences, extra_draws = [], [], []
     t0 = time.perf_counter()
     mcmc = None
     for chain in range(num_chains):
         with inference_scope(model, seed + chain):
             kernel = NUTS(model.model, target_accept_prob=target_accept_prob, max_tree_depth=max_tree_depth,
-                          init_strategy=init_to_value(values={site: start}), jit_compile=False)
+                          init_strategy=init_to_value(values={site: start, **model.initial_values()}),
+                          jit_compile=False)
             def hook(_kernel, params, stage, i, chain=chain):  # noqa: ANN001 - Pyro's hook signature
                 callback(chain, stage, {"iteration": i, "latent": params.get(site)})
             mcmc = MCMC(kernel, num_samples=num_samples, warmup_steps=warmup_steps, num_chains=1,
                         disable_progbar=not progress, hook_fn=hook if callback is not None else None)
             mcmc.run()
             chains.append(mcmc.get_samples()[site].detach())
+            extra_draws.append({k: v.detach() for k, v in mcmc.get_samples().items() if k != site})
             extra = mcmc.diagnostics()
             div = torch.zeros(num_samples, dtype=torch.bool)
             idx = extra.get("divergences", {}).get("chain 0", [])
@@ -81,4 +86,5 @@ def run_mcmc(
         return flat[torch.randint(0, flat.shape[0], (n,))].to(start.device)
 
     posterior = Posterior(model, sample_latents, flat.mean(0).to(start.device))
-    return MCMCResult(latents, torch.stack(divergences), mcmc, time.perf_counter() - t0, posterior)
+    parameters = {k: torch.stack([d[k] for d in extra_draws]) for k in extra_draws[0]} if extra_draws else {}
+    return MCMCResult(latents, torch.stack(divergences), mcmc, time.perf_counter() - t0, posterior, parameters)

@@ -1,8 +1,13 @@
 """The Pyro models of BRGM: priors, likelihoods and the composed model (imported as ``brgm_pyro.models``)."""
 
-from .brgm import BRGMModel, brgm_model, check_observation, corrupt, generate, released_config
+from brgm_pyro.corruptions.latent import LatentParameter
+
+from .brgm import (
+    BRGMModel, brgm_model, check_observation, corrupt, generate, released_config, sample_corruption_parameters,
+)
 from .config import BRGMConfig, released_lambda_colin
 from .likelihoods import PerceptualLikelihood, PixelLikelihood
+from .noise import inverse_gamma_on_variance, learn_noise, perceptual_noise_prior, pixel_noise_prior
 from .priors import (
     ColinearityPrior, GaussianLatentPrior, SharedLatentPrior, StudentTLatentPrior, pairwise_cosines,
 )
@@ -11,4 +16,6 @@ __all__ = [
     "BRGMModel", "brgm_model", "released_config", "check_observation", "corrupt", "generate", "BRGMConfig",
     "released_lambda_colin", "PerceptualLikelihood", "PixelLikelihood", "ColinearityPrior",
     "GaussianLatentPrior", "SharedLatentPrior", "StudentTLatentPrior", "pairwise_cosines",
+    "LatentParameter", "sample_corruption_parameters", "inverse_gamma_on_variance", "perceptual_noise_prior",
+    "pixel_noise_prior", "learn_noise",
 ]

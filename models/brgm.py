@@ -3,10 +3,11 @@
     ws = prior()                       # Gaussian on W+ (Eq. 2, first product)
     colinearity(ws)                    # von Mises factor (Eq. 2, second product)
     x = G.synthesis(ws)                # deterministic generator
-    for likelihood in likelihoods:     # pixel and perceptual Gaussians (Eq. 4)
-        likelihood(f(x), I, mask)
+    theta = sample corruption params   # only latent ones (beyond the paper), e.g. "corruption.blur_sigma"
+    for likelihood in likelihoods:     # pixel and perceptual Gaussians (Eq. 4); a learned
+        likelihood(f_theta(x), I, mask)  # sigma is sampled here ("sigma_pixel")
 
-Its negative log joint is half of the loss of Eq. 6 (up to a constant).
+Its negative log joint is half of the loss of Eq. 6 (up to a constant) when every parameter is fixed.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import pyro
 import torch
 
 from brgm_pyro.corruptions.base import Corruption
+from brgm_pyro.corruptions.latent import LatentParameter
 from brgm_pyro.generators.base import PriorGenerator
 
 from .config import BRGMConfig, released_lambda_colin
@@ -62,11 +64,26 @@ def generate(generator: PriorGenerator, ws: torch.Tensor) -> torch.Tensor:
     return images.reshape(*batch, *images.shape[1:])
 
 
-def corrupt(corruption: Corruption, images: torch.Tensor) -> torch.Tensor:
-    """f(x) for x with any leading batch dims (..., C, H, W)."""
+def corrupt(corruption: Corruption, images: torch.Tensor, parameters: dict[str, torch.Tensor] | None = None) -> torch.Tensor:
+    """f(x) for x with any leading batch dims (..., C, H, W).
+
+    ``parameters``: values of the corruption's latent parameters (site -> tensor of shape () or
+    broadcastable to the batch dims), bound while f runs."""
     batch = images.shape[:-3]
-    out = corruption(images.reshape(-1, *images.shape[-3:]))
+    flat = images.reshape(-1, *images.shape[-3:])
+    if not parameters:
+        out = corruption(flat)
+    else:
+        values = {k: (torch.as_tensor(v).expand(batch).reshape(-1) if torch.as_tensor(v).ndim else torch.as_tensor(v))
+                  for k, v in parameters.items()}
+        with corruption.bind(values):
+            out = corruption(flat)
     return out.reshape(*batch, *out.shape[1:])
+
+
+def sample_corruption_parameters(corruption: Corruption) -> dict[str, torch.Tensor]:
+    """Sample every latent parameter of the corruption as a Pyro site (prior from its ``LatentParameter``)."""
+    return {site: pyro.sample(site, p.prior) for site, p in corruption.latent_parameters().items()}
 
 
 @dataclass
@@ -95,6 +112,27 @@ class BRGMModel:
         self.observation = self.observation.to(device)
         if self.mask is not None:
             self.mask = self.mask.to(device)
+        self.latent_parameters()  # validates: unique site names
+
+    def latent_parameters(self) -> dict[str, LatentParameter]:
+        """The model's latent sites besides the prior's w: unknown corruption parameters and noise
+        levels, by site name (empty for the paper's model)."""
+        out = dict(self.corruption.latent_parameters())
+        for likelihood in self.likelihoods:
+            own = getattr(likelihood, "latent_parameters", dict)()
+            clash = set(own) & set(out)
+            if clash:
+                raise ValueError(f"latent site name(s) {sorted(clash)} used twice; give the parameters distinct names")
+            out.update(own)
+        reserved = {self.prior.site} | {getattr(lik, "site", None) for lik in self.likelihoods}
+        if set(out) & reserved:
+            raise ValueError(f"latent parameter site(s) {sorted(set(out) & reserved)} clash with the model's own sites")
+        return out
+
+    def initial_values(self) -> dict[str, torch.Tensor]:
+        """Starting values of the latent parameters (their ``init`` or prior median), for init_to_value."""
+        device = self.observation.device
+        return {site: p.initial_value().to(device) for site, p in self.latent_parameters().items()}
 
     @property
     def batched(self) -> bool:
@@ -118,7 +156,8 @@ class BRGMModel:
         ws = self.prior()
         if self.colinearity is not None:
             self.colinearity(ws)
-        corrupted = corrupt(self.corruption, generate(self.generator, ws))
+        parameters = sample_corruption_parameters(self.corruption)
+        corrupted = corrupt(self.corruption, generate(self.generator, ws), parameters)
         for likelihood in self.likelihoods:
             likelihood(corrupted, self.observation, self.mask)
         return ws

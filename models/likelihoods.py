@@ -3,6 +3,10 @@
 A likelihood is a callable ``likelihood(corrupted, observation, mask)`` that runs one observed
 Pyro sample statement.  ``corrupted``: (..., C', H', W') with leading particle dimensions;
 ``observation``: (C', H', W'); ``mask``: (C', H', W') with 1 = observed, or None.
+
+``sigma`` may be a number, ``"learn"`` or a ``LatentParameter``: an unknown noise level is sampled
+at its own site (``"sigma_pixel"`` / ``"sigma_perceptual"``, priors in ``models.noise``) just
+before the observation, one value per image of a batch and per particle.
 """
 
 from __future__ import annotations
@@ -12,27 +16,50 @@ import pyro
 import pyro.distributions as dist
 from torch import nn
 
+from brgm_pyro.corruptions.latent import LatentParameter
 
-class PixelLikelihood:
+from .noise import PERCEPTUAL_NOISE_SITE, PIXEL_NOISE_SITE, as_noise_parameter
+
+
+class _NoiseLevel:
+    """The sigma of a likelihood: fixed (``sigma`` a float) or latent (``sigma`` None, ``sigma_prior`` set)."""
+
+    def _set_sigma(self, sigma: float | str | LatentParameter, default_site: str) -> None:
+        value = as_noise_parameter(sigma, default_site)
+        if isinstance(value, LatentParameter):
+            self.sigma, self.sigma_prior = None, value
+            self.sigma_site = value.site(default_site)
+        else:
+            self.sigma, self.sigma_prior, self.sigma_site = value, None, None
+
+    def latent_parameters(self) -> dict[str, LatentParameter]:
+        return {} if self.sigma_prior is None else {self.sigma_site: self.sigma_prior}
+
+    def _sigma(self, event_dims: int) -> float | torch.Tensor:
+        if self.sigma_prior is None:
+            return self.sigma
+        sigma = pyro.sample(self.sigma_site, self.sigma_prior.prior)
+        return sigma.reshape(*sigma.shape, *(1,) * event_dims) if sigma.ndim else sigma
+
+
+class PixelLikelihood(_NoiseLevel):
     """I ~ N(f(G(w)), sigma^2) on the observed pixels only (first factor of Eq. 4).
 
     Unobserved values (mask 0) are left out of the likelihood, not compared with a fill value.
     """
 
-    def __init__(self, sigma: float, site: str = "obs_pixel") -> None:
-        if not sigma > 0:
-            raise ValueError(f"sigma must be positive, got {sigma}")
-        self.sigma = float(sigma)
+    def __init__(self, sigma: float | str | LatentParameter, site: str = "obs_pixel") -> None:
+        self._set_sigma(sigma, PIXEL_NOISE_SITE)
         self.site = site
 
     def __call__(self, corrupted: torch.Tensor, observation: torch.Tensor, mask: torch.Tensor | None) -> None:
-        d = dist.Normal(corrupted, self.sigma)
+        d = dist.Normal(corrupted, self._sigma(3))
         if mask is not None:
             d = d.mask(mask.bool())
         pyro.sample(self.site, d.to_event(3), obs=observation)
 
 
-class PerceptualLikelihood:
+class PerceptualLikelihood(_NoiseLevel):
     """phi(I) ~ N(phi(f(G(w))), sigma^2) in a feature space (second factor of Eq. 4).
 
     Together with the pixel likelihood this is a *composite* likelihood: phi(I) is a function of
@@ -40,11 +67,9 @@ class PerceptualLikelihood:
     multiplies them, which weighs the perceptual agreement as extra evidence.
     """
 
-    def __init__(self, features: nn.Module, sigma: float, site: str = "obs_perceptual") -> None:
-        if not sigma > 0:
-            raise ValueError(f"sigma must be positive, got {sigma}")
+    def __init__(self, features: nn.Module, sigma: float | str | LatentParameter, site: str = "obs_perceptual") -> None:
+        self._set_sigma(sigma, PERCEPTUAL_NOISE_SITE)
         self.features = features
-        self.sigma = float(sigma)
         self.site = site
         self._target_key: tuple | None = None
         self._target: torch.Tensor | None = None
@@ -65,4 +90,4 @@ class PerceptualLikelihood:
         batch = corrupted.shape[:-3]
         feats = self.features(corrupted.reshape(-1, *corrupted.shape[-3:]))
         feats = feats.reshape(*batch, feats.shape[-1])
-        pyro.sample(self.site, dist.Normal(feats, self.sigma).to_event(1), obs=self.target(observation))
+        pyro.sample(self.site, dist.Normal(feats, self._sigma(1)).to_event(1), obs=self.target(observation))

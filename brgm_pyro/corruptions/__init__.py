@@ -5,11 +5,15 @@ from __future__ import annotations
 from typing import Any
 
 from .base import Corruption
-from .blur import Blur
+from .blind import BLIND_CHOICES, make_blind
+from .blur import Blur, GaussianBlur
 from .compose import Compose
 from .compressed_sensing import CompressedSensing, gaussian_measurement_matrix
 from .inpainting import Inpainting
+from .intensity import Intensity
+from .latent import LatentParameter
 from .masks import NUM_STANDARD_MASKS, as_binary_mask, standard_mask, standard_mask_names, standard_masks
+from .shift import Shift, fourier_shift
 from .simple import Denoising, Grayscale
 from .super_resolution import SR_KERNELS, SuperResolution
 
@@ -43,4 +47,5 @@ __all__ = [
     "Corruption", "Blur", "Compose", "CompressedSensing", "gaussian_measurement_matrix", "Inpainting", "Denoising", "Grayscale",
     "SuperResolution", "SR_KERNELS", "NUM_STANDARD_MASKS", "as_binary_mask", "standard_mask",
     "standard_mask_names", "standard_masks", "make_corruption", "TASKS",
+    "LatentParameter", "GaussianBlur", "Shift", "fourier_shift", "Intensity", "BLIND_CHOICES", "make_blind",
 ]

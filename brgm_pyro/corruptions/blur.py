@@ -8,6 +8,25 @@ import torch
 import torch.nn.functional as F
 
 from .base import Corruption
+from .latent import LatentParameter, positive_prior_size
+
+
+def gaussian_kernels_1d(sigma: torch.Tensor, size: int) -> torch.Tensor:
+    """(N,) sigmas -> (N, size) normalised samples of exp(-t^2 / 2 sigma^2), t = i - (size - 1) / 2,
+    differentiable in sigma."""
+    t = torch.arange(size, device=sigma.device, dtype=sigma.dtype) - (size - 1) / 2
+    k = torch.exp(-0.5 * (t / sigma[:, None]) ** 2)
+    return k / k.sum(-1, keepdim=True)
+
+
+def separable_conv(x: torch.Tensor, kernels: torch.Tensor, stride: int = 1) -> torch.Tensor:
+    """Convolve each image n of x (N, C, H, W) (already padded) with the separable kernel
+    outer(kernels[n], kernels[n]) ((N, K) 1-D kernels; symmetric, so correlation = convolution)."""
+    n, c, h, w = x.shape
+    k = kernels.repeat_interleave(c, dim=0)  # (N*C, K)
+    y = F.conv2d(x.reshape(1, n * c, h, w), k[:, None, None, :], stride=(1, stride), groups=n * c)
+    y = F.conv2d(y, k[:, None, :, None], stride=(stride, 1), groups=n * c)
+    return y.reshape(n, c, *y.shape[-2:])
 
 
 class Blur(Corruption):
@@ -27,7 +46,11 @@ class Blur(Corruption):
         self.name = "custom"
 
     @classmethod
-    def gaussian(cls, sigma: float, size: int | None = None) -> "Blur":
+    def gaussian(cls, sigma: float | LatentParameter, size: int | None = None) -> "Blur":
+        """Gaussian blur of std ``sigma`` pixels (size 2 ceil(3 sigma) + 1); a ``LatentParameter``
+        makes sigma unknown (site ``"corruption.blur_sigma"``, kernel size from the prior's 99% quantile)."""
+        if isinstance(sigma, LatentParameter):
+            return GaussianBlur(sigma, size)
         if sigma <= 0:
             raise ValueError(f"sigma must be positive, got {sigma}")
         size = 2 * math.ceil(3 * sigma) + 1 if size is None else size
@@ -69,3 +92,35 @@ class Blur(Corruption):
 
     def describe(self) -> str:
         return f"blur ({self.name} kernel)"
+
+
+class GaussianBlur(Blur):
+    """Gaussian blur whose sigma may be latent: the kernel is rebuilt from sigma on every call,
+    differentiably, one kernel per image when the model binds one sigma per draw.
+
+    ``size``: kernel side (odd); default 2 ceil(3 s99) + 1 with s99 the prior's 99% quantile.
+    A fixed sigma gives the same operator as ``Blur.gaussian(sigma)`` up to float rounding.
+    """
+
+    def __init__(self, sigma: float | LatentParameter, size: int | None = None) -> None:
+        if isinstance(sigma, LatentParameter):
+            if size is None:
+                size = positive_prior_size(sigma, 3.0)
+            start = float(sigma.initial_value())
+        else:
+            if not sigma > 0:
+                raise ValueError(f"sigma must be positive, got {sigma}")
+            size = 2 * math.ceil(3 * sigma) + 1 if size is None else size
+            start = float(sigma)
+        if size % 2 == 0 or size < 1:
+            raise ValueError(f"kernel size must be odd and positive, got {size}")
+        k1 = gaussian_kernels_1d(torch.tensor([start], dtype=torch.float64), size)[0]
+        super().__init__(torch.outer(k1, k1).float())  # the kernel at the starting sigma (sizes, display)
+        self.declare_parameter("sigma", sigma, site="blur_sigma")
+        self.name = f"gaussian sigma {sigma.describe()}" if isinstance(sigma, LatentParameter) else f"gaussian sigma={sigma:g}"
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.check_input(x)
+        r = self.kernel.shape[0] // 2
+        sigma = self.parameter_batch("sigma", x)
+        return separable_conv(F.pad(x, [r, r, r, r], mode="reflect"), gaussian_kernels_1d(sigma, self.kernel.shape[0]))

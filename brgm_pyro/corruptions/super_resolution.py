@@ -8,6 +8,8 @@ import torch
 import torch.nn.functional as F
 
 from .base import Corruption
+from .blur import gaussian_kernels_1d, separable_conv
+from .latent import LatentParameter
 
 SR_KERNELS = ("box", "bicubic", "bicubic-antialias", "gaussian")
 
@@ -27,10 +29,13 @@ class SuperResolution(Corruption):
       - ``"bicubic-antialias"``: bicubic with antialiasing (PIL-like);
       - ``"box"``: mean over factor x factor blocks (the authors' TensorFlow release);
       - ``"gaussian"``: Gaussian blur of std ``sigma`` (default factor / 2) centred on each block, then sampling;
+        ``sigma`` may be a ``LatentParameter`` (unknown kernel width, site ``"corruption.sr_kernel_sigma"``,
+        kernel support from the prior's 99% quantile);
       - a 2-D tensor (K, K) with K >= factor: any blur kernel, applied centred on each block (replicate padding).
     """
 
-    def __init__(self, factor: int, kernel: str | torch.Tensor = "bicubic", sigma: float | None = None) -> None:
+    def __init__(self, factor: int, kernel: str | torch.Tensor = "bicubic",
+                 sigma: float | LatentParameter | None = None) -> None:
         super().__init__()
         if not isinstance(factor, int) or factor < 1:
             raise ValueError(f"factor must be a positive integer, got {factor!r}")
@@ -39,7 +44,16 @@ class SuperResolution(Corruption):
         if isinstance(kernel, str) and kernel not in SR_KERNELS:
             raise ValueError(f"unknown kernel {kernel!r}; expected one of {SR_KERNELS} or a 2-D tensor")
         weights = None
-        if kernel == "gaussian":
+        self.latent_sigma = isinstance(sigma, LatentParameter)
+        if isinstance(sigma, LatentParameter):
+            if kernel != "gaussian":
+                raise ValueError("a latent sigma needs kernel='gaussian'")
+            self.declare_parameter("sigma", sigma, site="sr_kernel_sigma")
+            self.sigma_prior = sigma
+            size = factor + 2 * math.ceil(2 * sigma.quantile(0.99))
+            k1 = gaussian_kernels_1d(sigma.initial_value().double()[None], size)[0].float()
+            weights = torch.outer(k1, k1)  # at the starting sigma: fixes the support size
+        elif kernel == "gaussian":
             sigma = factor / 2 if sigma is None else sigma
             if sigma <= 0:
                 raise ValueError(f"sigma must be positive, got {sigma}")
@@ -76,10 +90,16 @@ class SuperResolution(Corruption):
             )
         k = self.weights.to(x.dtype)
         pad = k.shape[-1] - self.factor
+        if self.latent_sigma:
+            x = F.pad(x, [pad // 2, pad - pad // 2, pad // 2, pad - pad // 2], mode="replicate")
+            kernels = gaussian_kernels_1d(self.parameter_batch("sigma", x), k.shape[-1])
+            return separable_conv(x, kernels, stride=self.factor)
         x = F.pad(x, [pad // 2, pad - pad // 2, pad // 2, pad - pad // 2], mode="replicate")
         kernel = k[None, None].expand(c, 1, *k.shape)
         return F.conv2d(x, kernel, stride=self.factor, groups=c)
 
     def describe(self) -> str:
-        extra = f", sigma={self.sigma:g}" if self.kernel_name == "gaussian" else ""
+        extra = f", sigma={self.sigma:g}" if self.kernel_name == "gaussian" and not self.latent_sigma else ""
+        if self.latent_sigma:
+            extra = f", sigma {self.sigma_prior.describe()}"
         return f"super-resolution x{self.factor} ({self.kernel_name} kernel{extra})"
