@@ -170,3 +170,43 @@ def test_report_json_table_figure_and_merge(tmp_path):
     with pytest.raises(ValueError, match="unknown method"):
         calibrate(problems, ["no-such-method"])
     assert {"map", "vi-meanfield"} <= set(METHODS)
+
+
+def test_calibrate_cli_on_the_bundled_generator(tmp_path, capsys):
+    from brgm_pyro.cli import main
+
+    out = tmp_path / "cal"
+    assert main(["calibrate", "--task", "inpainting", "--mask-id", "0", "--methods", "map,vi-meanfield",
+                 "--num-problems", "2", "--num-draws", "8", "--steps", "3", "--seed", "1", "--out", str(out),
+                 "--no-progress"]) == 0
+    printed = capsys.readouterr().out
+    assert "| vi-meanfield | 2 |" in printed and "| map | 2 |" in printed
+    data = json.loads((out / "calibration.json").read_text())
+    assert data["settings"]["task"] == "inpainting" and data["settings"]["problem_seed"] == 1
+    assert data["records"]["vi-meanfield"][0]["options"] == {"num_steps": 3}
+    assert len(data["summary"]["vi-meanfield"]["coverage_pixels"]) == 9
+    assert (out / "calibration.png").stat().st_size > 1000
+    assert main(["calibrate", "--task", "inpainting", "--methods", "nope", "--out", str(out)]) == 2
+    assert "unknown method" in capsys.readouterr().err
+
+
+def test_benchmark_smoke_resumes_and_merges(tmp_path):
+    """benchmarks/calibration.py --smoke (what CI runs): per-problem files, skipped when present, merged tables."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "calibration.py"
+    spec = importlib.util.spec_from_file_location("calibration_benchmark", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    out = tmp_path / "bench"
+    assert bench.main(["--smoke", "--tasks", "inpainting", "--methods", "map", "--out", str(out)]) == 0
+    first = (out / "inpainting" / "map" / "problem_001.json").stat().st_mtime_ns
+    assert bench.main(["--smoke", "--tasks", "inpainting", "--methods", "map,vi-meanfield", "--out", str(out)]) == 0
+    assert (out / "inpainting" / "map" / "problem_001.json").stat().st_mtime_ns == first  # not rerun
+    merged = CalibrationReport.from_json(out / "inpainting" / "calibration.json")
+    assert merged.methods == ["map", "vi-meanfield"] and len(merged.records["vi-meanfield"]) == 2
+    table = (out / "calibration.md").read_text()
+    assert "OMP_NUM_THREADS=1" in table and "problem seed 0" in table and "| vi-meanfield | 2 |" in table
+    with pytest.raises(SystemExit, match="other settings"):
+        bench.main(["--smoke", "--tasks", "inpainting", "--methods", "map", "--sigma-pixel", "0.2", "--out", str(out)])
