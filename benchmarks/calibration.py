@@ -161,10 +161,10 @@ def main(argv: list[str] | None = None) -> int:
 
     jobs = []
     if not args.table_only:
-        for task in tasks:
-            settings = _settings(args, task)
-            for method in methods:
-                for index in range(args.start, args.start + args.num_problems):
+        for index in range(args.start, args.start + args.num_problems):  # problem-major: partial runs stay balanced
+            for task in tasks:
+                settings = _settings(args, task)
+                for method in methods:
                     path = out / task / method / f"problem_{index:03d}.json"
                     if not args.force and _check_existing(path, settings, args.num_draws, args.seed):
                         continue

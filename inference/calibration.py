@@ -246,7 +246,9 @@ def _mcmc_diagnostics(result: Any) -> dict[str, Any] | None:
 
 def _az_values(fn: Callable, ary: np.ndarray) -> np.ndarray:
     """Apply an ArviZ diagnostic to a (chain, draw, K) array and return the (K,) values."""
-    result = fn(ary)
+    import arviz as az
+
+    result = fn(az.convert_to_dataset(ary))  # variable "x" with dims (chain, draw, x_dim_0)
     values = [np.asarray(v) for v in result.data_vars.values()]
     return np.concatenate([v.reshape(-1) for v in values])
 
@@ -366,10 +368,11 @@ def measure_problem(problem: CalibrationProblem, name: str, method: PosteriorMet
         return record
     draws = posterior.sample(num_draws, seed=sample_seed)
     latents, images = draws.latents.cpu(), draws.images.cpu()
+    seconds = time.perf_counter() - t0  # the method's cost: fit + num_draws posterior draws and their images
     sbc_latents = _thin(result, posterior, sbc_draws, _seed(seed, problem.index, 2))
-    sbc_images = generate(problem.model.generator,
-                          problem.model.prior.ws_from_latent(sbc_latents).to(problem.model.observation.device)).cpu()
-    seconds = time.perf_counter() - t0  # fit + drawing the posterior samples and their images
+    with torch.no_grad():
+        ws = problem.model.prior.ws_from_latent(sbc_latents).to(problem.model.observation.device)
+        sbc_images = generate(problem.model.generator, ws).cpu()
     true_lat = problem.latent.reshape(-1).cpu()
     flat_lat = latents.reshape(num_draws, -1)
     pix_draws = images[:, unknown]  # (n, K)
