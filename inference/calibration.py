@@ -18,6 +18,13 @@ is a ``Posterior`` (``.sample(n, seed=...)``), an object with a ``.posterior`` (
 with a ``diagnostics`` dict (e.g. PSIS k-hat) has it recorded.  ``calibrate`` passes each method
 only the ``options`` its signature accepts (e.g. ``num_steps``) and records which it used.
 
+Methods are looked up by name in ``METHODS`` ("map", "vi-meanfield", "vi-meanfield-nopenalty"
+here); add one with ``register_method``, in the module that defines it::
+
+    @register_method("fullrank")
+    def _fullrank(model, seed, num_steps=500):
+        return fit_vi(model, guide="fullrank", num_steps=num_steps, seed=seed, progress=False)
+
 Standard errors are computed across problems (pixels of one problem are correlated): each
 coverage is the mean of per-problem coverages +- their std / sqrt(P).
 """

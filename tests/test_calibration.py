@@ -67,10 +67,11 @@ def exact_method(shrink: float = 1.0):
     return method
 
 
-@pytest.fixture(scope="module")
-def linear_report() -> CalibrationReport:
+@pytest.fixture(scope="module", params=["inpainting", "super-resolution"])
+def linear_report(request) -> CalibrationReport:
     torch.set_num_threads(1)
-    problems = simulate_problems(linear_generator(), Inpainting(half_mask()), NUM_PROBLEMS, sigma_pixel=0.1, seed=3)
+    corruption = Inpainting(half_mask()) if request.param == "inpainting" else SuperResolution(2, kernel="box")
+    problems = simulate_problems(linear_generator(), corruption, NUM_PROBLEMS, sigma_pixel=0.1, seed=3)
     return calibrate(problems, {"exact": exact_method(), "shrunk": exact_method(0.5)}, num_draws=200, seed=5)
 
 
