@@ -18,3 +18,7 @@ __all__ = [
     "InverseGammaPenalty", "VIPosterior", "fit_vi", "AuxiliaryGuide", "gaussian_guide_at", "with_auxiliary", "parameter_draws",
     "parameter_summary",
 ]
+
+from .calibration import CalibrationProblem, CalibrationReport, calibrate, simulate_problems  # noqa: E402
+
+__all__ += ["CalibrationProblem", "CalibrationReport", "calibrate", "simulate_problems"]
