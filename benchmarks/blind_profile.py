@@ -35,7 +35,8 @@ def main() -> None:
         fixed_model = brgm_model(G, Blur.gaussian(blur, size=25), model.observation, config=CONFIG,
                                  likelihoods=[PixelLikelihood("learn")])
         fixed = map_estimate(fixed_model, num_steps=500, progress=False)
-        lp_fixed = log_joint(fixed_model, {"w": fixed.latent, **fixed.parameters}) + float(BLUR_PRIOR.log_prob(torch.tensor(blur)))
+        lp_fixed = (log_joint(fixed_model, {"w": fixed.latent, **fixed.parameters})
+                    + float(BLUR_PRIOR.log_prob(torch.tensor(blur))))
         verdict = "model prefers the wrong blur" if lp_free > lp_fixed else "optimiser: worse local mode"
         print(f"| {noise} | {blur} | {seed} | {float(free.parameters['corruption.blur_sigma']):.3f} | {lp_free:.1f} | "
               f"{lp_fixed:.1f} | {verdict} |", flush=True)

@@ -112,7 +112,8 @@ def main(argv: list[str] | None = None) -> None:
           f"torch.set_num_threads({args.threads}), OMP_NUM_THREADS={args.threads}, {args.repeats} timed steps"
           f"{', torch.compile' if args.compile else ''}{', channels_last' if args.channels_last else ''}"
           f"{', ' + ' '.join(f'{k}={v}' for k, v in KEEP_MEMORY.items()) if args.keep_freed_memory else ''}")
-    print("| generator | batch | modulation | median s/step | min s/step | median s/image | x batch 1 | peak memory (MiB) |")
+    print("| generator | batch | modulation | median s/step | min s/step | median s/image | x batch 1 "
+          "| peak memory (MiB) |")
     print("|---|---:|---|---:|---:|---:|---:|---:|")
     env = {**os.environ, "OMP_NUM_THREADS": str(args.threads), "MKL_NUM_THREADS": str(args.threads)}
     if args.keep_freed_memory:

@@ -153,7 +153,8 @@ def main(argv: list[str] | None = None) -> None:
         steps = args.steps if size < 1024 else max(2, args.steps // 4)
         cases = [("MAP", torch_map_step(model), pyro_step(model, "map"))]
         for p in (1, 6):
-            cases.append((f"VI, {p} particle{'s' if p > 1 else ''}", torch_vi_step(model, p), pyro_step(model, "vi", p)))
+            cases.append((f"VI, {p} particle{'s' if p > 1 else ''}", torch_vi_step(model, p),
+                          pyro_step(model, "vi", p)))
         one_particle = None
         for name, hand, pyro_fn in cases:
             t_hand = time_steps(hand, steps, args.device)

@@ -47,7 +47,8 @@ def total_variation_reconstruction(
     """
     expected = (observation.shape[0], *corruption.output_shape(image_shape))
     if tuple(observation.shape) != expected:
-        raise ValueError(f"observation must have shape {expected} for {corruption.describe()}, got {tuple(observation.shape)}")
+        raise ValueError(f"observation must have shape {expected} for {corruption.describe()}, "
+                         f"got {tuple(observation.shape)}")
     mask = corruption.observation_mask(image_shape)
     x = (torch.zeros(observation.shape[0], *image_shape, device=observation.device) if init is None else init.clone())
     x.requires_grad_(True)

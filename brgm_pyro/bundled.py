@@ -36,7 +36,8 @@ def load_test_images() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """The 100 bundled Fashion-MNIST test images (100, 1, 32, 32) in [-1, 1], labels and test-split indices."""
     with np.load(pretrained_path(TEST_IMAGES_FILE)) as data:
         images = torch.from_numpy(data["images"].astype(np.float32) / 127.5 - 1.0).unsqueeze(1)
-        return images, torch.from_numpy(data["labels"].astype(np.int64)), torch.from_numpy(data["indices"].astype(np.int64))
+        labels = torch.from_numpy(data["labels"].astype(np.int64))
+        return images, labels, torch.from_numpy(data["indices"].astype(np.int64))
 
 
 def load_domain_classifier(device: str | torch.device = "cpu"):

@@ -172,8 +172,9 @@ def check_out(args: argparse.Namespace) -> Path:
             existing = sorted(p.name for p in out.iterdir())
         if existing:
             shown = ", ".join(existing[:4]) + (", ..." if len(existing) > 4 else "")
-            raise ValueError(f"--out {out} already holds {'these results' if args.command == 'evaluate' else 'files'} "
-                             f"({shown}); pass --overwrite to replace the previous run's files, or choose another --out")
+            what = "these results" if args.command == "evaluate" else "files"
+            raise ValueError(f"--out {out} already holds {what} ({shown}); "
+                             "pass --overwrite to replace the previous run's files, or choose another --out")
     return out
 
 

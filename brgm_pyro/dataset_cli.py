@@ -56,7 +56,8 @@ def _settings(args: argparse.Namespace, task: str, corruption: str, methods: lis
             "samples": getattr(args, "samples", 0), "seed": args.seed, "generator": str(args.generator),
             "features": args.features, "observed": bool(getattr(args, "observed", False)),
             "overrides": {k: v for k, v in overrides.items() if v is not None},
-            "learn_noise": bool(getattr(args, "learn_noise", False)), "blind": sorted(getattr(args, "blind", None) or [])}
+            "learn_noise": bool(getattr(args, "learn_noise", False)),
+            "blind": sorted(getattr(args, "blind", None) or [])}
 
 
 def _start(args: argparse.Namespace) -> tuple[DistributedContext, int]:

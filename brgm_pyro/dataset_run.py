@@ -179,7 +179,8 @@ def load_source(source: ImageSource, plan: DatasetPlan) -> tuple[torch.Tensor | 
     truth = source.tensor if source.tensor is not None else load_image(
         source.path, resolution=h, channels=c, center_crop=plan.center_crop)
     if tuple(truth.shape[1:]) != plan.image_shape:
-        raise ValueError(f"image {source.origin} is {tuple(truth.shape[1:])} but the generator makes {plan.image_shape}")
+        raise ValueError(f"image {source.origin} is {tuple(truth.shape[1:])} "
+                         f"but the generator makes {plan.image_shape}")
     return truth, corruption(truth)
 
 

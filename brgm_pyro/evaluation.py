@@ -139,8 +139,8 @@ def generator_mean_image(generator, num_samples: int = 10_000, chunk: int = 500,
 
 
 def evaluate(generator, images: torch.Tensor, task: str, build_model: Callable, features: torch.nn.Module | None,
-             factor: int = 4, kernel: str = "bicubic", steps: int = 500, lr: float = 0.1, batch_size: int = 50, tv_steps: int = 300,
-             progress: bool = True, lpips_net: str | None = "alex",
+             factor: int = 4, kernel: str = "bicubic", steps: int = 500, lr: float = 0.1, batch_size: int = 50,
+             tv_steps: int = 300, progress: bool = True, lpips_net: str | None = "alex",
              reconstructions: torch.Tensor | None = None) -> EvaluationTable:
     """Run BRGM (MAP) and the baselines of ``task`` on ``images`` (N, C, H, W) in [-1, 1].
 

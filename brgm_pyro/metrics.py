@@ -16,7 +16,8 @@ import torch.nn.functional as F
 
 def _check_pair(x: torch.Tensor, y: torch.Tensor) -> None:
     if x.shape != y.shape or x.ndim != 4:
-        raise ValueError(f"expected two (B, C, H, W) batches of the same shape, got {tuple(x.shape)} and {tuple(y.shape)}")
+        raise ValueError("expected two (B, C, H, W) batches of the same shape, "
+                         f"got {tuple(x.shape)} and {tuple(y.shape)}")
 
 
 def to_255(x: torch.Tensor) -> torch.Tensor:
@@ -96,7 +97,8 @@ class LPIPSMetric:
 PIXEL_METRICS = {"rmse": rmse, "psnr": psnr, "ssim": ssim, "mae": mae}
 
 
-def compute_metrics(x: torch.Tensor, y: torch.Tensor, lpips_metric: LPIPSMetric | None = None) -> dict[str, torch.Tensor]:
+def compute_metrics(x: torch.Tensor, y: torch.Tensor,
+                    lpips_metric: LPIPSMetric | None = None) -> dict[str, torch.Tensor]:
     """Per-image values (B,) of the paper's five numbers: "lpips" (only with ``lpips_metric``),
     "rmse", "psnr", "ssim" and "mae" between reconstructions x and true images y."""
     values = {} if lpips_metric is None else {"lpips": lpips_metric(x, y)}

@@ -48,7 +48,8 @@ def _load_backbone(backbone: nn.Module, state: dict[str, torch.Tensor], source: 
                 for pname, param in module.named_parameters(recurse=False):
                     key = f"features.{name}.{pname}"
                     if key not in state:
-                        raise ValueError(f"{source} has no tensor {key}: it is not a torchvision {type(backbone).__name__} checkpoint")
+                        raise ValueError(f"{source} has no tensor {key}: "
+                                         f"it is not a torchvision {type(backbone).__name__} checkpoint")
                     param.copy_(state[key])
                     used.add(key)
     if not used:
@@ -92,7 +93,8 @@ def build_lpips(net: str = "vgg", pretrained: bool = True, weights: str | Path |
         if not path.is_file():
             raise MissingWeightsError(
                 f"the ImageNet weights of the LPIPS {net} backbone are missing: {path} does not exist. "
-                f"Copy {backbone_weights_path(net).name} (torchvision's file) into {backbone_weights_path(net).parent}/, "
+                f"Copy {backbone_weights_path(net).name} (torchvision's file) "
+                f"into {backbone_weights_path(net).parent}/, "
                 f"or pass weights='/path/to/{backbone_weights_path(net).name}'. Online, torchvision fetches it "
                 f"into that folder with: python -c \"import torchvision; torchvision.models."
                 f"{'vgg16' if net == 'vgg' else 'alexnet'}(weights='IMAGENET1K_V1')\". "

@@ -186,7 +186,8 @@ def format_parameter_report(report: dict[str, dict]) -> str:
     return "\n".join(lines)
 
 
-def observation_display(corruption: Corruption, observation: torch.Tensor, image_shape: tuple[int, int, int]) -> torch.Tensor:
+def observation_display(corruption: Corruption, observation: torch.Tensor,
+                        image_shape: tuple[int, int, int]) -> torch.Tensor:
     """The observation drawn at the image's size (nearest-neighbour for low resolution, holes at
     mid-grey for in-painting); a blank image when f's output is not an image."""
     obs = observation if observation.ndim == 4 else observation.unsqueeze(0)

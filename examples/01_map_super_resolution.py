@@ -37,7 +37,8 @@ def main(args: argparse.Namespace) -> None:
     pyro.set_rng_seed(args.seed)
     G = load_generator("fashion-mnist-32", device="cpu")       # 32x32 grayscale StyleGAN2, W+ is 8 x 64
     truth = load_test_images()[0][args.image : args.image + 1]  # (1, 1, 32, 32) in [-1, 1]
-    f = SuperResolution(4, kernel="bicubic-antialias")          # the known corruption: antialiased bicubic down-sampling
+    # the known corruption: antialiased bicubic down-sampling
+    f = SuperResolution(4, kernel="bicubic-antialias")
     observation = f(truth)                                      # (1, 1, 8, 8)
 
     # 1. The prior (Eq. 2): w_i ~ N(mu, sigma^2) on every layer, mu / sigma from 10,000 mapping samples ...
@@ -66,7 +67,8 @@ def main(args: argparse.Namespace) -> None:
     print(f"RMSE (0-255): BRGM {float(rmse(recon, truth)):.1f}, bicubic {float(rmse(bicubic, truth)):.1f}")
 
     fig, axes = plt.subplots(1, 5, figsize=(11, 2.6))
-    for ax, img, title in zip(axes[:4], [observation, bicubic, recon, truth], ["input 8x8", "bicubic", "BRGM MAP", "truth"]):
+    for ax, img, title in zip(axes[:4], [observation, bicubic, recon, truth],
+                              ["input 8x8", "bicubic", "BRGM MAP", "truth"]):
         ax.imshow(img[0, 0], cmap="gray", vmin=-1, vmax=1, interpolation="nearest")
         ax.set_title(title)
         ax.axis("off")

@@ -50,8 +50,9 @@ def main(args: argparse.Namespace) -> None:
     for name, model in variants.items():
         result = map_estimate(model, num_steps=args.steps, progress=False)
         images[name] = result.image.reshape(truth.shape)
+        layer_cos = torch.nn.functional.cosine_similarity(result.ws[..., :1, :], result.ws, dim=-1).mean()
         print(f"{name:<28} RMSE {float(rmse(images[name], truth).mean()):6.2f}  "
-              f"(mean cos between layers {float(torch.nn.functional.cosine_similarity(result.ws[..., :1, :], result.ws, dim=-1).mean()):.2f})")
+              f"(mean cos between layers {float(layer_cos):.2f})")
 
     columns = {"input": torch.nn.functional.interpolate(f(truth), scale_factor=4), **images, "truth": truth}
     fig, axes = plt.subplots(len(truth), len(columns), figsize=(1.9 * len(columns), 2 * len(truth)), squeeze=False)

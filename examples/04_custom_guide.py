@@ -70,7 +70,8 @@ def main(args: argparse.Namespace) -> None:
     for r, (name, posterior) in enumerate(fits.items()):
         elbo = -sum(posterior.history.loss[-20:]) / len(posterior.history.loss[-20:])
         stats = posterior.pixel_statistics(args.samples, seed=0)
-        print(f"{name:<26} final ELBO (mean of last 20 steps) {elbo:10.1f}, mean pixel std {float(stats.std.mean()):.3f}")
+        print(f"{name:<26} final ELBO (mean of last 20 steps) {elbo:10.1f}, "
+              f"mean pixel std {float(stats.std.mean()):.3f}")
         draws = posterior.sample(3, seed=1).images
         panels = [(posterior.mean_image()[0, 0], "mean latent", "gray")]
         panels += [(draws[i, 0], f"sample {i + 1}", "gray") for i in range(3)] + [(stats.std[0], "std", "magma")]

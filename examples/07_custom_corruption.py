@@ -53,8 +53,9 @@ def main(args: argparse.Namespace) -> None:
     model = build_problem(G, f, f(truth), load_domain_features())  # batched: one latent per image
     result = map_estimate(model, num_steps=args.steps, progress=False)
     recon = result.image.reshape(truth.shape)
+    upsampled = F.interpolate(f(truth), scale_factor=2)
     print(f"RMSE (0-255) of the reconstructions: {float(rmse(recon, truth).mean()):.1f}; "
-          f"of the corrupted images up-sampled: {float(rmse(F.interpolate(f(truth), scale_factor=2), truth).mean()):.1f}")
+          f"of the corrupted images up-sampled: {float(rmse(upsampled, truth).mean()):.1f}")
 
     rows = {"observed f(x)": F.interpolate(f(truth), scale_factor=2), "BRGM (MAP)": recon, "truth": truth}
     fig, axes = plt.subplots(len(rows), len(truth), figsize=(1.8 * len(truth), 1.9 * len(rows)), squeeze=False)

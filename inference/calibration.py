@@ -444,7 +444,8 @@ def rank_bins(num_problems: int, sbc_draws: int, max_bins: int = 20) -> tuple[np
     """(edges, probs): bins of the ranks 0..L with about 5 expected counts per bin per quantity."""
     values = sbc_draws + 1
     bins = int(max(2, min(max_bins, values, num_problems // 5)))
-    edges = np.floor(np.arange(bins + 1) * values / bins).astype(int)  # rank r is in bin b if edges[b] <= r < edges[b+1]
+    # rank r is in bin b if edges[b] <= r < edges[b+1]
+    edges = np.floor(np.arange(bins + 1) * values / bins).astype(int)
     probs = np.diff(edges) / values
     return edges, probs
 
@@ -516,7 +517,8 @@ def summarize_method(records: Sequence[Mapping[str, Any]], levels: Sequence[floa
                            "mixed_rule": "R-hat < 1.05 (>= 2 chains), bulk ESS >= 100, no divergences"}
     diags = [r["diagnostics"] for r in records if r.get("diagnostics")]
     if diags:
-        keys = sorted({k for d in diags for k, v in d.items() if isinstance(v, (int, float)) and not isinstance(v, bool)})
+        keys = sorted({k for d in diags for k, v in d.items()
+                       if isinstance(v, (int, float)) and not isinstance(v, bool)})
         out["diagnostics"] = {k: {**_mean_se(d.get(k) for d in diags),
                                   "max": max(d[k] for d in diags if d.get(k) is not None)} for k in keys}
     return out
@@ -640,7 +642,8 @@ class CalibrationReport:
                         except KeyError:
                             cov[part, level] = "-"
                 r = s["std_error_ratio_pixels"]
-                ratio = "-" if r["ratio"] is None else f"{r['ratio']:.2f}" + ("" if r["se"] is None else f" ± {r['se']:.2f}")
+                ratio = "-" if r["ratio"] is None else (
+                    f"{r['ratio']:.2f}" + ("" if r["se"] is None else f" ± {r['se']:.2f}"))
                 sbc = s.get("sbc", {})
                 sbc_text = "/".join("-" if sbc.get(g, {}).get("p_value") is None else f"{sbc[g]['p_value']:.2g}"
                                     for g in ("latents", "pixels", "log_likelihood"))

@@ -64,7 +64,8 @@ def generate(generator: PriorGenerator, ws: torch.Tensor) -> torch.Tensor:
     return images.reshape(*batch, *images.shape[1:])
 
 
-def corrupt(corruption: Corruption, images: torch.Tensor, parameters: dict[str, torch.Tensor] | None = None) -> torch.Tensor:
+def corrupt(corruption: Corruption, images: torch.Tensor,
+            parameters: dict[str, torch.Tensor] | None = None) -> torch.Tensor:
     """f(x) for x with any leading batch dims (..., C, H, W).
 
     ``parameters``: values of the corruption's latent parameters (site -> tensor of shape () or
@@ -228,7 +229,8 @@ def brgm_model(
     config = released_config(generator, corruption, features) if config is None else config
     if prior is None:
         stats = generator.latent_stats(num_stats_samples)
-        prior = GaussianLatentPrior.from_stats(stats, generator.num_ws, per_dimension=config.prior_std == "per-dimension")
+        prior = GaussianLatentPrior.from_stats(stats, generator.num_ws,
+                                               per_dimension=config.prior_std == "per-dimension")
         prior.to(stats.mean.device)
     _check_generator_is_finite(generator, prior)
     if colinearity == "config":

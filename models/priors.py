@@ -96,7 +96,8 @@ class SharedLatentPrior(GaussianLatentPrior):
 class StudentTLatentPrior(GaussianLatentPrior):
     """Heavy-tailed alternative: w_i ~ StudentT(df, mean, std) per element, event (num_ws, w_dim)."""
 
-    def __init__(self, mean: torch.Tensor, std: torch.Tensor | float, num_ws: int, df: float = 3.0, site: str = "w") -> None:
+    def __init__(self, mean: torch.Tensor, std: torch.Tensor | float, num_ws: int, df: float = 3.0,
+                 site: str = "w") -> None:
         super().__init__(mean, std, num_ws, site)
         if df <= 0:
             raise ValueError(f"df must be positive, got {df}")

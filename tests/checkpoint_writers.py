@@ -81,7 +81,8 @@ class _stand_in_modules:
     """Register ``torch_utils.persistence`` and ``dnnlib.util`` while pickling, then remove them."""
 
     def __enter__(self):
-        self.saved = {k: sys.modules.get(k) for k in ("torch_utils", "torch_utils.persistence", "dnnlib", "dnnlib.util")}
+        names = ("torch_utils", "torch_utils.persistence", "dnnlib", "dnnlib.util")
+        self.saved = {k: sys.modules.get(k) for k in names}
         persistence = types.ModuleType("torch_utils.persistence")
         persistence._reconstruct_persistent_obj = _never_called
         _never_called.__module__, _never_called.__qualname__ = "torch_utils.persistence", "_reconstruct_persistent_obj"
@@ -154,4 +155,5 @@ def rosinality_state(G: StyleGAN2Generator) -> dict[str, Any]:
         g[f"{ros}.bias"] = sd[f"{nv}.bias"].reshape(1, -1, 1, 1)
         if ros != "to_rgb1":
             g[f"{ros}.upsample.kernel"] = kernel.clone()
-    return {"g_ema": g, "latent_avg": sd["mapping.w_avg"], "g": {}, "d": {}, "args": argparse.Namespace(size=G.img_resolution, n_mlp=G.config.mapping_layers)}
+    return {"g_ema": g, "latent_avg": sd["mapping.w_avg"], "g": {}, "d": {},
+            "args": argparse.Namespace(size=G.img_resolution, n_mlp=G.config.mapping_layers)}

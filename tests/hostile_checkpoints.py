@@ -22,7 +22,8 @@ import torch
 from brgm_pyro.bundled import pretrained_path
 from brgm_pyro.generators import StyleGAN2Config, StyleGAN2Generator, save_generator
 
-from .checkpoint_writers import HOSTILE_MODULE_SRC, Persistent, _stand_in_modules, rosinality_state, write_network_pickle
+from .checkpoint_writers import (HOSTILE_MODULE_SRC, Persistent, _stand_in_modules, rosinality_state,
+                                 write_network_pickle)
 
 
 # ---------------------------------------------------------------- a tiny pickle assembler

@@ -24,7 +24,8 @@ class LinearGaussianProblem:
         return self.cov.diagonal().sqrt()
 
 
-def linear_gaussian_problem(diagonal: bool = True, sigma: float = 0.3, prior_std: float = 1.0, seed: int = 0) -> LinearGaussianProblem:
+def linear_gaussian_problem(diagonal: bool = True, sigma: float = 0.3, prior_std: float = 1.0,
+                            seed: int = 0) -> LinearGaussianProblem:
     """num_ws=2, w_dim=3, 4x4 grayscale images.  ``diagonal``: A has orthogonal columns, so the
     posterior covariance is diagonal and a mean-field Gaussian can represent it exactly."""
     g = torch.Generator().manual_seed(seed)

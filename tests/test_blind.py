@@ -147,7 +147,8 @@ def test_a_users_own_corruption_gets_a_latent_parameter_in_a_few_lines():
 
 # --- the model -------------------------------------------------------------------------------
 
-def linear_blur_model(sigma_pixel, blur, seed: int = 0, noise: float = 0.1, res: int = 8) -> tuple[BRGMModel, torch.Tensor]:
+def linear_blur_model(sigma_pixel, blur, seed: int = 0, noise: float = 0.1,
+                      res: int = 8) -> tuple[BRGMModel, torch.Tensor]:
     """A linear generator (L=2, D=3) on res x res images, Gaussian blur, a noisy observation."""
     G = LinearGenerator.random(2, 3, res, scale=0.5, seed=seed)
     g = torch.Generator().manual_seed(seed + 1)
@@ -174,7 +175,8 @@ def test_fixed_parameters_give_the_papers_model_exactly():
 
 def test_latent_parameters_at_their_true_values_reproduce_the_fixed_model():
     fixed, w = linear_blur_model(0.1, Blur.gaussian(1.5, size=7))
-    latent, _ = linear_blur_model(LatentParameter(pixel_noise_prior()), Blur.gaussian(LatentParameter(BLUR_PRIOR), size=7))
+    latent, _ = linear_blur_model(LatentParameter(pixel_noise_prior()),
+                                  Blur.gaussian(LatentParameter(BLUR_PRIOR), size=7))
     assert set(latent.latent_parameters()) == {"corruption.blur_sigma", "sigma_pixel"}
     values = {"corruption.blur_sigma": torch.tensor(1.5), "sigma_pixel": torch.tensor(0.1)}
     w0 = w[0].clone().requires_grad_(True)
@@ -282,7 +284,8 @@ def test_guides_cover_the_extra_sites():
     with pyro.get_param_store().scope():
         tr = pyro.poutine.trace(aux).get_trace()
         assert isinstance(tr.nodes["sigma_pixel"]["fn"], dist.LogNormal)  # positive support
-        assert float(pyro.param("aux.sigma_pixel.loc").detach()) == pytest.approx(math.log(float(model.initial_values()["sigma_pixel"])))
+        initial_sigma = float(model.initial_values()["sigma_pixel"])
+        assert float(pyro.param("aux.sigma_pixel.loc").detach()) == pytest.approx(math.log(initial_sigma))
     shifted = BRGMModel(model.generator, Shift(LatentParameter(dist.Normal(0.0, 1.0)), 0.0), model.observation,
                         model.prior, None, (PixelLikelihood(0.1),))
     with pyro.get_param_store().scope():

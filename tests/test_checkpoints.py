@@ -73,7 +73,8 @@ def test_native_file_with_missing_tensor_names_it(tmp_path):
     del payload["state_dict"]["synthesis.b8.conv0.affine.bias"]
     payload["state_dict"]["synthesis.extra"] = torch.zeros(1)
     torch.save(payload, path)
-    with pytest.raises(CheckpointError, match=r"missing: synthesis\.b8\.conv0\.affine\.bias.*unexpected: synthesis\.extra"):
+    with pytest.raises(CheckpointError,
+                       match=r"missing: synthesis\.b8\.conv0\.affine\.bias.*unexpected: synthesis\.extra"):
         load_generator(path)
 
 
@@ -193,7 +194,8 @@ def test_other_non_allowed_globals_are_refused(tmp_path):
 def test_network_pickle_missing_tensor_is_named(tmp_path):
     def tamper(record: Persistent) -> None:
         synthesis = record.meta["state"]["_modules"]["synthesis"]
-        del synthesis.meta["state"]["_modules"]["b8"].meta["state"]["_modules"]["conv1"].meta["state"]["_parameters"]["bias"]
+        conv1 = synthesis.meta["state"]["_modules"]["b8"].meta["state"]["_modules"]["conv1"]
+        del conv1.meta["state"]["_parameters"]["bias"]
 
     path = write_network_pickle(randomized_generator(), tmp_path / "n.pkl", tmp_path / "m", tamper=tamper)
     with pytest.raises(CheckpointError, match=r"missing: synthesis\.b8\.conv1\.bias"):
@@ -330,7 +332,8 @@ def test_native_shapes_must_match_config_before_building(tmp_path):
     payload = torch.load(path, weights_only=True)
     payload["config"]["channel_max"] = 4096  # tensors of 32 channels, a wider network declared
     torch.save(payload, path)
-    with pytest.raises(CheckpointError, match=r"wrong shape: synthesis\.b4\.const: checkpoint \(32, 4, 4\) vs model \(64, 4, 4\)"):
+    with pytest.raises(CheckpointError,
+                       match=r"wrong shape: synthesis\.b4\.const: checkpoint \(32, 4, 4\) vs model \(64, 4, 4\)"):
         load_generator(path)
 
 

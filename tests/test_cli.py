@@ -75,7 +75,8 @@ def test_user_errors_are_clear(tmp_path, capsys):
            capsys, "not square (20x32); pass --center-crop")
     _fails(["reconstruct", str(img), "--task", "inpainting", "--mask", str(tmp_path / "mask16.png"),
             "--out", str(tmp_path / "out")], capsys, "mask is 16x16 but the generator makes 32x32")
-    _fails(["reconstruct", str(img), "--task", "inpainting", "--out", str(tmp_path / "out")], capsys, "exactly one of a mask")
+    _fails(["reconstruct", str(img), "--task", "inpainting", "--out", str(tmp_path / "out")],
+           capsys, "exactly one of a mask")
     _fails(["reconstruct", str(img), "--task", "super-resolution", "--factor", "3", "--out", str(tmp_path / "out")],
            capsys, "factor 3 must be >= 2 and divide the resolution 32")
     _fails(["reconstruct", str(img), "--observed", "--task", "super-resolution", "--out", str(tmp_path / "out")],
@@ -242,7 +243,8 @@ def test_out_is_checked_before_any_computation(shirt, tmp_path, capsys, no_gener
     base = ["reconstruct", str(shirt), "--task", "super-resolution"]
     _one_line_error([*base, "--out", str(tmp_path / "file.txt")], capsys, "file.txt exists and is not a folder")
     _one_line_error([*base, "--out", str(tmp_path / "file.txt" / "sub")], capsys, "file.txt is a file, not a folder")
-    _one_line_error([*base, "--out", str(tmp_path)], capsys, "already holds files (file.txt, shirt.png); pass --overwrite")
+    _one_line_error([*base, "--out", str(tmp_path)], capsys,
+                    "already holds files (file.txt, shirt.png); pass --overwrite")
     assert (tmp_path / "file.txt").read_text() == "keep me"
     _one_line_error(["demo", "--out", str(tmp_path)], capsys, "already holds files")
     (tmp_path / "evaluation-inpainting.md").write_text("old table")

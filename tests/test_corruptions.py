@@ -178,7 +178,8 @@ def test_make_corruption_by_task_name():
     assert isinstance(make_corruption("inpainting", mask=torch.ones(4, 4)), Inpainting)
     assert isinstance(make_corruption("denoising"), Denoising)
     assert isinstance(make_corruption("grayscale"), Grayscale)
-    assert make_corruption("compressed-sensing", num_measurements=5, seed=1)(torch.zeros(1, 1, 4, 4)).shape == (1, 1, 1, 5)
+    sensing = make_corruption("compressed-sensing", num_measurements=5, seed=1)
+    assert sensing(torch.zeros(1, 1, 4, 4)).shape == (1, 1, 1, 5)
     with pytest.raises(ValueError, match="unknown task 'deraining'; valid tasks: super-resolution"):
         make_corruption("deraining")
 

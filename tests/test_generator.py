@@ -108,9 +108,12 @@ def test_modulated_conv2d_matches_numpy(up, fused):
 
 def test_modulated_conv2d_without_demodulation_and_noise():
     rng = np.random.default_rng(3)
-    x, weight, styles = rng.standard_normal((1, 2, 4, 4)), rng.standard_normal((3, 2, 1, 1)), rng.standard_normal((1, 2))
+    x = rng.standard_normal((1, 2, 4, 4))
+    weight = rng.standard_normal((3, 2, 1, 1))
+    styles = rng.standard_normal((1, 2))
     noise = rng.standard_normal((1, 1, 4, 4))
-    y = modulated_conv2d(torch.tensor(x), torch.tensor(weight), torch.tensor(styles), noise=torch.tensor(noise), demodulate=False)
+    y = modulated_conv2d(torch.tensor(x), torch.tensor(weight), torch.tensor(styles), noise=torch.tensor(noise),
+                         demodulate=False)
     ref = np_modulated_conv(x, weight, styles, demodulate=False) + noise
     np.testing.assert_allclose(y.numpy(), ref, atol=1e-10)
     with pytest.raises(ValueError, match="styles must have shape"):

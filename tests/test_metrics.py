@@ -47,7 +47,8 @@ def test_rmse_mae_psnr_against_numpy_and_skimage(camera_pair):
 
 def test_ssim_against_skimage_gray_and_rgb(camera_pair):
     clean, noisy = camera_pair
-    ref = structural_similarity(clean, noisy, data_range=255, gaussian_weights=True, sigma=1.5, use_sample_covariance=False)
+    ref = structural_similarity(clean, noisy, data_range=255, gaussian_weights=True, sigma=1.5,
+                                use_sample_covariance=False)
     assert ssim(as_tensor(clean), as_tensor(noisy)).item() == pytest.approx(ref, abs=1e-6)
     astro = data.astronaut()[::4, ::4]
     blurred = np.clip(astro.astype(np.float64) * 0.9 + 10, 0, 255).astype(np.uint8)
@@ -83,7 +84,8 @@ def test_lpips_metric_matches_lpips_package(net):
     x, y = torch.rand(2, 3, size, size) * 2 - 1, torch.rand(2, 3, size, size) * 2 - 1
     torch.testing.assert_close(metric(x, y).float(), reference(x, y).flatten().detach(), rtol=1e-5, atol=1e-6)
     gray = metric(x[:, :1], y[:, :1])  # grayscale repeated to RGB
-    torch.testing.assert_close(gray.float(), reference(x[:, :1].expand(-1, 3, -1, -1), y[:, :1].expand(-1, 3, -1, -1)).flatten().detach(), rtol=1e-5, atol=1e-6)
+    expected = reference(x[:, :1].expand(-1, 3, -1, -1), y[:, :1].expand(-1, 3, -1, -1)).flatten().detach()
+    torch.testing.assert_close(gray.float(), expected, rtol=1e-5, atol=1e-6)
     assert metric(x, x).abs().max() < 1e-6
     with pytest.raises(ValueError, match="1 or 3 channels"):
         metric(torch.zeros(1, 2, size, size), torch.zeros(1, 2, size, size))

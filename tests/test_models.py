@@ -23,7 +23,8 @@ def site_terms(model: BRGMModel, ws: torch.Tensor) -> dict[str, float]:
     conditioned = pyro.poutine.condition(model.model, data={"w": ws})
     trace = pyro.poutine.trace(conditioned).get_trace()
     trace.compute_log_prob()
-    return {name: -float(site["log_prob_sum"].detach()) for name, site in trace.nodes.items() if site["type"] == "sample"}
+    return {name: -float(site["log_prob_sum"].detach())
+            for name, site in trace.nodes.items() if site["type"] == "sample"}
 
 
 def small_feature_net() -> FeatureNetwork:
@@ -38,7 +39,8 @@ def inpainting_model(tiny_generator):
     truth = tiny_generator.synthesis(tiny_generator.mapping(torch.randn(1, tiny_generator.z_dim))).detach()
     op = Inpainting(standard_mask(0, 16))
     config = BRGMConfig(sigma_pixel=0.2, sigma_perceptual=0.05, kappa=0.3)
-    return brgm_model(tiny_generator, op, op(truth), config=config, features=small_feature_net(), num_stats_samples=2000)
+    return brgm_model(tiny_generator, op, op(truth), config=config, features=small_feature_net(),
+                      num_stats_samples=2000)
 
 
 def test_negative_log_joint_equals_eq6_term_by_term(inpainting_model):

@@ -44,7 +44,8 @@ def test_squared_feature_distance_equals_lpips(net, request):
     torch.testing.assert_close(ours, theirs, rtol=1e-4, atol=1e-6)
     assert torch.all(theirs > 0)
     # Larger images are area-downsampled first; the distance is LPIPS of the downsampled pair.
-    big_x, big_y = x.repeat_interleave(2, -1).repeat_interleave(2, -2), y.repeat_interleave(2, -1).repeat_interleave(2, -2)
+    big_x = x.repeat_interleave(2, -1).repeat_interleave(2, -2)
+    big_y = y.repeat_interleave(2, -1).repeat_interleave(2, -2)
     torch.testing.assert_close((phi(big_x) - phi(big_y)).square().sum(dim=1), theirs, rtol=1e-4, atol=1e-6)
 
 

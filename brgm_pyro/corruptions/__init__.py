@@ -44,7 +44,8 @@ def make_corruption(task: str, **kwargs: Any) -> Corruption:
 
 
 __all__ = [
-    "Corruption", "Blur", "Compose", "CompressedSensing", "gaussian_measurement_matrix", "Inpainting", "Denoising", "Grayscale",
+    "Corruption", "Blur", "Compose", "CompressedSensing", "gaussian_measurement_matrix", "Inpainting", "Denoising",
+    "Grayscale",
     "SuperResolution", "SR_KERNELS", "NUM_STANDARD_MASKS", "as_binary_mask", "standard_mask",
     "standard_mask_names", "standard_masks", "make_corruption", "TASKS",
     "LatentParameter", "GaussianBlur", "Shift", "fourier_shift", "Intensity", "BLIND_CHOICES", "make_blind",

@@ -68,7 +68,8 @@ class Corruption(nn.Module):
             self._parameters_declared[name] = (value, value.site("corruption." + (site or name)))
         else:
             if isinstance(value, torch.Tensor) and value.numel() != 1:
-                raise ValueError(f"parameter {name} must be a number or a LatentParameter, got a tensor of shape {tuple(value.shape)}")
+                raise ValueError(f"parameter {name} must be a number or a LatentParameter, "
+                                 f"got a tensor of shape {tuple(value.shape)}")
             self._parameters_declared[name] = (float(value), None)
 
     def is_latent(self, name: str) -> bool:

@@ -117,7 +117,8 @@ class GaussianBlur(Blur):
         k1 = gaussian_kernels_1d(torch.tensor([start], dtype=torch.float64), size)[0]
         super().__init__(torch.outer(k1, k1).float())  # the kernel at the starting sigma (sizes, display)
         self.declare_parameter("sigma", sigma, site="blur_sigma")
-        self.name = f"gaussian sigma {sigma.describe()}" if isinstance(sigma, LatentParameter) else f"gaussian sigma={sigma:g}"
+        self.name = (f"gaussian sigma {sigma.describe()}" if isinstance(sigma, LatentParameter)
+                     else f"gaussian sigma={sigma:g}")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         self.check_input(x)

@@ -56,7 +56,8 @@ class LatentParameter:
     def __post_init__(self) -> None:
         if not isinstance(self.prior, TorchDistributionMixin):
             raise ValueError(
-                f"LatentParameter needs a pyro.distributions distribution as its prior, got {type(self.prior).__name__} "
+                "LatentParameter needs a pyro.distributions distribution as its prior, "
+                f"got {type(self.prior).__name__} "
                 "(use pyro.distributions.LogNormal etc., not torch.distributions)"
             )
         if tuple(self.prior.batch_shape) or tuple(self.prior.event_shape):

@@ -77,7 +77,8 @@ def as_binary_mask(mask: torch.Tensor | np.ndarray | str | Path) -> torch.Tensor
         t = torch.as_tensor(np.asarray(mask) if not isinstance(mask, torch.Tensor) else mask).detach().float()
         bad = ~((t == 0) | (t == 1))
         if bad.any():
-            raise ValueError(f"mask must contain only 0 (hidden) and 1 (observed); found values such as {t[bad].flatten()[:3].tolist()}")
+            raise ValueError("mask must contain only 0 (hidden) and 1 (observed); "
+                             f"found values such as {t[bad].flatten()[:3].tolist()}")
     if t.ndim == 2:
         t = t.unsqueeze(0)
     if t.ndim == 4 and t.shape[0] == 1:

@@ -64,7 +64,8 @@ class SuperResolution(Corruption):
             if kernel.ndim != 2 or kernel.shape[0] != kernel.shape[1]:
                 raise ValueError(f"a custom kernel must be a square 2-D tensor, got shape {tuple(kernel.shape)}")
             if kernel.shape[0] < factor:
-                raise ValueError(f"a custom kernel must be at least factor x factor ({factor}), got {tuple(kernel.shape)}")
+                raise ValueError(f"a custom kernel must be at least factor x factor ({factor}), "
+                                 f"got {tuple(kernel.shape)}")
             weights = kernel.detach().float()
         self.register_buffer("weights", weights if weights is not None else torch.empty(0))
 

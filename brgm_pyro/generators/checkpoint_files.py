@@ -177,7 +177,8 @@ def read_torch_zip(data: bytearray, source: Any) -> Any:
             budget.fail(f"storage {short_repr(key)} has no data/{short_repr(key)[1:-1]} member")
         itemsize = _itemsize(dtype)
         if numel < 0 or numel * itemsize != member[1]:
-            budget.fail(f"storage {key!r} declares {short_repr(numel)} {dtype} elements but its member holds {member[1]} bytes")
+            budget.fail(f"storage {key!r} declares {short_repr(numel)} {dtype} elements "
+                        f"but its member holds {member[1]} bytes")
         storages[key] = storage_from_bytes(data, member[0], numel, dtype, budget)
         return storages[key]
 

@@ -76,11 +76,13 @@ def generator_from_native(payload: dict[str, Any], source: str | Path | None = N
     version = payload.get("version")
     if type(version) is not int or version != FORMAT_VERSION:
         raise CheckpointError(
-            f"{describe(source)} has format version {short_repr(version)}; this brgm-pyro reads version {FORMAT_VERSION}"
+            f"{describe(source)} has format version {short_repr(version)}; "
+            f"this brgm-pyro reads version {FORMAT_VERSION}"
         )
     arch = payload.get("architecture")
     if type(arch) is not str or arch not in ARCHITECTURES:
-        raise CheckpointError(f"{describe(source)}: unknown architecture {short_repr(arch)}; known: {sorted(ARCHITECTURES)}")
+        raise CheckpointError(f"{describe(source)}: unknown architecture {short_repr(arch)}; "
+                              f"known: {sorted(ARCHITECTURES)}")
     for key in ("config", "state_dict"):
         if not isinstance(payload.get(key), dict):
             raise CheckpointError(f"{describe(source)}: missing or malformed {key!r}")

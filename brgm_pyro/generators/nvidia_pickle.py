@@ -41,8 +41,8 @@ def record_state_dict(root: PersistentObject, source: Any = None) -> dict[str, t
         record, prefix, depth = pending.pop()
         where = prefix[:-1] or "G_ema"
         if id(record) in seen:
-            raise CheckpointError(f"{describe(source)}: network record {short_repr(where, 200)} is reached twice (a shared "
-                                  "sub-module or a record containing itself); a network pickle is a tree")
+            raise CheckpointError(f"{describe(source)}: network record {short_repr(where, 200)} is reached twice "
+                                  "(a shared sub-module or a record containing itself); a network pickle is a tree")
         seen.add(id(record))
         if depth > MAX_RECORD_DEPTH:
             raise CheckpointError(f"{describe(source)}: network records nest deeper than {MAX_RECORD_DEPTH} levels")

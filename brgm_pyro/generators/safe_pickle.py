@@ -199,8 +199,9 @@ class NumpyDType:
         # numpy's dtype state: (version, byteorder, subarray, names, fields, elsize, alignment, flags[, metadata])
         if type(state) is not tuple or len(state) not in (8, 9):
             budget.fail(f"numpy dtype state {short_repr(state)} is not the 8-tuple of a plain dtype")
-        if type(state[1]) is not str or state[1] not in ("<", ">", "|", "=") or any(v is not None for v in state[2:5]) or \
-                any(type(v) is not int for v in state[5:8]) or (len(state) == 9 and state[8] is not None):
+        if type(state[1]) is not str or state[1] not in ("<", ">", "|", "=") \
+                or any(v is not None for v in state[2:5]) \
+                or any(type(v) is not int for v in state[5:8]) or (len(state) == 9 and state[8] is not None):
             budget.fail("numpy dtype with sub-arrays, fields, metadata or an unknown byte order; refused")
         self.byteorder = state[1]
 
@@ -269,7 +270,8 @@ _STORAGE_TYPES = {
     "BFloat16Storage": torch.bfloat16, "LongStorage": torch.int64, "IntStorage": torch.int32,
     "ShortStorage": torch.int16, "CharStorage": torch.int8, "ByteStorage": torch.uint8, "BoolStorage": torch.bool,
 }
-_TORCH_DTYPES = {name: getattr(torch, name) for name in dir(torch) if isinstance(getattr(torch, name, None), torch.dtype)}
+_TORCH_DTYPES = {name: getattr(torch, name) for name in dir(torch)
+                 if isinstance(getattr(torch, name, None), torch.dtype)}
 
 
 def storage_from_bytes(buffer: bytearray | memoryview, offset: int, numel: int, dtype: torch.dtype,
@@ -278,7 +280,8 @@ def storage_from_bytes(buffer: bytearray | memoryview, offset: int, numel: int, 
     itemsize = torch.empty((), dtype=dtype).element_size()
     nbytes = numel * itemsize
     if offset < 0 or offset + nbytes > len(buffer):
-        budget.fail(f"a storage of {short_repr(numel)} {dtype} elements does not fit in the {len(buffer) - offset} bytes left")
+        budget.fail(f"a storage of {short_repr(numel)} {dtype} elements does not fit "
+                    f"in the {len(buffer) - offset} bytes left")
     if nbytes == 0:
         return Storage(torch.empty(0, dtype=dtype))
     raw = torch.frombuffer(buffer, dtype=torch.uint8, count=nbytes, offset=offset)
@@ -432,8 +435,9 @@ def _parse_legacy_blob(budget: Budget, blob: bytes) -> Storage:
     pending: dict[str, tuple[torch.dtype, int]] = {}
 
     def persistent_load(pid: Any) -> Any:
-        if type(pid) is not tuple or len(pid) != 6 or type(pid[0]) is not str or pid[0] != "storage" or not isinstance(pid[1], StorageType) \
-                or type(pid[2]) is not str or type(pid[4]) is not int or pid[4] < 0 or pid[5] is not None:
+        if type(pid) is not tuple or len(pid) != 6 or type(pid[0]) is not str or pid[0] != "storage" \
+                or not isinstance(pid[1], StorageType) or type(pid[2]) is not str \
+                or type(pid[4]) is not int or pid[4] < 0 or pid[5] is not None:
             budget.fail(f"unsupported storage record {short_repr(pid)} in a nested torch.save blob")
         pending[pid[2]] = (pid[1].dtype, pid[4])
         return _PendingStorage(pid[2])

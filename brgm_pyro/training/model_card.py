@@ -104,9 +104,12 @@ and MCMC comparisons stay affordable. File: `fashion-mnist-32.pt` (project forma
 - Data: Fashion-MNIST **training split only** (60,000 images, Debian `dataset-fashion-mnist`),
   padded 28 -> 32 with black, x-flips; the 100 bundled test images and the test split were never seen.
 - Command: `brgm train-generator --out RUN --iterations {t['iterations']}` (this run was stopped by
-  `--max-minutes {t['max_minutes']:g}` at that iteration; all other options at their defaults: batch 32, lr 0.0025, R1 gamma 0.01 every 16 steps, style mixing 0.9, EMA
-  half-life 10k images with a 5% ramp-up, seed 0), then `python -m brgm_pyro.training.model_card --checkpoint RUN/checkpoint.pt --out brgm_pyro/pretrained
-  --sigma-pixel {cfg['sigma_pixel']} --sigma-perceptual {cfg['sigma_perceptual']} --kappa {cfg['kappa']} --prior-std {cfg['prior_std']}`.
+  `--max-minutes {t['max_minutes']:g}` at that iteration; all other options at their defaults: batch 32, lr 0.0025, \
+R1 gamma 0.01 every 16 steps, style mixing 0.9, EMA
+  half-life 10k images with a 5% ramp-up, seed 0), then `python -m brgm_pyro.training.model_card \
+--checkpoint RUN/checkpoint.pt --out brgm_pyro/pretrained
+  --sigma-pixel {cfg['sigma_pixel']} --sigma-perceptual {cfg['sigma_perceptual']} --kappa {cfg['kappa']} \
+--prior-std {cfg['prior_std']}`.
 - {t['iterations']} iterations ({t['images_seen']:,} images shown) in {t['wall_seconds'] / 60:.0f} minutes on
   {t['hardware']}.
 
@@ -118,14 +121,16 @@ test accuracy), {q['num_images']:,} images each (lower is better):
 |---|---:|
 | 10,000 training images (what a perfect generator would score) | {q['fd_train_vs_test']:.2f} |
 | **10,000 generated images** | **{q['fd_generated_vs_test']:.2f}** |
-| 10,000 samples of a Gaussian fitted to the training pixels (mean, 1024x1024 covariance): a trivial generative model | {q['fd_pixel_gaussian_vs_test']:.2f} |
+| 10,000 samples of a Gaussian fitted to the training pixels (mean, 1024x1024 covariance): \
+a trivial generative model | {q['fd_pixel_gaussian_vs_test']:.2f} |
 | the test images themselves, blurred (Gaussian, sigma 1 px) | {q['fd_blurred_test_vs_test']:.2f} |
 | the test images themselves, blurred (Gaussian, sigma 2 px) | {q['fd_blurred2_test_vs_test']:.2f} |
 
 The generator is far closer to the data than the trivial generative model and than the test
 images blurred by 2 px, but not than the test images blurred by 1 px: those *are* the test
 garments, and the classifier's embedding barely notices a 1-pixel blur.
-A CPU budget of {t['wall_seconds'] / 60:.0f} minutes buys about {t['iterations'] // 1000}k iterations; training longer (e.g. on a
+A CPU budget of {t['wall_seconds'] / 60:.0f} minutes buys about {t['iterations'] // 1000}k iterations; \
+training longer (e.g. on a
 GPU with the same command and a larger `--iterations`) lowers the distance further.
 
 Classes the classifier assigns to the generated images (uniform would be 10% each):
@@ -134,7 +139,8 @@ Classes the classifier assigns to the generated images (uniform would be 10% eac
 ## It serves as a prior
 MAP reconstructions (500 Adam steps, lr 0.1, initialised at w_avg) on the 100 bundled test images,
 with the recommended balance `BRGMConfig(sigma_pixel={cfg['sigma_pixel']}, sigma_perceptual={cfg['sigma_perceptual']},
-kappa={cfg['kappa']}, prior_std="{cfg['prior_std']}")` and the domain classifier's features (blocks 1-3) as phi. RMSE/MAE on the
+kappa={cfg['kappa']}, prior_std="{cfg['prior_std']}")` and the domain classifier's features (blocks 1-3) as phi. \
+RMSE/MAE on the
 0-255 scale; `feature_distance` is ||phi(x) - phi(truth)||^2 in the same features; LPIPS needs
 torchvision's AlexNet weights, absent offline. Reproduce with `brgm evaluate --task ...`.
 

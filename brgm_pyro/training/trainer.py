@@ -133,7 +133,8 @@ def train_generator(
         images = load_training_images(config.data, config.resolution, config.channels)
     expected = (config.channels, config.resolution, config.resolution)
     if images.ndim != 4 or tuple(images.shape[1:]) != expected:
-        raise ValueError(f"training images must have shape (N, {expected[0]}, {expected[1]}, {expected[2]}), got {tuple(images.shape)}")
+        raise ValueError(f"training images must have shape (N, {expected[0]}, {expected[1]}, {expected[2]}), "
+                         f"got {tuple(images.shape)}")
     images = images.to(device)
 
     G = StyleGAN2Generator(config.generator_config(), noise_mode="random").to(device).train()
@@ -148,8 +149,11 @@ def train_generator(
     ckpt_path = out / "checkpoint.pt"
     if resume and ckpt_path.is_file():
         ckpt = torch.load(ckpt_path, map_location=device, weights_only=True)
-        G.load_state_dict(ckpt["G"]); G_ema.load_state_dict(ckpt["G_ema"]); D.load_state_dict(ckpt["D"])
-        opt_G.load_state_dict(ckpt["opt_G"]); opt_D.load_state_dict(ckpt["opt_D"])
+        G.load_state_dict(ckpt["G"])
+        G_ema.load_state_dict(ckpt["G_ema"])
+        D.load_state_dict(ckpt["D"])
+        opt_G.load_state_dict(ckpt["opt_G"])
+        opt_D.load_state_dict(ckpt["opt_D"])
         state.iteration, state.images_seen = ckpt["iteration"], ckpt["images_seen"]
         state.wall_seconds, state.history = ckpt["wall_seconds"], ckpt["history"]
         torch.set_rng_state(ckpt["torch_rng"])
@@ -167,7 +171,8 @@ def train_generator(
                 break
             it = state.iteration
             # --- generator step: non-saturating logistic loss softplus(-D(G(z))).
-            G.requires_grad_(True); D.requires_grad_(False)
+            G.requires_grad_(True)
+            D.requires_grad_(False)
             z = torch.randn(batch, config.z_dim, device=device)
             fake = G.synthesis(_mixed_ws(G, z, config.style_mixing_prob, update_w_avg=True))
             loss_G = F.softplus(-D(fake)).mean()
@@ -176,7 +181,8 @@ def train_generator(
             opt_G.step()
 
             # --- discriminator step: softplus(D(fake)) + softplus(-D(real)) (+ lazy R1).
-            G.requires_grad_(False); D.requires_grad_(True)
+            G.requires_grad_(False)
+            D.requires_grad_(True)
             with torch.no_grad():
                 z = torch.randn(batch, config.z_dim, device=device)
                 fake = G.synthesis(_mixed_ws(G, z, config.style_mixing_prob, update_w_avg=False))
@@ -211,7 +217,8 @@ def train_generator(
                 record = {"iteration": state.iteration, "loss_G": loss_G.item(), "loss_D": loss_D.item(),
                           "r1": r1.item(), "wall_seconds": round(state.wall_seconds, 1)}
                 state.history.append(record)
-                log.write(json.dumps(record) + "\n"); log.flush()
+                log.write(json.dumps(record) + "\n")
+                log.flush()
                 bar.set_postfix(loss_G=f"{record['loss_G']:.3f}", loss_D=f"{record['loss_D']:.3f}")
             if state.iteration % config.snapshot_every == 0 or state.iteration == config.iterations:
                 save_sample_grid(G_ema, grid_z, out / f"samples_{state.iteration:06d}.png")
@@ -222,7 +229,8 @@ def train_generator(
         bar.close()
         log.close()
     save_checkpoint(state, opt_G, opt_D, config, ckpt_path)
-    G.requires_grad_(True); D.requires_grad_(True)
+    G.requires_grad_(True)
+    D.requires_grad_(True)
     return state
 
 
