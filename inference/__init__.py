@@ -15,3 +15,7 @@ __all__ = [
     "map_estimate", "MCMCResult", "run_mcmc", "PixelStatistics", "Posterior", "PosteriorSamples",
     "InverseGammaPenalty", "VIPosterior", "fit_vi",
 ]
+
+from .calibration import CalibrationProblem, CalibrationReport, calibrate, simulate_problems  # noqa: E402
+
+__all__ += ["CalibrationProblem", "CalibrationReport", "calibrate", "simulate_problems"]

@@ -1,0 +1,172 @@
+"""Simulation-based calibration: exact on the linear-Gaussian problem, and able to fail."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from brgm_pyro.corruptions import Inpainting, SuperResolution
+from brgm_pyro.generators import LinearGenerator
+from brgm_pyro.inference import Posterior
+from brgm_pyro.inference.calibration import (
+    METHODS, CalibrationReport, calibrate, chi_square_uniformity, rank_bins, simulate_problems,
+)
+
+NUM_PROBLEMS = 150
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def linear_generator() -> LinearGenerator:
+    return LinearGenerator.random(num_ws=2, w_dim=3, img_resolution=4, scale=0.4, seed=1)
+
+
+def half_mask() -> torch.Tensor:
+    mask = torch.ones(1, 4, 4)
+    mask[..., :, :2] = 0  # the left half is hidden
+    return mask
+
+
+def exact_method(shrink: float = 1.0):
+    """The closed-form Gaussian posterior of the linear model (std multiplied by ``shrink``),
+    computed here from A, b, the prior and the corruption's matrix (its response to unit images)."""
+    def method(model, seed):
+        G = model.generator
+        A, b = G.A.double(), G.b.double()
+        n_pix = A.shape[0]
+        basis = torch.eye(n_pix, dtype=torch.float64).reshape(n_pix, *model.image_shape)
+        F = model.corruption.double()(basis).reshape(n_pix, -1).T  # (outputs, pixels)
+        model.corruption.float()
+        observed = torch.ones(F.shape[0], dtype=torch.bool) if model.mask is None else model.mask.reshape(-1) > 0
+        H = (F @ A)[observed]
+        y = model.observation.double().reshape(-1)[observed] - (F @ b)[observed]
+        sigma = model.likelihoods[0].sigma
+        mu0 = model.prior.mean.double().reshape(-1)
+        prec0 = model.prior.std.double().reshape(-1) ** -2
+        cov = torch.linalg.inv(torch.diag(prec0) + H.T @ H / sigma**2)
+        mean = cov @ (prec0 * mu0 + H.T @ y / sigma**2)
+        chol = torch.linalg.cholesky(cov) * shrink
+        shape = model.prior.mean.shape
+
+        def sample_latents(n: int) -> torch.Tensor:
+            eps = torch.randn(n, mean.numel(), dtype=torch.float64)
+            return (mean + eps @ chol.T).float().reshape(n, *shape)
+
+        return Posterior(model, sample_latents, mean.float().reshape(shape))
+
+    return method
+
+
+@pytest.fixture(scope="module")
+def linear_report() -> CalibrationReport:
+    torch.set_num_threads(1)
+    problems = simulate_problems(linear_generator(), Inpainting(half_mask()), NUM_PROBLEMS, sigma_pixel=0.1, seed=3)
+    return calibrate(problems, {"exact": exact_method(), "shrunk": exact_method(0.5)}, num_draws=200, seed=5)
+
+
+def test_simulated_problems_come_from_the_model():
+    G = linear_generator()
+    problems = simulate_problems(G, Inpainting(half_mask()), 300, sigma_pixel=0.1, seed=0)
+    p = problems[4]
+    assert p.index == 4 and p.latent.shape == (2, 3) and p.image.shape == (1, 1, 4, 4)
+    assert p.unknown.shape == (1, 4, 4) and p.unknown.dtype == torch.bool and int(p.unknown.sum()) == 8
+    assert torch.allclose(p.image, G.synthesis(p.latent.unsqueeze(0)), atol=1e-6)
+    assert p.model.observation.shape == (1, 4, 4) and torch.equal(p.model.observation, p.observation)
+    assert torch.all(p.observation[~half_mask().bool()] == 0)  # hidden entries carry no noise
+    # w ~ the model's prior and y - f(x) ~ N(0, 0.1^2) on the observed entries
+    prior = p.model.prior
+    z = torch.stack([(q.latent - prior.mean) / prior.std for q in problems]).reshape(-1)
+    assert abs(float(z.mean())) < 0.05 and abs(float(z.std()) - 1) < 0.05
+    noise = torch.stack([(q.observation - q.image[0])[half_mask().bool()] for q in problems]).reshape(-1)
+    assert abs(float(noise.std()) - 0.1) < 0.005
+    # problem i does not depend on how many are drawn
+    again = simulate_problems(G, Inpainting(half_mask()), 2, sigma_pixel=0.1, seed=0, start=4)[0]
+    assert torch.equal(again.latent, p.latent) and torch.equal(again.observation, p.observation)
+    with pytest.raises(NotImplementedError, match="colinearity"):
+        simulate_problems(G, Inpainting(half_mask()), 2, kappa=0.5)
+    sr = simulate_problems(G, SuperResolution(2, kernel="box"), 1)[0]
+    assert sr.observation.shape == (1, 2, 2) and bool(sr.unknown.all())
+
+
+def test_exact_posterior_covers_at_the_nominal_rate(linear_report):
+    for part in ("pixels", "latents"):
+        for level in linear_report.levels:
+            c = linear_report.coverage("exact", part, level)
+            assert c["n"] == NUM_PROBLEMS and 0 < c["se"] < 0.05
+            assert abs(c["mean"] - level) < 3 * c["se"], (part, level, c)
+    s = linear_report.summary("exact")
+    for part in ("pixels", "latents"):
+        ratio = s[f"std_error_ratio_{part}"]
+        assert abs(ratio["ratio"] - 1) < 3 * ratio["se"] + 0.02, ratio
+
+
+def test_overconfident_posterior_fails(linear_report):
+    for part in ("pixels", "latents"):
+        for level in (0.5, 0.9):
+            c = linear_report.coverage("shrunk", part, level)
+            assert c["mean"] < level - 5 * c["se"], (part, level, c)  # std halved: 90% -> about 59%
+    assert linear_report.coverage("shrunk", "pixels", 0.9)["mean"] < 0.7
+    assert linear_report.summary("shrunk")["std_error_ratio_pixels"]["ratio"] < 0.6
+
+
+def test_sbc_ranks_uniform_only_for_the_exact_posterior(linear_report):
+    exact, shrunk = linear_report.summary("exact")["sbc"], linear_report.summary("shrunk")["sbc"]
+    assert set(exact) == {"latents", "pixels", "log_likelihood"}
+    for group in exact:
+        assert sum(exact[group]["histogram"]) == NUM_PROBLEMS * exact[group]["num_quantities"]
+        assert exact[group]["p_value"] > 0.01, (group, exact[group])
+    assert shrunk["latents"]["p_value"] < 1e-6 and shrunk["pixels"]["p_value"] < 1e-6
+    # too-narrow draws put the truth outside them: the extreme bins fill up
+    hist = np.asarray(shrunk["pixels"]["histogram"])
+    assert hist[0] + hist[-1] > 3 * hist[len(hist) // 2 - 1: len(hist) // 2 + 1].sum() / 2
+
+
+def test_chi_square_against_scipy():
+    stats = pytest.importorskip("scipy.stats")
+    counts, probs = [12, 7, 9, 22], [0.25, 0.25, 0.2, 0.3]
+    expected = np.asarray(probs) * sum(counts)
+    assert chi_square_uniformity(counts, probs) == pytest.approx(stats.chisquare(counts, expected).pvalue, rel=1e-9)
+    edges, p = rank_bins(num_problems=40, sbc_draws=99)
+    assert len(p) == 8 and edges[0] == 0 and edges[-1] == 100 and p.sum() == pytest.approx(1)
+
+
+def test_report_json_table_figure_and_merge(tmp_path):
+    G = linear_generator()
+    problems = simulate_problems(G, SuperResolution(2, kernel="box"), 4, sigma_pixel=0.1, seed=0)
+    report = calibrate(problems, ["map", "vi-meanfield"], num_draws=16, seed=1, options={"num_steps": 20},
+                       settings={"task": "sr-x2"})
+    data = json.loads(report.to_json(tmp_path / "c.json").read_text())  # strict JSON (no NaN)
+    assert set(data["summary"]) == {"map", "vi-meanfield"} and data["settings"]["task"] == "sr-x2"
+    vi = data["summary"]["vi-meanfield"]
+    assert [e["level"] for e in vi["coverage_pixels"]] == pytest.approx(list(np.arange(1, 10) / 10))
+    assert vi["num_problems"] == 4 and vi["rmse_unknown_minus_map"]["n"] == 4
+    assert data["records"]["vi-meanfield"][0]["options"] == {"num_steps": 20}
+    assert data["summary"]["map"]["kind"] == "point" and "coverage_pixels" not in data["summary"]["map"]
+    rec = data["records"]["vi-meanfield"][0]
+    assert len(rec["coverage_latents"]) == 9 and set(rec["sbc_ranks"]) >= {"log_likelihood"}
+    assert all(0 <= r <= report.sbc_draws for r in rec["sbc_ranks"].values())
+    assert math.isclose(data["summary"]["map"]["rmse_image"]["mean"],
+                        np.mean([r["rmse_image"] for r in data["records"]["map"]]))
+    table = report.table()
+    assert table.count("\n") == 3 and "| vi-meanfield | 4 |" in table
+    assert (report.figure(tmp_path / "c.png")).stat().st_size > 1000
+    # split by problems, then merged: the same summaries
+    halves = [calibrate(problems[:2], ["map"], num_draws=16, seed=1, options={"num_steps": 20}),
+              calibrate(problems[2:], ["map"], num_draws=16, seed=1, options={"num_steps": 20})]
+    merged = CalibrationReport.merge([CalibrationReport.from_json(halves[0].to_json(tmp_path / "h.json")), halves[1]])
+    assert merged.summary("map")["rmse_image"]["mean"] == pytest.approx(data["summary"]["map"]["rmse_image"]["mean"])
+    with pytest.raises(ValueError, match="more than one report"):
+        CalibrationReport.merge([halves[0], halves[0]])
+    with pytest.raises(ValueError, match="unknown method"):
+        calibrate(problems, ["no-such-method"])
+    assert {"map", "vi-meanfield"} <= set(METHODS)
