@@ -136,15 +136,17 @@ class MultivariateGaussianGuide:
     """q(w) = N(loc, Sigma) jointly over the whole latent site (all layers of W+).
 
     Parameterised in the prior's standard units s (``model.prior.init_scale()``, per element):
-    w = loc + s * (M z), z ~ N(0, I).  ``rank=None``: M is lower-triangular with a softplus
-    diagonal (full rank, n(n+1)/2 parameters); ``rank=r``: M M^T = F F^T + diag(d^2) (low rank
-    plus diagonal, n(r+1) parameters).  Starts at ``init_loc`` (default: the prior mean, w_avg on
+    w = loc + s * (M z), z ~ N(0, I); or, given ``init_scale_tril`` C (full rank only), in C's
+    whitened units: w = loc + C (M z), M = I at the start.  ``rank=None``: M is lower-triangular
+    with a softplus diagonal (full rank, n(n+1)/2 parameters); ``rank=r``: M M^T = F F^T + diag(d^2)
+    (low rank plus diagonal, n(r+1) parameters).  Starts at ``init_loc`` (default: the prior mean, w_avg on
     every layer; a MAP solution is a better start) with standard deviations ``init_scale``
     (default: the prior's) and no correlations (low rank: a small random F, off the saddle at 0).
     """
 
     def __init__(self, model: BRGMModel, rank: int | None = None, init_loc: torch.Tensor | None = None,
-                 init_scale: torch.Tensor | float | None = None, prefix: str = "") -> None:
+                 init_scale: torch.Tensor | float | None = None, prefix: str = "",
+                 init_scale_tril: torch.Tensor | None = None) -> None:
         self.site = model.prior.site
         prior_loc = model.prior.init_loc().detach()
         self.shape = prior_loc.shape
@@ -161,6 +163,19 @@ class MultivariateGaussianGuide:
             raise ValueError(f"rank must be between 1 and the latent dimension {self.dim}, got {rank}")
         self.rank = rank
         self.init_rho = inverse_softplus(scale / self.unit)
+        self.init_tril = torch.zeros(self.dim, self.dim).to(prior_loc)
+        self.preconditioner: torch.Tensor | None = None
+        if init_scale_tril is not None:  # a full covariance's Cholesky factor C (e.g. the Laplace approximation's)
+            if rank is not None:
+                raise ValueError("init_scale_tril needs the full-rank guide (rank=None)")
+            tril = torch.as_tensor(init_scale_tril).to(prior_loc)
+            if tril.shape != (self.dim, self.dim) or not (tril.diagonal() > 0).all():
+                raise ValueError(f"init_scale_tril must be a ({self.dim}, {self.dim}) lower-triangular matrix "
+                                 "with a positive diagonal")
+            # w = loc + C (M z) with M = I at the start: the fit works in C's whitened coordinates,
+            # where the optimiser's per-parameter steps are on the scale of the posterior itself
+            self.preconditioner = torch.tril(tril).clone()
+            self.init_rho = inverse_softplus(torch.ones(self.dim).to(prior_loc))
         self.prefix = prefix
 
     def loc(self) -> torch.Tensor:
@@ -171,8 +186,10 @@ class MultivariateGaussianGuide:
         loc = self.loc().flatten()
         diag = F.softplus(pyro.param(self.prefix + "rho", lambda: self.init_rho.clone()))
         if self.rank is None:
-            off = pyro.param(self.prefix + "tril", lambda: torch.zeros(self.dim, self.dim).to(loc))
+            off = pyro.param(self.prefix + "tril", lambda: self.init_tril.clone())
             tril = torch.tril(off, -1) + torch.diag_embed(diag)
+            if self.preconditioner is not None:
+                return dist.MultivariateNormal(loc, scale_tril=self.preconditioner @ tril)
             return dist.MultivariateNormal(loc, scale_tril=self.unit.unsqueeze(-1) * tril)
         g = torch.Generator().manual_seed(0)
         factor = pyro.param(self.prefix + "factor",
@@ -256,10 +273,14 @@ GUIDES = ("gaussian", "shared", "normal", "fullrank", "lowrank", "flow", "delta"
 
 
 def make_guide(guide: str | Callable, model: BRGMModel, init_scale: torch.Tensor | float | None = None,
-               init_loc: torch.Tensor | None = None, rank: int = 10, num_flows: int = 2) -> Callable:
+               init_loc: torch.Tensor | None = None, rank: int = 10, num_flows: int = 2,
+               init_scale_tril: torch.Tensor | None = None) -> Callable:
     """A guide by name (``GUIDES``) or a user's callable, returned as is.  ``init_loc`` (the
     starting point, default w_avg) applies to every named guide; ``rank`` to "lowrank";
-    ``num_flows`` to "flow"."""
+    ``num_flows`` to "flow"; ``init_scale_tril`` (a starting covariance's Cholesky factor over
+    the flattened latent) to "fullrank"."""
+    if init_scale_tril is not None and guide != "fullrank":
+        raise ValueError(f"init_scale_tril applies to the 'fullrank' guide only, not {guide!r}")
     if callable(guide):
         return guide
     start = model.prior.init_loc().detach().clone() if init_loc is None else init_loc.detach().clone()
@@ -275,7 +296,7 @@ def make_guide(guide: str | Callable, model: BRGMModel, init_scale: torch.Tensor
     if guide == "normal":
         return AutoNormal(model.model, init_loc_fn=init, init_scale=0.1)
     if guide == "fullrank":
-        return MultivariateGaussianGuide(model, None, start, init_scale)
+        return MultivariateGaussianGuide(model, None, start, init_scale, init_scale_tril=init_scale_tril)
     if guide == "lowrank":
         return MultivariateGaussianGuide(model, rank, start, init_scale)
     if guide == "flow":

@@ -80,12 +80,6 @@ class VIPosterior(Posterior):
         self.history, self.guide, self.state = history, guide, state
         self.loc, self.scale, self.q = loc, scale, q
 
-    @property
-    def final_loss(self) -> float:
-        """Mean of the last 10% of the loss history (a less noisy end point than the last step)."""
-        tail = self.history.loss[-max(1, len(self.history.loss) // 10):]
-        return sum(tail) / len(tail)
-
 
 def fit_vi(
     model: BRGMModel,
@@ -98,6 +92,7 @@ def fit_vi(
     sigma_prior: InverseGammaPenalty | None = InverseGammaPenalty(),
     init_scale: torch.Tensor | float | None = None,
     init_loc: torch.Tensor | None = None,
+    init_scale_tril: torch.Tensor | None = None,
     rank: int = 10,
     num_flows: int = 2,
     seed: int = 0,
@@ -110,15 +105,16 @@ def fit_vi(
     ``guide``: "gaussian" (the paper's), "shared", "normal", "fullrank", "lowrank" (``rank``),
     "flow" (``num_flows`` IAF layers), "delta", or a callable guide.  ``init_loc`` starts the
     guide there (e.g. a MAP solution's ``latent``; default w_avg), ``init_scale`` gives its
-    starting standard deviations.  The penalty applies to the guides with a ``sigma()`` method
-    (the paper's diagonal Gaussians); its ``weighting`` says how it is scaled against the
-    particle-mean ELBO (see ``InverseGammaPenalty``).
+    starting standard deviations, ``init_scale_tril`` ("fullrank" only) a starting covariance's
+    Cholesky factor (e.g. ``fit_laplace(model).q.distribution.scale_tril``).  The penalty applies
+    to the guides with a ``sigma()`` method (the paper's diagonal Gaussians); its ``weighting``
+    says how it is scaled against the particle-mean ELBO (see ``InverseGammaPenalty``).
     """
     if num_steps < 1 or num_particles < 1:
         raise ValueError("num_steps and num_particles must be >= 1")
     model.require_single("fit_vi")
     with inference_scope(model, seed):
-        q = make_guide(guide, model, init_scale, init_loc, rank, num_flows)
+        q = make_guide(guide, model, init_scale, init_loc, rank, num_flows, init_scale_tril)
         elbo = TermRecordingELBO(num_particles=num_particles, vectorize_particles=vectorize_particles,
                                  max_plate_nesting=0)
         penalty_holder: dict[str, float] = {}
