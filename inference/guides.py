@@ -247,9 +247,19 @@ class FlowGuide:
         return dist.TransformedDistribution(base, transforms)
 
     def __call__(self) -> torch.Tensor:
+        # sample the base point as an auxiliary site and score w = T(z) by the forward log-det:
+        # log q(w) = log N(z) - log|det dT/dz|, never inverting T (an IAF's inverse is sequential
+        # over the dimensions and, under autograd, holds n copies of the network's activations)
         d = self.distribution()
-        q = dist.TransformedDistribution(d.base_dist, list(d.transforms) + [ReshapeTransform((self.dim,), self.shape)])
-        return pyro.sample(self.site, q)
+        x = pyro.sample(self.prefix + self.site + "_flow_base", d.base_dist, infer={"is_auxiliary": True})
+        log_det = torch.zeros(x.shape[:-1]).to(x)
+        for t in d.transforms:
+            y = t(x)
+            ladj = t.log_abs_det_jacobian(x, y)
+            log_det = log_det + _sum_rightmost(ladj, ladj.ndim - log_det.ndim)
+            x = y
+        w = x.reshape(*x.shape[:-1], *self.shape)
+        return pyro.sample(self.site, dist.Delta(w, log_density=-log_det, event_dim=len(self.shape)))
 
     def median(self) -> dict[str, torch.Tensor]:
         """T(0): the image of the base distribution's mode."""
@@ -273,10 +283,11 @@ GUIDES = ("gaussian", "shared", "normal", "fullrank", "lowrank", "flow", "delta"
 
 
 def make_guide(guide: str | Callable, model: BRGMModel, init_scale: torch.Tensor | float | None = None,
-               init_loc: torch.Tensor | None = None, rank: int = 10, num_flows: int = 2,
+               init_loc: torch.Tensor | None = None, rank: int | None = None, num_flows: int = 2,
                init_scale_tril: torch.Tensor | None = None) -> Callable:
     """A guide by name (``GUIDES``) or a user's callable, returned as is.  ``init_loc`` (the
-    starting point, default w_avg) applies to every named guide; ``rank`` to "lowrank";
+    starting point, default w_avg) applies to every named guide; ``rank`` (default
+    min(10, latent size)) to "lowrank";
     ``num_flows`` to "flow"; ``init_scale_tril`` (a starting covariance's Cholesky factor over
     the flattened latent) to "fullrank"."""
     if init_scale_tril is not None and guide != "fullrank":
@@ -298,7 +309,7 @@ def make_guide(guide: str | Callable, model: BRGMModel, init_scale: torch.Tensor
     if guide == "fullrank":
         return MultivariateGaussianGuide(model, None, start, init_scale, init_scale_tril=init_scale_tril)
     if guide == "lowrank":
-        return MultivariateGaussianGuide(model, rank, start, init_scale)
+        return MultivariateGaussianGuide(model, min(10, start.numel()) if rank is None else rank, start, init_scale)
     if guide == "flow":
         return FlowGuide(model, num_flows, init_loc=start, init_scale=init_scale)
     if guide == "delta":
