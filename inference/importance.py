@@ -80,19 +80,19 @@ def psis_smooth(log_weights: torch.Tensor) -> tuple[torch.Tensor, float]:
 
 
 class ImportancePosterior(Posterior):
-    """Draws resampled (with replacement) from M weighted proposals: ``latents`` (M, *site shape),
+    """Draws resampled (with replacement) from M weighted proposals: ``proposals`` (M, *site shape),
     ``weights`` (M,) summing to 1; ``mean_latent`` is the weighted mean of the proposals, and
     ``diagnostics`` holds {"khat", "ess", "num_proposals"} (ESS = 1 / sum w^2 of the smoothed weights)."""
 
-    def __init__(self, model: BRGMModel, latents: torch.Tensor, weights: torch.Tensor,
+    def __init__(self, model: BRGMModel, proposals: torch.Tensor, weights: torch.Tensor,
                  diagnostics: dict[str, Any]) -> None:
-        self.latents, self.weights, self.diagnostics = latents, weights, diagnostics
-        mean = (weights.to(latents).reshape(-1, *[1] * (latents.ndim - 1)) * latents).sum(0)
+        self.proposals, self.weights, self.diagnostics = proposals, weights, diagnostics
+        mean = (weights.to(proposals).reshape(-1, *[1] * (proposals.ndim - 1)) * proposals).sum(0)
         super().__init__(model, self._resample, mean)
 
     def _resample(self, n: int) -> torch.Tensor:
         idx = torch.multinomial(self.weights, n, replacement=True)
-        return self.latents[idx]
+        return self.proposals[idx]
 
 
 def importance_resample(posterior: Any, num_proposals: int = 1000, chunk_size: int = 64,

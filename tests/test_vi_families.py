@@ -157,8 +157,9 @@ def test_eq8_penalty_weighting_is_one_over_n_of_the_released_one():
     released = -torch.distributions.InverseGamma(0.1, 0.95).log_prob(sigma).sum().item()
     assert terms["released"] == pytest.approx(released, rel=1e-5)
     assert terms["eq8"] == pytest.approx(released / n, rel=1e-5)
-    assert InverseGammaPenalty().weight(n) == pytest.approx(1 / n)
+    assert InverseGammaPenalty(weighting="eq8").weight(n) == pytest.approx(1 / n)
     assert InverseGammaPenalty(weighting="released").weight(n) == 1.0
+    assert InverseGammaPenalty().weighting == "released"  # the default, chosen on the benchmark
     with pytest.raises(ValueError, match="weighting must be one of"):
         InverseGammaPenalty(weighting="sum")
 
