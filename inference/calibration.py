@@ -18,6 +18,13 @@ is a ``Posterior`` (``.sample(n, seed=...)``), an object with a ``.posterior`` (
 with a ``diagnostics`` dict (e.g. PSIS k-hat) has it recorded.  ``calibrate`` passes each method
 only the ``options`` its signature accepts (e.g. ``num_steps``) and records which it used.
 
+Methods are looked up by name in ``METHODS`` ("map", "vi-meanfield", "vi-meanfield-nopenalty"
+here); add one with ``register_method``, in the module that defines it::
+
+    @register_method("fullrank")
+    def _fullrank(model, seed, num_steps=500):
+        return fit_vi(model, guide="fullrank", num_steps=num_steps, seed=seed, progress=False)
+
 Standard errors are computed across problems (pixels of one problem are correlated): each
 coverage is the mean of per-problem coverages +- their std / sqrt(P).
 """
@@ -246,7 +253,9 @@ def _mcmc_diagnostics(result: Any) -> dict[str, Any] | None:
 
 def _az_values(fn: Callable, ary: np.ndarray) -> np.ndarray:
     """Apply an ArviZ diagnostic to a (chain, draw, K) array and return the (K,) values."""
-    result = fn(ary)
+    import arviz as az
+
+    result = fn(az.convert_to_dataset(ary))  # variable "x" with dims (chain, draw, x_dim_0)
     values = [np.asarray(v) for v in result.data_vars.values()]
     return np.concatenate([v.reshape(-1) for v in values])
 
@@ -366,10 +375,11 @@ def measure_problem(problem: CalibrationProblem, name: str, method: PosteriorMet
         return record
     draws = posterior.sample(num_draws, seed=sample_seed)
     latents, images = draws.latents.cpu(), draws.images.cpu()
+    seconds = time.perf_counter() - t0  # the method's cost: fit + num_draws posterior draws and their images
     sbc_latents = _thin(result, posterior, sbc_draws, _seed(seed, problem.index, 2))
-    sbc_images = generate(problem.model.generator,
-                          problem.model.prior.ws_from_latent(sbc_latents).to(problem.model.observation.device)).cpu()
-    seconds = time.perf_counter() - t0  # fit + drawing the posterior samples and their images
+    with torch.no_grad():
+        ws = problem.model.prior.ws_from_latent(sbc_latents).to(problem.model.observation.device)
+        sbc_images = generate(problem.model.generator, ws).cpu()
     true_lat = problem.latent.reshape(-1).cpu()
     flat_lat = latents.reshape(num_draws, -1)
     pix_draws = images[:, unknown]  # (n, K)

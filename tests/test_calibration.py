@@ -67,10 +67,11 @@ def exact_method(shrink: float = 1.0):
     return method
 
 
-@pytest.fixture(scope="module")
-def linear_report() -> CalibrationReport:
+@pytest.fixture(scope="module", params=["inpainting", "super-resolution"])
+def linear_report(request) -> CalibrationReport:
     torch.set_num_threads(1)
-    problems = simulate_problems(linear_generator(), Inpainting(half_mask()), NUM_PROBLEMS, sigma_pixel=0.1, seed=3)
+    corruption = Inpainting(half_mask()) if request.param == "inpainting" else SuperResolution(2, kernel="box")
+    problems = simulate_problems(linear_generator(), corruption, NUM_PROBLEMS, sigma_pixel=0.1, seed=3)
     return calibrate(problems, {"exact": exact_method(), "shrunk": exact_method(0.5)}, num_draws=200, seed=5)
 
 
@@ -170,3 +171,85 @@ def test_report_json_table_figure_and_merge(tmp_path):
     with pytest.raises(ValueError, match="unknown method"):
         calibrate(problems, ["no-such-method"])
     assert {"map", "vi-meanfield"} <= set(METHODS)
+
+
+def test_calibrate_cli_on_the_bundled_generator(tmp_path, capsys):
+    from brgm_pyro.cli import main
+
+    out = tmp_path / "cal"
+    assert main(["calibrate", "--task", "inpainting", "--mask-id", "0", "--methods", "map,vi-meanfield",
+                 "--num-problems", "2", "--num-draws", "8", "--steps", "3", "--seed", "1", "--out", str(out),
+                 "--no-progress"]) == 0
+    printed = capsys.readouterr().out
+    assert "| vi-meanfield | 2 |" in printed and "| map | 2 |" in printed
+    data = json.loads((out / "calibration.json").read_text())
+    assert data["settings"]["task"] == "inpainting" and data["settings"]["problem_seed"] == 1
+    assert data["records"]["vi-meanfield"][0]["options"] == {"num_steps": 3}
+    assert len(data["summary"]["vi-meanfield"]["coverage_pixels"]) == 9
+    assert (out / "calibration.png").stat().st_size > 1000
+    assert main(["calibrate", "--task", "inpainting", "--methods", "nope", "--out", str(out)]) == 2
+    assert "unknown method" in capsys.readouterr().err
+
+
+def test_benchmark_smoke_resumes_and_merges(tmp_path):
+    """benchmarks/calibration.py --smoke (what CI runs): per-problem files, skipped when present, merged tables."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "calibration.py"
+    spec = importlib.util.spec_from_file_location("calibration_benchmark", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    out = tmp_path / "bench"
+    assert bench.main(["--smoke", "--tasks", "inpainting", "--methods", "map", "--out", str(out)]) == 0
+    first = (out / "inpainting" / "map" / "problem_001.json").stat().st_mtime_ns
+    assert bench.main(["--smoke", "--tasks", "inpainting", "--methods", "map,vi-meanfield", "--out", str(out)]) == 0
+    assert (out / "inpainting" / "map" / "problem_001.json").stat().st_mtime_ns == first  # not rerun
+    merged = CalibrationReport.from_json(out / "inpainting" / "calibration.json")
+    assert merged.methods == ["map", "vi-meanfield"] and len(merged.records["vi-meanfield"]) == 2
+    table = (out / "calibration.md").read_text()
+    assert "OMP_NUM_THREADS=1" in table and "problem seed 0" in table and "| vi-meanfield | 2 |" in table
+    with pytest.raises(SystemExit, match="other settings"):
+        bench.main(["--smoke", "--tasks", "inpainting", "--methods", "map", "--sigma-pixel", "0.2", "--out", str(out)])
+
+
+class _FakeMCMC:
+    """An MCMC-shaped result: draws (chains, draws, *site) of a given posterior, plus a diagnostics dict."""
+
+    def __init__(self, model, sampler, chains: int, draws: int, offset: float = 0.0):
+        torch.manual_seed(0)
+        flat = sampler(chains * draws)
+        self.latents = flat.reshape(chains, draws, *flat.shape[1:]).clone()
+        self.latents += offset * torch.arange(chains).reshape(chains, *[1] * (self.latents.ndim - 1))
+        self.divergences = torch.zeros(chains, draws, dtype=torch.bool)
+        self.divergences[0, :3] = offset > 0
+        pool = self.latents.reshape(-1, *flat.shape[1:])
+        self.posterior = Posterior(model, lambda n: pool[torch.randint(0, pool.shape[0], (n,))])
+        self.diagnostics = {"k_hat": 0.25 + offset, "note": "fake"}
+
+
+def test_mcmc_diagnostics_and_method_diagnostics_are_recorded():
+    import arviz as az
+
+    problems = simulate_problems(linear_generator(), Inpainting(half_mask()), 3, sigma_pixel=0.1, seed=2)
+    exact = exact_method()
+
+    def mixed(model, seed):
+        return _FakeMCMC(model, exact(model, seed)._sample_latents, chains=4, draws=150)
+
+    def stuck(model, seed):  # chains far apart: R-hat >> 1
+        return _FakeMCMC(model, exact(model, seed)._sample_latents, chains=4, draws=150, offset=1.0)
+
+    report = calibrate(problems, {"mixed": mixed, "stuck": stuck}, num_draws=64, seed=0)
+    good, bad = report.summary("mixed")["mcmc"], report.summary("stuck")["mcmc"]
+    assert good["problems"] == 3 and good["problems_mixed"] == 3 and good["divergences"] == 0
+    assert good["rhat_max"] < 1.05 and good["ess_bulk_min"] > 200 and good["ess_tail_min"] > 100
+    assert bad["problems_mixed"] == 0 and bad["rhat_max"] > 1.5 and bad["divergences"] == 9
+    record = report.records["stuck"][0]
+    fake = stuck(problems[0].model, 0)
+    ary = fake.latents.reshape(4, 150, -1).double().numpy()
+    assert record["mcmc"]["rhat_max"] == pytest.approx(float(np.max(az.rhat(az.convert_to_dataset(ary))["x"].values)))
+    assert record["diagnostics"] == {"k_hat": 1.25, "note": "fake"}
+    assert report.summary("stuck")["diagnostics"]["k_hat"]["max"] == pytest.approx(1.25)
+    # the rank statistics use L draws thinned evenly over the chains
+    assert all(0 <= r <= report.sbc_draws for r in record["sbc_ranks"].values())
