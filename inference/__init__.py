@@ -1,24 +1,32 @@
 """Inference for BRGM: guides, MAP / SVI / MCMC runners and diagnostics (imported as ``brgm_pyro.inference``)."""
 
+from . import vi_methods  # noqa: F401 - registers the variational methods in calibration.METHODS
 from .auxiliary import AuxiliaryGuide, gaussian_guide_at, with_auxiliary
+from .calibration import CalibrationProblem, CalibrationReport, calibrate, simulate_problems
 from .diagnostics import (
     Coverage, compare, credible_interval_coverage, format_table, mcmc_summary, psis_khat, to_inference_data,
 )
-from .guides import GUIDES, GaussianGuide, SharedGaussianGuide, make_guide
+from .ensemble import LatentMixture, MixturePosterior, estimate_elbo, fit_ensemble
+from .guides import (
+    GUIDES, FlowGuide, GaussianGuide, LatentDistribution, MultivariateGaussianGuide, SharedGaussianGuide, make_guide,
+)
+from .importance import ImportancePosterior, importance_resample, log_joint, psis_smooth
+from .laplace import LaplacePosterior, fit_laplace, laplace_approximation, output_jacobian
 from .map import MAPResult, map_estimate
 from .mcmc import MCMCResult, run_mcmc
 from .parameters import parameter_draws, parameter_summary
 from .posterior import PixelStatistics, Posterior, PosteriorSamples
-from .vi import InverseGammaPenalty, VIPosterior, fit_vi
+from .vi import PENALTY_WEIGHTINGS, InverseGammaPenalty, VIPosterior, fit_vi
 
 __all__ = [
     "Coverage", "compare", "credible_interval_coverage", "format_table", "mcmc_summary", "psis_khat",
     "to_inference_data", "GUIDES", "GaussianGuide", "SharedGaussianGuide", "make_guide", "MAPResult",
     "map_estimate", "MCMCResult", "run_mcmc", "PixelStatistics", "Posterior", "PosteriorSamples",
-    "InverseGammaPenalty", "VIPosterior", "fit_vi", "AuxiliaryGuide", "gaussian_guide_at", "with_auxiliary", "parameter_draws",
-    "parameter_summary",
+    "InverseGammaPenalty", "VIPosterior", "fit_vi", "PENALTY_WEIGHTINGS",
+    "AuxiliaryGuide", "gaussian_guide_at", "with_auxiliary", "parameter_draws", "parameter_summary",
+    "FlowGuide", "LatentDistribution", "MultivariateGaussianGuide", "LatentMixture", "MixturePosterior",
+    "estimate_elbo", "fit_ensemble", "ImportancePosterior", "importance_resample", "log_joint", "psis_smooth",
+    "LaplacePosterior", "fit_laplace", "laplace_approximation", "output_jacobian",
 ]
-
-from .calibration import CalibrationProblem, CalibrationReport, calibrate, simulate_problems  # noqa: E402
 
 __all__ += ["CalibrationProblem", "CalibrationReport", "calibrate", "simulate_problems"]

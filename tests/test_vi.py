@@ -68,5 +68,5 @@ def test_other_guides_fit_and_sample(guide):
 
 def test_unknown_guide_is_an_error():
     problem = linear_gaussian_problem()
-    with pytest.raises(ValueError, match="unknown guide 'flow'"):
-        fit_vi(problem.model, guide="flow", num_steps=1)
+    with pytest.raises(ValueError, match="unknown guide 'spline'"):
+        fit_vi(problem.model, guide="spline", num_steps=1)
