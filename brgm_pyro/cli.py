@@ -127,7 +127,7 @@ def _check_input_file(path: str, what: str, decode: bool = True) -> None:
 
 # Files the commands write; --overwrite removes these (and only these) from the output folder.
 _RUN_FILES = ("input.png", "truth.png", "map.png", "metrics.json", "summary.png",
-              *(f"{m}_{kind}" for m in ("map", "vi", "mcmc")
+              *(f"{m}_{kind}" for m in ("map", "vi", "fullrank", "mcmc")
                 for kind in ("mean.png", "samples.png", "std.png", "inference_data.nc")))
 _DEMO_TASK_FOLDERS = ("super-resolution", "inpainting")
 

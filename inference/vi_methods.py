@@ -39,10 +39,10 @@ def map_then_laplace(model: BRGMModel, seed: int, map_steps: int = MAP_STEPS) ->
 
 
 def fullrank_from_laplace(model: BRGMModel, seed: int, vi_steps: int = 200, lr: float = 0.002,
-                          num_particles: int = VI_PARTICLES) -> VIPosterior:
+                          num_particles: int = VI_PARTICLES, map_steps: int = MAP_STEPS) -> VIPosterior:
     """The full-rank Gaussian guide started at the Laplace approximation (in its whitened
     coordinates), lr decayed 10x over the fit."""
-    laplace = map_then_laplace(model, seed).q
+    laplace = map_then_laplace(model, seed, map_steps=map_steps).q
     return fit_vi(model, guide="fullrank", init_loc=laplace.mean, init_scale_tril=laplace.distribution.scale_tril,
                   num_steps=vi_steps, lr=lr, lr_decay=0.1 ** (1 / vi_steps), num_particles=num_particles,
                   seed=seed, progress=False)

@@ -339,3 +339,16 @@ def test_overwrite_clears_only_known_files_of_each_command(tmp_path):
                                                                   "evaluation-inpainting.csv"}
     assert [p.name for p in ev.iterdir()] == ["evaluation-super-resolution.md"]
     assert clear_previous_outputs(argparse.Namespace(command="demo", overwrite=False), demo) == []
+
+
+def test_fullrank_method_gives_a_posterior_and_needs_the_linearisable_model(shirt, tmp_path, capsys):
+    out = tmp_path / "fr"
+    argv = ["reconstruct", str(shirt), "--task", "super-resolution", "--method", "map,fullrank", "--steps", "20",
+            "--samples", "8", "--kappa", "0", "--features", "none", "--no-progress", "--out", str(out)]
+    assert main(argv) == 0
+    metrics = json.loads((out / "metrics.json").read_text())["metrics"]
+    assert metrics["fullrank"]["mean_pixel_std"] > 0 and np.isfinite(metrics["fullrank"]["rmse"])
+    assert (out / "fullrank_mean.png").exists() and (out / "fullrank_samples.png").exists()
+    # the bundled model's default balance has a colinearity term, which the Laplace step cannot linearise
+    _one_line_error(["reconstruct", str(shirt), "--task", "super-resolution", "--method", "fullrank", "--steps", "2",
+                     "--no-progress", "--out", str(tmp_path / "x")], capsys, "--kappa 0 --features none")
