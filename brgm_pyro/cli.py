@@ -612,7 +612,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--mask", default=None, help="in-painting mask image, white (1) = observed")
     p.add_argument("--mask-id", type=int, default=None, help="one of the seven standard masks, 0..6")
     p.add_argument("--observed", action="store_true", help="IMAGE is already the corrupted observation")
-    p.add_argument("--method", default="map,vi", help="comma-separated: map, vi, mcmc (default: %(default)s)")
+    p.add_argument("--method", default="map,vi",
+                   help="comma-separated: map; vi (the paper's mean-field guide: overconfident, 90%% intervals hold "
+                        "0.84 / 0.73 of the unknown pixels for x4 SR / in-painting); fullrank (calibrated on x4 SR, "
+                        "about 2.5x MAP's time; needs --kappa 0 --features none); mcmc (default: %(default)s)")
     p.add_argument("--samples", type=int, default=64, help="posterior samples to draw (default: %(default)s)")
     p.add_argument("--save-inference-data", action="store_true", help="also write ArviZ NetCDF files")
     from .corruptions import BLIND_CHOICES
