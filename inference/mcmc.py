@@ -32,7 +32,8 @@ class MCMCResult:
 
     Per chain: ``step_sizes`` (the adapted step size), ``num_steps`` (chains, draws: leapfrog
     steps, i.e. gradient evaluations, of each draw; a tree of depth d takes up to 2^d - 1),
-    ``accept_probs`` (mean acceptance probability of the sampling phase) and ``chain_seconds``
+    ``accept_probs`` (mean NUTS acceptance statistic of the sampling phase, the quantity the
+    step size adaptation targets) and ``chain_seconds``
     (wall time of warmup + sampling).  ``inits`` (chains, *site shape) are the starting points.
     ``setup_seconds`` is the time spent before sampling (e.g. fitting a preconditioner), included
     in ``wall_seconds``.  ``mcmc`` is the last chain's Pyro ``MCMC`` object.  ``info``: the
@@ -165,7 +166,7 @@ def sample_chain(
         idx = extra.get("divergences", {}).get("chain 0", [])
         if len(idx):
             div[torch.as_tensor(idx, dtype=torch.long)] = True  # indices of divergent draws
-        accept = float(extra.get("acceptance rate", {}).get("chain 0", math.nan))
+        accept = float(getattr(kernel, "_mean_accept_prob", math.nan))  # mean over the sampling phase
         return ChainDraws(draws, div, float(kernel.step_size), torch.tensor(steps, dtype=torch.long), accept,
                           time.perf_counter() - t0, mcmc)
 

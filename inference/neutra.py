@@ -268,8 +268,8 @@ def run_neutra(
 
 
 @register_method("nuts")
-def nuts_reference(model: BRGMModel, seed: int, num_chains: int = 4, num_samples: int = 200, warmup_steps: int = 150,
-                   max_tree_depth: int = 6, preconditioner: str = "laplace", init_spread: float = 1.0) -> MCMCResult:
+def nuts_reference(model: BRGMModel, seed: int, num_chains: int = 4, num_samples: int = 100, warmup_steps: int = 100,
+                   max_tree_depth: int = 5, preconditioner: str = "laplace", init_spread: float = 1.0) -> MCMCResult:
     """The reference sampler of the calibration benchmark: ``run_preconditioned_nuts`` (MAP +
     Gauss-Newton Laplace covariance as dense mass matrix, starts drawn from it) with its
     convergence (``mcmc_convergence``: R-hat / ESS of latents, 64 unknown-region pixels and the
