@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 import pyro
+import pyro.distributions as dist
 import torch
 from pyro import poutine
 from pyro.infer import SVI, Trace_ELBO
@@ -125,6 +126,8 @@ def laplace_gaussian(model: BRGMModel, latent: torch.Tensor, chunk_size: int = 1
                          "(no colinearity factor, no perceptual likelihood); use the 'fullrank' guide instead")
     prior = model.prior
     base = prior.distribution()
+    if not isinstance(getattr(base, "base_dist", None), dist.Normal):
+        raise ValueError(f"laplace_gaussian needs a Gaussian prior, got {type(prior).__name__}")
     scale = base.base_dist.scale.expand(base.shape()).reshape(-1).double()
     shape = latent.shape
     n = latent.numel()
