@@ -70,6 +70,8 @@ def run_job(job: dict) -> tuple[str, float]:
     from brgm_pyro.inference.calibration import calibrate, simulate_problem
 
     t0 = time.perf_counter()
+    if not job["force"] and Path(job["path"]).is_file():  # finished meanwhile by another run
+        return job["path"], 0.0
     model = _problem_model(job["generator"], job["task"], job["sigma_pixel"], job["prior_std"])
     problem = simulate_problem(model, job["index"], job["problem_seed"])
     report = calibrate([problem], [job["method"]], num_draws=job["num_draws"], seed=job["seed"],
@@ -119,10 +121,9 @@ def merge_task(task_dir: Path):
 def header(args: argparse.Namespace) -> str:
     import torch
 
-    return (f"# calibration benchmark: generator {args.generator}, sigma_pixel {args.sigma_pixel}, prior "
-            f"{args.prior_std} std, kappa 0; problem seed {args.problem_seed}, method seed {args.seed}; "
-            f"{args.num_draws} draws; {args.steps} steps; one thread per problem (OMP_NUM_THREADS=1, "
-            f"torch.set_num_threads(1)), {args.jobs} process(es) at once; torch {torch.__version__}, "
+    return (f"# calibration benchmark: one thread per problem (OMP_NUM_THREADS=1, "
+            f"torch.set_num_threads(1)){'' if args.table_only else f', {args.jobs} process(es) at once'}; "
+            f"torch {torch.__version__}, "
             f"{platform.machine()}, {os.cpu_count()} cpus; {datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC")
 
 
@@ -171,7 +172,8 @@ def main(argv: list[str] | None = None) -> int:
                     jobs.append(dict(task=task, method=method, index=index, path=str(path), steps=args.steps,
                                      num_draws=args.num_draws, seed=args.seed, problem_seed=args.problem_seed,
                                      sigma_pixel=args.sigma_pixel, prior_std=args.prior_std,
-                                     generator=args.generator, imports=args.imports, settings=settings))
+                                     generator=args.generator, imports=args.imports, settings=settings,
+                                     force=args.force))
         print(f"{len(jobs)} problem runs to do ({args.jobs} at once)", file=sys.stderr)
         t0 = time.perf_counter()
         if args.jobs <= 1:
@@ -198,7 +200,11 @@ def main(argv: list[str] | None = None) -> int:
         report.to_json(out / task / "calibration.json")
         report.figure(out / task / "calibration.png")
         steps = sorted({str(r["options"].get("num_steps")) for recs in report.records.values() for r in recs})
-        lines += [f"## {task} ({TASKS[task]}; steps {', '.join(steps)})", "", report.table(), ""]
+        described = ", ".join(f"{k} {v}" for k, v in TASKS[task].items() if k != "task")
+        st = report.settings
+        lines += [f"## {task} ({described}): generator {st['generator']}, sigma_pixel {st['sigma_pixel']}, "
+                  f"prior {st['prior_std']} std, kappa 0; problem seed {st['problem_seed']}, method seed "
+                  f"{report.seed}; {report.num_draws} draws; steps {', '.join(steps)}", "", report.table(), ""]
     text = "\n".join(lines)
     (out / "calibration.md").parent.mkdir(parents=True, exist_ok=True)
     (out / "calibration.md").write_text(text)
