@@ -150,9 +150,12 @@ def sample_chain(
         steps: list[int] = []
         last = [0]
 
+        accept = [math.nan]
+
         def record(_kernel, params, stage, i):  # noqa: ANN001 - Pyro's hook signature
             if stage == "Sample":
                 steps.append(kernel.num_evaluations - last[0])
+                accept[0] = float(kernel._mean_accept_prob)  # running mean over the sampling phase (reset by cleanup)
             last[0] = kernel.num_evaluations
             if hook is not None:
                 hook(stage, i, params)
@@ -166,8 +169,7 @@ def sample_chain(
         idx = extra.get("divergences", {}).get("chain 0", [])
         if len(idx):
             div[torch.as_tensor(idx, dtype=torch.long)] = True  # indices of divergent draws
-        accept = float(getattr(kernel, "_mean_accept_prob", math.nan))  # mean over the sampling phase
-        return ChainDraws(draws, div, float(kernel.step_size), torch.tensor(steps, dtype=torch.long), accept,
+        return ChainDraws(draws, div, float(kernel.step_size), torch.tensor(steps, dtype=torch.long), accept[0],
                           time.perf_counter() - t0, mcmc)
 
 

@@ -70,6 +70,7 @@ def test_preconditioned_nuts_matches_closed_form(problem, fullrank):
     # With the exact covariance as metric the posterior is a standard normal: short trees.
     assert result.tree_depths.double().mean() <= 3.5 and result.divergences.sum() == 0
     assert result.step_sizes.shape == (4,) and (result.step_sizes > 0.3).all()
+    assert ((result.accept_probs > 0.5) & (result.accept_probs <= 1)).all()  # adaptation targets 0.8
     diagnostics = mcmc_convergence(result)
     assert diagnostics["max_rhat"] < 1.05 and diagnostics["min_ess_bulk"] > 100
 
