@@ -4,7 +4,8 @@ from . import vi_methods  # noqa: F401 - registers the variational methods in ca
 from .auxiliary import AuxiliaryGuide, gaussian_guide_at, with_auxiliary
 from .calibration import CalibrationProblem, CalibrationReport, calibrate, simulate_problems
 from .diagnostics import (
-    Coverage, compare, credible_interval_coverage, format_table, mcmc_summary, psis_khat, to_inference_data,
+    ChainStatistics, Coverage, chain_statistics, compare, credible_interval_coverage, format_table,
+    mcmc_convergence, mcmc_summary, psis_khat, to_inference_data,
 )
 from .ensemble import LatentMixture, MixturePosterior, estimate_elbo, fit_ensemble
 from .guides import (
@@ -14,11 +15,14 @@ from .importance import ImportancePosterior, importance_resample, log_joint, psi
 from .laplace import LaplacePosterior, fit_laplace, laplace_approximation, output_jacobian
 from .map import MAPResult, map_estimate
 from .mcmc import MCMCResult, run_mcmc
+from .neutra import AUTOGUIDE_KINDS, FittedAutoguide, fit_autoguide, run_neutra, run_preconditioned_nuts
 from .parameters import parameter_draws, parameter_summary
 from .posterior import PixelStatistics, Posterior, PosteriorSamples
 from .vi import PENALTY_WEIGHTINGS, InverseGammaPenalty, VIPosterior, fit_vi
 
 __all__ = [
+    "ChainStatistics", "chain_statistics", "mcmc_convergence", "AUTOGUIDE_KINDS",
+    "FittedAutoguide", "fit_autoguide", "run_neutra", "run_preconditioned_nuts",
     "Coverage", "compare", "credible_interval_coverage", "format_table", "mcmc_summary", "psis_khat",
     "to_inference_data", "GUIDES", "GaussianGuide", "SharedGaussianGuide", "make_guide", "MAPResult",
     "map_estimate", "MCMCResult", "run_mcmc", "PixelStatistics", "Posterior", "PosteriorSamples",

@@ -113,6 +113,81 @@ def mcmc_summary(result: MCMCResult):
 
 
 @dataclass
+class ChainStatistics:
+    """Rank-normalised split R-hat, bulk ESS and tail ESS (Vehtari et al., 2021; computed by ArviZ)
+    of each scalar quantity of (chains, draws, *shape) draws, flattened to (n,)."""
+
+    rhat: np.ndarray
+    ess_bulk: np.ndarray
+    ess_tail: np.ndarray
+
+    def worst(self) -> dict[str, float]:
+        """max R-hat, min bulk ESS, min tail ESS over the quantities, and their number."""
+        return {"max_rhat": float(np.max(self.rhat)), "min_ess_bulk": float(np.min(self.ess_bulk)),
+                "min_ess_tail": float(np.min(self.ess_tail)), "num_quantities": int(self.rhat.size)}
+
+
+def chain_statistics(draws: torch.Tensor | np.ndarray) -> ChainStatistics:
+    """R-hat / ESS of every scalar in ``draws`` (chains, draws, *shape); needs >= 2 chains for R-hat
+    to be meaningful (with one chain it is the split-chain R-hat of its two halves)."""
+    import arviz as az
+
+    values = draws.detach().cpu().double().numpy() if isinstance(draws, torch.Tensor) else np.asarray(draws, float)
+    if values.ndim < 2 or values.shape[1] < 4:
+        raise ValueError(f"draws must be (chains, draws >= 4, *shape), got {values.shape}")
+    data = az.convert_to_dataset(values.reshape(values.shape[0], values.shape[1], -1))  # "x": (chain, draw, k)
+    stats = [fn(data, method=method)["x"].values.reshape(-1)
+             for fn, method in ((az.rhat, "rank"), (az.ess, "bulk"), (az.ess, "tail"))]
+    return ChainStatistics(*stats)
+
+
+def mcmc_convergence(result: MCMCResult, num_pixels: int = 64, seed: int = 0) -> dict[str, Any]:
+    """Convergence of a multi-chain run over a documented set of quantities.
+
+    Groups: "latents" (every coordinate of w), "pixels" (``num_pixels`` pixels of the unknown
+    region, ``calibration.unknown_region``, chosen at random with ``seed``; all of them if fewer), and
+    "log_likelihood" (log p(I | w) of each draw).  Returns per group and overall: max R-hat
+    (rank-normalised split), min bulk / tail ESS; plus divergences (total and per chain), the
+    adapted step size per chain, the mean tree depth and leapfrog steps per draw.
+    """
+    from .calibration import log_likelihood, unknown_region
+
+    model = result.posterior.model
+    chains, draws = result.latents.shape[:2]
+    flat = result.latents.reshape(chains * draws, *result.latents.shape[2:])
+    loglik = log_likelihood(model, flat)
+    device = model.observation.device
+    with torch.no_grad():
+        images = torch.cat([generate(model.generator, model.prior.ws_from_latent(flat[i:i + 64]).to(device)).cpu()
+                            for i in range(0, flat.shape[0], 64)])
+    region = unknown_region(model.corruption, model.image_shape).reshape(-1)
+    index = region.nonzero().squeeze(-1)
+    if index.numel() > num_pixels:
+        g = torch.Generator().manual_seed(seed)
+        index = index[torch.randperm(index.numel(), generator=g)[:num_pixels]].sort().values
+    pixels = images.reshape(chains, draws, -1)[..., index]
+    groups = {"latents": chain_statistics(result.latents).worst(),
+              "pixels": chain_statistics(pixels).worst(),
+              "log_likelihood": chain_statistics(loglik.reshape(chains, draws)).worst()}
+    out: dict[str, Any] = {
+        "num_chains": chains, "num_draws": draws,
+        "max_rhat": max(g["max_rhat"] for g in groups.values()),
+        "min_ess_bulk": min(g["min_ess_bulk"] for g in groups.values()),
+        "min_ess_tail": min(g["min_ess_tail"] for g in groups.values()),
+        "divergences": int(result.divergences.sum()),
+        "divergences_per_chain": result.divergences.sum(1).tolist(),
+        "groups": groups, "pixel_indices": index.tolist(),
+    }
+    if result.step_sizes is not None:
+        out["step_sizes"] = result.step_sizes.tolist()
+    if result.num_steps is not None:
+        out["mean_tree_depth"] = float(result.tree_depths.double().mean())
+        out["max_tree_depth_reached"] = int(result.tree_depths.max())
+        out["mean_leapfrog_steps"] = float(result.num_steps.double().mean())
+    return out
+
+
+@dataclass
 class Coverage:
     """Fraction of true pixels inside their central ``level`` credible interval, and the per-pixel map."""
 

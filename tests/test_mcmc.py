@@ -1,14 +1,29 @@
-"""NUTS against the closed-form posterior of a linear-Gaussian problem."""
+"""NUTS, preconditioned NUTS and NeuTra against the closed-form posterior of a linear-Gaussian problem."""
 
 from __future__ import annotations
 
 import arviz as az
+import numpy as np
 import pytest
 import torch
 
-from brgm_pyro.inference import mcmc_summary, run_mcmc, to_inference_data
+from brgm_pyro.inference import (
+    chain_statistics, fit_autoguide, mcmc_convergence, mcmc_summary, run_mcmc, run_neutra,
+    run_preconditioned_nuts, to_inference_data,
+)
+from brgm_pyro.inference.neutra import gaussian_of
 
 from .inference_problems import linear_gaussian_problem
+
+
+def assert_matches_exact(result, problem, max_z: float = 4.5, max_rel_std: float = 0.25) -> None:
+    """Posterior mean within ``max_z`` Monte Carlo standard errors (std / sqrt(bulk ESS)) and the
+    std within ``max_rel_std`` relative error (its MC error is about 1 / sqrt(2 ESS))."""
+    draws = result.latents.reshape(-1, problem.mean.numel()).double()
+    ess = torch.as_tensor(chain_statistics(result.latents).ess_bulk)
+    std = problem.std
+    assert ((draws.mean(0) - problem.mean).abs() / (std / ess.sqrt())).max() < max_z
+    assert ((draws.std(0) - std).abs() / std).max() < max_rel_std
 
 
 @pytest.mark.slow
@@ -25,3 +40,106 @@ def test_nuts_matches_closed_form_mean_and_std():
     assert ((draws.std(0) - std).abs() / std).max() < 0.15
     summary = mcmc_summary(result)
     assert summary["r_hat"].max() < 1.05 and result.divergences.sum() == 0
+
+
+@pytest.fixture(scope="module")
+def problem():
+    return linear_gaussian_problem(diagonal=False, sigma=0.1)
+
+
+@pytest.fixture(scope="module")
+def fullrank(problem):
+    return fit_autoguide(problem.model, "fullrank", num_steps=250, lr=0.05, num_particles=8)
+
+
+def test_fullrank_guide_recovers_the_gaussian_posterior(problem, fullrank):
+    # The posterior is Gaussian, so the full-rank guide's optimum is the exact posterior.
+    mean, cov = gaussian_of(fullrank.guide)
+    assert torch.allclose(mean.double(), problem.mean, atol=0.1 * problem.std.min().item() + 0.02)
+    assert ((cov.diagonal().double().sqrt() - problem.std).abs() / problem.std).max() < 0.2
+
+
+def test_preconditioned_nuts_matches_closed_form(problem, fullrank):
+    result = run_preconditioned_nuts(problem.model, num_chains=4, num_samples=100, warmup_steps=60,
+                                     guide=fullrank.guide, seed=1)
+    assert result.latents.shape == (4, 100, 2, 3)
+    # Distinct starts, one per chain, and the starts are recorded.
+    assert result.inits.shape == (4, 2, 3)
+    assert torch.cdist(result.inits.reshape(4, -1), result.inits.reshape(4, -1)).triu(1)[0, 1:].min() > 1e-3
+    assert_matches_exact(result, problem)
+    # With the exact covariance as metric the posterior is a standard normal: short trees.
+    assert result.tree_depths.double().mean() <= 3.5 and result.divergences.sum() == 0
+    assert result.step_sizes.shape == (4,) and (result.step_sizes > 0.3).all()
+    assert ((result.accept_probs > 0.5) & (result.accept_probs <= 1)).all()  # adaptation targets 0.8
+    diagnostics = mcmc_convergence(result)
+    assert diagnostics["max_rhat"] < 1.05 and diagnostics["min_ess_bulk"] > 100
+
+
+def test_dense_mass_matrix_is_used(problem):
+    """The given metric is kept (no adaptation) and matters: the exact posterior covariance gives
+    shorter trajectories than a metric distorted by a factor 100 in variance along two axes."""
+    cov = problem.cov.float()
+    inits = problem.mean.float().reshape(1, 2, 3).expand(2, 2, 3).clone()
+    dense = run_mcmc(problem.model, num_samples=40, warmup_steps=40, num_chains=2, inits=inits,
+                     inverse_mass_matrix=cov, progress=False)
+    torch.testing.assert_close(dense.mcmc.kernel.inverse_mass_matrix[("w",)], cov)
+    distort = torch.diag(torch.tensor([10.0, 1, 1, 1, 1, 0.1]))
+    bad = run_mcmc(problem.model, num_samples=40, warmup_steps=40, num_chains=2, inits=inits,
+                   inverse_mass_matrix=distort @ cov @ distort, max_tree_depth=5, progress=False)
+    assert dense.num_steps.double().mean() * 2 < bad.num_steps.double().mean()
+    with pytest.raises(ValueError, match="inverse_mass_matrix has size"):
+        run_mcmc(problem.model, num_samples=5, warmup_steps=5, inverse_mass_matrix=torch.eye(5), progress=False)
+    with pytest.raises(ValueError, match="inits must have shape"):
+        run_mcmc(problem.model, num_samples=5, warmup_steps=5, num_chains=3, inits=inits, progress=False)
+
+
+@pytest.mark.parametrize("kind", ["fullrank", pytest.param("iaf", marks=pytest.mark.slow)])
+def test_neutra_matches_closed_form(problem, fullrank, kind):
+    guide = fullrank.guide if kind == "fullrank" else fit_autoguide(problem.model, "iaf", num_steps=300, lr=0.01,
+                                                                    num_particles=8).guide
+    result = run_neutra(problem.model, guide=guide, num_chains=4, num_samples=100, warmup_steps=60, seed=2)
+    assert result.latents.shape == (4, 100, 2, 3) and result.info["base_latents"].shape == (4, 100, 6)
+    assert len({tuple(x.flatten().tolist()) for x in result.inits}) == 4
+    assert_matches_exact(result, problem)
+    assert result.divergences.sum() == 0
+    # The Posterior and ArviZ see draws of the model's own site.
+    assert result.posterior.sample(10, images=False).latents.shape == (10, 2, 3)
+    assert to_inference_data(result).posterior["w"].shape == (4, 100, 2, 3)
+
+
+def test_chain_statistics_match_arviz():
+    rng = np.random.default_rng(0)
+    draws = rng.standard_normal((4, 100, 3)).cumsum(axis=1) * 0.1 + rng.standard_normal((4, 100, 3))
+    draws[0] += 1.0  # one chain elsewhere: R-hat well above 1
+    stats = chain_statistics(torch.as_tensor(draws))
+    data = az.convert_to_dataset(draws[..., None, :])
+    np.testing.assert_allclose(stats.rhat, az.rhat(data, method="rank")["x"].values.ravel())
+    np.testing.assert_allclose(stats.ess_bulk, az.ess(data, method="bulk")["x"].values.ravel())
+    np.testing.assert_allclose(stats.ess_tail, az.ess(data, method="tail")["x"].values.ravel())
+    assert stats.worst()["max_rhat"] > 1.1
+    with pytest.raises(ValueError, match="draws must be"):
+        chain_statistics(torch.zeros(4))
+
+
+def test_convergence_groups_match_summary(problem, fullrank):
+    result = run_preconditioned_nuts(problem.model, num_chains=2, num_samples=40, warmup_steps=30,
+                                     guide=fullrank.guide, seed=3)
+    report = mcmc_convergence(result, num_pixels=5, seed=0)
+    summary = mcmc_summary(result)  # ArviZ on the InferenceData of the same draws
+    assert report["groups"]["latents"]["max_rhat"] == pytest.approx(summary["r_hat"].max(), abs=0.01)
+    assert report["groups"]["latents"]["min_ess_bulk"] == pytest.approx(summary["ess_bulk"].min(), abs=1)
+    assert report["groups"]["pixels"]["num_quantities"] == 5
+    assert report["max_rhat"] >= report["groups"]["log_likelihood"]["max_rhat"]
+    assert len(report["divergences_per_chain"]) == 2 and len(report["step_sizes"]) == 2
+    # Denoising has no mask: the "unknown region" is the whole image (16 pixels, 5 chosen).
+    assert len(report["pixel_indices"]) == 5 and max(report["pixel_indices"]) < 16
+
+
+def test_laplace_is_exact_on_a_linear_generator(problem):
+    """For a linear generator the Gauss-Newton Laplace approximation at the mode is the posterior."""
+    from brgm_pyro.inference.neutra import laplace_gaussian
+
+    mode = problem.mean.float().reshape(2, 3)
+    mean, cov = laplace_gaussian(problem.model, mode, chunk_size=5)  # several chunks of Jacobian rows
+    torch.testing.assert_close(cov.double(), problem.cov, rtol=1e-4, atol=1e-7)
+    torch.testing.assert_close(mean, mode.reshape(-1))
