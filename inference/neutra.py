@@ -22,7 +22,6 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 import pyro
-import pyro.distributions as dist
 import torch
 from pyro import poutine
 from pyro.infer import SVI, Trace_ELBO
@@ -111,48 +110,13 @@ def gaussian_of(guide: AutoContinuous) -> tuple[torch.Tensor, torch.Tensor]:
 
 def laplace_gaussian(model: BRGMModel, latent: torch.Tensor,
                      chunk_size: int = 128) -> tuple[torch.Tensor, torch.Tensor]:
-    """Gauss-Newton Laplace approximation N(latent, H^-1) of p(w | I) at ``latent`` (e.g. the MAP).
+    """The Gauss-Newton Laplace approximation N(latent, H^-1) at ``latent`` (e.g. the MAP) as
+    (mean, covariance) over the flattened site: ``laplace.laplace_approximation`` (Gaussian prior,
+    the pixel likelihood alone, no colinearity factor), for use as a dense mass matrix."""
+    from .laplace import laplace_approximation
 
-    H = diag(1 / s^2) + sum over pixel likelihoods of J^T J / sigma^2, with J the Jacobian of the
-    observed entries of f(G(w)) with respect to the flattened site (one row per observed value,
-    computed ``chunk_size`` rows per batched backward pass).  Exact for a linear generator; for a
-    nonlinear one it drops the second derivatives of G (so H is positive definite).  Pixel
-    likelihoods and a Gaussian prior only (no colinearity factor, no perceptual term).
-    """
-    from brgm_pyro.models.brgm import corrupt, generate
-    from brgm_pyro.models.likelihoods import PixelLikelihood
-
-    if model.colinearity is not None or not model.likelihoods or not all(
-            isinstance(lik, PixelLikelihood) for lik in model.likelihoods):
-        raise ValueError("laplace_gaussian supports a Gaussian prior with pixel likelihoods only "
-                         "(no colinearity factor, no perceptual likelihood); use the 'fullrank' guide instead")
-    prior = model.prior
-    base = prior.distribution()
-    if not isinstance(getattr(base, "base_dist", None), dist.Normal):
-        raise ValueError(f"laplace_gaussian needs a Gaussian prior, got {type(prior).__name__}")
-    scale = base.base_dist.scale.expand(base.shape()).reshape(-1).double()
-    shape = latent.shape
-    n = latent.numel()
-    precision_obs = sum(1.0 / lik.sigma**2 for lik in model.likelihoods)
-    with torch.no_grad():
-        probe = corrupt(model.corruption, generate(model.generator, prior.ws_from_latent(latent[None])))
-    observed = torch.arange(probe[0].numel())
-    if model.mask is not None:
-        observed = model.mask.reshape(-1).nonzero().squeeze(-1).cpu()
-    rows = []
-    with inference_scope(model, 0):
-        for start in range(0, observed.numel(), chunk_size):
-            idx = observed[start:start + chunk_size].to(latent.device)
-            k = idx.numel()
-            value = latent.detach().reshape(1, n).repeat(k, 1).requires_grad_(True)
-            out = corrupt(model.corruption, generate(model.generator, prior.ws_from_latent(value.reshape(k, *shape))))
-            picked = out.reshape(k, -1).gather(1, idx[:, None]).sum()
-            rows.append(torch.autograd.grad(picked, value)[0].detach().double().cpu())
-    J = torch.cat(rows)
-    H = J.T @ J * precision_obs + torch.diag(1.0 / scale.cpu().square())
-    cov = torch.linalg.inv(H)
-    cov = (cov + cov.T) / 2
-    return latent.detach().reshape(-1).clone(), cov.to(latent.dtype).to(latent.device)
+    q = laplace_approximation(model, latent, chunk_size)
+    return q.distribution.loc.detach().clone(), q.distribution.covariance_matrix.detach().to(latent.dtype)
 
 
 def gaussian_inits(mean: torch.Tensor, cov: torch.Tensor, num_chains: int, site_shape: torch.Size,
