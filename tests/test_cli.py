@@ -160,7 +160,7 @@ def shirt(tmp_path):
     (["--seed", "-3"], "--seed must be an integer in 0..4294967295, got -3"),
     (["--device", "bogus"], "--device 'bogus' is not a device"),
     (["--method", "map,,"], None),  # empty entries are ignored: valid, refused later only by no_generator
-    (["--method", ","], "--method needs at least one of map, vi, mcmc"),
+    (["--method", ","], "--method needs at least one of map, vi, fullrank, mcmc"),
 ])
 def test_numeric_and_device_flags_are_checked_up_front(flags, match, shirt, tmp_path, capsys, no_generator):
     argv = ["reconstruct", str(shirt), "--task", "super-resolution", "--out", str(tmp_path / "out"), *flags]
