@@ -8,6 +8,16 @@ import torch
 from brgm_pyro.generators import StyleGAN2Config, StyleGAN2Generator
 
 
+@pytest.fixture
+def one_thread():
+    """One torch thread for the test (the CLI, data-set and calibration tests run many small
+    steps, which extra threads only slow down on a shared machine)."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 def tiny_config(img_resolution: int = 16, img_channels: int = 1) -> StyleGAN2Config:
     """A StyleGAN2 small enough for unit tests (about 0.1 M parameters)."""
     return StyleGAN2Config(

@@ -19,12 +19,7 @@ from brgm_pyro.inference.calibration import (
 NUM_PROBLEMS = 150
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # fixture in conftest.py
 
 
 def linear_generator() -> LinearGenerator:

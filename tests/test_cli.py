@@ -14,12 +14,7 @@ from brgm_pyro.cli import main
 from brgm_pyro.io import save_image
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # fixture in conftest.py
 
 
 def test_demo_writes_images_figure_and_metrics(tmp_path, capsys):

@@ -21,12 +21,7 @@ from brgm_pyro.distributed import DistributedContext, configure_threads, init_di
 from brgm_pyro.io import load_image, save_image
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # fixture in conftest.py
 
 
 def _strict(text: str):
