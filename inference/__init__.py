@@ -1,6 +1,6 @@
 """Inference for BRGM: guides, MAP / SVI / MCMC runners and diagnostics (imported as ``brgm_pyro.inference``)."""
 
-from . import vi_methods  # noqa: F401 - registers the variational methods in calibration.METHODS
+from . import multistart, vi_methods  # noqa: F401 - register the posterior methods in calibration.METHODS
 from .auxiliary import AuxiliaryGuide, gaussian_guide_at, with_auxiliary
 from .calibration import CalibrationProblem, CalibrationReport, calibrate, simulate_problems
 from .diagnostics import (

@@ -26,6 +26,11 @@ from .posterior import Posterior
 def log_joint(model: BRGMModel, latents: torch.Tensor, chunk_size: int = 64) -> torch.Tensor:
     """log p(w, I) for each latent (n, *site shape) -> (n,) float64: every sample site of the
     model (prior, observed likelihoods) and factor (colinearity), up to the model's constants."""
+    return differentiable_log_joint(model, latents, chunk_size)
+
+
+def differentiable_log_joint(model: BRGMModel, latents: torch.Tensor, chunk_size: int = 64) -> torch.Tensor:
+    """``log_joint`` with gradients flowing to ``latents`` (when grad mode is on)."""
     site = model.prior.site
     if latents.ndim < 1 or latents.shape[1:] != model.prior.init_loc().shape:
         raise ValueError(f"latents must have shape (n, *{tuple(model.prior.init_loc().shape)}), "
