@@ -24,7 +24,7 @@ from brgm_pyro.generators.base import PriorGenerator
 
 from .config import BRGMConfig, released_lambda_colin
 from .likelihoods import PerceptualLikelihood, PixelLikelihood
-from .priors import ColinearityPrior, GaussianLatentPrior
+from .priors import ColinearityPrior, GaussianLatentPrior, LatentPrior
 
 
 def check_observation(generator: PriorGenerator, corruption: Corruption, observation: torch.Tensor) -> torch.Tensor:
@@ -100,11 +100,16 @@ class BRGMModel:
     generator: PriorGenerator
     corruption: Corruption
     observation: torch.Tensor
-    prior: GaussianLatentPrior
+    prior: LatentPrior
     colinearity: ColinearityPrior | Callable[[torch.Tensor], torch.Tensor] | None = None
     likelihoods: Sequence[Callable[..., None]] = field(default_factory=tuple)
 
     def __post_init__(self) -> None:
+        if not isinstance(self.prior, LatentPrior):
+            missing = [m for m in ("site", "__call__", "init_loc", "init_scale", "ws_from_latent")
+                       if not hasattr(self.prior, m)]
+            raise TypeError(f"prior {type(self.prior).__name__} does not meet the LatentPrior contract "
+                            f"(models/priors.py): it lacks {', '.join(missing)}")
         self.observation = check_observation(self.generator, self.corruption, self.observation)
         shape = (self.generator.img_channels, self.generator.img_resolution, self.generator.img_resolution)
         self.image_shape = shape
@@ -169,7 +174,7 @@ class BRGMModel:
                              "(build one model per image, or use map_estimate for a batch)")
 
 
-def _check_generator_is_finite(generator: PriorGenerator, prior: GaussianLatentPrior) -> None:
+def _check_generator_is_finite(generator: PriorGenerator, prior: LatentPrior) -> None:
     """One cheap probe before Pyro sees the model: the prior's mean and std and G(mean) must be
     finite (NaN / inf weights otherwise surface as Pyro's distribution-argument errors)."""
     mean, std = getattr(prior, "mean", None), getattr(prior, "std", None)
