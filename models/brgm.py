@@ -20,6 +20,7 @@ import torch
 
 from brgm_pyro.corruptions.base import Corruption
 from brgm_pyro.corruptions.latent import LatentParameter
+from brgm_pyro.functional import image_shape
 from brgm_pyro.generators.base import PriorGenerator
 
 from .config import BRGMConfig, released_lambda_colin
@@ -36,8 +37,8 @@ def check_observation(generator: PriorGenerator, corruption: Corruption, observa
     if not observation.is_floating_point():
         raise TypeError(f"observation must be a float tensor in [-1, 1], got dtype {observation.dtype}; "
                         "convert uint8 images with x / 127.5 - 1")
-    image_shape = (generator.img_channels, generator.img_resolution, generator.img_resolution)
-    expected = tuple(corruption.output_shape(image_shape))
+    generated = image_shape(generator)
+    expected = tuple(corruption.output_shape(generated))
     obs = observation
     if obs.ndim == 4 and obs.shape[0] == 1:
         obs = obs[0]
@@ -45,7 +46,7 @@ def check_observation(generator: PriorGenerator, corruption: Corruption, observa
     if shape != expected or obs.ndim == 4 and obs.shape[0] == 0:
         raise ValueError(
             f"observation has shape {tuple(observation.shape)}, but {corruption.describe()} of the "
-            f"generator's {image_shape} images gives {expected} (or (B, *{expected}))"
+            f"generator's {generated} images gives {expected} (or (B, *{expected}))"
         )
     finite = torch.isfinite(obs)
     if not bool(finite.all()):
@@ -111,7 +112,7 @@ class BRGMModel:
             raise TypeError(f"prior {type(self.prior).__name__} does not meet the LatentPrior contract "
                             f"(models/priors.py): it lacks {', '.join(missing)}")
         self.observation = check_observation(self.generator, self.corruption, self.observation)
-        shape = (self.generator.img_channels, self.generator.img_resolution, self.generator.img_resolution)
+        shape = image_shape(self.generator)
         self.image_shape = shape
         self.mask = self.corruption.observation_mask(shape)
         device = getattr(self.generator, "device", self.observation.device)  # follow the generator
@@ -197,8 +198,7 @@ def released_config(generator: PriorGenerator, corruption: Corruption,
                     features: torch.nn.Module | None = None) -> BRGMConfig:
     """``BRGMConfig.from_released`` with the output and feature sizes of this problem (and the
     colinearity weight 1.0 for super-resolution factors above 16, as released)."""
-    image_shape = (generator.img_channels, generator.img_resolution, generator.img_resolution)
-    out_shape = corruption.output_shape(image_shape)
+    out_shape = corruption.output_shape(image_shape(generator))
     num_outputs = out_shape[0] * out_shape[1] * out_shape[2]
     num_features = None
     if features is not None:
