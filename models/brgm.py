@@ -96,6 +96,26 @@ class BRGMModel:
     An observation of shape (B, C', H', W') with B > 1 is B independent problems sharing the
     parts: the latent gets a leading batch dimension under ``pyro.plate("images", B)``
     (supported by ``map_estimate``, which then optimises all B latents at once).
+    ``prior`` is any ``LatentPrior`` (``models/priors.py``).
+
+    The paper's model of an x4 super-resolution observation, with the pixel likelihood only:
+
+    >>> from pyro import poutine
+    >>> from brgm_pyro.corruptions import SuperResolution
+    >>> from brgm_pyro.generators import load_generator
+    >>> from brgm_pyro.models import GaussianLatentPrior, PixelLikelihood
+    >>> G = load_generator("fashion-mnist-32", device="cpu")
+    >>> prior = GaussianLatentPrior.from_stats(G.latent_stats(num_samples=1000), G.num_ws)
+    >>> f = SuperResolution(4)
+    >>> y = f(G.synthesis(prior.init_loc()[None]))[0]        # an observation (1, 8, 8)
+    >>> model = BRGMModel(G, f, y, prior, ColinearityPrior(0.1), (PixelLikelihood(0.1),))
+    >>> trace = poutine.trace(model).get_trace()
+    >>> [name for name, site in trace.nodes.items() if site["type"] == "sample"]
+    ['w', 'colinearity', 'obs_pixel']
+    >>> trace.nodes["w"]["value"].shape                      # W+: (num_ws, w_dim)
+    torch.Size([8, 64])
+    >>> bool(torch.isfinite(trace.log_prob_sum()))           # log p(w) + log p(I | w), Eqs. 2 and 4
+    True
     """
 
     generator: PriorGenerator

@@ -102,6 +102,14 @@ def load_generator(
     the path of a checkpoint. Raises ``CheckpointError`` (a ``ValueError``) for any unreadable,
     unsafe or inconsistent file, ``CheckpointNotFoundError`` (also a ``FileNotFoundError``) when
     nothing exists at the path.
+
+    >>> G = load_generator("fashion-mnist-32", device="cpu")
+    >>> G.img_channels, G.img_resolution, G.num_ws, G.w_dim
+    (1, 32, 8, 64)
+    >>> ws = G.mapping(torch.randn(2, G.z_dim))              # z -> W+ latents (B, num_ws, w_dim)
+    >>> images = G.synthesis(ws)                             # W+ -> images (B, C, R, R) in [-1, 1]
+    >>> images.shape
+    torch.Size([2, 1, 32, 32])
     """
     if noise_mode not in NOISE_MODES:
         raise ValueError(f"noise_mode must be one of {NOISE_MODES}, got {noise_mode!r}")
