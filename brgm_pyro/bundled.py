@@ -5,31 +5,23 @@
 - ``fashion-mnist-classifier.pt``: the domain CNN (state dict), used as the perceptual
   feature network of that generator and for its Frechet distance.
 - ``fashion-mnist-test-100.npz``: 100 test-split images (10 per class), never seen in training.
+
+File names and paths live in ``brgm_pyro.assets`` (re-exported here); this module loads them.
 """
 
 from __future__ import annotations
 
-from importlib import resources
-from pathlib import Path
-
 import numpy as np
 import torch
 
-DEFAULT_GENERATOR = "fashion-mnist-32"
-GENERATOR_FILES = {"fashion-mnist-32": "fashion-mnist-32.pt"}
-CLASSIFIER_FILE = "fashion-mnist-classifier.pt"
-TEST_IMAGES_FILE = "fashion-mnist-test-100.npz"
+from .assets import CLASSIFIER_FILE, FASHION_MNIST_CLASSES, GENERATOR_FILES, TEST_IMAGES_FILE, pretrained_path
+from .domain_classifier import FashionClassifier
+from .perceptual import FeatureNetwork
 
-
-def pretrained_path(filename: str) -> Path:
-    """Path of a bundled file; a clear error if the installation lacks it."""
-    path = Path(str(resources.files("brgm_pyro") / "pretrained" / filename))
-    if not path.is_file():
-        raise FileNotFoundError(
-            f"bundled file {filename} is missing from {path.parent}: the installation is incomplete. "
-            "Reinstall brgm-pyro (pip install -e . from a full checkout) or pass an explicit path."
-        )
-    return path
+__all__ = [
+    "GENERATOR_FILES", "CLASSIFIER_FILE", "TEST_IMAGES_FILE", "FASHION_MNIST_CLASSES", "DOMAIN_FEATURE_LAYERS",
+    "pretrained_path", "load_test_images", "load_domain_classifier", "load_domain_features",
+]
 
 
 def load_test_images() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -40,10 +32,8 @@ def load_test_images() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         return images, labels, torch.from_numpy(data["indices"].astype(np.int64))
 
 
-def load_domain_classifier(device: str | torch.device = "cpu"):
+def load_domain_classifier(device: str | torch.device = "cpu") -> FashionClassifier:
     """The bundled Fashion-MNIST classifier, in eval mode with frozen weights."""
-    from .training.classifier import FashionClassifier
-
     model = FashionClassifier()
     state = torch.load(pretrained_path(CLASSIFIER_FILE), map_location="cpu", weights_only=True)
     model.load_state_dict(state)
@@ -53,7 +43,8 @@ def load_domain_classifier(device: str | torch.device = "cpu"):
 DOMAIN_FEATURE_LAYERS = ("block1", "block2", "block3")
 
 
-def load_domain_features(device: str | torch.device = "cpu", layers: tuple[str, ...] = DOMAIN_FEATURE_LAYERS):
+def load_domain_features(device: str | torch.device = "cpu",
+                         layers: tuple[str, ...] = DOMAIN_FEATURE_LAYERS) -> FeatureNetwork:
     """phi for the bundled generator: the domain classifier's convolutional features.
 
     ``FeatureNetwork(classifier, layers)`` with every input first resized to the classifier's
@@ -61,7 +52,6 @@ def load_domain_features(device: str | torch.device = "cpu", layers: tuple[str, 
     256 before LPIPS). ``||phi(x) - phi(y)||^2`` is the sum over layers of the mean squared
     difference of the activations.
     """
-    from .perceptual import FeatureNetwork
 
     def to_classifier_size(x: torch.Tensor) -> torch.Tensor:
         if x.shape[-2:] == (32, 32):

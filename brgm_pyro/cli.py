@@ -10,6 +10,8 @@ import sys
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+from .functional import image_shape
+
 # ---------------------------------------------------------------------------------------------
 # Up-front checks: every numeric flag, --device, --method, input files and --out are checked
 # before a generator is loaded or anything is computed.
@@ -350,7 +352,7 @@ def _cmd_reconstruct(args: argparse.Namespace) -> int:
 
     out = check_out(args)
     generator, features = _load(args)
-    shape = (generator.img_channels, generator.img_resolution, generator.img_resolution)
+    shape = image_shape(generator)
     corruption = make_task(args.task, generator.img_resolution, factor=args.factor, mask=args.mask,
                            mask_id=args.mask_id, kernel=args.kernel)
     out_shape = tuple(corruption.output_shape(shape))
@@ -429,7 +431,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     images, labels, _ = load_test_images()
     if args.image_index >= len(images):
         raise ValueError(f"--image-index must be in 0..{len(images) - 1}, got {args.image_index}")
-    shape = (generator.img_channels, generator.img_resolution, generator.img_resolution)
+    shape = image_shape(generator)
     if tuple(images.shape[1:]) != shape:
         raise ValueError(f"the demo images are {tuple(images.shape[1:])} but the generator makes {shape}; "
                          "run the demo with the bundled generator, or use `brgm reconstruct`")

@@ -18,6 +18,7 @@ import torch
 from .dataset_run import (DatasetPlan, ImageSource, _is_glob, bundled_test_sources, collect_images, load_source,
                           reconstruct_dataset)
 from .distributed import DistributedContext, configure_threads, init_distributed, shutdown
+from .functional import image_shape
 
 
 def add_dataset_options(p: argparse.ArgumentParser, evaluate: bool = False) -> None:
@@ -97,7 +98,7 @@ def reconstruct_command(args: argparse.Namespace) -> int:
     ctx, threads = _start(args)
     try:
         generator, features = _load(args)
-        shape = (generator.img_channels, generator.img_resolution, generator.img_resolution)
+        shape = image_shape(generator)
         corruption = make_task(args.task, generator.img_resolution, factor=args.factor, mask=args.mask,
                                mask_id=args.mask_id, kernel=args.kernel)
         overrides = _overrides(args)
@@ -124,7 +125,7 @@ def evaluate_command(args: argparse.Namespace) -> int:
     """``brgm evaluate``: BRGM (MAP) through the data-set runner (per-image outputs in
     OUT/<task>/, resumable, sharded under torchrun), then rank 0 adds the baselines and tables."""
     from .cli import _load, _overrides
-    from .corruptions import Inpainting, SuperResolution, standard_mask, standard_mask_names
+    from .corruptions import NUM_STANDARD_MASKS, Inpainting, SuperResolution, standard_mask, standard_mask_names
     from .evaluation import evaluate, write_tables
     from .reconstruction import build_problem
 
@@ -134,14 +135,14 @@ def evaluate_command(args: argparse.Namespace) -> int:
     ctx, threads = _start(args)
     try:
         generator, features = _load(args)
-        shape = (generator.img_channels, generator.img_resolution, generator.img_resolution)
+        shape = image_shape(generator)
         factor = args.factor or 4
         if args.task == "super-resolution":
             op = SuperResolution(factor, kernel=args.kernel)
             corruption_for, describe = (lambda index: op), op.describe()
         else:
-            ops = [Inpainting(standard_mask(m, shape[-1])) for m in range(7)]
-            corruption_for, describe = (lambda index: ops[index % 7]), "standard mask (image index % 7)"
+            ops = [Inpainting(standard_mask(m, shape[-1])) for m in range(NUM_STANDARD_MASKS)]
+            corruption_for, describe = (lambda index: ops[index % len(ops)]), "standard mask (image index % 7)"
             names = standard_mask_names()
         overrides = _overrides(args)
 
@@ -154,7 +155,7 @@ def evaluate_command(args: argparse.Namespace) -> int:
             batch_size=args.batch_size, center_crop=bool(getattr(args, "center_crop", True)),
             settings=_settings(args, args.task, describe, ["map"], overrides),
             label_for=None if args.task == "super-resolution" else
-            (lambda index: f"in-painting, standard mask {index % 7} ({names[index % 7]})"))
+            (lambda index: f"in-painting, standard mask {index % len(ops)} ({names[index % len(ops)]})"))
         out = Path(args.out) / args.task
         if ctx.is_main:
             print(f"{len(sources)} images, {ctx.world_size} process(es), {threads} thread(s) each, device {ctx.device}")

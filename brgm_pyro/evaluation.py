@@ -19,8 +19,9 @@ import torch
 from tqdm.auto import tqdm
 
 from .baselines import bicubic_upsample, mean_fill, total_variation_reconstruction
-from .corruptions import Inpainting, SuperResolution, standard_mask
-from .metrics import LPIPSMetric, compute_metrics, summarize, to_255
+from .corruptions import NUM_STANDARD_MASKS, Inpainting, SuperResolution, standard_mask
+from .functional import image_shape, rmse_255
+from .metrics import LPIPSMetric, compute_metrics, summarize
 
 
 @dataclass
@@ -97,8 +98,7 @@ def _metrics(recon: torch.Tensor, truth: torch.Tensor, lpips: LPIPSMetric | None
         with torch.no_grad():
             values["feature_distance"] = (features(recon) - features(truth)).square().sum(1).double().cpu()
     if hidden is not None:
-        err = (to_255(recon) - to_255(truth)).square() * hidden
-        values["rmse_hidden"] = (err.sum(dim=(1, 2, 3)) / hidden.sum(dim=(1, 2, 3)).clamp_min(1)).sqrt().double().cpu()
+        values["rmse_hidden"] = rmse_255(recon, truth, hidden, dim=(1, 2, 3)).cpu()
     return values
 
 
@@ -150,7 +150,7 @@ def evaluate(generator, images: torch.Tensor, task: str, build_model: Callable, 
     """
     if images.ndim != 4:
         raise ValueError(f"images must be (N, C, H, W), got {tuple(images.shape)}")
-    shape = (generator.img_channels, generator.img_resolution, generator.img_resolution)
+    shape = image_shape(generator)
     if tuple(images.shape[1:]) != shape:
         raise ValueError(f"test images are {tuple(images.shape[1:])} but the generator makes {shape}")
     if reconstructions is not None and tuple(reconstructions.shape) != tuple(images.shape):
@@ -173,11 +173,11 @@ def evaluate(generator, images: torch.Tensor, task: str, build_model: Callable, 
         return table
     if task == "inpainting":
         mean_image = generator_mean_image(generator)
-        groups = tqdm(range(7), desc="masks", disable=not progress)
+        groups = tqdm(range(NUM_STANDARD_MASKS), desc="masks", disable=not progress)
         for mask_id in groups:
             if mask_id >= len(images):  # fewer than 7 images: some masks have none
                 continue
-            idx = torch.arange(mask_id, len(images), 7)
+            idx = torch.arange(mask_id, len(images), NUM_STANDARD_MASKS)
             mask = standard_mask(mask_id, shape[-1])
             op = Inpainting(mask)
             truth = images[idx]

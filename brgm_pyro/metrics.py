@@ -13,6 +13,10 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from .functional import gaussian_kernel_1d, mean_squared_error_255, rmse_255, to_255
+
+__all__ = ["to_255", "rmse", "mae", "psnr", "ssim", "LPIPSMetric", "PIXEL_METRICS", "compute_metrics", "summarize",
+           "format_mean_std", "summarize_metrics"]
 
 def _check_pair(x: torch.Tensor, y: torch.Tensor) -> None:
     if x.shape != y.shape or x.ndim != 4:
@@ -20,15 +24,10 @@ def _check_pair(x: torch.Tensor, y: torch.Tensor) -> None:
                          f"got {tuple(x.shape)} and {tuple(y.shape)}")
 
 
-def to_255(x: torch.Tensor) -> torch.Tensor:
-    """[-1, 1] -> [0, 255] (not rounded), in float64."""
-    return (x.double() + 1) * 127.5
-
-
 def rmse(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """Root mean squared error on the 0-255 scale, per image."""
     _check_pair(x, y)
-    return (to_255(x) - to_255(y)).square().mean(dim=[1, 2, 3]).sqrt()
+    return rmse_255(x, y, dim=(1, 2, 3))
 
 
 def mae(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -40,15 +39,8 @@ def mae(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
 def psnr(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """Peak signal-to-noise ratio in dB, data range 255, per image (inf for identical images)."""
     _check_pair(x, y)
-    mse = (to_255(x) - to_255(y)).square().mean(dim=[1, 2, 3])
+    mse = mean_squared_error_255(x, y, dim=(1, 2, 3))
     return 10 * torch.log10(255.0**2 / mse)
-
-
-def _gaussian_window(sigma: float = 1.5, radius: int = 5) -> torch.Tensor:
-    t = torch.arange(-radius, radius + 1, dtype=torch.float64)
-    g = torch.exp(-0.5 * (t / sigma) ** 2)
-    g = g / g.sum()
-    return torch.outer(g, g)
 
 
 def ssim(x: torch.Tensor, y: torch.Tensor, sigma: float = 1.5) -> torch.Tensor:
@@ -58,8 +50,12 @@ def ssim(x: torch.Tensor, y: torch.Tensor, sigma: float = 1.5) -> torch.Tensor:
         raise ValueError(f"SSIM needs images of at least 11x11 pixels, got {tuple(x.shape[-2:])}")
     a, b = to_255(x), to_255(y)
     c = a.shape[1]
-    win = _gaussian_window(sigma).to(a.device)[None, None].expand(c, 1, 11, 11)
-    filt = lambda t: F.conv2d(t, win, groups=c)  # noqa: E731 - 'valid' Gaussian filtering
+    g = gaussian_kernel_1d(sigma, 11)
+    win = torch.outer(g, g).to(a.device)[None, None].expand(c, 1, 11, 11)
+
+    def filt(t: torch.Tensor) -> torch.Tensor:  # 'valid' Gaussian filtering
+        return F.conv2d(t, win, groups=c)
+
     mu_a, mu_b = filt(a), filt(b)
     var_a = filt(a * a) - mu_a.square()
     var_b = filt(b * b) - mu_b.square()

@@ -44,6 +44,7 @@ import pyro.distributions as dist
 import torch
 from pyro import poutine
 
+from brgm_pyro.functional import image_shape
 from brgm_pyro.models.brgm import BRGMModel, brgm_model, corrupt, generate
 from brgm_pyro.models.config import BRGMConfig
 
@@ -97,7 +98,7 @@ def problem_model(generator, corruption, *, sigma_pixel: float = 0.1, prior_std:
     """The model problems are drawn from: ``BRGMConfig(sigma_pixel, None, kappa, prior_std)``
     (Gaussian prior on W+, pixel likelihood only), with a zero placeholder observation."""
     config = BRGMConfig(sigma_pixel, None, kappa, prior_std)
-    shape = (generator.img_channels, generator.img_resolution, generator.img_resolution)
+    shape = image_shape(generator)
     placeholder = torch.zeros(corruption.output_shape(shape))
     return brgm_model(generator, corruption, placeholder, config=config, num_stats_samples=num_stats_samples)
 

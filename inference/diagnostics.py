@@ -11,6 +11,7 @@ import pyro
 import torch
 from pyro.infer.importance import psis_diagnostic
 
+from brgm_pyro.functional import rmse_255
 from brgm_pyro.models.brgm import BRGMModel, corrupt, generate
 
 from .map import MAPResult
@@ -209,14 +210,6 @@ def credible_interval_coverage(posterior: Posterior, truth: torch.Tensor, level:
     return Coverage(level, inside.float().mean().item(), inside)
 
 
-def _rmse_255(a: torch.Tensor, b: torch.Tensor, mask: torch.Tensor | None = None) -> float:
-    diff = ((a.double() - b.double()) * 127.5).square()
-    if mask is not None:
-        mask = mask.double().expand_as(diff)
-        return float((diff * mask).sum().div(mask.sum()).sqrt())
-    return float(diff.mean().sqrt())
-
-
 def compare(results: dict[str, Result], model: BRGMModel, truth: torch.Tensor | None = None,
             num_samples: int = 200, khat_particles: int = 500, seed: int = 0) -> list[dict[str, Any]]:
     """One row per method: data fit (RMSE of f(G(w)) to the observed values, 0-255), distance of
@@ -245,8 +238,8 @@ def compare(results: dict[str, Result], model: BRGMModel, truth: torch.Tensor | 
                  if k in corruption_sites}
         with torch.no_grad():
             fitted = corrupt(model.corruption, image.to(model.observation.device), bound).cpu()[0]
-        row = {"method": name, "data_fit_rmse": _rmse_255(fitted, obs, mask),
-               "truth_rmse": None if truth is None else _rmse_255(image, truth.reshape(image.shape).cpu()),
+        row = {"method": name, "data_fit_rmse": float(rmse_255(fitted, obs, mask)),
+               "truth_rmse": None if truth is None else float(rmse_255(image, truth.reshape(image.shape).cpu())),
                "posterior_std": spread, "k_hat": khat, "wall_seconds": wall}
         for site, entry in summary.items():
             row[site] = entry["mean"]

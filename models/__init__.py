@@ -9,13 +9,15 @@ from .config import BRGMConfig, released_lambda_colin
 from .likelihoods import PerceptualLikelihood, PixelLikelihood
 from .noise import inverse_gamma_on_variance, learn_noise, perceptual_noise_prior, pixel_noise_prior
 from .priors import (
-    ColinearityPrior, GaussianLatentPrior, SharedLatentPrior, StudentTLatentPrior, pairwise_cosines,
+    ColinearityPrior, GaussianLatentPrior, LatentPrior, LocationScaleLatentPrior, SharedLatentPrior,
+    StudentTLatentPrior, pairwise_cosines,
 )
 
 __all__ = [
     "BRGMModel", "brgm_model", "released_config", "check_observation", "corrupt", "generate", "BRGMConfig",
     "released_lambda_colin", "PerceptualLikelihood", "PixelLikelihood", "ColinearityPrior",
-    "GaussianLatentPrior", "SharedLatentPrior", "StudentTLatentPrior", "pairwise_cosines",
+    "GaussianLatentPrior", "SharedLatentPrior", "StudentTLatentPrior", "LatentPrior", "LocationScaleLatentPrior",
+    "pairwise_cosines",
     "LatentParameter", "sample_corruption_parameters", "inverse_gamma_on_variance", "perceptual_noise_prior",
     "pixel_noise_prior", "learn_noise",
 ]

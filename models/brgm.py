@@ -20,11 +20,12 @@ import torch
 
 from brgm_pyro.corruptions.base import Corruption
 from brgm_pyro.corruptions.latent import LatentParameter
+from brgm_pyro.functional import image_shape
 from brgm_pyro.generators.base import PriorGenerator
 
 from .config import BRGMConfig, released_lambda_colin
 from .likelihoods import PerceptualLikelihood, PixelLikelihood
-from .priors import ColinearityPrior, GaussianLatentPrior
+from .priors import ColinearityPrior, GaussianLatentPrior, LatentPrior
 
 
 def check_observation(generator: PriorGenerator, corruption: Corruption, observation: torch.Tensor) -> torch.Tensor:
@@ -36,8 +37,8 @@ def check_observation(generator: PriorGenerator, corruption: Corruption, observa
     if not observation.is_floating_point():
         raise TypeError(f"observation must be a float tensor in [-1, 1], got dtype {observation.dtype}; "
                         "convert uint8 images with x / 127.5 - 1")
-    image_shape = (generator.img_channels, generator.img_resolution, generator.img_resolution)
-    expected = tuple(corruption.output_shape(image_shape))
+    generated = image_shape(generator)
+    expected = tuple(corruption.output_shape(generated))
     obs = observation
     if obs.ndim == 4 and obs.shape[0] == 1:
         obs = obs[0]
@@ -45,7 +46,7 @@ def check_observation(generator: PriorGenerator, corruption: Corruption, observa
     if shape != expected or obs.ndim == 4 and obs.shape[0] == 0:
         raise ValueError(
             f"observation has shape {tuple(observation.shape)}, but {corruption.describe()} of the "
-            f"generator's {image_shape} images gives {expected} (or (B, *{expected}))"
+            f"generator's {generated} images gives {expected} (or (B, *{expected}))"
         )
     finite = torch.isfinite(obs)
     if not bool(finite.all()):
@@ -95,18 +96,43 @@ class BRGMModel:
     An observation of shape (B, C', H', W') with B > 1 is B independent problems sharing the
     parts: the latent gets a leading batch dimension under ``pyro.plate("images", B)``
     (supported by ``map_estimate``, which then optimises all B latents at once).
+    ``prior`` is any ``LatentPrior`` (``models/priors.py``).
+
+    The paper's model of an x4 super-resolution observation, with the pixel likelihood only:
+
+    >>> from pyro import poutine
+    >>> from brgm_pyro.corruptions import SuperResolution
+    >>> from brgm_pyro.generators import load_generator
+    >>> from brgm_pyro.models import GaussianLatentPrior, PixelLikelihood
+    >>> G = load_generator("fashion-mnist-32", device="cpu")
+    >>> prior = GaussianLatentPrior.from_stats(G.latent_stats(num_samples=1000), G.num_ws)
+    >>> f = SuperResolution(4)
+    >>> y = f(G.synthesis(prior.init_loc()[None]))[0]        # an observation (1, 8, 8)
+    >>> model = BRGMModel(G, f, y, prior, ColinearityPrior(0.1), (PixelLikelihood(0.1),))
+    >>> trace = poutine.trace(model).get_trace()
+    >>> [name for name, site in trace.nodes.items() if site["type"] == "sample"]
+    ['w', 'colinearity', 'obs_pixel']
+    >>> trace.nodes["w"]["value"].shape                      # W+: (num_ws, w_dim)
+    torch.Size([8, 64])
+    >>> bool(torch.isfinite(trace.log_prob_sum()))           # log p(w) + log p(I | w), Eqs. 2 and 4
+    True
     """
 
     generator: PriorGenerator
     corruption: Corruption
     observation: torch.Tensor
-    prior: GaussianLatentPrior
+    prior: LatentPrior
     colinearity: ColinearityPrior | Callable[[torch.Tensor], torch.Tensor] | None = None
     likelihoods: Sequence[Callable[..., None]] = field(default_factory=tuple)
 
     def __post_init__(self) -> None:
+        if not isinstance(self.prior, LatentPrior):
+            missing = [m for m in ("site", "__call__", "init_loc", "init_scale", "ws_from_latent")
+                       if not hasattr(self.prior, m)]
+            raise TypeError(f"prior {type(self.prior).__name__} does not meet the LatentPrior contract "
+                            f"(models/priors.py): it lacks {', '.join(missing)}")
         self.observation = check_observation(self.generator, self.corruption, self.observation)
-        shape = (self.generator.img_channels, self.generator.img_resolution, self.generator.img_resolution)
+        shape = image_shape(self.generator)
         self.image_shape = shape
         self.mask = self.corruption.observation_mask(shape)
         device = getattr(self.generator, "device", self.observation.device)  # follow the generator
@@ -169,7 +195,7 @@ class BRGMModel:
                              "(build one model per image, or use map_estimate for a batch)")
 
 
-def _check_generator_is_finite(generator: PriorGenerator, prior: GaussianLatentPrior) -> None:
+def _check_generator_is_finite(generator: PriorGenerator, prior: LatentPrior) -> None:
     """One cheap probe before Pyro sees the model: the prior's mean and std and G(mean) must be
     finite (NaN / inf weights otherwise surface as Pyro's distribution-argument errors)."""
     mean, std = getattr(prior, "mean", None), getattr(prior, "std", None)
@@ -192,8 +218,7 @@ def released_config(generator: PriorGenerator, corruption: Corruption,
                     features: torch.nn.Module | None = None) -> BRGMConfig:
     """``BRGMConfig.from_released`` with the output and feature sizes of this problem (and the
     colinearity weight 1.0 for super-resolution factors above 16, as released)."""
-    image_shape = (generator.img_channels, generator.img_resolution, generator.img_resolution)
-    out_shape = corruption.output_shape(image_shape)
+    out_shape = corruption.output_shape(image_shape(generator))
     num_outputs = out_shape[0] * out_shape[1] * out_shape[2]
     num_features = None
     if features is not None:

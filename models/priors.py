@@ -1,21 +1,52 @@
 """Priors on the generator's latent w (Eq. 2 of the paper).
 
-A latent prior is a callable ``prior() -> ws`` that runs Pyro sample statements and returns the
-W+ latents (..., num_ws, w_dim) given to the generator; leading dimensions are particle/sample
-batch dimensions.  It also offers ``init_loc()`` (the starting point, in the shape of its own
-sample site) and ``ws_from_latent(value)`` (site value -> W+ latents) so that guides and
-posterior samplers work with any prior.
+``LatentPrior`` is the contract every latent prior meets (``BRGMModel.prior`` is typed with it):
+a callable ``prior() -> ws`` that runs a Pyro sample statement at its site ``site`` and returns the
+W+ latents (..., num_ws, w_dim) given to the generator (leading dimensions are particle / sample
+batch dimensions), plus ``init_loc()`` (the starting point, in the shape of its own sample site),
+``init_scale()`` (a typical spread per element of that site, for guides' starting scales) and
+``ws_from_latent(value)`` (site value -> W+ latents), so that guides and posterior samplers work
+with any prior.  A prior need not subclass anything here.
 
 ``ColinearityPrior`` is the second product of Eq. 2, a factor on the W+ latents.
 """
 
 from __future__ import annotations
 
-import torch
+from typing import Protocol, Self, runtime_checkable
+
 import pyro
 import pyro.distributions as dist
+import torch
 
 from brgm_pyro.generators.base import LatentStats
+
+
+@runtime_checkable
+class LatentPrior(Protocol):
+    """What ``BRGMModel`` and the inference code ask of a prior on w (first product of Eq. 2).
+
+    - ``site``: the name of the Pyro sample site of the latent;
+    - ``prior()``: sample the site (``pyro.sample(site, ...)``) and return the W+ latents
+      (..., num_ws, w_dim);
+    - ``init_loc()``: a starting value of the site (MAP, MCMC and guides start there);
+    - ``init_scale()``: positive spreads in the site's shape (guides' starting standard deviations,
+      the Laplace approximation's prior scale);
+    - ``ws_from_latent(value)``: the W+ latents (..., num_ws, w_dim) of site values (..., *site shape).
+
+    Optional: ``distribution()`` (the site's distribution; simulation-based calibration draws
+    from it and needs a Normal) and ``to(device, dtype)``.
+    """
+
+    site: str
+
+    def __call__(self) -> torch.Tensor: ...
+
+    def init_loc(self) -> torch.Tensor: ...
+
+    def init_scale(self) -> torch.Tensor: ...
+
+    def ws_from_latent(self, value: torch.Tensor) -> torch.Tensor: ...
 
 
 def _as_layer_tensor(value: torch.Tensor | float, num_ws: int, w_dim: int, name: str) -> torch.Tensor:
@@ -29,11 +60,12 @@ def _as_layer_tensor(value: torch.Tensor | float, num_ws: int, w_dim: int, name:
     raise ValueError(f"{name} must be a scalar, ({w_dim},) or ({num_ws}, {w_dim}); got shape {tuple(t.shape)}")
 
 
-class GaussianLatentPrior:
-    """w_i ~ N(mean, std^2) independently for every layer i of W+ (first product of Eq. 2).
+class LocationScaleLatentPrior:
+    """w_i ~ D(mean, std) independently per element of every layer i of W+ (event (num_ws, w_dim)),
+    for a location-scale family D given by ``distribution()`` (subclasses).
 
-    Sample site ``site`` (default "w") with event shape (num_ws, w_dim).  ``std`` is a scalar
-    (the authors' release: sqrt(mean ||w - mean||^2)), a per-dimension vector, or per layer.
+    ``std`` is a scalar (the authors' release: sqrt(mean ||w - mean||^2)), a per-dimension vector,
+    or per layer.  Sample site ``site`` (default "w").
     """
 
     def __init__(self, mean: torch.Tensor, std: torch.Tensor | float, num_ws: int, site: str = "w") -> None:
@@ -46,17 +78,17 @@ class GaussianLatentPrior:
             raise ValueError("std must be positive")
 
     @classmethod
-    def from_stats(cls, stats: LatentStats, num_ws: int, per_dimension: bool = False) -> "GaussianLatentPrior":
+    def from_stats(cls, stats: LatentStats, num_ws: int, per_dimension: bool = False) -> Self:
         """mu = mean of the mapping samples; sigma = scalar std (default, as released) or per dimension."""
         return cls(stats.mean, stats.std if per_dimension else stats.std_scalar, num_ws)
 
-    def to(self, device: torch.device | str, dtype: torch.dtype | None = None) -> "GaussianLatentPrior":
+    def to(self, device: torch.device | str, dtype: torch.dtype | None = None) -> Self:
         self.mean = self.mean.to(device=device, dtype=dtype)
         self.std = self.std.to(device=device, dtype=dtype)
         return self
 
     def distribution(self) -> dist.Distribution:
-        return dist.Normal(self.mean, self.std).to_event(2)
+        raise NotImplementedError(f"{type(self).__name__} must define distribution()")
 
     def __call__(self) -> torch.Tensor:
         return pyro.sample(self.site, self.distribution())
@@ -69,6 +101,17 @@ class GaussianLatentPrior:
 
     def ws_from_latent(self, value: torch.Tensor) -> torch.Tensor:
         return value
+
+
+class GaussianLatentPrior(LocationScaleLatentPrior):
+    """w_i ~ N(mean, std^2) independently for every layer i of W+ (first product of Eq. 2).
+
+    Sample site ``site`` (default "w") with event shape (num_ws, w_dim).  ``std`` is a scalar
+    (the authors' release: sqrt(mean ||w - mean||^2)), a per-dimension vector, or per layer.
+    """
+
+    def distribution(self) -> dist.Distribution:
+        return dist.Normal(self.mean, self.std).to_event(2)
 
 
 class SharedLatentPrior(GaussianLatentPrior):
@@ -93,7 +136,7 @@ class SharedLatentPrior(GaussianLatentPrior):
         return value.unsqueeze(-2).expand(*value.shape[:-1], self.num_ws, self.w_dim)
 
 
-class StudentTLatentPrior(GaussianLatentPrior):
+class StudentTLatentPrior(LocationScaleLatentPrior):
     """Heavy-tailed alternative: w_i ~ StudentT(df, mean, std) per element, event (num_ws, w_dim)."""
 
     def __init__(self, mean: torch.Tensor, std: torch.Tensor | float, num_ws: int, df: float = 3.0,

@@ -29,7 +29,24 @@ from .latent import LatentParameter
 
 class Corruption(nn.Module):
     """Base class of forward corruption operators.  Subclasses implement ``forward`` and
-    ``output_shape`` and may override ``observation_mask``."""
+    ``output_shape`` and may override ``observation_mask``.
+
+    An operator is applied to a batch of images in [-1, 1], A(x) = f(x) (B, C, H, W) -> (B, C', H', W'):
+
+    >>> import torch
+    >>> from brgm_pyro.corruptions import Inpainting, SuperResolution, standard_mask
+    >>> x = torch.rand(2, 1, 32, 32) * 2 - 1
+    >>> f = SuperResolution(4, kernel="box")                 # the mean of every 4x4 block
+    >>> f(x).shape, f.output_shape((1, 32, 32))
+    (torch.Size([2, 1, 8, 8]), (1, 8, 8))
+    >>> bool(torch.isclose(f(x)[1, 0, 0, 0], x[1, 0, :4, :4].mean()))
+    True
+    >>> g = Inpainting(standard_mask(0, 32))                 # same size; hidden pixels have mask 0
+    >>> g(x).shape, g.observation_mask((1, 32, 32)).shape
+    (torch.Size([2, 1, 32, 32]), torch.Size([1, 32, 32]))
+    >>> f.describe()
+    'super-resolution x4 (box kernel)'
+    """
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # pragma: no cover - abstract
         raise NotImplementedError

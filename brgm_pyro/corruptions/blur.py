@@ -7,16 +7,11 @@ import math
 import torch
 import torch.nn.functional as F
 
+from ..functional import gaussian_kernel_1d
 from .base import Corruption
 from .latent import LatentParameter, positive_prior_size
 
-
-def gaussian_kernels_1d(sigma: torch.Tensor, size: int) -> torch.Tensor:
-    """(N,) sigmas -> (N, size) normalised samples of exp(-t^2 / 2 sigma^2), t = i - (size - 1) / 2,
-    differentiable in sigma."""
-    t = torch.arange(size, device=sigma.device, dtype=sigma.dtype) - (size - 1) / 2
-    k = torch.exp(-0.5 * (t / sigma[:, None]) ** 2)
-    return k / k.sum(-1, keepdim=True)
+gaussian_kernels_1d = gaussian_kernel_1d  # the old name: (N,) sigmas -> (N, size) kernels
 
 
 def separable_conv(x: torch.Tensor, kernels: torch.Tensor, stride: int = 1) -> torch.Tensor:
@@ -54,8 +49,7 @@ class Blur(Corruption):
         if sigma <= 0:
             raise ValueError(f"sigma must be positive, got {sigma}")
         size = 2 * math.ceil(3 * sigma) + 1 if size is None else size
-        t = torch.arange(size, dtype=torch.float64) - (size - 1) / 2
-        k1 = torch.exp(-0.5 * (t / sigma) ** 2)
+        k1 = gaussian_kernel_1d(sigma, size)
         op = cls(torch.outer(k1, k1).float())
         op.name = f"gaussian sigma={sigma:g}"
         return op
@@ -114,7 +108,7 @@ class GaussianBlur(Blur):
             start = float(sigma)
         if size % 2 == 0 or size < 1:
             raise ValueError(f"kernel size must be odd and positive, got {size}")
-        k1 = gaussian_kernels_1d(torch.tensor([start], dtype=torch.float64), size)[0]
+        k1 = gaussian_kernel_1d(start, size)
         super().__init__(torch.outer(k1, k1).float())  # the kernel at the starting sigma (sizes, display)
         self.declare_parameter("sigma", sigma, site="blur_sigma")
         self.name = (f"gaussian sigma {sigma.describe()}" if isinstance(sigma, LatentParameter)
@@ -124,4 +118,4 @@ class GaussianBlur(Blur):
         self.check_input(x)
         r = self.kernel.shape[0] // 2
         sigma = self.parameter_batch("sigma", x)
-        return separable_conv(F.pad(x, [r, r, r, r], mode="reflect"), gaussian_kernels_1d(sigma, self.kernel.shape[0]))
+        return separable_conv(F.pad(x, [r, r, r, r], mode="reflect"), gaussian_kernel_1d(sigma, self.kernel.shape[0]))

@@ -7,18 +7,12 @@ import math
 import torch
 import torch.nn.functional as F
 
+from ..functional import gaussian_kernel_1d
 from .base import Corruption
-from .blur import gaussian_kernels_1d, separable_conv
+from .blur import separable_conv
 from .latent import LatentParameter
 
 SR_KERNELS = ("box", "bicubic", "bicubic-antialias", "gaussian")
-
-
-def gaussian_kernel_1d(sigma: float, size: int) -> torch.Tensor:
-    """Normalised samples of exp(-t^2 / 2 sigma^2) at the ``size`` offsets t = i - (size - 1) / 2."""
-    t = torch.arange(size, dtype=torch.float64) - (size - 1) / 2
-    k = torch.exp(-0.5 * (t / sigma) ** 2)
-    return (k / k.sum()).float()
 
 
 class SuperResolution(Corruption):
@@ -51,14 +45,14 @@ class SuperResolution(Corruption):
             self.declare_parameter("sigma", sigma, site="sr_kernel_sigma")
             self.sigma_prior = sigma
             size = factor + 2 * math.ceil(2 * sigma.quantile(0.99))
-            k1 = gaussian_kernels_1d(sigma.initial_value().double()[None], size)[0].float()
+            k1 = gaussian_kernel_1d(sigma.initial_value().double(), size).float()
             weights = torch.outer(k1, k1)  # at the starting sigma: fixes the support size
         elif kernel == "gaussian":
             sigma = factor / 2 if sigma is None else sigma
             if sigma <= 0:
                 raise ValueError(f"sigma must be positive, got {sigma}")
             self.sigma = float(sigma)
-            k1 = gaussian_kernel_1d(self.sigma, factor + 2 * math.ceil(2 * self.sigma))
+            k1 = gaussian_kernel_1d(self.sigma, factor + 2 * math.ceil(2 * self.sigma)).float()
             weights = torch.outer(k1, k1)
         elif isinstance(kernel, torch.Tensor):
             if kernel.ndim != 2 or kernel.shape[0] != kernel.shape[1]:
@@ -93,7 +87,7 @@ class SuperResolution(Corruption):
         pad = k.shape[-1] - self.factor
         if self.latent_sigma:
             x = F.pad(x, [pad // 2, pad - pad // 2, pad // 2, pad - pad // 2], mode="replicate")
-            kernels = gaussian_kernels_1d(self.parameter_batch("sigma", x), k.shape[-1])
+            kernels = gaussian_kernel_1d(self.parameter_batch("sigma", x), k.shape[-1])
             return separable_conv(x, kernels, stride=self.factor)
         x = F.pad(x, [pad // 2, pad - pad // 2, pad // 2, pad - pad // 2], mode="replicate")
         kernel = k[None, None].expand(c, 1, *k.shape)

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import torch
 
+from ..assets import GENERATOR_FILES, pretrained_path
 from .checkpoint_files import CheckpointNotFoundError, read_checkpoint_bytes, read_plain_pickle, read_torch_zip, sniff
 from .checkpoints import CheckpointError, describe
 from .native_format import generator_from_native, is_native
@@ -29,8 +30,6 @@ from .stylegan2.layers import NOISE_MODES, NoiseMode
 
 def registered_generators() -> dict[str, Path]:
     """Names that ``load_generator`` accepts instead of a path (the bundled models)."""
-    from ..bundled import GENERATOR_FILES, pretrained_path
-
     out = {}
     for name, filename in GENERATOR_FILES.items():
         try:
@@ -46,8 +45,6 @@ def _resolve(path_or_name: str | Path) -> Path:
     A local file that happens to carry a bundled name is loaded only when given as a path
     (``"./fashion-mnist-32"`` or a ``Path``); if one exists, a warning says which was loaded.
     """
-    from ..bundled import GENERATOR_FILES, pretrained_path
-
     if isinstance(path_or_name, str) and path_or_name in GENERATOR_FILES:
         if Path(path_or_name).exists():
             warnings.warn(
@@ -105,6 +102,14 @@ def load_generator(
     the path of a checkpoint. Raises ``CheckpointError`` (a ``ValueError``) for any unreadable,
     unsafe or inconsistent file, ``CheckpointNotFoundError`` (also a ``FileNotFoundError``) when
     nothing exists at the path.
+
+    >>> G = load_generator("fashion-mnist-32", device="cpu")
+    >>> G.img_channels, G.img_resolution, G.num_ws, G.w_dim
+    (1, 32, 8, 64)
+    >>> ws = G.mapping(torch.randn(2, G.z_dim))              # z -> W+ latents (B, num_ws, w_dim)
+    >>> images = G.synthesis(ws)                             # W+ -> images (B, C, R, R) in [-1, 1]
+    >>> images.shape
+    torch.Size([2, 1, 32, 32])
     """
     if noise_mode not in NOISE_MODES:
         raise ValueError(f"noise_mode must be one of {NOISE_MODES}, got {noise_mode!r}")

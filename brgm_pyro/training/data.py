@@ -12,15 +12,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..assets import FASHION_MNIST_CLASSES as FASHION_MNIST_CLASSES  # re-exported (old import path)
+
 FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
 FASHION_MNIST_INSTALL_HINT = (
     "Fashion-MNIST is packaged by Debian: run `apt-get install -y dataset-fashion-mnist` "
     f"(it installs the IDX files in {FASHION_MNIST_DIR}/), or pass the folder that holds "
     "train-images-idx3-ubyte[.gz] and friends."
-)
-FASHION_MNIST_CLASSES = (
-    "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
-    "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
 )
 _IDX_DTYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
 

@@ -7,6 +7,7 @@ import math
 import torch
 from torch import nn
 
+from ..functional import channel_schedule
 from ..generators.stylegan2.ops import bias_act, setup_filter, upfirdn2d
 
 
@@ -88,7 +89,7 @@ class Discriminator(nn.Module):
         log2 = int(math.log2(img_resolution))
         if 2**log2 != img_resolution or img_resolution < 8:
             raise ValueError(f"img_resolution must be a power of two >= 8, got {img_resolution}")
-        ch = {2**i: min(channel_base // 2**i, channel_max) for i in range(2, log2 + 1)}
+        ch = channel_schedule(img_resolution, channel_base, channel_max)
         blocks = []
         for res in [2**i for i in range(log2, 2, -1)]:
             in_ch = 0 if res == img_resolution else ch[res]

@@ -23,6 +23,7 @@ from pathlib import Path
 
 import torch
 
+from ..assets import FASHION_MNIST_CLASSES
 from ..bundled import load_domain_classifier, load_domain_features, load_test_images
 from ..corruptions import Blur
 from ..evaluation import evaluate, write_tables
@@ -34,7 +35,6 @@ from ..reconstruction import build_problem
 from .data import FASHION_MNIST_DIR, load_fashion_mnist
 from .trainer import export_generator
 
-CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]
 
 
 @torch.no_grad()
@@ -83,7 +83,7 @@ def sample_quality(G, data: Path = FASHION_MNIST_DIR, n: int = 10_000) -> dict:
         "fd_blurred_test_vs_test": frechet_distance(f_blur1, f_test),
         "fd_blurred2_test_vs_test": frechet_distance(f_blur2, f_test),
         "fd_pixel_gaussian_vs_test": frechet_distance(f_gauss, f_test),
-        "generated_class_fractions": {c: round(float(h), 4) for c, h in zip(CLASSES, hist)},
+        "generated_class_fractions": {c: round(float(h), 4) for c, h in zip(FASHION_MNIST_CLASSES, hist)},
         "num_images": n,
     }
 

@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from ..generators.stylegan2 import StyleGAN2Config, StyleGAN2Generator
+from ..io import save_grid
 from .data import FASHION_MNIST_DIR, load_training_images
 from .discriminator import Discriminator
 
@@ -236,20 +237,9 @@ def train_generator(
 
 @torch.no_grad()
 def save_sample_grid(G: StyleGAN2Generator, z: torch.Tensor, path: Path) -> None:
-    """Save G(z) as an image grid (PNG)."""
-    from PIL import Image
-
+    """Save G(z) as a square-ish image grid (PNG), images edge to edge."""
     imgs = G(z, noise_mode="const").clamp(-1, 1).cpu()
-    n = imgs.shape[0]
-    cols = int(math.ceil(math.sqrt(n)))
-    rows = int(math.ceil(n / cols))
-    c, h, w = imgs.shape[1:]
-    canvas = torch.full((c, rows * h, cols * w), -1.0)
-    for i in range(n):
-        r, q = divmod(i, cols)
-        canvas[:, r * h:(r + 1) * h, q * w:(q + 1) * w] = imgs[i]
-    arr = ((canvas + 1) * 127.5).round().clamp(0, 255).to(torch.uint8).permute(1, 2, 0).numpy()
-    Image.fromarray(arr[..., 0] if c == 1 else arr).save(path)
+    save_grid(imgs, path, nrow=math.ceil(math.sqrt(imgs.shape[0])), padding=0, pad_value=-1.0)
 
 
 def export_generator(checkpoint: str | Path, path: str | Path, metadata: dict[str, Any] | None = None) -> None:

@@ -7,6 +7,7 @@ from typing import Any
 
 import torch
 
+from ...functional import channel_schedule
 from ..base import GeneratorBase
 from .layers import NOISE_MODES, NoiseMode
 from .mapping import MappingNetwork
@@ -120,8 +121,6 @@ def stylegan2_state_shapes(config: StyleGAN2Config) -> dict[str, tuple[int, ...]
     Lets a loader compare a checkpoint's tensors with the architecture it declares before
     allocating anything (``tests/test_checkpoints.py`` checks it against real modules).
     """
-    from .synthesis import channel_schedule
-
     w, taps = config.w_dim, len(config.resample_filter)
     channels = channel_schedule(config.img_resolution, config.channel_base, config.channel_max)
     shapes: dict[str, tuple[int, ...]] = {}

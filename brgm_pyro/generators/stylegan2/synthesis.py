@@ -8,14 +8,9 @@ from typing import Sequence
 import torch
 from torch import nn
 
+from ...functional import channel_schedule
 from .layers import NoiseMode, SynthesisLayer, ToRGBLayer
 from .ops import setup_filter, upsample2d
-
-
-def channel_schedule(img_resolution: int, channel_base: int, channel_max: int) -> dict[int, int]:
-    """Feature maps per block resolution: min(channel_base // res, channel_max), res = 4 .. R."""
-    log2 = int(math.log2(img_resolution))
-    return {2**i: min(channel_base // 2**i, channel_max) for i in range(2, log2 + 1)}
 
 
 class SynthesisBlock(nn.Module):
