@@ -100,6 +100,3 @@ def run_steps(
     history.wall_seconds = time.perf_counter() - start
     return history
 
-
-def as_tensor_on(value: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
-    return value.to(device=like.device, dtype=like.dtype)
