@@ -9,7 +9,6 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator
 
 import pyro
-import torch
 from pyro.infer import Trace_ELBO
 from tqdm.auto import tqdm
 

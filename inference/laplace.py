@@ -72,7 +72,8 @@ class LaplacePosterior(Posterior):
     """Draws from the Laplace approximation ``q`` (a ``LatentDistribution`` with ``log_prob``, or
     an ``ImageStack`` of them for a batched model); ``map_result`` is the MAP fit it is centred on."""
 
-    def __init__(self, model: BRGMModel, q: LatentDistribution | ImageStack, map_result: MAPResult | None = None) -> None:
+    def __init__(self, model: BRGMModel, q: LatentDistribution | ImageStack,
+                 map_result: MAPResult | None = None) -> None:
         super().__init__(model, q.sample, q.mean, self._image if model.batched else None)
         self.q, self.map_result = q, map_result
 

@@ -89,9 +89,9 @@ class VIPosterior(Posterior):
 
     def _image(self, b: int) -> "VIPosterior":
         q = self.q.images()[b]
-        pick = (lambda t: None if t is None else t[b])
+        loc, scale = (None if t is None else t[b] for t in (self.loc, self.scale))
         return VIPosterior(single_image_model(self.model, b), q.sample, q.mean, self.history, self.guide,
-                           self.state, pick(self.loc), pick(self.scale), q)
+                           self.state, loc, scale, q)
 
 
 def fit_vi(
@@ -139,7 +139,8 @@ def fit_vi(
     >>> from brgm_pyro.models import BRGMModel, GaussianLatentPrior, PixelLikelihood
     >>> G = LinearGenerator(0.3 * torch.randn(4, 6), torch.zeros(4), num_ws=2, w_dim=3, img_resolution=2)
     >>> obs = torch.zeros(2, 1, 2, 2)  # a batch of two observations
-    >>> model = BRGMModel(G, Denoising(), obs, GaussianLatentPrior(torch.zeros(3), 1.0, 2), None, (PixelLikelihood(0.5),))
+    >>> prior = GaussianLatentPrior(torch.zeros(3), 1.0, num_ws=2)
+    >>> model = BRGMModel(G, Denoising(), obs, prior, None, (PixelLikelihood(0.5),))
     >>> q = fit_vi(model, num_steps=20, seed=[0, 1], progress=False)
     >>> q.loc.shape, q.sample(5).images.shape
     (torch.Size([2, 2, 3]), torch.Size([5, 2, 1, 2, 2]))
