@@ -180,6 +180,7 @@ def fit_vi(
             frozen = q.freeze()
             loc = _detached(q.median()[q.site]) if frozen.mean is not None else None
             scale = _detached(q.sigma())
+        q.seed_noise(None)  # after the fit, the guide draws from torch's global generator like any Pyro guide
     return VIPosterior(model, frozen.sample, frozen.mean, history, q, state, loc, scale, frozen)
 
 

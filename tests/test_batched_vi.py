@@ -76,3 +76,32 @@ def test_batched_fit_checks_its_seeds_and_starts():
         fit_vi(batched, seed=SEEDS, num_steps=1, progress=False)
     with pytest.raises(ValueError, match="init_loc must have shape"):
         fit_vi(batched, init_loc=torch.zeros(3, 2, 3), num_steps=1, progress=False)
+
+
+@pytest.mark.parametrize("name", GUIDES)
+@pytest.mark.parametrize("num_images", [None, 2])
+def test_every_guide_has_the_common_contract(name, num_images):
+    import pyro
+
+    from brgm_pyro.inference import LatentGuide, make_guide
+
+    model = batch_and_singles(num_images)[0] if num_images else linear_gaussian_problem().model
+    lead = (num_images,) if num_images else ()
+    with pyro.get_param_store().scope():
+        q = make_guide(name, model, seeds=[0] * model.num_images)
+        assert isinstance(q, LatentGuide)
+        trace = pyro.poutine.trace(q).get_trace()
+        assert trace.nodes["w"]["value"].shape == (*lead, 2, 3)
+        assert q.median()["w"].shape == (*lead, 2, 3)
+        assert q.sample_latents(4).shape == (4, *lead, 2, 3)
+        assert q.freeze().mean.shape == (*lead, 2, 3)
+
+
+def test_the_initial_scale_is_the_priors():
+    import pyro
+
+    from brgm_pyro.inference import GaussianGuide
+
+    model = linear_gaussian_problem(prior_std=0.7).model
+    with pyro.get_param_store().scope():
+        torch.testing.assert_close(GaussianGuide(model).sigma(), torch.full((2, 3), 0.7))
