@@ -1,5 +1,5 @@
 """Reconstruct a data set: images from files, folders, globs or the bundled test set; batched
-MAP; one output folder per image; a summary over the data set; resumable; sharded over
+MAP and posteriors (VI, full-rank); one output folder per image; a summary over the data set; resumable; sharded over
 ``torchrun`` ranks.
 
     sources = collect_images(["scans/", "more/*.png"])
@@ -36,9 +36,9 @@ from .distributed import DistributedContext, broadcast_object, gather_objects, s
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".npy")
 DONE_MARKER = "done.json"
-# Methods that run a whole batch of observations as one batched model; the others fall back to
-# one image at a time (``reconstruct_batch``).
-BATCHED_METHODS = frozenset({"map"})
+# Methods that run a whole batch of observations as one batched model (each image equal to a run
+# on it alone with its seed); the others (MCMC) fall back to one image at a time (``reconstruct_batch``).
+BATCHED_METHODS = frozenset({"map", "vi", "fullrank"})
 
 
 @dataclass(frozen=True)
@@ -189,30 +189,56 @@ def reconstruct_batch(build_model: Callable[[torch.Tensor], Any], observations: 
                       samples: int) -> list[dict[str, Any]]:
     """Each method's ``MethodOutput`` for each of B observations (B, ...) sharing one corruption.
 
-    Methods in ``BATCHED_METHODS`` (MAP) run once on the batched model (one plate over the B
-    images; equal to B separate runs); the others run one image at a time, image i with seed
-    ``seeds[i]``. This is the one place to switch a method to batched inference.
+    Methods in ``BATCHED_METHODS`` (MAP, VI, full-rank) run once on the batched model (one plate
+    over the B images, image i's noise and draws seeded ``seeds[i]``: equal to B separate runs);
+    the others run one image at a time, image i with seed ``seeds[i]``. This is the one place to
+    switch a method to batched inference.
     """
     from .reconstruction import MethodOutput, run_methods
 
     n = len(observations)
     out: list[dict[str, Any]] = [{} for _ in range(n)]
     for method in methods:
-        if method in BATCHED_METHODS:
+        if method not in BATCHED_METHODS:
+            for i in range(n):
+                single = run_methods(build_model(observations[i:i + 1]), [method], steps=steps, lr=lr,
+                                     samples=samples, seed=seeds[i], progress=False)
+                out[i][method] = single[method]
+            continue
+        t0 = time.perf_counter()
+        model = build_model(observations)
+        if method == "map":
             from .inference import map_estimate
 
-            t0 = time.perf_counter()
-            res = map_estimate(build_model(observations), num_steps=steps, lr=lr, seed=seeds[0], progress=False)
+            res = map_estimate(model, num_steps=steps, lr=lr, seed=seeds[0], progress=False)  # deterministic
             images = res.image.detach().reshape(n, *res.image.shape[-3:]).cpu()
             seconds = (time.perf_counter() - t0) / n
             for i in range(n):
                 out[i][method] = MethodOutput(method, images[i:i + 1], seconds=seconds)
             continue
+        posterior = _fit_batched(method, model, list(seeds), steps, lr)
         for i in range(n):
-            single = run_methods(build_model(observations[i:i + 1]), [method], steps=steps, lr=lr, samples=samples,
-                                 seed=seeds[i], progress=False)
-            out[i][method] = single[method]
+            # what ``run_methods`` does with image i's posterior and seed
+            image_posterior = posterior.image(i)
+            draws = image_posterior.sample(samples, seed=seeds[i])
+            stats = image_posterior.pixel_statistics(max(samples, 2), seed=seeds[i])
+            image = image_posterior.mean_image().cpu() if method == "vi" else stats.mean.unsqueeze(0)
+            out[i][method] = MethodOutput(method, image, draws.images, stats.std.unsqueeze(0).cpu(), 0.0,
+                                          image_posterior)
+        seconds = (time.perf_counter() - t0) / n
+        for i in range(n):
+            out[i][method].seconds = seconds
     return out
+
+
+def _fit_batched(method: str, model: Any, seeds: list[int], steps: int, lr: float) -> Any:
+    """The posterior of a batched method (``run_methods``' settings), one seed per image."""
+    from .inference import fit_vi
+    from .reconstruction import fit_fullrank
+
+    if method == "vi":
+        return fit_vi(model, num_steps=steps, lr=lr, seed=seeds, progress=False)
+    return fit_fullrank(model, seed=seeds, map_steps=steps)
 
 
 def _atomic_write_text(path: Path, text: str) -> None:

@@ -9,7 +9,8 @@ from .diagnostics import (
 )
 from .ensemble import LatentMixture, MixturePosterior, estimate_elbo, fit_ensemble
 from .guides import (
-    GUIDES, FlowGuide, GaussianGuide, LatentDistribution, MultivariateGaussianGuide, SharedGaussianGuide, make_guide,
+    GUIDES, AutoGuideAdapter, CallableGuide, FlowGuide, GaussianGuide, ImageStack, LatentDistribution, LatentGuide,
+    MultivariateGaussianGuide, SharedGaussianGuide, StandardNormalNoise, make_guide,
 )
 from .importance import ImportancePosterior, importance_resample, log_joint, psis_smooth
 from .laplace import LaplacePosterior, fit_laplace, laplace_approximation, output_jacobian
@@ -17,7 +18,7 @@ from .map import MAPResult, map_estimate
 from .mcmc import MCMCResult, run_mcmc
 from .neutra import AUTOGUIDE_KINDS, FittedAutoguide, fit_autoguide, run_neutra, run_preconditioned_nuts
 from .parameters import parameter_draws, parameter_summary
-from .posterior import PixelStatistics, Posterior, PosteriorSamples
+from .posterior import PixelStatistics, Posterior, PosteriorSamples, single_image_model
 from .vi import PENALTY_WEIGHTINGS, InverseGammaPenalty, VIPosterior, fit_vi
 
 __all__ = [
@@ -28,7 +29,8 @@ __all__ = [
     "map_estimate", "MCMCResult", "run_mcmc", "PixelStatistics", "Posterior", "PosteriorSamples",
     "InverseGammaPenalty", "VIPosterior", "fit_vi", "PENALTY_WEIGHTINGS",
     "AuxiliaryGuide", "gaussian_guide_at", "with_auxiliary", "parameter_draws", "parameter_summary",
-    "FlowGuide", "LatentDistribution", "MultivariateGaussianGuide", "LatentMixture", "MixturePosterior",
+    "FlowGuide", "LatentDistribution", "LatentGuide", "AutoGuideAdapter", "CallableGuide", "ImageStack",
+    "StandardNormalNoise", "single_image_model", "MultivariateGaussianGuide", "LatentMixture", "MixturePosterior",
     "estimate_elbo", "fit_ensemble", "ImportancePosterior", "importance_resample", "log_joint", "psis_smooth",
     "LaplacePosterior", "fit_laplace", "laplace_approximation", "output_jacobian",
 ]

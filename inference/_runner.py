@@ -9,7 +9,6 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator
 
 import pyro
-import torch
 from pyro.infer import Trace_ELBO
 from tqdm.auto import tqdm
 
@@ -100,6 +99,3 @@ def run_steps(
     history.wall_seconds = time.perf_counter() - start
     return history
 
-
-def as_tensor_on(value: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
-    return value.to(device=like.device, dtype=like.dtype)

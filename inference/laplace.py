@@ -18,9 +18,9 @@ from brgm_pyro.models.brgm import BRGMModel, corrupt, generate
 from brgm_pyro.models.likelihoods import PixelLikelihood
 from brgm_pyro.models.priors import GaussianLatentPrior, SharedLatentPrior
 
-from .guides import LatentDistribution
+from .guides import ImageStack, LatentDistribution
 from .map import MAPResult, map_estimate
-from .posterior import Posterior
+from .posterior import Posterior, single_image_model
 
 
 def output_jacobian(model: BRGMModel, latent: torch.Tensor, chunk_size: int = 256) -> torch.Tensor:
@@ -69,18 +69,27 @@ def laplace_approximation(model: BRGMModel, latent: torch.Tensor, chunk_size: in
 
 
 class LaplacePosterior(Posterior):
-    """Draws from the Laplace approximation ``q`` (a ``LatentDistribution``, with ``log_prob``);
-    ``map_result`` is the MAP fit it is centred on."""
+    """Draws from the Laplace approximation ``q`` (a ``LatentDistribution`` with ``log_prob``, or
+    an ``ImageStack`` of them for a batched model); ``map_result`` is the MAP fit it is centred on."""
 
-    def __init__(self, model: BRGMModel, q: LatentDistribution, map_result: MAPResult | None = None) -> None:
-        super().__init__(model, q.sample, q.mean)
+    def __init__(self, model: BRGMModel, q: LatentDistribution | ImageStack,
+                 map_result: MAPResult | None = None) -> None:
+        super().__init__(model, q.sample, q.mean, self._image if model.batched else None)
         self.q, self.map_result = q, map_result
+
+    def _image(self, b: int) -> "LaplacePosterior":
+        return LaplacePosterior(single_image_model(self.model, b), self.q.images()[b])
 
 
 def fit_laplace(model: BRGMModel, num_steps: int = 500, lr: float = 0.1, init: torch.Tensor | None = None,
                 seed: int = 0, progress: bool = False, chunk_size: int = 256) -> LaplacePosterior:
     """MAP (``map_estimate`` with these settings; the defaults are the authors') and the linearised
     Laplace approximation at its solution: a Gaussian posterior for about the cost of MAP plus
-    one backward pass per observed output."""
+    one backward pass per observed output.  A batched model gets one batched MAP and one
+    Laplace approximation per image (an ``ImageStack``)."""
     result = map_estimate(model, num_steps=num_steps, lr=lr, init=init, seed=seed, progress=progress)
-    return LaplacePosterior(model, laplace_approximation(model, result.latent, chunk_size), result)
+    if not model.batched:
+        return LaplacePosterior(model, laplace_approximation(model, result.latent, chunk_size), result)
+    qs = [laplace_approximation(single_image_model(model, b), result.latent[b], chunk_size)
+          for b in range(model.num_images)]
+    return LaplacePosterior(model, ImageStack(qs), result)

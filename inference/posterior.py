@@ -1,19 +1,22 @@
-"""Posterior samples of w and of reconstructions, in memory-bounded chunks."""
+"""Posterior samples of w and of reconstructions, in memory-bounded chunks, for one image or a
+batch of B images (a model built on observations (B, C, H, W))."""
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Sequence
 
 import torch
 
-from brgm_pyro.models.brgm import BRGMModel, corrupt, generate
+from brgm_pyro.models.brgm import BRGMModel, generate
 
 
 @dataclass
 class PosteriorSamples:
     """latents: (n, *prior site shape); ws: (n, num_ws, w_dim); images: (n, C, H, W) on the CPU
-    (None if not requested).  Row i of each belongs to the same draw."""
+    (None if not requested).  Row i of each belongs to the same draw.  For a batched posterior
+    each has an image axis after the draw axis: (n, B, ...)."""
 
     latents: torch.Tensor
     ws: torch.Tensor
@@ -22,31 +25,82 @@ class PosteriorSamples:
 
 @dataclass
 class PixelStatistics:
-    """Per-pixel posterior mean and standard deviation of G(w), (C, H, W), over n samples."""
+    """Per-pixel posterior mean and standard deviation of G(w), (C, H, W) ((B, C, H, W) for a
+    batched posterior), over n samples."""
 
     mean: torch.Tensor
     std: torch.Tensor
     num_samples: int
 
 
+def single_image_model(model: BRGMModel, image: int) -> BRGMModel:
+    """The model of image ``image`` of a batched model (the same parts, one observation)."""
+    if not model.batched:
+        if image != 0:
+            raise IndexError(f"image {image} of a single-image model")
+        return model
+    if not 0 <= image < model.num_images:
+        raise IndexError(f"image {image} of {model.num_images}")
+    return dataclasses.replace(model, observation=model.observation[image])
+
+
 class Posterior:
     """Samples of w from a fitted approximation (or MCMC draws) and the images they generate.
 
-    ``sample_latents(n)`` returns n draws of the prior's latent site; ``mean_latent`` (optional)
-    is the point whose image is the "posterior mean image" G(mu_v).
+    ``sample_latents(n)`` returns n draws of the prior's latent site ((n, B, *site shape) for a
+    batched model); ``mean_latent`` (optional) is the point whose image is the "posterior mean
+    image" G(mu_v).  A batched posterior also takes ``image_posterior(b)``, which gives image b's
+    own posterior (``image(b)``): what a fit of image b alone gives.
     """
 
     def __init__(self, model: BRGMModel, sample_latents: Callable[[int], torch.Tensor],
-                 mean_latent: torch.Tensor | None = None) -> None:
+                 mean_latent: torch.Tensor | None = None,
+                 image_posterior: Callable[[int], "Posterior"] | None = None) -> None:
         self.model = model
         self._sample_latents = sample_latents
         self.mean_latent = mean_latent
+        self._image_posterior = image_posterior
+
+    @property
+    def num_images(self) -> int:
+        return self.model.num_images
+
+    def image(self, index: int) -> "Posterior":
+        """Image ``index``'s posterior (the posterior itself for a single image)."""
+        if not self.model.batched:
+            if index != 0:
+                raise IndexError(f"image {index} of a single-image posterior")
+            return self
+        if self._image_posterior is None:
+            raise ValueError(f"this {type(self).__name__} cannot be split by image")
+        if not 0 <= index < self.num_images:
+            raise IndexError(f"image {index} of {self.num_images}")
+        return self._image_posterior(index)
+
+    def _per_image_seeds(self, seed: int | Sequence[int] | None) -> list[int] | None:
+        if seed is None or isinstance(seed, int):
+            return None
+        seeds = [int(s) for s in seed]
+        if len(seeds) != self.num_images:
+            raise ValueError(f"got {len(seeds)} seeds for {self.num_images} image(s); give one per image")
+        return seeds
 
     @torch.no_grad()
-    def sample(self, n: int, chunk_size: int = 64, images: bool = True, seed: int | None = None) -> PosteriorSamples:
-        """n posterior draws; images are generated ``chunk_size`` at a time and kept on the CPU."""
+    def sample(self, n: int, chunk_size: int = 64, images: bool = True,
+               seed: int | Sequence[int] | None = None) -> PosteriorSamples:
+        """n posterior draws; images are generated ``chunk_size`` at a time and kept on the CPU.
+
+        ``seed``: one seed, or one per image (a batched posterior then draws image b's samples
+        exactly as ``image(b).sample(n, seed=seed[b])`` does)."""
         if n < 1:
             raise ValueError(f"n must be >= 1, got {n}")
+        seeds = self._per_image_seeds(seed)
+        if seeds is not None:
+            if not self.model.batched:
+                return self.sample(n, chunk_size, images, seeds[0])
+            parts = [self.image(b).sample(n, chunk_size, images, s) for b, s in enumerate(seeds)]
+            return PosteriorSamples(torch.stack([p.latents for p in parts], 1), torch.stack([p.ws for p in parts], 1),
+                                    torch.stack([p.images for p in parts], 1) if images else None)
         if seed is not None:
             torch.manual_seed(seed)
         all_latents, all_ws, all_images = [], [], []
@@ -62,17 +116,25 @@ class Posterior:
 
     @torch.no_grad()
     def mean_image(self) -> torch.Tensor:
-        """G(mu_v): (1, C, H, W)."""
+        """G(mu_v): (1, C, H, W), or (B, C, H, W) for a batched posterior."""
         if self.mean_latent is None:
             raise ValueError("this posterior has no mean latent; use pixel_statistics() instead")
         ws = self.model.prior.ws_from_latent(self.mean_latent)
-        return generate(self.model.generator, ws.unsqueeze(0))
+        return generate(self.model.generator, ws if self.model.batched else ws.unsqueeze(0))
 
     @torch.no_grad()
-    def pixel_statistics(self, n: int = 1000, chunk_size: int = 64, seed: int | None = None) -> PixelStatistics:
-        """Per-pixel mean and std of G(w) over n draws, accumulated in float64 without storing images."""
+    def pixel_statistics(self, n: int = 1000, chunk_size: int = 64,
+                         seed: int | Sequence[int] | None = None) -> PixelStatistics:
+        """Per-pixel mean and std of G(w) over n draws, accumulated in float64 without storing
+        images; ``seed`` as in ``sample``."""
         if n < 2:
             raise ValueError(f"n must be >= 2 for a standard deviation, got {n}")
+        seeds = self._per_image_seeds(seed)
+        if seeds is not None:
+            if not self.model.batched:
+                return self.pixel_statistics(n, chunk_size, seeds[0])
+            parts = [self.image(b).pixel_statistics(n, chunk_size, s) for b, s in enumerate(seeds)]
+            return PixelStatistics(torch.stack([p.mean for p in parts]), torch.stack([p.std for p in parts]), n)
         if seed is not None:
             torch.manual_seed(seed)
         total = total_sq = None
@@ -85,8 +147,3 @@ class Posterior:
         mean = total / n
         var = ((total_sq - n * mean.square()) / (n - 1)).clamp_min(0)
         return PixelStatistics(mean.float().cpu(), var.sqrt().float().cpu(), n)
-
-    @torch.no_grad()
-    def corrupted_images(self, ws: torch.Tensor) -> torch.Tensor:
-        """f(G(ws)) for given W+ latents (n, L, D)."""
-        return corrupt(self.model.corruption, generate(self.model.generator, ws.to(self.model.observation.device)))

@@ -4,18 +4,18 @@ optionally with the inverse-gamma prior on the variational standard deviation (E
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable
+from typing import Any, Callable, Sequence
 
 import pyro
 import pyro.distributions as dist
 import torch
-from pyro.infer import SVI, Predictive
+from pyro.infer import SVI
 
 from brgm_pyro.models.brgm import BRGMModel
 
 from ._runner import History, StepCallback, TermRecordingELBO, inference_scope, run_steps
-from .guides import GaussianGuide, LatentDistribution, SharedGaussianGuide, make_guide
-from .posterior import Posterior
+from .guides import image_seeds, make_guide
+from .posterior import Posterior, single_image_model
 
 
 PENALTY_WEIGHTINGS = ("eq8", "released")
@@ -68,20 +68,30 @@ class InverseGammaPenalty:
 
 class VIPosterior(Posterior):
     """The fitted variational posterior: ``sample``, ``mean_image``, ``pixel_statistics``, plus
-    the fit's ``history``, the ``guide`` and the param-store ``state`` it was fitted in.
+    the fit's ``history``, the ``guide`` (a ``LatentGuide``) and the param-store ``state`` it was
+    fitted in.
 
-    ``q`` (a ``LatentDistribution``, for the named guides except "normal" and "delta") is the
-    fitted q(w) itself: ``sample_with_log_prob`` and, for Gaussians, ``log_prob``; this is what
-    importance resampling and the ensemble use.
+    ``q`` is the fitted q(w), frozen (``guide.freeze()``): for the named guides a
+    ``LatentDistribution`` with ``sample_with_log_prob`` and, for Gaussians, ``log_prob`` (what
+    importance resampling and the ensemble use); an ``ImageStack`` of them for a batched fit.
+    ``loc`` is q's location (the guide's ``median()``) and ``scale`` its per-element standard
+    deviation for the diagonal Gaussian guides (None otherwise), both with a leading image axis
+    for a batched fit.  ``image(b)`` is image b's own ``VIPosterior``.
     """
 
     def __init__(self, model: BRGMModel, sample_latents: Callable[[int], torch.Tensor],
                  mean_latent: torch.Tensor | None, history: History, guide: Callable,
                  state: dict, loc: torch.Tensor | None = None, scale: torch.Tensor | None = None,
-                 q: LatentDistribution | None = None) -> None:
-        super().__init__(model, sample_latents, mean_latent)
+                 q: Any = None) -> None:
+        super().__init__(model, sample_latents, mean_latent, self._image if model.batched else None)
         self.history, self.guide, self.state = history, guide, state
         self.loc, self.scale, self.q = loc, scale, q
+
+    def _image(self, b: int) -> "VIPosterior":
+        q = self.q.images()[b]
+        loc, scale = (None if t is None else t[b] for t in (self.loc, self.scale))
+        return VIPosterior(single_image_model(self.model, b), q.sample, q.mean, self.history, self.guide,
+                           self.state, loc, scale, q)
 
 
 def fit_vi(
@@ -98,7 +108,7 @@ def fit_vi(
     init_scale_tril: torch.Tensor | None = None,
     rank: int | None = None,
     num_flows: int = 2,
-    seed: int = 0,
+    seed: int | Sequence[int] = 0,
     progress: bool = True,
     callback: StepCallback | None = None,
 ) -> VIPosterior:
@@ -106,25 +116,51 @@ def fit_vi(
     (learning rate ``lr``, multiplied by ``lr_decay`` after every step; the authors: 0.1, no decay).
 
     ``guide``: "gaussian" (the paper's), "shared", "normal", "fullrank", "lowrank" (``rank``, default 10),
-    "flow" (``num_flows`` IAF layers), "delta", or a callable guide.  ``init_loc`` starts the
-    guide there (e.g. a MAP solution's ``latent``; default w_avg), ``init_scale`` gives its
-    starting standard deviations, ``init_scale_tril`` ("fullrank" only) a starting covariance's
-    Cholesky factor (e.g. ``fit_laplace(model).q.distribution.scale_tril``).  The penalty applies
-    to the guides with a ``sigma()`` method (the paper's diagonal Gaussians); its ``weighting``
-    says how it is scaled against the particle-mean ELBO (see ``InverseGammaPenalty``).
+    "flow" (``num_flows`` IAF layers), "delta", a ``LatentGuide`` or any callable guide.  ``init_loc``
+    starts the guide there (e.g. a MAP solution's ``latent``; default w_avg), ``init_scale`` gives its
+    starting standard deviations (default: the prior's, ``model.prior.init_scale()``),
+    ``init_scale_tril`` ("fullrank" only) a starting covariance's Cholesky factor (e.g.
+    ``fit_laplace(model).q.distribution.scale_tril``).  The penalty applies to the guides whose
+    ``penalised`` is set (the paper's diagonal Gaussians); its ``weighting`` says how it is scaled
+    against the particle-mean ELBO (see ``InverseGammaPenalty``).
+
+    Batches: a model built on B observations (B, C, H, W) is fitted at once, every image with
+    its own variational parameters under ``pyro.plate("images", B)``; ``init_loc`` and
+    ``init_scale_tril`` may then have a leading image axis.  ``seed`` is one seed or one per
+    image: the guide's noise of image b comes from its own generator seeded ``seed[b]``, so image b
+    of a batched fit equals a fit of image b alone with that seed (up to floating-point
+    round-off).  The result's draws (``sample``) then have shape (n, B, ...), ``mean_image()``
+    (B, C, H, W), and ``image(b)`` is image b's posterior.  Batched fits cover w only (models
+    with other latent sites are fitted one image at a time).
+
+    >>> import torch
+    >>> from brgm_pyro.corruptions import Denoising
+    >>> from brgm_pyro.generators import LinearGenerator
+    >>> from brgm_pyro.models import BRGMModel, GaussianLatentPrior, PixelLikelihood
+    >>> G = LinearGenerator(0.3 * torch.randn(4, 6), torch.zeros(4), num_ws=2, w_dim=3, img_resolution=2)
+    >>> obs = torch.zeros(2, 1, 2, 2)  # a batch of two observations
+    >>> prior = GaussianLatentPrior(torch.zeros(3), 1.0, num_ws=2)
+    >>> model = BRGMModel(G, Denoising(), obs, prior, None, (PixelLikelihood(0.5),))
+    >>> q = fit_vi(model, num_steps=20, seed=[0, 1], progress=False)
+    >>> q.loc.shape, q.sample(5).images.shape
+    (torch.Size([2, 2, 3]), torch.Size([5, 2, 1, 2, 2]))
     """
     if num_steps < 1 or num_particles < 1:
         raise ValueError("num_steps and num_particles must be >= 1")
-    model.require_single("fit_vi")
-    with inference_scope(model, seed):
-        q = make_guide(guide, model, init_scale, init_loc, rank, num_flows, init_scale_tril)
+    seeds = image_seeds(model, seed)
+    if model.batched and model.latent_parameters():
+        raise ValueError(f"fit_vi fits a batch of observations for w only, but this model also infers "
+                         f"{', '.join(model.latent_parameters())}; build one model per image for it")
+    with inference_scope(model, seeds[0]):
+        q = make_guide(guide, model, init_scale, init_loc, rank, num_flows, init_scale_tril, seeds)
+        q.seed_noise(seeds)
         elbo = TermRecordingELBO(num_particles=num_particles, vectorize_particles=vectorize_particles,
-                                 max_plate_nesting=0)
+                                 max_plate_nesting=1 if model.batched else 0)
         penalty_holder: dict[str, float] = {}
 
         def loss_fn(model_fn: Callable, guide_fn: Callable) -> torch.Tensor:
             loss = elbo.differentiable_loss(model_fn, guide_fn)
-            if sigma_prior is not None and hasattr(q, "sigma"):
+            if sigma_prior is not None and q.penalised:
                 penalty = sigma_prior(q.sigma()) * sigma_prior.weight(num_particles)
                 penalty_holder["sigma_v_prior"] = float(penalty.detach())
                 loss = loss + penalty
@@ -140,31 +176,14 @@ def fit_vi(
 
         history = run_steps(step, num_steps, elbo, progress, callback, "VI")
         state = pyro.get_param_store().get_state()
-        if isinstance(q, GaussianGuide):
-            loc, scale = q.loc().detach().clone(), q.sigma().detach().clone()
-            shared = isinstance(q, SharedGaussianGuide)
-
-            def sample_latents(n: int) -> torch.Tensor:
-                eps = torch.randn(n, *loc.shape, device=loc.device, dtype=loc.dtype)
-                draw = loc + scale * eps
-                return draw.unsqueeze(-2).expand(n, q.num_ws, loc.shape[-1]) if shared else draw
-
-            mean_latent = loc.expand(q.num_ws, -1) if shared else loc
-            frozen = None
-            if not shared:
-                frozen = LatentDistribution(dist.Normal(loc.flatten(), scale.flatten()).to_event(1), loc.shape, loc)
-            return VIPosterior(model, sample_latents, mean_latent, history, q, state, loc, scale, frozen)
-        if hasattr(q, "freeze"):
+        with torch.no_grad():
             frozen = q.freeze()
-            return VIPosterior(model, frozen.sample, frozen.mean, history, q, state, q=frozen)
+            loc = _detached(q.median()[q.site]) if frozen.mean is not None else None
+            scale = _detached(q.sigma())
+        q.seed_noise(None)  # after the fit, the guide draws from torch's global generator like any Pyro guide
+    return VIPosterior(model, frozen.sample, frozen.mean, history, q, state, loc, scale, frozen)
 
-    site = model.prior.site
 
-    def sample_latents(n: int) -> torch.Tensor:
-        with pyro.get_param_store().scope(state):
-            return Predictive(q, num_samples=n, parallel=True)()[site].detach()
+def _detached(value: torch.Tensor | None) -> torch.Tensor | None:
+    return None if value is None else value.detach().clone()
 
-    with pyro.get_param_store().scope(state):
-        median = getattr(q, "median", None)
-        mean_latent = median()[site].detach() if median is not None else None
-    return VIPosterior(model, sample_latents, mean_latent, history, q, state)

@@ -20,10 +20,15 @@ benchmark measured), so that a name means one configuration:
 
 from __future__ import annotations
 
+from typing import Sequence
+
+import torch
+
 from brgm_pyro.models.brgm import BRGMModel
 
 from .calibration import register_method
 from .ensemble import MixturePosterior, fit_ensemble
+from .guides import image_seeds
 from .importance import ImportancePosterior, importance_resample
 from .laplace import LaplacePosterior, fit_laplace
 from .map import map_estimate
@@ -38,14 +43,18 @@ def map_then_laplace(model: BRGMModel, seed: int, map_steps: int = MAP_STEPS) ->
     return fit_laplace(model, num_steps=map_steps, seed=seed)
 
 
-def fullrank_from_laplace(model: BRGMModel, seed: int, vi_steps: int = 200, lr: float = 0.002,
+def fullrank_from_laplace(model: BRGMModel, seed: int | Sequence[int], vi_steps: int = 200, lr: float = 0.002,
                           num_particles: int = VI_PARTICLES, map_steps: int = MAP_STEPS) -> VIPosterior:
     """The full-rank Gaussian guide started at the Laplace approximation (in its whitened
-    coordinates), lr decayed 10x over the fit."""
-    laplace = map_then_laplace(model, seed, map_steps=map_steps).q
-    return fit_vi(model, guide="fullrank", init_loc=laplace.mean, init_scale_tril=laplace.distribution.scale_tril,
+    coordinates), lr decayed 10x over the fit.  A batched model: one batched MAP, one Laplace
+    approximation per image, one batched VI fit (``seed``: one, or one per image)."""
+    seeds = image_seeds(model, seed)
+    laplace = map_then_laplace(model, seeds[0], map_steps=map_steps).q
+    trils = [q.distribution.scale_tril for q in laplace.images()]
+    tril = torch.stack(trils) if model.batched else trils[0]
+    return fit_vi(model, guide="fullrank", init_loc=laplace.mean, init_scale_tril=tril,
                   num_steps=vi_steps, lr=lr, lr_decay=0.1 ** (1 / vi_steps), num_particles=num_particles,
-                  seed=seed, progress=False)
+                  seed=seeds if model.batched else seeds[0], progress=False)
 
 
 @register_method("laplace")

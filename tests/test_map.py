@@ -73,13 +73,13 @@ def test_batched_map_equals_separate_runs(tiny_generator):
     assert together.loss[-1] == pytest.approx(losses, rel=1e-4)
 
 
-def test_vi_and_mcmc_refuse_batched_models(tiny_generator):
+def test_mcmc_refuses_batched_models_and_vi_fits_them(tiny_generator):
     from brgm_pyro.inference import fit_vi, run_mcmc
 
     op = SuperResolution(4)
     model = brgm_model(tiny_generator, op, torch.zeros(2, 1, 4, 4), num_stats_samples=500)
-    with pytest.raises(ValueError, match="one observation at a time; this model holds 2"):
-        fit_vi(model, num_steps=1, progress=False)
+    q = fit_vi(model, num_steps=2, num_particles=2, progress=False)  # batched VI (tests/test_batched_vi.py)
+    assert q.sample(3).images.shape == (3, 2, 1, 16, 16) and q.mean_image().shape == (2, 1, 16, 16)
     with pytest.raises(ValueError, match="one observation at a time"):
         run_mcmc(model, num_samples=1, warmup_steps=1, progress=False)
     with pytest.raises(ValueError, match=r"observation has shape \(2, 1, 5, 5\)"):
