@@ -11,8 +11,7 @@ DOCUMENTED = [
     ("brgm_pyro.corruptions.base", "Corruption"),
     ("brgm_pyro.models.brgm", "BRGMModel"),
     ("brgm_pyro.generators.loading", "load_generator"),
-    pytest.param("brgm_pyro.inference.vi", "fit_vi",
-                 marks=pytest.mark.xfail(strict=False, reason="doctest added on another branch")),
+    ("brgm_pyro.inference.vi", "fit_vi"),
 ]
 
 
