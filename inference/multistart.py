@@ -16,6 +16,7 @@ so the result equals K separate ``map_estimate`` runs from the same starts (test
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Sequence
 
 import torch
 
@@ -23,7 +24,9 @@ from brgm_pyro.models.brgm import BRGMModel
 
 from .calibration import register_method
 from .importance import differentiable_log_joint
+from .guides import ImageStack, image_seeds
 from .laplace import LaplacePosterior, laplace_approximation
+from .posterior import single_image_model
 from .vi import VIPosterior, fit_vi
 
 
@@ -81,26 +84,40 @@ def multistart_map(model: BRGMModel, starts: torch.Tensor, num_steps: int = 300,
 
 
 def fit_multistart_laplace(model: BRGMModel, num_starts: int = 8, num_steps: int = 500,
-                           seed: int = 0) -> tuple[LaplacePosterior, MultistartResult]:
+                           seed: int | Sequence[int] = 0) -> tuple[LaplacePosterior, list[MultistartResult]]:
     """``multistart_map`` from ``prior_starts`` (``num_steps`` each, the authors' 500 by default)
-    and the Laplace approximation at the mode with the highest log joint."""
-    modes = multistart_map(model, prior_starts(model, num_starts, seed), num_steps=num_steps)
-    return LaplacePosterior(model, laplace_approximation(model, modes.best_latent)), modes
+    and the Laplace approximation at the mode with the highest log joint.  A batched model: the
+    same for each image on its own (``seed``: one for every image, or one per image), Laplace
+    approximations stacked per image (an ``ImageStack``); one ``MultistartResult`` per image."""
+    seeds = image_seeds(model, seed)
+    if not model.batched:
+        modes = multistart_map(model, prior_starts(model, num_starts, seeds[0]), num_steps=num_steps)
+        return LaplacePosterior(model, laplace_approximation(model, modes.best_latent)), [modes]
+    per_image = [fit_multistart_laplace(single_image_model(model, b), num_starts, num_steps, seeds[b])
+                 for b in range(model.num_images)]
+    stack = ImageStack([laplace.q for laplace, _ in per_image])
+    return LaplacePosterior(model, stack), [modes[0] for _, modes in per_image]
 
 
 def fit_multistart_fullrank(model: BRGMModel, num_starts: int = 8, num_steps: int = 500, vi_steps: int = 200,
                             lr: float = 0.002, num_particles: int = 8,
-                            seed: int = 0) -> VIPosterior:
+                            seed: int | Sequence[int] = 0) -> VIPosterior:
     """The recommended calibrated posterior: ``fit_multistart_laplace``, then the full-rank Gaussian
     guide (Eq. 7) fitted from that Laplace approximation in its whitened coordinates (``vi_steps``
-    Adam steps, ``lr`` decayed 10x, ``num_particles`` per step).  ``.diagnostics`` records every
-    mode's log joint and which one was used."""
-    laplace, modes = fit_multistart_laplace(model, num_starts, num_steps, seed)
-    q = laplace.q
-    posterior = fit_vi(model, guide="fullrank", init_loc=q.mean, init_scale_tril=q.distribution.scale_tril,
+    Adam steps, ``lr`` decayed 10x, ``num_particles`` per step; a batched model: one batched fit,
+    each image seeded as if alone: equal to separate fits).  ``.diagnostics`` records every mode's
+    log joint and which start was used (lists over the images for a batched model)."""
+    seeds = image_seeds(model, seed)
+    laplace, modes = fit_multistart_laplace(model, num_starts, num_steps, seeds)
+    trils = [q.distribution.scale_tril for q in (laplace.q.images() if model.batched else [laplace.q])]
+    posterior = fit_vi(model, guide="fullrank", init_loc=laplace.q.mean,
+                       init_scale_tril=torch.stack(trils) if model.batched else trils[0],
                        num_steps=vi_steps, lr=lr, lr_decay=0.1 ** (1 / vi_steps), num_particles=num_particles,
-                       seed=seed, progress=False)
-    posterior.diagnostics = {"mode_log_joints": modes.log_joints.tolist(), "best_start": modes.best}
+                       seed=seeds if model.batched else seeds[0], progress=False)
+    log_joints = [m.log_joints.tolist() for m in modes]
+    best = [m.best for m in modes]
+    posterior.diagnostics = ({"mode_log_joints": log_joints, "best_start": best} if model.batched
+                             else {"mode_log_joints": log_joints[0], "best_start": best[0]})
     return posterior
 
 

@@ -52,3 +52,23 @@ def test_multistart_rejects_bad_starts():
         multistart_map(problem.model, torch.zeros(2, 6))
     with pytest.raises(ValueError, match="num_starts"):
         prior_starts(problem.model, 0)
+
+
+def test_batched_multistart_fullrank_equals_separate_fits(tiny_generator, one_thread):
+    torch.manual_seed(1)
+    mask = torch.ones(1, 16, 16)
+    mask[..., :, 10:] = 0
+    observations = torch.rand(2, 1, 16, 16) * 2 - 1
+    config = BRGMConfig(0.1, None, 0.0, "per-dimension")
+    options = dict(num_starts=3, num_steps=20, vi_steps=5, num_particles=2)
+    batched = fit_multistart_fullrank(
+        brgm_model(tiny_generator, Inpainting(mask), observations, config=config, num_stats_samples=500),
+        seed=[3, 4], **options)
+    draws = batched.sample(6, seed=[0, 1]).latents  # (draws, images, ...)
+    for b in range(2):
+        single_model = brgm_model(tiny_generator, Inpainting(mask), observations[b], config=config,
+                                  num_stats_samples=500)
+        alone = fit_multistart_fullrank(single_model, seed=3 + b, **options)
+        assert batched.diagnostics["best_start"][b] == alone.diagnostics["best_start"]
+        torch.testing.assert_close(batched.mean_latent[b], alone.mean_latent, atol=1e-4, rtol=1e-4)
+        torch.testing.assert_close(draws[:, b], alone.sample(6, seed=b).latents, atol=1e-4, rtol=1e-4)
