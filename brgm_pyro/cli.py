@@ -1,236 +1,122 @@
-"""The ``brgm`` command line."""
+"""The ``brgm`` command line: argument parsing, and commands that call the application layer.
+
+The checks of the arguments and what they mean live in ``brgm_pyro.cli_args``; building and
+running a reconstruction in ``brgm_pyro.reconstruction``; writing its images, metrics, figure and
+JSON in ``brgm_pyro.report``; data-set runs (several images, ``evaluate``) in ``brgm_pyro.dataset_cli``.
+``demo`` and ``reconstruct`` (one image) share one flow, ``reconstruct_problems``.
+"""
 
 from __future__ import annotations
 
 import argparse
-import math
-import os
+import importlib
 import platform
 import sys
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Sequence
+
+import torch
+
+import brgm_pyro
 
 from .functional import image_shape
+from . import generators  # generators.load_generator looked up at call time (tests replace it)
+from .bundled import load_test_images
+from .cli_args import (  # noqa: F401 - check_numbers, check_device, clear_previous_outputs: public names
+    DEMO_TASK_FOLDERS, check_args, check_device, check_numbers, check_out, clear_previous_outputs, corruption_from_args,
+    is_dataset_run, load_generator_and_features, method_list, model_from_args, read_image_arg,
+)
+from .corruptions import BLIND_CHOICES, SR_KERNELS, TASKS, Corruption, make_corruption
+from .dataset_cli import add_dataset_options, evaluate_command, reconstruct_command
+from .generators import CheckpointError, PriorGenerator, UnsafeCheckpointError
+from .inference import to_inference_data
+from .inference.calibration import calibrate, resolve_methods, simulate_problems
+from .models import BRGMModel
+from .reconstruction import FEATURE_CHOICES, MethodOutput, run_methods
+from .report import (
+    figure_row, format_parameter_report, observation_display, parameter_report, save_outputs, summary_figure,
+    weights_report, write_json,
+)
+from .training.data import FASHION_MNIST_DIR
+from .training.trainer import TrainingConfig, export_generator, train_generator
 
-# ---------------------------------------------------------------------------------------------
-# Up-front checks: every numeric flag, --device, --method, input files and --out are checked
-# before a generator is loaded or anything is computed.
-
-_Rule = tuple[str, Callable[[Any], bool]]
-
-
-def _finite(value: Any) -> bool:
-    return isinstance(value, (int, float)) and math.isfinite(value)
-
-
-def _positive(v: Any) -> bool:
-    return _finite(v) and v > 0
-
-
-def _non_negative(v: Any) -> bool:
-    return _finite(v) and v >= 0
-
-
-def _int_at_least(lo: int) -> _Rule:
-    return f"an integer >= {lo}", lambda v: isinstance(v, int) and v >= lo
-
-
-def _int_between(lo: int, hi: int) -> _Rule:
-    return f"an integer in {lo}..{hi}", lambda v: isinstance(v, int) and lo <= v <= hi
+# Old private names, still imported by brgm_pyro.dataset_run.
+_save_outputs = save_outputs
+model_config_dict = weights_report
 
 
-POSITIVE = ("a positive finite number", _positive)
-NON_NEGATIVE = ("a finite number >= 0", _non_negative)
-MAX_SEED = 2**32 - 1
+# --- the one flow of demo and reconstruct ------------------------------------------------------
 
-_MODEL_RULES: dict[str, _Rule] = {
-    "steps": _int_at_least(1), "lr": POSITIVE, "seed": _int_between(0, MAX_SEED),
-    "sigma_pixel": POSITIVE, "sigma_perceptual": POSITIVE, "kappa": NON_NEGATIVE,
-    "lambda_pixel": POSITIVE, "lambda_perceptual": POSITIVE, "lambda_colin": NON_NEGATIVE,
-}
-_RULES: dict[str, dict[str, _Rule]] = {
-    "demo": {**_MODEL_RULES, "image_index": _int_between(0, 99), "mask_id": _int_between(0, 6),
-             "samples": _int_at_least(1)},
-    "reconstruct": {**_MODEL_RULES, "factor": _int_at_least(2), "mask_id": _int_between(0, 6),
-                    "samples": _int_at_least(1)},
-    "evaluate": {**_MODEL_RULES, "factor": _int_at_least(2), "num_images": _int_at_least(1),
-                 "batch_size": _int_at_least(1)},
-    "train-generator": {
-        "resolution": ("a power of two in 4..1024", lambda v: isinstance(v, int) and v in [2**k for k in range(2, 11)]),
-        "channels": ("1 or 3", lambda v: v in (1, 3)), "z_dim": _int_at_least(1), "w_dim": _int_at_least(1),
-        "mapping_layers": _int_at_least(1), "channel_base": _int_at_least(1), "channel_max": _int_at_least(1),
-        "batch_size": _int_at_least(1), "iterations": _int_at_least(1), "max_minutes": POSITIVE, "lr": POSITIVE,
-        "r1_gamma": NON_NEGATIVE, "seed": _int_between(0, MAX_SEED), "snapshot_every": _int_at_least(1),
-    },
-}
+@dataclass
+class Problem:
+    """One observation of a ``demo`` / ``reconstruct`` run, and (once solved) its model and outputs."""
+
+    task: str
+    corruption: Corruption
+    observation: torch.Tensor
+    truth: torch.Tensor | None              # (1, C, H, W) on the CPU, or None for an observed image
+    folder: str | None = None               # subfolder of --out (None: --out itself)
+    title: str | None = None                # row title in the summary figure
+    model: BRGMModel | None = None
+    outputs: dict[str, MethodOutput] = field(default_factory=dict)
 
 
-def check_numbers(args: argparse.Namespace) -> None:
-    """Each numeric flag given (not None) must be finite and in range: ValueError naming the flag."""
-    for dest, (what, ok) in _RULES.get(args.command, {}).items():
-        value = getattr(args, dest, None)
-        if value is not None and not ok(value):
-            raise ValueError(f"--{dest.replace('_', '-')} must be {what}, got {value}")
+def reconstruct_problems(args: argparse.Namespace, out: Path, generator: PriorGenerator,
+                         features: torch.nn.Module | None, problems: list[Problem],
+                         methods: Sequence[str]) -> tuple[dict, Path]:
+    """Build each problem's model from the arguments, run ``methods`` and refuse non-finite images;
+    only then clear the previous run's files and write each problem's images, metrics.json (one
+    entry per problem; a problem written into --out itself is the whole file) and summary.png.
+    Returns the metrics.json content and the figure's path."""
+    for problem in problems:
+        problem.model = model_from_args(args, generator, problem.corruption, problem.observation, features)
+        problem.outputs = run_methods(problem.model, methods, steps=args.steps, lr=args.lr, samples=args.samples,
+                                      seed=args.seed, progress=not args.no_progress)
+        _check_finite_outputs(problem.outputs)
+    clear_previous_outputs(args, out)
+    entries, rows, notes = {}, [], []
+    for problem in problems:
+        folder = out if problem.folder is None else out / problem.folder
+        display = observation_display(problem.corruption, problem.observation, problem.model.image_shape)
+        entry = {"task": problem.task, "corruption": problem.model.corruption.describe(),
+                 "config": weights_report(problem.model),
+                 "metrics": save_outputs(folder, problem.truth, display, problem.outputs)}
+        parameters = parameter_report(problem.outputs)
+        if parameters:
+            entry["parameters"] = parameters
+            notes.append(format_parameter_report(parameters))
+        entries[problem.folder] = entry
+        rows.append(figure_row(display, problem.truth, problem.outputs))
+        if getattr(args, "save_inference_data", False):
+            for method, o in problem.outputs.items():
+                idata = to_inference_data(o.result, problem.model, num_draws=args.samples)
+                idata.to_netcdf(str(folder / f"{method}_inference_data.nc"))
+    report = entries[None] if list(entries) == [None] else entries
+    write_json(report, out / "metrics.json")
+    if notes:
+        print("\n".join(notes))
+    titles = [p.title or "" for p in problems] if any(p.title for p in problems) else None
+    figure = summary_figure(rows, out / "summary.png", row_titles=titles, notes="\n".join(notes) or None)
+    return report, figure
 
 
-def check_device(device: str | None) -> None:
-    """--device: cpu, cuda, cuda:N or mps, and present on this machine."""
-    if device is None:
-        return
-    import torch
-
-    try:
-        dev = torch.device(device)
-    except (RuntimeError, ValueError):
-        raise ValueError(f"--device {device!r} is not a device; use cpu, cuda or cuda:N") from None
-    if dev.type == "cuda":
-        if not torch.cuda.is_available():
-            raise ValueError(f"--device {device}: no CUDA GPU is available here (this torch {torch.__version__} "
-                             f"{'has no CUDA support' if torch.version.cuda is None else 'finds no GPU'}); "
-                             "use --device cpu")
-        if dev.index is not None and dev.index >= torch.cuda.device_count():
-            raise ValueError(f"--device {device}: this machine has {torch.cuda.device_count()} CUDA GPU(s) "
-                             f"(cuda:0..cuda:{torch.cuda.device_count() - 1})")
-    elif dev.type == "mps":
-        if not torch.backends.mps.is_available():
-            raise ValueError(f"--device {device}: Apple MPS is not available here; use --device cpu")
-    elif dev.type != "cpu":
-        raise ValueError(f"--device {device!r} is not supported; use cpu, cuda, cuda:N or mps")
+def _check_finite_outputs(outputs: dict[str, MethodOutput]) -> None:
+    for method, o in outputs.items():
+        if not bool(torch.isfinite(o.image).all()):
+            raise ValueError(f"{method} gave non-finite (NaN / inf) images: the optimisation diverged; nothing was "
+                             "written (try a smaller --lr)")
 
 
-def _method_list(text: str) -> list[str]:
-    from .reconstruction import METHODS
-
-    methods = [m.strip() for m in text.split(",") if m.strip()]
-    if not methods:
-        raise ValueError(f"--method needs at least one of {', '.join(METHODS)}")
-    unknown = [m for m in methods if m not in METHODS]
-    if unknown:
-        raise ValueError(f"unknown method(s) {unknown}; choose from {', '.join(METHODS)}")
-    if len(set(methods)) != len(methods):
-        raise ValueError(f"--method lists a method twice: {text!r}")
-    return methods
-
-
-def _check_input_file(path: str, what: str, decode: bool = True) -> None:
-    """An image / mask file exists, is within the pixel limit and (decode) reads as a valid image."""
-    from .io import check_image, check_image_file
-
-    p = Path(path)
-    if not p.exists():
-        raise FileNotFoundError(f"{what} {p} does not exist")
-    if not p.is_file():
-        raise ValueError(f"{what} {p} is not a regular file")
-    if decode:
-        check_image(p)
-    elif p.suffix.lower() != ".npy":
-        check_image_file(p)
-
-
-# Files the commands write; --overwrite removes these (and only these) from the output folder.
-_RUN_FILES = ("input.png", "truth.png", "map.png", "metrics.json", "summary.png",
-              *(f"{m}_{kind}" for m in ("map", "vi", "fullrank", "mcmc")
-                for kind in ("mean.png", "samples.png", "std.png", "inference_data.nc")))
-_DEMO_TASK_FOLDERS = ("super-resolution", "inpainting")
-
-
-def _output_files(args: argparse.Namespace, out: Path) -> list[Path]:
-    """The paths a previous run of this command may have left in ``out``."""
-    if args.command == "evaluate":
-        return [out / f"evaluation-{args.task}.md", out / f"evaluation-{args.task}.csv"]
-    files = [out / name for name in _RUN_FILES]
-    if args.command == "demo":
-        files += [out / task / name for task in _DEMO_TASK_FOLDERS for name in _RUN_FILES]
-    return files
-
-
-def _is_dataset_run(args: argparse.Namespace) -> bool:
-    """evaluate, and reconstruct on several images: the data-set runner refuses finished results
-    itself (unless --resume or --overwrite), per image."""
-    from .dataset_cli import is_dataset_run
-
-    return args.command == "evaluate" or args.command == "reconstruct" and is_dataset_run(args)
-
-
-def check_out(args: argparse.Namespace) -> Path:
-    """--out must be a folder we can write.  reconstruct / demo: an existing folder that is not
-    empty is refused without --overwrite.  evaluate (one table pair per task in a shared folder):
-    refused when this task's tables exist, without --overwrite."""
-    out = Path(args.out)
-    if out.exists() and not out.is_dir():
-        raise ValueError(f"--out {out} exists and is not a folder; choose a folder path")
-    ancestor = out
-    while not ancestor.exists():
-        ancestor = ancestor.parent
-    if not ancestor.is_dir():
-        raise ValueError(f"--out {out}: {ancestor} is a file, not a folder")
-    if not os.access(ancestor, os.W_OK | os.X_OK):
-        raise ValueError(f"--out {out}: no permission to write in {ancestor}")
-    per_image = args.command == "reconstruct" and _is_dataset_run(args)  # the runner refuses finished images
-    if out.is_dir() and not args.overwrite and not per_image and not getattr(args, "resume", False):
-        if args.command == "evaluate":
-            existing = [p.name for p in _output_files(args, out) if p.exists()]
-        else:
-            existing = sorted(p.name for p in out.iterdir())
-        if existing:
-            shown = ", ".join(existing[:4]) + (", ..." if len(existing) > 4 else "")
-            what = "these results" if args.command == "evaluate" else "files"
-            raise ValueError(f"--out {out} already holds {what} ({shown}); "
-                             "pass --overwrite to replace the previous run's files, or choose another --out")
-    return out
-
-
-def clear_previous_outputs(args: argparse.Namespace, out: Path) -> list[Path]:
-    """With --overwrite: remove the files a previous run of this command wrote (other files stay)."""
-    removed = []
-    if not (args.overwrite and out.is_dir()):
-        return removed
-    for path in _output_files(args, out):
-        if path.is_file() or path.is_symlink():
-            path.unlink()
-            removed.append(path)
-    if args.command == "demo":
-        for task in _DEMO_TASK_FOLDERS:
-            folder = out / task
-            if folder.is_dir() and not any(folder.iterdir()):
-                folder.rmdir()
-    return removed
-
-
-def check_args(args: argparse.Namespace) -> None:
-    """All up-front checks of one command line (before any computation)."""
-    check_numbers(args)
-    check_device(getattr(args, "device", None))
-    if args.command == "reconstruct":
-        args.methods = _method_list(args.method)
-        if not _is_dataset_run(args):
-            _check_input_file(args.image[0], "image file")
-        elif args.image and not args.bundled_test_images:  # every file of the data set, before any computation
-            from .dataset_run import collect_images
-
-            for source in collect_images(args.image)[:args.num_images]:
-                _check_input_file(str(source.path), "image file")
-        if args.mask is not None:
-            _check_input_file(args.mask, "mask image", decode=False)  # read (and checked) by the corruption
-    if args.command == "evaluate" and args.images is not None and not Path(args.images).is_dir():
-        raise ValueError(f"--images {args.images} is not a folder")
-    if args.command in ("reconstruct", "demo", "evaluate"):
-        check_out(args)
-    if args.command == "train-generator" and Path(args.out).exists() and not Path(args.out).is_dir():
-        raise ValueError(f"--out {args.out} exists and is not a folder")
-
+# --- commands ----------------------------------------------------------------------------------
 
 def _cmd_info(args: argparse.Namespace) -> int:
-    import torch
-
-    import brgm_pyro
-
     print(f"brgm-pyro {brgm_pyro.__version__}")
     print(f"python    {platform.python_version()}")
     print(f"torch     {torch.__version__}")
     for name in ("pyro", "arviz", "lpips", "numpy"):
         try:
-            module = __import__(name)
+            module = importlib.import_module(name)
             print(f"{name:<9} {getattr(module, '__version__', '?')}")
         except ImportError:  # pragma: no cover - reported, not fatal
             print(f"{name:<9} not installed")
@@ -242,8 +128,6 @@ def _cmd_info(args: argparse.Namespace) -> int:
 
 
 def _cmd_train_generator(args: argparse.Namespace) -> int:
-    from .training.trainer import TrainingConfig, export_generator, train_generator
-
     config = TrainingConfig(
         data=args.data, out_dir=args.out, resolution=args.resolution, channels=args.channels,
         z_dim=args.z_dim, w_dim=args.w_dim, mapping_layers=args.mapping_layers,
@@ -259,201 +143,38 @@ def _cmd_train_generator(args: argparse.Namespace) -> int:
     return 0
 
 
-def _load(args: argparse.Namespace):
-    """The generator, its feature network and the device of a reconstruct / demo / evaluate run."""
-    from .generators import load_generator
-    from .reconstruction import build_features
-
-    generator = load_generator(args.generator, device=args.device)
-    features = build_features(args.features, generator, generator.device)
-    return generator, features
-
-
-def _overrides(args: argparse.Namespace) -> dict[str, float | None]:
-    """--sigma-* and --lambda-* (paper's Eq. 6 weights: sigma = lambda^-1/2, kappa = lambda_colin / 2)."""
-    out = {"sigma_pixel": args.sigma_pixel, "sigma_perceptual": args.sigma_perceptual, "kappa": args.kappa}
-    for name, lam in (("sigma_pixel", args.lambda_pixel), ("sigma_perceptual", args.lambda_perceptual)):
-        if lam is not None:
-            if out[name] is not None:
-                raise ValueError(f"give either --{name.replace('_', '-')} or its lambda, not both")
-            if lam <= 0:
-                raise ValueError(f"lambda weights must be positive, got {lam}")
-            out[name] = lam**-0.5
-    if args.lambda_colin is not None:
-        if out["kappa"] is not None:
-            raise ValueError("give either --kappa or --lambda-colin, not both")
-        out["kappa"] = args.lambda_colin / 2
-    return out
-
-
-def _save_outputs(out_dir, truth, display, outputs) -> dict:
-    """Write the images of one problem and return its metrics (when the truth is known)."""
-    from .io import save_grid, save_image
-    from .metrics import compute_metrics, summarize_metrics
-
-    out_dir.mkdir(parents=True, exist_ok=True)
-    save_image(display, out_dir / "input.png")
-    if truth is not None:
-        save_image(truth, out_dir / "truth.png")
-    metrics: dict = {}
-    for method, o in outputs.items():
-        save_image(o.image, out_dir / ("map.png" if method == "map" else f"{method}_mean.png"))
-        if o.samples is not None:
-            save_grid(o.samples[:64], out_dir / f"{method}_samples.png", nrow=8)
-            std = o.std / max(float(o.std.max()), 1e-8) * 2 - 1  # std map scaled to its own maximum
-            save_image(std, out_dir / f"{method}_std.png")
-        entry = {"seconds": round(o.seconds, 2)}
-        if truth is not None:
-            entry.update({k: v[0] for k, v in summarize_metrics(compute_metrics(o.image, truth.cpu())).items()})
-        if o.std is not None:
-            entry["mean_pixel_std"] = float(o.std.mean())
-        metrics[method] = entry
-    return metrics
-
-
-def _figure_row(display, truth, outputs) -> dict:
-    row = {"input": display, "truth": truth}
-    for method, o in outputs.items():
-        row[method] = o.image
-        if o.samples is not None and "samples" not in row:
-            row["samples"], row["std"] = o.samples, o.std
-    return row
-
-
-def _load_image_cli(load_image, path: str, **kwargs):
-    """load_image with the CLI's wording for a non-square image."""
-    from .io import NonSquareImageError
-
-    try:
-        return load_image(path, **kwargs)
-    except NonSquareImageError as err:
-        raise ValueError(f"{err.name} is not square ({err.width}x{err.height}); pass --center-crop to crop its "
-                         "central square") from None
-
-
-def _check_finite_outputs(outputs) -> None:
-    import torch
-
-    for method, o in outputs.items():
-        if not bool(torch.isfinite(o.image).all()):
-            raise ValueError(f"{method} gave non-finite (NaN / inf) images: the optimisation diverged; nothing was "
-                             "written (try a smaller --lr)")
-
-
 def _cmd_reconstruct(args: argparse.Namespace) -> int:
-    from .dataset_cli import is_dataset_run, reconstruct_command
-
     if is_dataset_run(args):  # several images, a folder, a glob, the bundled test set, or torchrun
         return reconstruct_command(args)
     args.image = args.image[0]
-    from .io import load_image
-    from .reconstruction import (build_problem, format_parameter_report, make_task, observation_display,
-                                 parameter_report, run_methods, summary_figure, write_json)
-
     out = check_out(args)
-    generator, features = _load(args)
-    shape = image_shape(generator)
-    corruption = make_task(args.task, generator.img_resolution, factor=args.factor, mask=args.mask,
-                           mask_id=args.mask_id, kernel=args.kernel)
-    out_shape = tuple(corruption.output_shape(shape))
-    if args.observed:
-        observation = _load_image_cli(load_image, args.image, resolution=None, channels=shape[0],
-                                      center_crop=args.center_crop)
-        if tuple(observation.shape[1:]) != out_shape:
-            raise ValueError(f"the observation {args.image} is {tuple(observation.shape[1:])} (C, H, W) but "
-                             f"{corruption.describe()} of this generator's images gives {out_shape}")
-        truth = None
-    else:
-        truth = _load_image_cli(load_image, args.image, resolution=shape[-1], channels=shape[0],
-                                center_crop=args.center_crop)
-        observation = corruption(truth)
-    model = build_problem(generator, corruption, observation.to(generator.device), features, **_overrides(args))
-    model = _blind_model(model, args)  # --learn-noise / --blind: unknown noise and corruption parameters
-    methods = getattr(args, "methods", None) or _method_list(args.method)
-    outputs = run_methods(model, methods, steps=args.steps, lr=args.lr, samples=args.samples, seed=args.seed,
-                          progress=not args.no_progress)
-    display = observation_display(corruption, observation, shape)
-    _check_finite_outputs(outputs)
-    clear_previous_outputs(args, out)
-    metrics = _save_outputs(out, truth, display, outputs)
-    parameters = parameter_report(outputs)
-    write_json({"task": args.task, "corruption": model.corruption.describe(), "metrics": metrics,
-                "config": model_config_dict(model), **({"parameters": parameters} if parameters else {})},
-               out / "metrics.json")
-    notes = format_parameter_report(parameters)
-    if notes:
-        print(notes)
-    figure = summary_figure([_figure_row(display, truth, outputs)], out / "summary.png", notes=notes or None)
-    if args.save_inference_data:
-        from .inference import to_inference_data
-
-        for method, o in outputs.items():
-            idata = to_inference_data(o.result, model, num_draws=args.samples)
-            idata.to_netcdf(str(out / f"{method}_inference_data.nc"))
+    generator, features = load_generator_and_features(args)
+    corruption = corruption_from_args(args, generator.img_resolution)
+    truth, observation = read_image_arg(args, generator, corruption)
+    problem = Problem(args.task, corruption, observation, truth)
+    methods = getattr(args, "methods", None) or method_list(args.method)
+    _, figure = reconstruct_problems(args, out, generator, features, [problem], methods)
     print(f"outputs in {out}; summary figure: {figure}")
     return 0
 
 
-def _blind_model(model, args: argparse.Namespace):
-    """--learn-noise: sigma_pixel ~ HalfNormal(0.5) is inferred; --blind: the named corruption
-    parameters are inferred (default priors in brgm_pyro.corruptions.blind)."""
-    from dataclasses import replace
-
-    from .corruptions import make_blind
-    from .models import learn_noise
-
-    if args.blind:
-        model = replace(model, corruption=make_blind(model.corruption, args.blind))
-    if args.learn_noise:
-        model = learn_noise(model)
-    return model
-
-
-def model_config_dict(model) -> dict:
-    """The weights a run used (for metrics.json)."""
-    from .models import PixelLikelihood, PerceptualLikelihood
-
-    out: dict = {"kappa": getattr(model.colinearity, "kappa", 0.0)}
-    for lik in model.likelihoods:
-        if isinstance(lik, (PixelLikelihood, PerceptualLikelihood)):
-            key = "sigma_pixel" if isinstance(lik, PixelLikelihood) else "sigma_perceptual"
-            out[key] = lik.sigma if lik.sigma is not None else f"learned, {lik.sigma_prior.describe()}"
-    return out
-
-
 def _cmd_demo(args: argparse.Namespace) -> int:
-    from .bundled import load_test_images
-    from .reconstruction import (build_problem, make_task, observation_display, run_methods, summary_figure,
-                                 write_json)
-
     out = check_out(args)
-    generator, features = _load(args)
-    images, labels, _ = load_test_images()
+    generator, features = load_generator_and_features(args)
+    images, _, _ = load_test_images()
     if args.image_index >= len(images):
         raise ValueError(f"--image-index must be in 0..{len(images) - 1}, got {args.image_index}")
     shape = image_shape(generator)
     if tuple(images.shape[1:]) != shape:
         raise ValueError(f"the demo images are {tuple(images.shape[1:])} but the generator makes {shape}; "
                          "run the demo with the bundled generator, or use `brgm reconstruct`")
-    truth = images[args.image_index:args.image_index + 1].to(generator.device)
-    tasks = [("super-resolution", make_task("super-resolution", shape[-1], factor=4, kernel=args.kernel)),
-             ("inpainting", make_task("inpainting", shape[-1], mask_id=args.mask_id))]
-    rows, titles, report, results = [], [], {}, []
-    for name, corruption in tasks:
-        observation = corruption(truth)
-        model = build_problem(generator, corruption, observation, features, **_overrides(args))
-        outputs = run_methods(model, ["map", "vi"], steps=args.steps, lr=args.lr, samples=args.samples,
-                              seed=args.seed, progress=not args.no_progress)
-        _check_finite_outputs(outputs)
-        results.append((name, corruption, model, observation_display(corruption, observation, shape), outputs))
-    clear_previous_outputs(args, out)
-    for name, corruption, model, display, outputs in results:
-        report[name] = {"corruption": corruption.describe(), "config": model_config_dict(model),
-                        "metrics": _save_outputs(out / name, truth.cpu(), display, outputs)}
-        rows.append(_figure_row(display, truth.cpu(), outputs))
-        titles.append("SR x4" if name == "super-resolution" else f"in-painting, mask {args.mask_id}")
-    write_json(report, out / "metrics.json")
-    figure = summary_figure(rows, out / "summary.png", row_titles=titles)
+    truth = images[args.image_index:args.image_index + 1]
+    sr = make_corruption("super-resolution", shape[-1], factor=4, kernel=args.kernel)
+    inpainting = make_corruption("inpainting", shape[-1], mask_id=args.mask_id)
+    problems = [Problem(task, op, op(truth), truth, folder=task, title=title)
+                for task, op, title in zip(DEMO_TASK_FOLDERS, (sr, inpainting),
+                                           ("SR x4", f"in-painting, mask {args.mask_id}"))]
+    report, figure = reconstruct_problems(args, out, generator, features, problems, ["map", "vi"])
     for name, entry in report.items():
         m = entry["metrics"]
         print(f"{name:>16}: RMSE  MAP {m['map']['rmse']:.1f}  VI mean {m['vi']['rmse']:.1f}  "
@@ -463,20 +184,11 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
-    from .dataset_cli import evaluate_command
-
     return evaluate_command(args)  # per-image outputs, resumable, sharded under torchrun
 
 
 def _cmd_calibrate(args: argparse.Namespace) -> int:
     """Simulation-based calibration of posterior methods on problems drawn from the model."""
-    import importlib
-    from pathlib import Path
-
-    from .generators import load_generator
-    from .inference.calibration import calibrate, resolve_methods, simulate_problems
-    from .reconstruction import make_task
-
     for module in args.imports:
         importlib.import_module(module)
     methods = resolve_methods(args.methods)
@@ -484,11 +196,8 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
                         ("--steps", args.steps)):
         if value < 1:
             raise ValueError(f"{name} must be >= 1, got {value}")
-    generator = load_generator(args.generator, device=args.device)
-    if args.task == "super-resolution":
-        corruption = make_task(args.task, generator.img_resolution, factor=args.factor, kernel=args.kernel)
-    else:
-        corruption = make_task(args.task, generator.img_resolution, mask_id=args.mask_id)
+    generator = generators.load_generator(args.generator, device=args.device)
+    corruption = corruption_from_args(args, generator.img_resolution)
     problem_seed = args.seed if args.problem_seed is None else args.problem_seed
     problems = simulate_problems(generator, corruption, args.num_problems, sigma_pixel=args.sigma_pixel,
                                  prior_std=args.prior_std, seed=problem_seed)
@@ -507,9 +216,9 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _add_model_options(p: argparse.ArgumentParser, steps: int = 500) -> None:
-    from .reconstruction import FEATURE_CHOICES
+# --- the parser --------------------------------------------------------------------------------
 
+def _add_model_options(p: argparse.ArgumentParser, steps: int = 500) -> None:
     p.add_argument("--generator", default="fashion-mnist-32",
                    help="bundled name or checkpoint path (.pkl from NVIDIA / the BRGM authors, rosinality .pt, "
                         "brgm-pyro .pt); default: %(default)s")
@@ -534,8 +243,6 @@ def _add_model_options(p: argparse.ArgumentParser, steps: int = 500) -> None:
 
 
 def _add_kernel_option(p: argparse.ArgumentParser, default: str) -> None:
-    from .corruptions import SR_KERNELS
-
     p.add_argument("--kernel", default=default, choices=SR_KERNELS,
                    help="super-resolution down-sampling kernel (default: %(default)s; 'bicubic' without "
                         "antialiasing is the authors' release, which aliases badly on 32x32 images)")
@@ -555,8 +262,6 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     p = sub.add_parser("info", help="print versions and whether a GPU is present")
     p.set_defaults(func=_cmd_info)
-
-    from .training.data import FASHION_MNIST_DIR
 
     p = sub.add_parser(
         "train-generator",
@@ -581,13 +286,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--r1-gamma", type=float, default=0.01)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--snapshot-every", type=int, default=500)
-    p.add_argument("--device", default="cuda" if _cuda_available() else "cpu")
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--no-resume", action="store_true", help="start afresh even if a checkpoint exists")
     p.add_argument("--no-progress", action="store_true")
     p.add_argument("--export", help="also write the EMA generator to this .pt file (project format)")
     p.set_defaults(func=_cmd_train_generator)
-
-    from .corruptions import TASKS
 
     p = sub.add_parser("demo", help="x4 super-resolution and in-painting of a bundled test image with MAP and VI",
                        description="The main job: on the bundled generator and a bundled Fashion-MNIST test image, "
@@ -620,8 +323,6 @@ def build_parser() -> argparse.ArgumentParser:
                         "about 2.5x MAP's time; needs --kappa 0 --features none); mcmc (default: %(default)s)")
     p.add_argument("--samples", type=int, default=64, help="posterior samples to draw (default: %(default)s)")
     p.add_argument("--save-inference-data", action="store_true", help="also write ArviZ NetCDF files")
-    from .corruptions import BLIND_CHOICES
-
     p.add_argument("--learn-noise", action="store_true",
                    help="infer sigma_pixel (prior HalfNormal(0.5)) instead of fixing it")
     p.add_argument("--blind", action="append", choices=BLIND_CHOICES, default=[],
@@ -629,8 +330,6 @@ def build_parser() -> argparse.ArgumentParser:
                         "with --kernel gaussian), shift (sub-pixel translation), gain (gain and offset)")
     _add_kernel_option(p, "bicubic")
     _add_model_options(p)
-    from .dataset_cli import add_dataset_options
-
     add_dataset_options(p)
     p.set_defaults(func=_cmd_reconstruct)
 
@@ -677,27 +376,20 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _cuda_available() -> bool:
-    import torch
-
-    return torch.cuda.is_available()
-
-
 # Errors a user can act on (bad flag, image, mask, --out, device, checkpoint, missing weights):
 # one line on stderr and exit code 2.  Anything else is a bug and keeps its traceback.
 USER_ERRORS: tuple[type[BaseException], ...] = (ValueError, FileNotFoundError, PermissionError, IsADirectoryError,
-                                                NotADirectoryError, FileExistsError)
+                                                NotADirectoryError, FileExistsError, CheckpointError,
+                                                UnsafeCheckpointError)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    from .generators import CheckpointError, UnsafeCheckpointError
-
     try:
         check_args(args)
         return int(args.func(args) or 0)
-    except (*USER_ERRORS, CheckpointError, UnsafeCheckpointError) as err:
+    except USER_ERRORS as err:
         message = " ".join(str(err).split()) or type(err).__name__
         print(f"brgm {args.command}: error: {message}", file=sys.stderr)
         return 2

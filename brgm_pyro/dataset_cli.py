@@ -9,16 +9,23 @@ glob or the bundled test images, and ``brgm evaluate``, in one process or under 
 from __future__ import annotations
 
 import argparse
-import os
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from .dataset_run import (DatasetPlan, ImageSource, _is_glob, bundled_test_sources, collect_images, load_source,
-                          reconstruct_dataset)
-from .distributed import DistributedContext, configure_threads, init_distributed, shutdown
 from .functional import image_shape
+from .cli_args import (  # noqa: F401 - is_dataset_run: re-exported (it lived here)
+    corruption_from_args, is_dataset_run, load_generator_and_features, method_list, model_from_args,
+    weight_overrides_from_args,
+)
+from .corruptions import NUM_STANDARD_MASKS, make_corruption, standard_mask_names
+from .dataset_run import (
+    DatasetPlan, ImageSource, bundled_test_sources, collect_images, load_source, reconstruct_dataset,
+)
+from .distributed import DistributedContext, configure_threads, init_distributed, shutdown
+from .evaluation import evaluate
+from .report import write_tables
 
 
 def add_dataset_options(p: argparse.ArgumentParser, evaluate: bool = False) -> None:
@@ -35,20 +42,6 @@ def add_dataset_options(p: argparse.ArgumentParser, evaluate: bool = False) -> N
     g.add_argument("--threads", type=int, default=None,
                    help="torch threads per process (default: all cores for one process; under torchrun "
                         "OMP_NUM_THREADS, else cores / processes per node)")
-
-
-def is_dataset_run(args: argparse.Namespace) -> bool:
-    """True unless ``brgm reconstruct`` was given exactly one image file in a single process
-    (that case keeps the single-image layout: outputs directly in --out)."""
-    images = list(args.image or [])
-    if args.bundled_test_images or args.resume or "WORLD_SIZE" in os.environ:
-        return True
-    if len(images) != 1:
-        if not images:
-            raise ValueError("give an image file, several, a folder or a glob pattern (or --bundled-test-images)")
-        return True
-    only = Path(images[0])
-    return only.is_dir() or (not only.exists() and _is_glob(images[0]))
 
 
 def _settings(args: argparse.Namespace, task: str, corruption: str, methods: list[str], overrides: dict) -> dict:
@@ -80,32 +73,24 @@ def _report(rows: list[dict], methods: list[str], out: Path, total: int) -> None
 
 def reconstruct_command(args: argparse.Namespace) -> int:
     """``brgm reconstruct`` on a data set (see ``is_dataset_run``)."""
-    from .cli import _blind_model, _load, _overrides
-    from .reconstruction import METHODS, build_problem, make_task
-
     if args.bundled_test_images and args.image:
         raise ValueError("give either image paths or --bundled-test-images, not both")
     if args.num_images is not None and args.num_images < 1:
         raise ValueError(f"--num-images must be >= 1, got {args.num_images}")
     if getattr(args, "save_inference_data", False):
         raise ValueError("--save-inference-data is for one image; leave it out for a data set")
-    methods = [m.strip() for m in args.method.split(",") if m.strip()]
-    unknown = [m for m in methods if m not in METHODS]
-    if unknown or not methods:
-        raise ValueError(f"unknown method(s) {unknown}; choose from {', '.join(METHODS)}")
+    methods = method_list(args.method)
     sources: list[ImageSource] = (bundled_test_sources() if args.bundled_test_images
                                   else collect_images(args.image))[:args.num_images]
     ctx, threads = _start(args)
     try:
-        generator, features = _load(args)
+        generator, features = load_generator_and_features(args)
         shape = image_shape(generator)
-        corruption = make_task(args.task, generator.img_resolution, factor=args.factor, mask=args.mask,
-                               mask_id=args.mask_id, kernel=args.kernel)
-        overrides = _overrides(args)
+        corruption = corruption_from_args(args, generator.img_resolution)
+        overrides = weight_overrides_from_args(args)
         plan = DatasetPlan(
             task=args.task, corruption_for=lambda index: corruption, methods=methods, image_shape=shape,
-            build_model=lambda op, obs: _blind_model(
-                build_problem(generator, op, obs.to(generator.device), features, **overrides), args),
+            build_model=lambda op, obs: model_from_args(args, generator, op, obs, features),
             steps=args.steps, lr=args.lr, samples=args.samples, seed=args.seed, batch_size=args.batch_size,
             observed=args.observed, center_crop=bool(getattr(args, "center_crop", False)),
             settings=_settings(args, args.task, corruption.describe(), methods, overrides))
@@ -124,30 +109,26 @@ def reconstruct_command(args: argparse.Namespace) -> int:
 def evaluate_command(args: argparse.Namespace) -> int:
     """``brgm evaluate``: BRGM (MAP) through the data-set runner (per-image outputs in
     OUT/<task>/, resumable, sharded under torchrun), then rank 0 adds the baselines and tables."""
-    from .cli import _load, _overrides
-    from .corruptions import NUM_STANDARD_MASKS, Inpainting, SuperResolution, standard_mask, standard_mask_names
-    from .evaluation import evaluate, write_tables
-    from .reconstruction import build_problem
-
     if args.num_images is not None and args.num_images < 1:
         raise ValueError(f"--num-images must be >= 1, got {args.num_images}")
     sources = (collect_images([args.images]) if args.images else bundled_test_sources())[:args.num_images]
     ctx, threads = _start(args)
     try:
-        generator, features = _load(args)
+        generator, features = load_generator_and_features(args)
         shape = image_shape(generator)
         factor = args.factor or 4
+        n_masks = NUM_STANDARD_MASKS
         if args.task == "super-resolution":
-            op = SuperResolution(factor, kernel=args.kernel)
+            op = make_corruption("super-resolution", shape[-1], factor=factor, kernel=args.kernel)
             corruption_for, describe = (lambda index: op), op.describe()
         else:
-            ops = [Inpainting(standard_mask(m, shape[-1])) for m in range(NUM_STANDARD_MASKS)]
-            corruption_for, describe = (lambda index: ops[index % len(ops)]), "standard mask (image index % 7)"
+            ops = [make_corruption("inpainting", shape[-1], mask_id=m) for m in range(n_masks)]
+            corruption_for, describe = (lambda index: ops[index % n_masks]), f"standard mask (image index % {n_masks})"
             names = standard_mask_names()
-        overrides = _overrides(args)
+        overrides = weight_overrides_from_args(args)
 
         def build_model(corruption, observations):
-            return build_problem(generator, corruption, observations.to(generator.device), features, **overrides)
+            return model_from_args(args, generator, corruption, observations, features)
 
         plan = DatasetPlan(
             task=args.task, corruption_for=corruption_for, methods=["map"], image_shape=shape,
@@ -155,7 +136,7 @@ def evaluate_command(args: argparse.Namespace) -> int:
             batch_size=args.batch_size, center_crop=bool(getattr(args, "center_crop", True)),
             settings=_settings(args, args.task, describe, ["map"], overrides),
             label_for=None if args.task == "super-resolution" else
-            (lambda index: f"in-painting, standard mask {index % len(ops)} ({names[index % len(ops)]})"))
+            (lambda index: f"in-painting, standard mask {index % n_masks} ({names[index % n_masks]})"))
         out = Path(args.out) / args.task
         if ctx.is_main:
             print(f"{len(sources)} images, {ctx.world_size} process(es), {threads} thread(s) each, device {ctx.device}")

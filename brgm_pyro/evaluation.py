@@ -1,27 +1,33 @@
-"""The paper's Table 1 for our setting: BRGM (MAP) against classical baselines on a test set.
+"""Running the paper's Table 1 for our setting: BRGM (MAP) against classical baselines on a test set.
 
 Super-resolution: BRGM vs bicubic up-sampling vs total-variation reconstruction.
 In-painting: image n gets standard mask n % 7 (as in the paper); BRGM vs mean fill vs TV.
 Metrics per image (``compute_metrics``): LPIPS when its backbone weights are present, RMSE, PSNR,
 SSIM, MAE; plus the squared distance in the generator's feature space when one is used, and for
-in-painting the RMSE inside the hidden region. Reported as mean +- std over the images.
+in-painting the RMSE inside the hidden region. Reported as mean +- std over the images; the
+tables are rendered and written by ``brgm_pyro.report`` (``write_tables`` is re-exported here).
 """
 
 from __future__ import annotations
 
-import csv
-import io
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Callable
 
 import torch
 from tqdm.auto import tqdm
 
+from .functional import image_shape, rmse_255
 from .baselines import bicubic_upsample, mean_fill, total_variation_reconstruction
 from .corruptions import NUM_STANDARD_MASKS, Inpainting, SuperResolution, standard_mask
-from .functional import image_shape, rmse_255
+from .inference import map_estimate
 from .metrics import LPIPSMetric, compute_metrics, summarize
+from .perceptual import MissingWeightsError
+from .report import (
+    evaluation_csv,
+    evaluation_group_markdown,
+    evaluation_markdown,
+    write_tables,  # noqa: F401 - re-exported: it lived here before brgm_pyro.report
+)
 
 
 @dataclass
@@ -44,47 +50,19 @@ class EvaluationTable:
             names += [k for k in metrics if k not in names]
         return names
 
+    # The rendered tables live in brgm_pyro.report (reporting); these methods are kept for callers.
     def markdown(self) -> str:
-        names = self.metric_names()
-        arrows = {"lpips": "↓", "rmse": "↓", "mae": "↓", "psnr": "↑", "ssim": "↑", "feature_distance": "↓",
-                  "rmse_hidden": "↓"}
-        lines = ["| method | " + " | ".join(f"{n} {arrows.get(n, '')}".strip() for n in names) + " |",
-                 "|---" * (len(names) + 1) + "|"]
-        for method, stats in self.summary().items():
-            cells = [f"{stats[n][0]:.3f} ± {stats[n][1]:.3f}" if n in stats else "–" for n in names]
-            lines.append(f"| {method} | " + " | ".join(cells) + " |")
-        return "\n".join(lines)
+        return evaluation_markdown(self)
 
     def group_markdown(self, metric: str = "rmse_hidden") -> str:
-        """In-painting: ``metric`` (mean over the images of each mask) per standard mask and method."""
-        from .corruptions import standard_mask_names
-
-        if not self.groups:
-            return ""
-        methods = list(next(iter(self.groups.values())))
-        names = standard_mask_names()
-        lines = ["| mask | images | " + " | ".join(methods) + " |", "|---" * (len(methods) + 2) + "|"]
-        for gid in sorted(self.groups):
-            row = self.groups[gid]
-            n = len(next(iter(row.values()))[metric])
-            lines.append(f"| {gid}: {names[gid]} | {n} | " + " | ".join(f"{float(row[m][metric].mean()):.2f}"
-                                                                    for m in methods) + " |")
-        return "\n".join(lines)
+        return evaluation_group_markdown(self, metric)
 
     def csv(self) -> str:
-        buf = io.StringIO()
-        writer = csv.writer(buf)
-        writer.writerow(["task", "method", "metric", "mean", "std", "num_images"])
-        for method, stats in self.summary().items():
-            for name, (mean, std) in stats.items():
-                writer.writerow([self.task, method, name, f"{mean:.6g}", f"{std:.6g}", self.num_images])
-        return buf.getvalue()
+        return evaluation_csv(self)
 
 
 def try_lpips(net: str = "alex") -> tuple[LPIPSMetric | None, str | None]:
     """The LPIPS metric if its backbone weights are on disk, else (None, why)."""
-    from .perceptual import MissingWeightsError
-
     try:
         return LPIPSMetric(net), None
     except MissingWeightsError as err:
@@ -113,8 +91,6 @@ def _append(table: EvaluationTable, method: str, values: dict[str, torch.Tensor]
 def map_batched(build_model: Callable[[torch.Tensor], object], observations: torch.Tensor, steps: int, lr: float,
                 batch_size: int, progress: bool) -> torch.Tensor:
     """MAP images for many observations, ``batch_size`` at a time (one batched Pyro model each)."""
-    from .inference import map_estimate
-
     images = []
     for start in range(0, len(observations), batch_size):
         model = build_model(observations[start:start + batch_size])
@@ -175,7 +151,7 @@ def evaluate(generator, images: torch.Tensor, task: str, build_model: Callable, 
         mean_image = generator_mean_image(generator)
         groups = tqdm(range(NUM_STANDARD_MASKS), desc="masks", disable=not progress)
         for mask_id in groups:
-            if mask_id >= len(images):  # fewer than 7 images: some masks have none
+            if mask_id >= len(images):  # fewer images than masks: some masks have none
                 continue
             idx = torch.arange(mask_id, len(images), NUM_STANDARD_MASKS)
             mask = standard_mask(mask_id, shape[-1])
@@ -192,18 +168,3 @@ def evaluate(generator, images: torch.Tensor, task: str, build_model: Callable, 
             _append(table, "total variation", _metrics(tv, truth, lpips, features, hidden), mask_id)
         return table
     raise ValueError(f"evaluate supports the tasks super-resolution and inpainting, got {task!r}")
-
-
-def write_tables(table: EvaluationTable, out_dir: str | Path) -> tuple[Path, Path]:
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    md = out / f"evaluation-{table.task}.md"
-    body = f"## {table.task}, {table.num_images} images\n\n{table.markdown()}\n"
-    if table.groups:
-        body += f"\nRMSE inside the hidden region (0-255) per standard mask:\n\n{table.group_markdown()}\n"
-    if table.notes:
-        body += "\n" + "\n".join(f"- {n}" for n in table.notes) + "\n"
-    md.write_text(body)
-    csv_path = out / f"evaluation-{table.task}.csv"
-    csv_path.write_text(table.csv())
-    return md, csv_path

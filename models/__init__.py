@@ -3,9 +3,10 @@
 from brgm_pyro.corruptions.latent import LatentParameter
 
 from .brgm import (
-    BRGMModel, brgm_model, check_observation, corrupt, generate, released_config, sample_corruption_parameters,
+    BRGMModel, brgm_model, check_observation, corrupt, default_config, generate, released_config,
+    sample_corruption_parameters,
 )
-from .config import BRGMConfig, released_lambda_colin
+from .config import BRGMConfig, released_lambda_colin, weight_overrides
 from .likelihoods import PerceptualLikelihood, PixelLikelihood
 from .noise import inverse_gamma_on_variance, learn_noise, perceptual_noise_prior, pixel_noise_prior
 from .priors import (
@@ -19,5 +20,5 @@ __all__ = [
     "GaussianLatentPrior", "SharedLatentPrior", "StudentTLatentPrior", "LatentPrior", "LocationScaleLatentPrior",
     "pairwise_cosines",
     "LatentParameter", "sample_corruption_parameters", "inverse_gamma_on_variance", "perceptual_noise_prior",
-    "pixel_noise_prior", "learn_noise",
+    "pixel_noise_prior", "learn_noise", "default_config", "weight_overrides",
 ]

@@ -12,7 +12,7 @@ Its negative log joint is half of the loss of Eq. 6 (up to a constant) when ever
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Callable, Sequence
 
 import pyro
@@ -124,6 +124,7 @@ class BRGMModel:
     prior: LatentPrior
     colinearity: ColinearityPrior | Callable[[torch.Tensor], torch.Tensor] | None = None
     likelihoods: Sequence[Callable[..., None]] = field(default_factory=tuple)
+    config: BRGMConfig | None = None  # the weights the parts were built from (set by ``brgm_model``)
 
     def __post_init__(self) -> None:
         if not isinstance(self.prior, LatentPrior):
@@ -231,6 +232,19 @@ def released_config(generator: PriorGenerator, corruption: Corruption,
                                     lambda_colin=released_lambda_colin(task, factor))
 
 
+def default_config(generator: PriorGenerator, corruption: Corruption,
+                   features: torch.nn.Module | None = None) -> BRGMConfig:
+    """The weights ``brgm_model`` uses when given no config: the generator's recommended balance
+    (``generator.metadata["recommended_config"]``, e.g. the bundled model's tuned weights; its
+    perceptual sigma dropped when ``features`` is None), else the authors' released balance for
+    this problem's sizes (``released_config``)."""
+    recommended = getattr(generator, "metadata", {}).get("recommended_config")
+    if not recommended:
+        return released_config(generator, corruption, features)
+    config = BRGMConfig(**recommended)
+    return config if features is not None else replace(config, sigma_perceptual=None)
+
+
 def brgm_model(
     generator: PriorGenerator,
     corruption: Corruption,
@@ -242,16 +256,25 @@ def brgm_model(
     features: torch.nn.Module | None = None,
     num_stats_samples: int = 10_000,
 ) -> BRGMModel:
-    """Compose the BRGM model.  Parts not given are built from ``config``; the default
-    (``config=None``) is the authors' released balance for these shapes
-    (``released_config(generator, corruption, features)``):
+    """Compose the BRGM model: the one builder (the ``brgm`` command line, the data-set runner and
+    the deprecated ``brgm_pyro.reconstruction.build_problem`` all call it).
+
+    Parts not given are built from ``config``; the default (``config=None``) is
+    ``default_config(generator, corruption, features)``: the generator's recommended balance if it
+    carries one, else the authors' released balance for these shapes (``released_config``).
 
     prior: Gaussian on W+ with mu, sigma from 10,000 mapping samples (scalar sigma unless
     ``config.prior_std == "per-dimension"``); colinearity: ``ColinearityPrior(config.kappa)``
     (None switches it off); likelihoods: pixel (``config.sigma_pixel``) and, when ``features``
     is given and ``config.sigma_perceptual`` is set, perceptual.
+
+    The model keeps the config it was built from as ``model.config`` (``sigma_perceptual`` set to
+    None when there are no ``features``: that term is off); parts passed in explicitly are not
+    described by it.
     """
-    config = released_config(generator, corruption, features) if config is None else config
+    config = default_config(generator, corruption, features) if config is None else config
+    if features is None and config.sigma_perceptual is not None:
+        config = replace(config, sigma_perceptual=None)  # no feature network: no perceptual term
     if prior is None:
         stats = generator.latent_stats(num_stats_samples)
         prior = GaussianLatentPrior.from_stats(stats, generator.num_ws,
@@ -266,4 +289,4 @@ def brgm_model(
             likelihoods.append(PixelLikelihood(config.sigma_pixel))
         if features is not None and config.sigma_perceptual is not None:
             likelihoods.append(PerceptualLikelihood(features, config.sigma_perceptual))
-    return BRGMModel(generator, corruption, observation, prior, colinearity, tuple(likelihoods))
+    return BRGMModel(generator, corruption, observation, prior, colinearity, tuple(likelihoods), config)

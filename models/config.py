@@ -18,6 +18,8 @@ import math
 from dataclasses import dataclass
 from typing import Literal
 
+WEIGHT_FIELDS = ("sigma_pixel", "sigma_perceptual", "kappa")
+
 
 @dataclass(frozen=True)
 class BRGMConfig:
@@ -98,3 +100,31 @@ class BRGMConfig:
 def released_lambda_colin(task: str, factor: int | None = None) -> float:
     """The authors' colinearity weight: 0.1, or 1.0 for super-resolution by factors above 16."""
     return 1.0 if task == "super-resolution" and factor is not None and factor > 16 else 0.1
+
+
+def weight_overrides(
+    sigma_pixel: float | None = None, sigma_perceptual: float | None = None, kappa: float | None = None,
+    lambda_pixel: float | None = None, lambda_percept: float | None = None, lambda_colin: float | None = None,
+) -> dict[str, float | None]:
+    """The ``BRGMConfig`` fields that these weights set (None: not set), for ``dataclasses.replace``.
+
+    Each weight may be given as a sigma / kappa or as the paper's Eq. 6 lambda, converted by
+    ``BRGMConfig.from_lambdas`` (sigma = lambda^(-1/2), kappa = lambda_colin / 2); giving both
+    forms of one weight is an error.
+
+    >>> weight_overrides(lambda_pixel=100.0, kappa=0.5)
+    {'sigma_pixel': 0.1, 'kappa': 0.5}
+    """
+    converted = BRGMConfig.from_lambdas(lambda_pixel, lambda_percept, 0.0 if lambda_colin is None else lambda_colin)
+    pairs = {"sigma_pixel": (sigma_pixel, "lambda_pixel", lambda_pixel),
+             "sigma_perceptual": (sigma_perceptual, "lambda_percept", lambda_percept),
+             "kappa": (kappa, "lambda_colin", lambda_colin)}
+    out: dict[str, float | None] = {}
+    for name, (direct, lambda_name, lam) in pairs.items():
+        if direct is not None and lam is not None:
+            raise ValueError(f"give either {name} or {lambda_name}, not both")
+        if direct is not None:
+            out[name] = direct
+        elif lam is not None:
+            out[name] = getattr(converted, name)
+    return out

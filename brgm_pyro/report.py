@@ -1,0 +1,277 @@
+"""Reporting what a reconstruction gave: saved images and their metrics, the summary figure,
+strict JSON, the weights and inferred parameters of a run, and the evaluation tables.
+
+Nothing here builds a model or runs inference (that is ``brgm_pyro.reconstruction``):
+
+    outputs = run_methods(model, ["map", "vi"])                     # reconstruction.py
+    metrics = save_outputs(out, truth, display, outputs)            # report.py: images + metrics
+    write_json({"metrics": metrics, "config": weights_report(model)}, out / "metrics.json")
+    summary_figure([figure_row(display, truth, outputs)], out / "summary.png")
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+from dataclasses import asdict
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
+
+import torch
+import torch.nn.functional as F
+
+from .corruptions import Corruption, standard_mask_names
+from .inference import parameter_summary
+from .io import save_figure, save_grid, save_image
+from .metrics import compute_metrics, summarize_metrics
+
+if TYPE_CHECKING:  # type hints only: reconstruction / evaluation import this module
+    from .evaluation import EvaluationTable
+    from .models import BRGMModel
+    from .reconstruction import MethodOutput
+
+
+# --- images and their metrics ------------------------------------------------------------------
+
+def observation_display(corruption: Corruption, observation: torch.Tensor,
+                        image_shape: tuple[int, int, int]) -> torch.Tensor:
+    """The observation drawn at the image's size (nearest-neighbour for low resolution, holes at
+    mid-grey for in-painting); a blank image when f's output is not an image."""
+    obs = observation if observation.ndim == 4 else observation.unsqueeze(0)
+    obs = obs.detach().cpu()
+    c, h, w = image_shape
+    if obs.ndim == 4 and obs.shape[1] == c and obs.shape[-2:] != (h, w) and h % obs.shape[-2] == 0:
+        return F.interpolate(obs, size=(h, w), mode="nearest")
+    if obs.ndim == 4 and tuple(obs.shape[1:]) == image_shape:
+        return obs
+    return torch.zeros(obs.shape[0], c, h, w)
+
+
+def save_outputs(out_dir: Path, truth: torch.Tensor | None, display: torch.Tensor,
+                 outputs: Mapping[str, MethodOutput]) -> dict[str, dict[str, float]]:
+    """Write the images of one problem (input, truth, each method's image, samples and std map)
+    and return method -> metrics (RMSE, PSNR, ... against the truth when it is known; seconds;
+    the mean posterior pixel std)."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    save_image(display, out_dir / "input.png")
+    if truth is not None:
+        save_image(truth, out_dir / "truth.png")
+    metrics: dict[str, dict[str, float]] = {}
+    for method, o in outputs.items():
+        save_image(o.image, out_dir / ("map.png" if method == "map" else f"{method}_mean.png"))
+        if o.samples is not None:
+            save_grid(o.samples[:64], out_dir / f"{method}_samples.png", nrow=8)
+            std = o.std / max(float(o.std.max()), 1e-8) * 2 - 1  # std map scaled to its own maximum
+            save_image(std, out_dir / f"{method}_std.png")
+        entry = {"seconds": round(o.seconds, 2)}
+        if truth is not None:
+            entry.update({k: v[0] for k, v in summarize_metrics(compute_metrics(o.image, truth.cpu())).items()})
+        if o.std is not None:
+            entry["mean_pixel_std"] = float(o.std.mean())
+        metrics[method] = entry
+    return metrics
+
+
+# --- the run's weights and inferred parameters -------------------------------------------------
+
+def weights_report(model: BRGMModel) -> dict[str, Any]:
+    """The weights a run used (metrics.json's "config"): the fields of ``model.config``; a noise
+    level the model infers (its latent site "sigma_pixel" / "sigma_perceptual") is written as
+    ``"learned, <its prior>"``."""
+    if model.config is None:
+        raise ValueError("this model has no config (build it with brgm_model)")
+    out: dict[str, Any] = asdict(model.config)
+    for site, parameter in model.latent_parameters().items():
+        if site in out:
+            out[site] = f"learned, {parameter.describe()}"
+    return out
+
+
+def parameter_report(outputs: Mapping[str, MethodOutput], level: float = 0.9) -> dict[str, dict]:
+    """Method -> site -> {"mean", "std", "lower", "upper", "level"} for the model's latent sites
+    besides w (a learned noise level, blind corruption parameters); {} when there are none."""
+    report = {}
+    for method, o in outputs.items():
+        summary = parameter_summary(o.result, level=level) if o.result is not None else {}
+        if summary:
+            report[method] = summary
+    return report
+
+
+def format_parameter_report(report: Mapping[str, dict]) -> str:
+    """One line per method: ``MAP: sigma_pixel 0.101, corruption.blur_sigma 1.84`` (VI / NUTS with intervals)."""
+    lines = []
+    for method, sites in report.items():
+        parts = []
+        for site, e in sites.items():
+            text = f"{site} {e['mean']:.3g}" if "mean" in e else f"{site} {e.get('value')}"
+            if e.get("lower") is not None:
+                text += f" [{e['lower']:.3g}, {e['upper']:.3g}]"
+            parts.append(text)
+        lines.append(f"{method.upper()}: " + ", ".join(parts))
+    return "\n".join(lines)
+
+
+# --- JSON --------------------------------------------------------------------------------------
+
+def json_safe(data: Any) -> Any:
+    """``data`` with every float that is not finite (NaN, +-inf) replaced by None, so that it can be
+    written as strict JSON (e.g. the PSNR of an exact reconstruction is +inf and is written as null)."""
+    if isinstance(data, dict):
+        return {k: json_safe(v) for k, v in data.items()}
+    if isinstance(data, (list, tuple)):
+        return [json_safe(v) for v in data]
+    if isinstance(data, float) and not math.isfinite(data):
+        return None
+    return data
+
+
+def write_json(data: Any, path: str | Path) -> Path:
+    """Strict JSON (no NaN / Infinity tokens): non-finite floats are written as null (``json_safe``)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(json_safe(data), indent=2, sort_keys=True, allow_nan=False))
+    return path
+
+
+# --- the summary figure ------------------------------------------------------------------------
+
+def figure_row(display: torch.Tensor, truth: torch.Tensor | None,
+               outputs: Mapping[str, MethodOutput]) -> dict[str, torch.Tensor | None]:
+    """One row of ``summary_figure``: the input, each method's image, the first sampling method's
+    draws and std map, and the truth."""
+    row: dict[str, torch.Tensor | None] = {"input": display, "truth": truth}
+    for method, o in outputs.items():
+        row[method] = o.image
+        if o.samples is not None and "samples" not in row:
+            row["samples"], row["std"] = o.samples, o.std
+    return row
+
+
+def _show(ax, image: torch.Tensor, title: str, cmap: str = "gray", signed: bool = True) -> None:
+    img = image.detach().cpu().float()
+    if img.ndim == 4:
+        img = img[0]
+    if img.shape[0] == 1:
+        data = img[0].numpy()
+        kwargs = dict(cmap=cmap, vmin=-1, vmax=1) if signed else dict(cmap=cmap, vmin=0)
+    else:
+        data = ((img.permute(1, 2, 0) + 1) / 2).clamp(0, 1).numpy()
+        kwargs = {}
+    ax.imshow(data, interpolation="nearest", **kwargs)
+    ax.set_title(title, fontsize=8)
+    ax.set_xticks([])
+    ax.set_yticks([])
+
+
+def summary_figure(rows: Sequence[Mapping[str, torch.Tensor | None]], path: str | Path,
+                   row_titles: Sequence[str] | None = None, num_samples: int = 3, notes: str | None = None) -> Path:
+    """One row per problem: input | MAP | VI mean | samples | std | truth (whichever are given).
+
+    Each row is a dict with keys "input", "map", "vi", "mcmc", "samples" (n, C, H, W), "std",
+    "truth"; std maps use their own colour scale (shown in the title).  ``notes``: text printed
+    under the images (the inferred noise level / corruption parameters of a blind run).
+    """
+    import matplotlib  # imported here: matplotlib costs ~0.4 s, which `brgm --help` need not pay
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    order = ["input", "map", "vi", "fullrank", "mcmc", "samples", "std", "truth"]
+    labels = {"input": "input", "map": "MAP", "vi": "VI mean", "fullrank": "full-rank mean", "mcmc": "NUTS mean",
+              "std": "VI std", "truth": "truth"}
+
+    def columns(row: Mapping[str, torch.Tensor | None]) -> int:
+        return sum((min(num_samples, len(row[k])) if k == "samples" else 1) for k in order if row.get(k) is not None)
+
+    ncols = max(columns(r) for r in rows)
+    fig, axes = plt.subplots(len(rows), ncols, figsize=(1.6 * ncols, 1.8 * len(rows)), squeeze=False)
+    for r, row in enumerate(rows):
+        c = 0
+        for key in order:
+            value = row.get(key)
+            if value is None:
+                continue
+            if key == "samples":
+                for s in range(min(num_samples, len(value))):
+                    _show(axes[r][c], value[s], f"sample {s + 1}")
+                    c += 1
+            elif key == "std":
+                _show(axes[r][c], value, f"std (max {float(value.max()):.2f})", cmap="magma", signed=False)
+                c += 1
+            else:
+                _show(axes[r][c], value, labels[key])
+                c += 1
+        for rest in range(c, ncols):
+            axes[r][rest].axis("off")
+        if row_titles is not None:
+            axes[r][0].set_ylabel(row_titles[r], fontsize=8)
+    fig.tight_layout()
+    if notes:
+        height = fig.get_figheight()
+        extra = 0.18 * (notes.count("\n") + 1)
+        fig.set_figheight(height + extra)
+        fig.subplots_adjust(bottom=extra / (height + extra))
+        fig.text(0.01, 0.01, notes, fontsize=6, family="monospace", va="bottom")
+    return save_figure(fig, path, dpi=150)
+
+
+# --- evaluation tables (the paper's Table 1) ---------------------------------------------------
+
+METRIC_ARROWS = {"lpips": "↓", "rmse": "↓", "mae": "↓", "psnr": "↑", "ssim": "↑", "feature_distance": "↓",
+                 "rmse_hidden": "↓"}
+
+
+def evaluation_markdown(table: EvaluationTable) -> str:
+    """Method x metric, mean ± std over the images, as a markdown table."""
+    names = table.metric_names()
+    lines = ["| method | " + " | ".join(f"{n} {METRIC_ARROWS.get(n, '')}".strip() for n in names) + " |",
+             "|---" * (len(names) + 1) + "|"]
+    for method, stats in table.summary().items():
+        cells = [f"{stats[n][0]:.3f} ± {stats[n][1]:.3f}" if n in stats else "–" for n in names]
+        lines.append(f"| {method} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def evaluation_group_markdown(table: EvaluationTable, metric: str = "rmse_hidden") -> str:
+    """In-painting: ``metric`` (mean over the images of each mask) per standard mask and method."""
+    if not table.groups:
+        return ""
+    methods = list(next(iter(table.groups.values())))
+    names = standard_mask_names()
+    lines = ["| mask | images | " + " | ".join(methods) + " |", "|---" * (len(methods) + 2) + "|"]
+    for gid in sorted(table.groups):
+        row = table.groups[gid]
+        n = len(next(iter(row.values()))[metric])
+        lines.append(f"| {gid}: {names[gid]} | {n} | " + " | ".join(f"{float(row[m][metric].mean()):.2f}"
+                                                                for m in methods) + " |")
+    return "\n".join(lines)
+
+
+def evaluation_csv(table: EvaluationTable) -> str:
+    """task, method, metric, mean, std, num_images: one row per method and metric."""
+    buf = io.StringIO()
+    writer = csv.writer(buf)
+    writer.writerow(["task", "method", "metric", "mean", "std", "num_images"])
+    for method, stats in table.summary().items():
+        for name, (mean, std) in stats.items():
+            writer.writerow([table.task, method, name, f"{mean:.6g}", f"{std:.6g}", table.num_images])
+    return buf.getvalue()
+
+
+def write_tables(table: EvaluationTable, out_dir: str | Path) -> tuple[Path, Path]:
+    """``evaluation-<task>.md`` (the table, per-mask RMSE for in-painting, notes) and ``.csv``."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    md = out / f"evaluation-{table.task}.md"
+    body = f"## {table.task}, {table.num_images} images\n\n{evaluation_markdown(table)}\n"
+    if table.groups:
+        body += f"\nRMSE inside the hidden region (0-255) per standard mask:\n\n{evaluation_group_markdown(table)}\n"
+    if table.notes:
+        body += "\n" + "\n".join(f"- {n}" for n in table.notes) + "\n"
+    md.write_text(body)
+    csv_path = out / f"evaluation-{table.task}.csv"
+    csv_path.write_text(evaluation_csv(table))
+    return md, csv_path
