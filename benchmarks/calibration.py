@@ -54,12 +54,12 @@ def _problem_model(generator_name: str, task: str, sigma_pixel: float, prior_std
     if key not in _CACHE:
         from brgm_pyro.generators import load_generator
         from brgm_pyro.inference.calibration import problem_model
-        from brgm_pyro.reconstruction import make_task
+        from brgm_pyro.corruptions import make_corruption
 
         if generator_name not in _CACHE:
             _CACHE[generator_name] = load_generator(generator_name, device="cpu")
         generator = _CACHE[generator_name]
-        corruption = make_task(resolution=generator.img_resolution, **TASKS[task])
+        corruption = make_corruption(resolution=generator.img_resolution, **TASKS[task])
         _CACHE[key] = problem_model(generator, corruption, sigma_pixel=sigma_pixel, prior_std=prior_std)
     return _CACHE[key]
 

@@ -23,7 +23,7 @@ from brgm_pyro.corruptions import Inpainting, standard_mask
 from brgm_pyro.generators import load_generator
 from brgm_pyro.io import save_figure
 from brgm_pyro.inference import fit_vi
-from brgm_pyro.reconstruction import build_problem
+from brgm_pyro.models import brgm_model
 
 
 def main(args: argparse.Namespace) -> None:
@@ -31,7 +31,7 @@ def main(args: argparse.Namespace) -> None:
     truth = load_test_images()[0][args.image : args.image + 1]
     mask = standard_mask(0, 32)                        # (1, 32, 32): 1 = observed, right half hidden
     f = Inpainting(mask)
-    model = build_problem(G, f, f(truth), load_domain_features())
+    model = brgm_model(G, f, f(truth), features=load_domain_features())
 
     posterior = fit_vi(model, num_steps=args.steps, num_particles=6, progress=not args.smoke)
     draws = posterior.sample(args.samples, seed=0)     # latents, ws and images, drawn in chunks

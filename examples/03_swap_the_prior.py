@@ -28,15 +28,14 @@ from brgm_pyro.generators import load_generator
 from brgm_pyro.io import save_figure
 from brgm_pyro.inference import map_estimate
 from brgm_pyro.metrics import rmse
-from brgm_pyro.models import SharedLatentPrior, StudentTLatentPrior
-from brgm_pyro.reconstruction import build_problem
+from brgm_pyro.models import SharedLatentPrior, StudentTLatentPrior, brgm_model
 
 
 def main(args: argparse.Namespace) -> None:
     G = load_generator("fashion-mnist-32", device="cpu")
     truth = load_test_images()[0][args.images]                 # a few test images at once
     f = SuperResolution(4, kernel="bicubic-antialias")  # low-pass, then subsample
-    paper = build_problem(G, f, f(truth), load_domain_features())   # batched: one latent per image
+    paper = brgm_model(G, f, f(truth), features=load_domain_features())   # batched: one latent per image
     stats = G.latent_stats()
 
     variants = {  # BRGMModel is a dataclass: replace() swaps one part and keeps the others

@@ -28,7 +28,7 @@ from brgm_pyro.corruptions import SuperResolution
 from brgm_pyro.generators import load_generator
 from brgm_pyro.io import save_figure
 from brgm_pyro.inference import fit_vi
-from brgm_pyro.reconstruction import build_problem
+from brgm_pyro.models import brgm_model
 
 
 class LowRankGuide:
@@ -61,7 +61,7 @@ def main(args: argparse.Namespace) -> None:
     G = load_generator("fashion-mnist-32", device="cpu")
     truth = load_test_images()[0][args.image : args.image + 1]
     f = SuperResolution(4, kernel="bicubic-antialias")  # low-pass, then subsample
-    model = build_problem(G, f, f(truth), load_domain_features())
+    model = brgm_model(G, f, f(truth), features=load_domain_features())
 
     fits = {"paper's diagonal guide": fit_vi(model, num_steps=args.steps, progress=False),
             f"low-rank guide (rank {args.rank})": fit_vi(model, guide=LowRankGuide(model.prior.init_loc(), args.rank),

@@ -26,15 +26,14 @@ from brgm_pyro.corruptions import SuperResolution
 from brgm_pyro.generators import load_generator
 from brgm_pyro.io import save_figure
 from brgm_pyro.inference import compare, fit_vi, format_table, map_estimate, run_mcmc, to_inference_data
-from brgm_pyro.models import SharedLatentPrior
-from brgm_pyro.reconstruction import build_problem
+from brgm_pyro.models import SharedLatentPrior, brgm_model
 
 
 def main(args: argparse.Namespace) -> None:
     G = load_generator("fashion-mnist-32", device="cpu")
     truth = load_test_images()[0][args.image : args.image + 1]
     f = SuperResolution(4, kernel="bicubic-antialias")  # low-pass, then subsample
-    full = build_problem(G, f, f(truth), load_domain_features())
+    full = brgm_model(G, f, f(truth), features=load_domain_features())
     model = replace(full, prior=SharedLatentPrior.from_stats(G.latent_stats(), G.num_ws))  # W instead of W+
 
     results = {

@@ -27,14 +27,14 @@ from brgm_pyro.corruptions import Inpainting, standard_mask
 from brgm_pyro.generators import load_generator
 from brgm_pyro.io import save_figure
 from brgm_pyro.inference import credible_interval_coverage, fit_vi, psis_khat, to_inference_data
-from brgm_pyro.reconstruction import build_problem
+from brgm_pyro.models import brgm_model
 
 
 def main(args: argparse.Namespace) -> None:
     G = load_generator("fashion-mnist-32", device="cpu")
     truth = load_test_images()[0][args.image : args.image + 1]
     f = Inpainting(standard_mask(6, 32))                      # bottom half hidden
-    model = build_problem(G, f, f(truth), load_domain_features())
+    model = brgm_model(G, f, f(truth), features=load_domain_features())
     posterior = fit_vi(model, num_steps=args.steps, progress=False)
 
     idata = to_inference_data(posterior, model, num_draws=args.samples, truth=truth)

@@ -25,7 +25,7 @@ from brgm_pyro.generators import load_generator
 from brgm_pyro.io import save_figure
 from brgm_pyro.inference import map_estimate
 from brgm_pyro.metrics import rmse
-from brgm_pyro.reconstruction import build_problem
+from brgm_pyro.models import brgm_model
 
 
 class DiagonalBlurDown(Corruption):
@@ -50,7 +50,7 @@ def main(args: argparse.Namespace) -> None:
     G = load_generator("fashion-mnist-32", device="cpu")
     truth = load_test_images()[0][args.images]
     f = DiagonalBlurDown()
-    model = build_problem(G, f, f(truth), load_domain_features())  # batched: one latent per image
+    model = brgm_model(G, f, f(truth), features=load_domain_features())  # batched: one latent per image
     result = map_estimate(model, num_steps=args.steps, progress=False)
     recon = result.image.reshape(truth.shape)
     upsampled = F.interpolate(f(truth), scale_factor=2)

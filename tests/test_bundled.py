@@ -13,7 +13,7 @@ from brgm_pyro.frechet import frechet_distance
 from brgm_pyro.generators import load_generator, registered_generators
 from brgm_pyro.inference import map_estimate
 from brgm_pyro.metrics import rmse
-from brgm_pyro.reconstruction import build_problem
+from brgm_pyro.models import brgm_model
 from brgm_pyro.training.data import FASHION_MNIST_DIR
 
 
@@ -67,7 +67,7 @@ def test_map_beats_bicubic_and_mean_fill_on_a_handful_of_test_images(G):
 
     sr = SuperResolution(4, kernel="bicubic-antialias")
     low = sr(truth)
-    recon = map_estimate(build_problem(G, sr, low, features), num_steps=300, progress=False).image
+    recon = map_estimate(brgm_model(G, sr, low, features=features), num_steps=300, progress=False).image
     bicubic = bicubic_upsample(low, 4)
     assert rmse(recon, truth).mean() < rmse(bicubic, truth).mean()
     with torch.no_grad():
@@ -80,7 +80,7 @@ def test_map_beats_bicubic_and_mean_fill_on_a_handful_of_test_images(G):
         mask = standard_mask(i, 32)
         op = Inpainting(mask)
         obs = op(truth[i:i + 1])
-        recon = map_estimate(build_problem(G, op, obs, features), num_steps=300, progress=False).image
+        recon = map_estimate(brgm_model(G, op, obs, features=features), num_steps=300, progress=False).image
         hidden = mask == 0
         brgm_err.append((recon[0] - truth[i])[hidden].square().mean())
         fill_err.append((mean_fill(obs, mask, mean_image)[0] - truth[i])[hidden].square().mean())

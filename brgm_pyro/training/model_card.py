@@ -30,8 +30,7 @@ from ..evaluation import evaluate, write_tables
 from ..frechet import frechet_distance
 from ..generators import load_generator
 from ..io import save_grid
-from ..models import BRGMConfig
-from ..reconstruction import build_problem
+from ..models import BRGMConfig, brgm_model
 from .data import FASHION_MNIST_DIR, load_fashion_mnist
 from .trainer import export_generator
 
@@ -203,7 +202,7 @@ def main(argv: list[str] | None = None) -> None:
     images = load_test_images()[0][:args.num_images]
     tables = {}
     for task in ("super-resolution", "inpainting"):
-        table = evaluate(G, images, task, lambda op, obs: build_problem(G, op, obs, features, config=config),
+        table = evaluate(G, images, task, lambda op, obs: brgm_model(G, op, obs, config=config, features=features),
                          features, kernel=args.kernel, steps=args.steps, lpips_net=None, progress=True)
         md_path, _ = write_tables(table, args.tables)
         tables[task] = md_path.read_text()
