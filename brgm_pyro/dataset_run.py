@@ -33,6 +33,7 @@ import numpy as np
 import torch
 
 from .distributed import DistributedContext, broadcast_object, gather_objects, shard
+from .report import save_outputs, weights_report
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".npy")
 DONE_MARKER = "done.json"
@@ -283,13 +284,12 @@ def save_image_outputs(folder: Path, source: ImageSource, plan: DatasetPlan, tru
                        observation: torch.Tensor, outputs: dict[str, Any], weights: dict | None = None) -> dict:
     """Write one image's outputs and its ``done.json`` (last, atomically); return its summary row.
     ``weights``: the model's sigmas and kappa, recorded in metrics.json."""
-    from .cli import _save_outputs  # the single-image writer, reused
     from .reconstruction import observation_display
 
     corruption = plan.corruption_for(source.index)
     label = plan.corruption_label(source.index)
     display = observation_display(corruption, observation, plan.image_shape)
-    metrics = _save_outputs(folder, truth, display, outputs)
+    metrics = save_outputs(folder, truth, display, outputs)  # the single-image writer, reused
     for method, o in outputs.items():
         name = "map" if method == "map" else f"{method}_mean"
         np.save(folder / f"{name}.npy", o.image[0].detach().cpu().float().numpy(), allow_pickle=False)
@@ -359,10 +359,9 @@ def reconstruct_dataset(sources: Sequence[ImageSource], plan: DatasetPlan, out_d
     pending = [s for s in sources if s.name not in finished]
     mine = shard(_batches(pending, plan), ctx)
     if mine:  # fill the caches (the prior's latent statistics) so that per-image times are per image
-        from .cli import model_config_dict
 
         first = mine[0][0]
-        weights = model_config_dict(plan.build_model(plan.corruption_for(first.index), load_source(first, plan)[1]))
+        weights = weights_report(plan.build_model(plan.corruption_for(first.index), load_source(first, plan)[1]))
     rows: list[dict] = []
     bar = tqdm(total=sum(len(b) for b in mine), disable=not (progress and ctx.is_main), unit="image",
                desc="images" if ctx.world_size == 1 else f"images (rank 0 of {ctx.world_size})")
