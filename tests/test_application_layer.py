@@ -134,3 +134,27 @@ def test_moved_names_keep_their_old_import_paths():
         assert getattr(reconstruction, name) is getattr(report, name)
     assert evaluation.write_tables is report.write_tables
     assert reconstruction.default_config is default_config
+
+
+def test_calibrated_model_keeps_the_observation_and_sigma_pixel_and_drops_the_rest():
+    from brgm_pyro.bundled import load_domain_features
+    from brgm_pyro.generators import load_generator
+    from brgm_pyro.reconstruction import calibrated_model
+
+    G = load_generator("fashion-mnist-32")
+    op = make_corruption("super-resolution", 32, factor=4, kernel="bicubic-antialias")
+    y = op(torch.rand(2, 1, 32, 32) * 2 - 1)
+    model = brgm_model(G, op, y, features=load_domain_features())
+    target = calibrated_model(model)
+    assert model.config.kappa > 0 and model.config.sigma_perceptual is not None
+    assert target.config == BRGMConfig(model.config.sigma_pixel, None, 0.0, "per-dimension")
+    assert target.colinearity is None and len(target.likelihoods) == 1
+    assert torch.equal(target.observation, model.observation) and target.batched and target.num_images == 2
+    assert calibrated_model(target) is target
+    # one image: the same log joint as building the pixel-likelihood model directly
+    single = calibrated_model(brgm_model(G, op, y[0], features=load_domain_features()))
+    direct = brgm_model(G, op, y[0], config=target.config)
+    latents = direct.prior.init_loc() + torch.randn(3, *direct.prior.init_loc().shape)
+    torch.testing.assert_close(log_joint(single, latents), log_joint(direct, latents))
+    assert not torch.allclose(log_joint(model if not model.batched else brgm_model(
+        G, op, y[0], features=load_domain_features()), latents), log_joint(direct, latents))

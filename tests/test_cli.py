@@ -25,9 +25,9 @@ def test_demo_writes_images_figure_and_metrics(tmp_path, capsys):
     assert set(report) == {"super-resolution", "inpainting"}
     for task in report:
         metrics = report[task]["metrics"]
-        assert set(metrics) == {"map", "vi"}
-        assert 0 < metrics["map"]["rmse"] < 255 and metrics["vi"]["mean_pixel_std"] > 0
-        for name in ("input", "map", "vi_mean", "vi_samples", "vi_std", "truth"):
+        assert set(metrics) == {"map", "fullrank"}
+        assert 0 < metrics["map"]["rmse"] < 255 and metrics["fullrank"]["mean_pixel_std"] > 0
+        for name in ("input", "map", "fullrank_mean", "fullrank_samples", "fullrank_std", "truth"):
             assert (out / task / f"{name}.png").is_file()
     assert Image.open(out / "summary.png").size[0] > 500
 
@@ -336,14 +336,20 @@ def test_overwrite_clears_only_known_files_of_each_command(tmp_path):
     assert clear_previous_outputs(argparse.Namespace(command="demo", overwrite=False), demo) == []
 
 
-def test_fullrank_method_gives_a_posterior_and_needs_the_linearisable_model(shirt, tmp_path, capsys):
+def test_fullrank_method_gives_a_posterior_of_the_pixel_likelihood_model(shirt, tmp_path, capsys):
     out = tmp_path / "fr"
     argv = ["reconstruct", str(shirt), "--task", "super-resolution", "--method", "map,fullrank", "--steps", "20",
-            "--samples", "8", "--kappa", "0", "--features", "none", "--no-progress", "--out", str(out)]
+            "--samples", "8", "--no-progress", "--out", str(out)]
     assert main(argv) == 0
-    metrics = json.loads((out / "metrics.json").read_text())["metrics"]
+    report = json.loads((out / "metrics.json").read_text())
+    metrics = report["metrics"]
     assert metrics["fullrank"]["mean_pixel_std"] > 0 and np.isfinite(metrics["fullrank"]["rmse"])
     assert (out / "fullrank_mean.png").exists() and (out / "fullrank_samples.png").exists()
-    # the bundled model's default balance has a colinearity term, which the Laplace step cannot linearise
+    # MAP used the bundled model's balance (colinearity, perceptual term); fullrank its calibrated model
+    assert report["config"]["kappa"] > 0 and report["config"]["sigma_perceptual"] is not None
+    assert report["fullrank_config"]["kappa"] == 0 and report["fullrank_config"]["sigma_perceptual"] is None
+    assert report["fullrank_config"]["sigma_pixel"] == report["config"]["sigma_pixel"]
+    assert report["fullrank_config"]["prior_std"] == "per-dimension"
+    # it does not infer noise levels: a clear error, not a silently different model
     _one_line_error(["reconstruct", str(shirt), "--task", "super-resolution", "--method", "fullrank", "--steps", "2",
-                     "--no-progress", "--out", str(tmp_path / "x")], capsys, "--kappa 0 --features none")
+                     "--learn-noise", "--no-progress", "--out", str(tmp_path / "x")], capsys, "--learn-noise")
