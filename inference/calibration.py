@@ -44,7 +44,7 @@ import pyro.distributions as dist
 import torch
 from pyro import poutine
 
-from brgm_pyro.functional import image_shape
+from brgm_pyro.functional import image_shape, mean_squared_error_255
 from brgm_pyro.models.brgm import BRGMModel, brgm_model, corrupt, generate
 from brgm_pyro.models.config import BRGMConfig
 
@@ -335,7 +335,7 @@ def _coverage(draws: torch.Tensor, truth: torch.Tensor, levels: Sequence[float])
 
 
 def _mse_255(a: torch.Tensor, b: torch.Tensor) -> float:
-    return float(((a.double() - b.double()) * 127.5).square().mean())
+    return float(mean_squared_error_255(a, b))
 
 
 def _thin(result: Any, posterior: Posterior, n: int, seed: int) -> torch.Tensor:

@@ -249,7 +249,7 @@ def brgm_model(
     generator: PriorGenerator,
     corruption: Corruption,
     observation: torch.Tensor,
-    prior: GaussianLatentPrior | None = None,
+    prior: LatentPrior | None = None,
     colinearity: ColinearityPrior | None | str = "config",
     likelihoods: Sequence[Callable[..., None]] | None = None,
     config: BRGMConfig | None = None,
