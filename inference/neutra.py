@@ -136,7 +136,7 @@ def run_preconditioned_nuts(
     warmup_steps: int = 200,
     max_tree_depth: int = 6,
     target_accept_prob: float = 0.8,
-    guide: GuideKind | Literal["laplace"] | AutoContinuous = "laplace",
+    guide: GuideKind | Literal["laplace", "multistart-fullrank"] | AutoContinuous = "laplace",
     guide_steps: int = 1500,
     guide_lr: float = 0.01,
     guide_particles: int = 4,
@@ -148,7 +148,8 @@ def run_preconditioned_nuts(
     """NUTS with a dense mass matrix and starts from a Gaussian approximation N(mu, Sigma).
 
     ``guide``: "laplace" (MAP by ``map_estimate`` with ``map_steps``, then the Gauss-Newton
-    Laplace approximation ``laplace_gaussian``), "fullrank" / "lowrank" (a Pyro Gaussian autoguide
+    Laplace approximation ``laplace_gaussian``), "multistart-fullrank" (the recommended posterior,
+    ``multistart.fit_multistart_fullrank``: its full-rank Gaussian), "fullrank" / "lowrank" (a Pyro Gaussian autoguide
     fitted by VI, ``fit_autoguide``), or a fitted Gaussian autoguide.  Then runs ``num_chains``
     chains of ``run_mcmc`` with inverse mass matrix Sigma (fixed; the step size adapts) and chain c
     started at a draw of N(mu, init_spread^2 Sigma).  ``wall_seconds`` includes the fit
@@ -161,6 +162,12 @@ def run_preconditioned_nuts(
         mode = map_estimate(model, num_steps=map_steps, seed=seed, progress=False).latent
         mean, cov = laplace_gaussian(model, mode.to(model.observation.device))
         name = "laplace"
+    elif guide == "multistart-fullrank":
+        from .multistart import fit_multistart_fullrank
+
+        q = fit_multistart_fullrank(model, num_steps=map_steps, seed=seed).q.distribution
+        mean, cov = q.loc.detach().clone(), q.covariance_matrix.detach().clone()
+        name = "multistart-fullrank"
     else:
         if isinstance(guide, str):
             if guide == "iaf":
@@ -252,6 +259,15 @@ def nuts_reference(model: BRGMModel, seed: int, num_chains: int = 4, num_samples
                                      seed=seed)
     result.diagnostics.update(_settings(result), **mcmc_convergence(result, seed=seed))
     return result
+
+
+@register_method("nuts-fullrank")
+def nuts_fullrank(model: BRGMModel, seed: int, num_chains: int = 4, num_samples: int = 200, warmup_steps: int = 150,
+                  max_tree_depth: int = 6) -> MCMCResult:
+    """``nuts_reference`` with the covariance and starts of the recommended posterior
+    (multi-start MAP, Laplace, full-rank VI) instead of the Laplace approximation at one MAP."""
+    return nuts_reference(model, seed, num_chains=num_chains, num_samples=num_samples, warmup_steps=warmup_steps,
+                          max_tree_depth=max_tree_depth, preconditioner="multistart-fullrank")
 
 
 @register_method("neutra")
