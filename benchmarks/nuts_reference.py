@@ -9,6 +9,7 @@ size, tree depth, coverage of the 50% / 90% intervals of the unknown pixels, pos
 (0-255) against MAP's, and wall time.
 
     python benchmarks/nuts_reference.py --num-problems 5 --jobs 2    # run, then print the table
+    python benchmarks/nuts_reference.py --sampler nuts-fullrank --num-problems 5 --jobs 2
     python benchmarks/nuts_reference.py --table-only                  # print what is there
 
 Other arguments are passed to ``benchmarks/calibration.py`` (e.g. ``--start``, ``--tasks``).
@@ -27,6 +28,7 @@ os.environ.setdefault("MKL_NUM_THREADS", "1")
 
 HERE = Path(__file__).resolve().parent
 OUT = HERE / "results" / "nuts_reference"
+SAMPLERS = ("nuts", "nuts-fullrank")
 
 
 def _level(report: dict, level: float) -> int:
@@ -37,9 +39,10 @@ def rows(out: Path = OUT) -> list[dict]:
     """One dict per (task, problem) with a "nuts" result (and the "map" RMSE when present)."""
     table = []
     for task_dir in sorted(p for p in out.iterdir() if p.is_dir()):
-        for path in sorted((task_dir / "nuts").glob("problem_*.json")):
+        for path in sorted(p for method_dir in SAMPLERS for p in (task_dir / method_dir).glob("problem_*.json")):
             report = json.loads(path.read_text())
-            rec = report["records"]["nuts"][0]
+            sampler = path.parent.name
+            rec = report["records"][sampler][0]
             d = rec["diagnostics"]
             map_path = task_dir / "map" / path.name
             map_rmse = None
@@ -47,7 +50,7 @@ def rows(out: Path = OUT) -> list[dict]:
                 map_rmse = json.loads(map_path.read_text())["records"]["map"][0]["rmse_unknown"]
             i50, i90 = _level(report, 0.5), _level(report, 0.9)
             table.append({
-                "task": task_dir.name, "problem": rec["index"], "max_rhat": d["max_rhat"],
+                "task": task_dir.name, "sampler": sampler, "problem": rec["index"], "max_rhat": d["max_rhat"],
                 "min_ess_bulk": d["min_ess_bulk"], "min_ess_tail": d["min_ess_tail"],
                 "rhat_latents": d["groups"]["latents"]["max_rhat"], "rhat_pixels": d["groups"]["pixels"]["max_rhat"],
                 "rhat_loglik": d["groups"]["log_likelihood"]["max_rhat"],
@@ -61,14 +64,15 @@ def rows(out: Path = OUT) -> list[dict]:
 
 
 def markdown(table: list[dict]) -> str:
-    head = ("| task | problem | chains x draws | max R-hat (latents / pixels / loglik) | min bulk ESS | min tail ESS "
-            "| divergences | step size | mean tree depth | 50% / 90% coverage (pixels) | 90% coverage (latents) "
-            "| RMSE NUTS / MAP (0-255) | wall s |")
+    head = ("| task | sampler | problem | chains x draws | max R-hat (latents / pixels / loglik) | min bulk ESS "
+            "| min tail ESS | divergences | step size | mean tree depth | 50% / 90% coverage (pixels) "
+            "| 90% coverage (latents) | RMSE NUTS / MAP (0-255) | wall s |")
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
     f = lambda v, p=3: "-" if v is None else f"{v:.{p}f}"  # noqa: E731
     for r in table:
         lines.append(
-            f"| {r['task']} | {r['problem']} | {r['chains_x_draws']} | {f(r['max_rhat'])} ({f(r['rhat_latents'])} / "
+            f"| {r['task']} | {r['sampler']} | {r['problem']} | {r['chains_x_draws']} | {f(r['max_rhat'])} "
+            f"({f(r['rhat_latents'])} / "
             f"{f(r['rhat_pixels'])} / {f(r['rhat_loglik'])}) | {f(r['min_ess_bulk'], 0)} | {f(r['min_ess_tail'], 0)} "
             f"| {r['divergences']} | {f(r['step_size'])} | {f(r['mean_tree_depth'], 2)} | {f(r['cov50_pixels'], 2)} / "
             f"{f(r['cov90_pixels'], 2)} | {f(r['cov90_latents'], 2)} | {f(r['rmse'], 1)} / {f(r['map_rmse'], 1)} "
@@ -77,8 +81,14 @@ def markdown(table: list[dict]) -> str:
 
 
 def main(argv: list[str]) -> int:
+    sampler = "nuts"
+    if "--sampler" in argv:  # "nuts" (Laplace metric) or "nuts-fullrank" (the recommended posterior's)
+        i = argv.index("--sampler")
+        sampler, argv = argv[i + 1], argv[:i] + argv[i + 2:]
+        if sampler not in SAMPLERS:
+            raise SystemExit(f"--sampler must be one of {SAMPLERS}")
     if "--table-only" not in argv:
-        cmd = [sys.executable, str(HERE / "calibration.py"), "--methods", "map,nuts", "--out", str(OUT), *argv]
+        cmd = [sys.executable, str(HERE / "calibration.py"), "--methods", f"map,{sampler}", "--out", str(OUT), *argv]
         subprocess.run(cmd, check=True)
     table = rows()
     text = markdown(table)
