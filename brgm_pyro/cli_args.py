@@ -17,7 +17,7 @@ import torch
 
 from .functional import image_shape
 from . import generators  # generators.load_generator looked up at call time (tests replace it)
-from .corruptions import Corruption, make_blind, make_corruption
+from .corruptions import NUM_STANDARD_MASKS, Corruption, make_blind, make_corruption
 from .dataset_run import _is_glob, collect_images
 from .generators import PriorGenerator
 from .io import NonSquareImageError, check_image, check_image_file, load_image
@@ -63,9 +63,9 @@ _MODEL_RULES: dict[str, _Rule] = {
     "lambda_pixel": POSITIVE, "lambda_perceptual": POSITIVE, "lambda_colin": NON_NEGATIVE,
 }
 _RULES: dict[str, dict[str, _Rule]] = {
-    "demo": {**_MODEL_RULES, "image_index": _int_between(0, 99), "mask_id": _int_between(0, 6),
+    "demo": {**_MODEL_RULES, "image_index": _int_between(0, 99), "mask_id": _int_between(0, NUM_STANDARD_MASKS - 1),
              "samples": _int_at_least(1)},
-    "reconstruct": {**_MODEL_RULES, "factor": _int_at_least(2), "mask_id": _int_between(0, 6),
+    "reconstruct": {**_MODEL_RULES, "factor": _int_at_least(2), "mask_id": _int_between(0, NUM_STANDARD_MASKS - 1),
                     "samples": _int_at_least(1)},
     "evaluate": {**_MODEL_RULES, "factor": _int_at_least(2), "num_images": _int_at_least(1),
                  "batch_size": _int_at_least(1)},
