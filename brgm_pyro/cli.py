@@ -183,7 +183,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         print(f"{name:>16}: RMSE  MAP {m['map']['rmse']:.1f}  posterior mean {m['fullrank']['rmse']:.1f}  "
               f"(0-255 scale; posterior mean pixel std {m['fullrank']['mean_pixel_std']:.3f})")
     print("posterior: method fullrank (its 90% intervals held 0.90 / 0.85 of the unknown pixels on x4 SR / "
-          "in-painting problems drawn from the model; the paper's mean-field VI 0.84 / 0.73; see the README)")
+          "in-painting problems drawn from the model; the paper's mean-field VI 0.85 / 0.71; see the README)")
     print(f"summary figure: {figure}")
     return 0
 
@@ -327,7 +327,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "Gaussian, fitted to the pixel-likelihood model with kappa 0 and no perceptual term; "
                         "90%% intervals hold 0.90 / 0.85 of the unknown pixels for x4 SR / in-painting, at about "
                         "4-6x MAP's time); vi (the paper's mean-field guide: overconfident, 90%% intervals "
-                        "hold 0.84 / 0.73); mcmc (default: %(default)s)")
+                        "hold 0.85 / 0.71); mcmc (default: %(default)s)")
     p.add_argument("--samples", type=int, default=64, help="posterior samples to draw (default: %(default)s)")
     p.add_argument("--save-inference-data", action="store_true", help="also write ArviZ NetCDF files")
     p.add_argument("--learn-noise", action="store_true",
