@@ -27,7 +27,8 @@ from .importance import differentiable_log_joint
 from .guides import ImageStack, image_seeds
 from .laplace import LaplacePosterior, laplace_approximation
 from .posterior import single_image_model
-from .vi import VIPosterior, fit_vi
+from .vi import VIPosterior
+from .vi_methods import fullrank_at
 
 
 @dataclass
@@ -60,7 +61,7 @@ def prior_starts(model: BRGMModel, num_starts: int, seed: int = 0, scale: float 
     return torch.stack([loc, *draws])
 
 
-def multistart_map(model: BRGMModel, starts: torch.Tensor, num_steps: int = 300, lr: float = 0.1,
+def multistart_map(model: BRGMModel, starts: torch.Tensor, num_steps: int = 500, lr: float = 0.1,
                    chunk_size: int = 64) -> MultistartResult:
     """Maximise log p(w | I) from each of ``starts`` (K, *site shape) with Adam (``lr``, the
     authors' 0.1), all K in one batch; returns every mode with its log joint."""
@@ -102,18 +103,14 @@ def fit_multistart_laplace(model: BRGMModel, num_starts: int = 8, num_steps: int
 def fit_multistart_fullrank(model: BRGMModel, num_starts: int = 8, num_steps: int = 500, vi_steps: int = 200,
                             lr: float = 0.002, num_particles: int = 8,
                             seed: int | Sequence[int] = 0) -> VIPosterior:
-    """The recommended calibrated posterior: ``fit_multistart_laplace``, then the full-rank Gaussian
-    guide (Eq. 7) fitted from that Laplace approximation in its whitened coordinates (``vi_steps``
-    Adam steps, ``lr`` decayed 10x, ``num_particles`` per step; a batched model: one batched fit,
-    each image seeded as if alone: equal to separate fits).  ``.diagnostics`` records every mode's
+    """The recommended posterior: ``fit_multistart_laplace``, then the full-rank Gaussian guide
+    (Eq. 7) fitted from that Laplace approximation (``vi_methods.fullrank_at``: ``vi_steps`` Adam
+    steps, ``lr`` decayed 10x, ``num_particles`` per step; a batched model: one batched fit, each
+    image seeded as if alone: equal to separate fits).  ``.diagnostics`` records every mode's
     log joint and which start was used (lists over the images for a batched model)."""
     seeds = image_seeds(model, seed)
     laplace, modes = fit_multistart_laplace(model, num_starts, num_steps, seeds)
-    trils = [q.distribution.scale_tril for q in (laplace.q.images() if model.batched else [laplace.q])]
-    posterior = fit_vi(model, guide="fullrank", init_loc=laplace.q.mean,
-                       init_scale_tril=torch.stack(trils) if model.batched else trils[0],
-                       num_steps=vi_steps, lr=lr, lr_decay=0.1 ** (1 / vi_steps), num_particles=num_particles,
-                       seed=seeds if model.batched else seeds[0], progress=False)
+    posterior = fullrank_at(model, laplace, seeds, vi_steps=vi_steps, lr=lr, num_particles=num_particles)
     log_joints = [m.log_joints.tolist() for m in modes]
     best = [m.best for m in modes]
     posterior.diagnostics = ({"mode_log_joints": log_joints, "best_start": best} if model.batched

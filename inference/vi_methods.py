@@ -45,14 +45,23 @@ def map_then_laplace(model: BRGMModel, seed: int, map_steps: int = MAP_STEPS) ->
 
 def fullrank_from_laplace(model: BRGMModel, seed: int | Sequence[int], vi_steps: int = 200, lr: float = 0.002,
                           num_particles: int = VI_PARTICLES, map_steps: int = MAP_STEPS) -> VIPosterior:
-    """The full-rank Gaussian guide started at the Laplace approximation (in its whitened
-    coordinates), lr decayed 10x over the fit.  A batched model: one batched MAP, one Laplace
-    approximation per image, one batched VI fit (``seed``: one, or one per image)."""
+    """The full-rank Gaussian guide started at the Laplace approximation at the MAP from w_avg
+    (``fullrank_at``).  A batched model: one batched MAP, one Laplace approximation per image,
+    one batched VI fit (``seed``: one, or one per image)."""
     seeds = image_seeds(model, seed)
-    laplace = map_then_laplace(model, seeds[0], map_steps=map_steps).q
-    trils = [q.distribution.scale_tril for q in laplace.images()]
-    tril = torch.stack(trils) if model.batched else trils[0]
-    return fit_vi(model, guide="fullrank", init_loc=laplace.mean, init_scale_tril=tril,
+    laplace = map_then_laplace(model, seeds[0], map_steps=map_steps)
+    return fullrank_at(model, laplace, seeds, vi_steps=vi_steps, lr=lr, num_particles=num_particles)
+
+
+def fullrank_at(model: BRGMModel, laplace: LaplacePosterior, seed: int | Sequence[int], vi_steps: int = 200,
+                lr: float = 0.002, num_particles: int = VI_PARTICLES) -> VIPosterior:
+    """The full-rank Gaussian guide (Eq. 7) started at ``laplace`` (in its whitened coordinates):
+    ``vi_steps`` Adam steps, ``lr`` decayed 10x over the fit, ``num_particles`` per step; a
+    batched model (``laplace.q`` an ``ImageStack``): one batched fit, each image seeded as if alone."""
+    seeds = image_seeds(model, seed)
+    trils = [q.distribution.scale_tril for q in laplace.q.images()]
+    return fit_vi(model, guide="fullrank", init_loc=laplace.q.mean,
+                  init_scale_tril=torch.stack(trils) if model.batched else trils[0],
                   num_steps=vi_steps, lr=lr, lr_decay=0.1 ** (1 / vi_steps), num_particles=num_particles,
                   seed=seeds if model.batched else seeds[0], progress=False)
 
