@@ -32,9 +32,14 @@ def test_bundled_generator_loads_offline_with_its_card(G):
     card = pretrained_path("README.md").read_text()
     assert "Frechet distance" in card and "fashion-mnist-32-samples.png" in card
     assert pretrained_path("fashion-mnist-32-samples.png").stat().st_size > 10_000
+    # the synthesis output is not clamped: about 3 in 10 batches of 16 have a pixel beyond 1.5 (up to
+    # ~2.1), so the old min / max check depended on the RNG state other tests left; the bulk must lie
+    # in the image range, on fixed latents
+    z = torch.randn(16, G.z_dim, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
-        x = G.synthesis(G.mapping(torch.randn(16, G.z_dim)))
-    assert x.shape == (16, 1, 32, 32) and x.min() > -1.5 and x.max() < 1.5
+        x = G.synthesis(G.mapping(z))
+    assert x.shape == (16, 1, 32, 32) and torch.isfinite(x).all()
+    assert x.abs().flatten().quantile(0.999) < 1.5 and x.abs().max() < 2.5
 
 
 @pytest.mark.skipif(not FASHION_MNIST_DIR.is_dir(), reason="dataset-fashion-mnist is not installed")
