@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Sequence
 
 import torch
+from pyro import poutine
 
 from brgm_pyro.models.brgm import BRGMModel
 
@@ -71,33 +72,70 @@ def multistart_map(model: BRGMModel, starts: torch.Tensor, num_steps: int = 500,
     if starts.ndim < 2 or starts.shape[1:] != model.prior.init_loc().shape:
         raise ValueError(f"starts must have shape (K, *{tuple(model.prior.init_loc().shape)}), "
                          f"got {tuple(starts.shape)}")
+    final = _adam_ascent(lambda w: differentiable_log_joint(model, w, chunk_size), starts, num_steps, lr)
+    with torch.no_grad():
+        log_joints = differentiable_log_joint(model, final, chunk_size)
+    return MultistartResult(final, log_joints, starts.detach())
+
+
+def batched_multistart_map(model: BRGMModel, starts: torch.Tensor, num_steps: int = 500,
+                           lr: float = 0.1) -> list[MultistartResult]:
+    """``multistart_map`` for a batched model of B images: ``starts`` (K, B, *site shape), all
+    K x B optimisations in one generator batch per step (the images' plate broadcasts over the
+    starts); one ``MultistartResult`` per image, equal to ``multistart_map`` of that image alone."""
+    if not model.batched:
+        raise ValueError("batched_multistart_map needs a batched model (use multistart_map)")
+    shape = (model.num_images, *model.prior.init_loc().shape)
+    if starts.ndim < 3 or starts.shape[1:] != shape:
+        raise ValueError(f"starts must have shape (K, *{shape}), got {tuple(starts.shape)}")
+    if num_steps < 1:
+        raise ValueError(f"num_steps must be >= 1, got {num_steps}")
+    final = _adam_ascent(lambda w: _plate_log_joint(model, w), starts, num_steps, lr)
+    with torch.no_grad():
+        log_joints = _plate_log_joint(model, final)  # (K, B)
+    return [MultistartResult(final[:, b], log_joints[:, b], starts[:, b].detach())
+            for b in range(model.num_images)]
+
+
+def _adam_ascent(log_joint_fn, starts: torch.Tensor, num_steps: int, lr: float) -> torch.Tensor:
+    """Adam on -sum(log_joint_fn(latents)) from ``starts``: every latent follows its own gradient."""
     latents = starts.detach().clone().requires_grad_(True)
     optimiser = torch.optim.Adam([latents], lr=lr)
     for _ in range(num_steps):
         optimiser.zero_grad()
-        loss = -differentiable_log_joint(model, latents, chunk_size).sum()
+        loss = -log_joint_fn(latents).sum()
         loss.backward()
         optimiser.step()
-    with torch.no_grad():
-        final = latents.detach()
-        log_joints = differentiable_log_joint(model, final, chunk_size)
-    return MultistartResult(final, log_joints, starts.detach())
+    return latents.detach()
+
+
+def _plate_log_joint(model: BRGMModel, latents: torch.Tensor) -> torch.Tensor:
+    """log p(w, I) of a batched model at ``latents`` (K, B, *site shape): (K, B) float64."""
+    value = latents.to(model.observation.device)
+    trace = poutine.trace(poutine.condition(model.model, data={model.prior.site: value})).get_trace()
+    total = torch.zeros(latents.shape[:2], dtype=torch.float64)
+    for node in trace.nodes.values():
+        if node["type"] == "sample" and hasattr(node["fn"], "batch_shape"):  # not the plate's subsample site
+            total = total + node["fn"].log_prob(node["value"]).double().cpu().expand(latents.shape[:2])
+    return total
 
 
 def fit_multistart_laplace(model: BRGMModel, num_starts: int = 8, num_steps: int = 500,
                            seed: int | Sequence[int] = 0) -> tuple[LaplacePosterior, list[MultistartResult]]:
     """``multistart_map`` from ``prior_starts`` (``num_steps`` each, the authors' 500 by default)
     and the Laplace approximation at the mode with the highest log joint.  A batched model: the
-    same for each image on its own (``seed``: one for every image, or one per image), Laplace
-    approximations stacked per image (an ``ImageStack``); one ``MultistartResult`` per image."""
+    same for each image on its own (``seed``: one for every image, or one per image), all images'
+    starts optimised in one batch (``batched_multistart_map``), Laplace approximations stacked per
+    image (an ``ImageStack``); one ``MultistartResult`` per image."""
     seeds = image_seeds(model, seed)
     if not model.batched:
         modes = multistart_map(model, prior_starts(model, num_starts, seeds[0]), num_steps=num_steps)
         return LaplacePosterior(model, laplace_approximation(model, modes.best_latent)), [modes]
-    per_image = [fit_multistart_laplace(single_image_model(model, b), num_starts, num_steps, seeds[b])
-                 for b in range(model.num_images)]
-    stack = ImageStack([laplace.q for laplace, _ in per_image])
-    return LaplacePosterior(model, stack), [modes[0] for _, modes in per_image]
+    singles = [single_image_model(model, b) for b in range(model.num_images)]
+    starts = torch.stack([prior_starts(single, num_starts, s) for single, s in zip(singles, seeds)], 1)
+    modes = batched_multistart_map(model, starts, num_steps=num_steps)
+    stack = ImageStack([laplace_approximation(single, m.best_latent) for single, m in zip(singles, modes)])
+    return LaplacePosterior(model, stack), modes
 
 
 def fit_multistart_fullrank(model: BRGMModel, num_starts: int = 8, num_steps: int = 500, vi_steps: int = 200,

@@ -72,3 +72,25 @@ def test_batched_multistart_fullrank_equals_separate_fits(tiny_generator, one_th
         assert batched.diagnostics["best_start"][b] == alone.diagnostics["best_start"]
         torch.testing.assert_close(batched.mean_latent[b], alone.mean_latent, atol=1e-4, rtol=1e-4)
         torch.testing.assert_close(draws[:, b], alone.sample(6, seed=b).latents, atol=1e-4, rtol=1e-4)
+
+
+def test_batched_multistart_map_equals_each_image_alone(tiny_generator, one_thread):
+    from brgm_pyro.inference.multistart import batched_multistart_map
+    from brgm_pyro.inference.posterior import single_image_model
+
+    torch.manual_seed(2)
+    mask = torch.ones(1, 16, 16)
+    mask[..., 4:12, 4:12] = 0
+    config = BRGMConfig(0.1, None, 0.0, "per-dimension")
+    model = brgm_model(tiny_generator, Inpainting(mask), torch.rand(3, 1, 16, 16) * 2 - 1, config=config,
+                       num_stats_samples=500)
+    starts = torch.stack([prior_starts(single_image_model(model, b), 2, seed=b) for b in range(3)], 1)
+    together = batched_multistart_map(model, starts, num_steps=15)
+    for b in range(3):
+        alone = multistart_map(single_image_model(model, b), starts[:, b], num_steps=15)
+        torch.testing.assert_close(together[b].latents, alone.latents, atol=2e-4, rtol=1e-4)
+        torch.testing.assert_close(together[b].log_joints, alone.log_joints, atol=1e-3, rtol=1e-6)
+    with pytest.raises(ValueError, match=r"starts must have shape \(K, \*\(3, "):
+        batched_multistart_map(model, starts[:, :2], num_steps=1)
+    with pytest.raises(ValueError, match="needs a batched model"):
+        batched_multistart_map(single_image_model(model, 0), starts, num_steps=1)
