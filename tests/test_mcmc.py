@@ -84,6 +84,24 @@ def test_nuts_preconditioned_by_the_recommended_posterior_matches_closed_form(pr
     assert result.tree_depths.double().mean() <= 3.5 and result.divergences.sum() == 0
 
 
+def test_target_acceptance_reaches_the_step_size_adaptation(problem, fullrank, monkeypatch):
+    runs = {t: run_preconditioned_nuts(problem.model, num_chains=2, num_samples=60, warmup_steps=60,
+                                       guide=fullrank.guide, target_accept_prob=t, seed=3) for t in (0.6, 0.95)}
+    assert runs[0.95].info["target_accept_prob"] == 0.95
+    assert (runs[0.95].step_sizes < runs[0.6].step_sizes).all()  # a higher target: smaller steps
+    assert runs[0.95].accept_probs.mean() > runs[0.6].accept_probs.mean()
+    # the long reference configuration asks for 0.9 and 4 x (300 + 400)
+    from brgm_pyro.inference import neutra
+
+    seen = {}
+    monkeypatch.setattr(neutra, "run_preconditioned_nuts", lambda model, **kw: seen.update(kw) or runs[0.6])
+    monkeypatch.setattr("brgm_pyro.inference.diagnostics.mcmc_convergence", lambda result, seed=0: {})
+    neutra.nuts_fullrank_long(problem.model, seed=0)
+    settings = [seen[k] for k in ("target_accept_prob", "num_chains", "warmup_steps", "num_samples")]
+    assert settings == [0.9, 4, 300, 400]
+    assert seen["guide"] == "multistart-fullrank"
+
+
 def test_dense_mass_matrix_is_used(problem):
     """The given metric is kept (no adaptation) and matters: the exact posterior covariance gives
     shorter trajectories than a metric distorted by a factor 100 in variance along two axes."""
