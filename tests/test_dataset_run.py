@@ -200,6 +200,16 @@ def test_torchrun_two_gloo_processes_give_the_one_process_summary(tmp_path):
     two = _strict((tmp_path / "two" / "summary.json").read_text())
     assert _without_seconds(two) == _without_seconds(one)
     assert len(two["images"]) == 5
+    # the check of the 100-image run (benchmarks/compare_summaries.py) agrees, and sees a change
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "compare_summaries.py"
+    paths = [str(tmp_path / name / "summary.json") for name in ("one", "two")]
+    same = subprocess.run([sys.executable, str(script), *paths], capture_output=True, text=True)
+    assert same.returncode == 0 and "0 differ (identical)" in same.stdout, same.stdout + same.stderr
+    two["images"][3]["map_psnr"] = two["images"][3]["map_psnr"] + 0.5
+    (tmp_path / "changed.json").write_text(json.dumps(two))
+    changed = subprocess.run([sys.executable, str(script), paths[0], str(tmp_path / "changed.json")],
+                             capture_output=True, text=True)
+    assert changed.returncode == 1 and "largest absolute difference 0.5" in changed.stdout, changed.stdout
 
     ev = ["evaluate", "--task", "super-resolution", "--num-images", "4", "--steps", "2", "--no-lpips",
           "--batch-size", "2", "--no-progress", "--threads", "1"]
