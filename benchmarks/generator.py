@@ -96,6 +96,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--keep-freed-memory", action="store_true",
                         help="glibc keeps freed memory in the process (MALLOC_MMAP_MAX_=0, MALLOC_TRIM_THRESHOLD_): "
                              "no page faults for every large tensor of every step")
+    parser.add_argument("--modulations", nargs="+", choices=("fused", "non-fused"), default=["fused", "non-fused"],
+                        help="modulation paths to time (default: both; a CPU batch uses non-fused)")
     parser.add_argument("--one", help=argparse.SUPPRESS)  # internal: run one configuration
     args = parser.parse_args(argv)
 
@@ -124,7 +126,7 @@ def main(argv: list[str] | None = None) -> None:
         name = "bundled 32x32 (64 ch)" if bundled else f"config-f {res}x{res}"
         base: dict[bool, float] = {}
         for batch in args.batches:
-            for fused in (True, False):
+            for fused in [m == "fused" for m in args.modulations]:
                 cmd = [sys.executable, __file__, "--one", json.dumps([res, batch, fused, bundled]), "--device",
                        args.device, "--repeats", str(args.repeats), "--threads", str(args.threads)]
                 cmd += ["--compile"] if args.compile else []

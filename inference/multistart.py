@@ -25,7 +25,7 @@ from brgm_pyro.models.brgm import BRGMModel
 
 from .calibration import register_method
 from .importance import differentiable_log_joint
-from .guides import ImageStack, image_seeds
+from .guides import ImageStack, LatentDistribution, image_seeds
 from .laplace import LaplacePosterior, laplace_approximation
 from .posterior import single_image_model
 from .vi import VIPosterior
@@ -35,11 +35,14 @@ from .vi_methods import fullrank_at
 @dataclass
 class MultistartResult:
     """The modes reached from each start (K, *site shape), their log joints (K,) float64, the
-    starts, and ``best``: the index of the highest log joint."""
+    starts, and ``best``: the index of the highest log joint; ``fit_multistart_laplace`` adds the
+    mode it used (``chosen``) and, when it ranks by evidence, every mode's ``log_evidences``."""
 
     latents: torch.Tensor
     log_joints: torch.Tensor
     starts: torch.Tensor
+    log_evidences: torch.Tensor | None = None  # set when the mode is chosen by its Laplace evidence
+    chosen: int | None = None  # the mode the Laplace approximation was taken at
 
     @property
     def best(self) -> int:
@@ -120,39 +123,71 @@ def _plate_log_joint(model: BRGMModel, latents: torch.Tensor) -> torch.Tensor:
     return total
 
 
+MODE_SELECTIONS = ("log-joint", "evidence")
+
+
+def laplace_log_evidence(log_joint: float, laplace: LatentDistribution) -> float:
+    """The Laplace estimate of a mode's share of log p(I): log p(w*, I) + (d/2) log 2 pi +
+    (1/2) log det Sigma, i.e. the log joint plus the Gaussian's entropy minus d/2.  Ranks modes by
+    the posterior mass around them rather than by their height."""
+    d = laplace.distribution
+    dim = d.event_shape.numel()
+    return float(log_joint) + float(d.entropy()) - 0.5 * dim
+
+
 def fit_multistart_laplace(model: BRGMModel, num_starts: int = 8, num_steps: int = 500,
-                           seed: int | Sequence[int] = 0) -> tuple[LaplacePosterior, list[MultistartResult]]:
+                           seed: int | Sequence[int] = 0, select: str = "log-joint",
+                           ) -> tuple[LaplacePosterior, list[MultistartResult]]:
     """``multistart_map`` from ``prior_starts`` (``num_steps`` each, the authors' 500 by default)
-    and the Laplace approximation at the mode with the highest log joint.  A batched model: the
-    same for each image on its own (``seed``: one for every image, or one per image), all images'
-    starts optimised in one batch (``batched_multistart_map``), Laplace approximations stacked per
-    image (an ``ImageStack``); one ``MultistartResult`` per image."""
+    and the Laplace approximation at the chosen mode: ``select`` "log-joint" (the highest
+    log p(w*, I)) or "evidence" (the highest ``laplace_log_evidence``: a Laplace approximation at
+    every mode, the one with the most mass; recorded in ``MultistartResult.log_evidences``).
+    A batched model: the same for each image on its own (``seed``: one for every image, or one
+    per image), all images' starts optimised in one batch (``batched_multistart_map``), Laplace
+    approximations stacked per image (an ``ImageStack``); one ``MultistartResult`` per image."""
+    if select not in MODE_SELECTIONS:
+        raise ValueError(f"select must be one of {MODE_SELECTIONS}, got {select!r}")
     seeds = image_seeds(model, seed)
     if not model.batched:
-        modes = multistart_map(model, prior_starts(model, num_starts, seeds[0]), num_steps=num_steps)
-        return LaplacePosterior(model, laplace_approximation(model, modes.best_latent)), [modes]
-    singles = [single_image_model(model, b) for b in range(model.num_images)]
-    starts = torch.stack([prior_starts(single, num_starts, s) for single, s in zip(singles, seeds)], 1)
-    modes = batched_multistart_map(model, starts, num_steps=num_steps)
-    stack = ImageStack([laplace_approximation(single, m.best_latent) for single, m in zip(singles, modes)])
-    return LaplacePosterior(model, stack), modes
+        singles = [model]
+        modes = [multistart_map(model, prior_starts(model, num_starts, seeds[0]), num_steps=num_steps)]
+    else:
+        singles = [single_image_model(model, b) for b in range(model.num_images)]
+        starts = torch.stack([prior_starts(single, num_starts, s) for single, s in zip(singles, seeds)], 1)
+        modes = batched_multistart_map(model, starts, num_steps=num_steps)
+    chosen = [_choose_mode(single, m, select) for single, m in zip(singles, modes)]
+    q = chosen[0] if not model.batched else ImageStack(chosen)
+    return LaplacePosterior(model, q), modes
+
+
+def _choose_mode(model: BRGMModel, modes: MultistartResult, select: str) -> LatentDistribution:
+    if select == "log-joint":
+        modes.chosen = modes.best
+        return laplace_approximation(model, modes.best_latent)
+    approximations = [laplace_approximation(model, latent) for latent in modes.latents]
+    modes.log_evidences = torch.tensor([laplace_log_evidence(lj, q) for lj, q in
+                                        zip(modes.log_joints.tolist(), approximations)], dtype=torch.float64)
+    modes.chosen = int(torch.argmax(modes.log_evidences))
+    return approximations[modes.chosen]
 
 
 def fit_multistart_fullrank(model: BRGMModel, num_starts: int = 8, num_steps: int = 500, vi_steps: int = 200,
                             lr: float = 0.002, num_particles: int = 8,
-                            seed: int | Sequence[int] = 0) -> VIPosterior:
+                            seed: int | Sequence[int] = 0, select: str = "log-joint") -> VIPosterior:
     """The recommended posterior: ``fit_multistart_laplace``, then the full-rank Gaussian guide
     (Eq. 7) fitted from that Laplace approximation (``vi_methods.fullrank_at``: ``vi_steps`` Adam
     steps, ``lr`` decayed 10x, ``num_particles`` per step; a batched model: one batched fit, each
     image seeded as if alone: equal to separate fits).  ``.diagnostics`` records every mode's
-    log joint and which start was used (lists over the images for a batched model)."""
+    log joint (and Laplace evidence with ``select="evidence"``) and which start was used (lists
+    over the images for a batched model)."""
     seeds = image_seeds(model, seed)
-    laplace, modes = fit_multistart_laplace(model, num_starts, num_steps, seeds)
+    laplace, modes = fit_multistart_laplace(model, num_starts, num_steps, seeds, select=select)
     posterior = fullrank_at(model, laplace, seeds, vi_steps=vi_steps, lr=lr, num_particles=num_particles)
-    log_joints = [m.log_joints.tolist() for m in modes]
-    best = [m.best for m in modes]
-    posterior.diagnostics = ({"mode_log_joints": log_joints, "best_start": best} if model.batched
-                             else {"mode_log_joints": log_joints[0], "best_start": best[0]})
+    per_image = [{"mode_log_joints": m.log_joints.tolist(), "best_start": m.chosen,
+                  **({"mode_log_evidences": m.log_evidences.tolist()} if m.log_evidences is not None else {})}
+                 for m in modes]
+    posterior.diagnostics = ({key: [d[key] for d in per_image] for key in per_image[0]} if model.batched
+                             else per_image[0])
     return posterior
 
 
@@ -164,3 +199,8 @@ def _multistart_laplace(model: BRGMModel, seed: int) -> LaplacePosterior:
 @register_method("multistart-fullrank")
 def _multistart_fullrank(model: BRGMModel, seed: int) -> VIPosterior:
     return fit_multistart_fullrank(model, seed=seed)
+
+
+@register_method("multistart-fullrank-evidence")
+def _multistart_fullrank_evidence(model: BRGMModel, seed: int) -> VIPosterior:
+    return fit_multistart_fullrank(model, seed=seed, select="evidence")

@@ -18,6 +18,7 @@ class LinearGaussianProblem:
     model: BRGMModel
     mean: torch.Tensor  # (L*D,)
     cov: torch.Tensor  # (L*D, L*D)
+    log_evidence: float = float("nan")  # log p(y) = log N(y | A mu + b, s^2 A A^T + sigma^2 I)
 
     @property
     def std(self) -> torch.Tensor:
@@ -46,4 +47,6 @@ def linear_gaussian_problem(diagonal: bool = True, sigma: float = 0.3, prior_std
     precision = torch.eye(L * D, dtype=torch.float64) / prior_std**2 + A.T @ A / sigma**2
     cov = torch.linalg.inv(precision)
     mean = cov @ (mu_full / prior_std**2 + A.T @ (y - b) / sigma**2)
-    return LinearGaussianProblem(model, mean, cov)
+    marginal = torch.distributions.MultivariateNormal(
+        A @ mu_full + b, prior_std**2 * A @ A.T + sigma**2 * torch.eye(n, dtype=torch.float64))
+    return LinearGaussianProblem(model, mean, cov, float(marginal.log_prob(y)))

@@ -94,3 +94,20 @@ def test_batched_multistart_map_equals_each_image_alone(tiny_generator, one_thre
         batched_multistart_map(model, starts[:, :2], num_steps=1)
     with pytest.raises(ValueError, match="needs a batched model"):
         batched_multistart_map(single_image_model(model, 0), starts, num_steps=1)
+
+
+def test_laplace_evidence_is_the_exact_log_marginal_on_the_linear_gaussian_problem(one_thread):
+    from brgm_pyro.inference.laplace import laplace_approximation
+    from brgm_pyro.inference.multistart import laplace_log_evidence
+
+    problem = linear_gaussian_problem(diagonal=False)
+    mode = problem.mean.float().reshape(2, 3)
+    q = laplace_approximation(problem.model, mode)
+    evidence = laplace_log_evidence(float(log_joint(problem.model, mode[None])[0]), q)
+    assert abs(evidence - problem.log_evidence) < 1e-3  # independent: log N(y | A mu + b, s^2 AA^T + sigma^2 I)
+    post = fit_multistart_fullrank(problem.model, num_starts=3, num_steps=300, vi_steps=5, seed=0, select="evidence")
+    evidences = torch.tensor(post.diagnostics["mode_log_evidences"])
+    assert post.diagnostics["best_start"] == int(evidences.argmax())
+    assert (evidences - problem.log_evidence).abs().max() < 1e-2  # every start reaches the one mode
+    with pytest.raises(ValueError, match="select must be one of"):
+        fit_multistart_fullrank(problem.model, num_starts=2, num_steps=1, select="mass")
