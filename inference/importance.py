@@ -39,12 +39,19 @@ def differentiable_log_joint(model: BRGMModel, latents: torch.Tensor, chunk_size
     for start in range(0, latents.shape[0], chunk_size):
         value = latents[start:start + chunk_size].to(model.observation.device)
         trace = poutine.trace(poutine.condition(model.model, data={site: value})).get_trace()
-        total = torch.zeros(value.shape[0], dtype=torch.float64)
-        for node in trace.nodes.values():
-            if node["type"] == "sample":
-                total = total + node["fn"].log_prob(node["value"]).double().cpu().expand(value.shape[0])
-        out.append(total)
+        out.append(trace_log_joint(trace, value.shape[:1]))
     return torch.cat(out)
+
+
+def trace_log_joint(trace: poutine.Trace, shape: torch.Size) -> torch.Tensor:
+    """The sum of a model trace's log densities, float64 on the CPU, per draw: ``shape`` is the
+    leading shape of the conditioned value ((n,), or (K, B) under a plate of B images); a plate's
+    own subsample site (no density) is skipped."""
+    total = torch.zeros(shape, dtype=torch.float64)
+    for node in trace.nodes.values():
+        if node["type"] == "sample" and hasattr(node["fn"], "batch_shape"):
+            total = total + node["fn"].log_prob(node["value"]).double().cpu().expand(shape)
+    return total
 
 
 def psis_smooth(log_weights: torch.Tensor) -> tuple[torch.Tensor, float]:

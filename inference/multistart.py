@@ -24,7 +24,7 @@ from pyro import poutine
 from brgm_pyro.models.brgm import BRGMModel
 
 from .calibration import register_method
-from .importance import differentiable_log_joint
+from .importance import differentiable_log_joint, trace_log_joint
 from .guides import ImageStack, LatentDistribution, image_seeds
 from .laplace import LaplacePosterior, laplace_approximation
 from .posterior import single_image_model
@@ -116,11 +116,7 @@ def _plate_log_joint(model: BRGMModel, latents: torch.Tensor) -> torch.Tensor:
     """log p(w, I) of a batched model at ``latents`` (K, B, *site shape): (K, B) float64."""
     value = latents.to(model.observation.device)
     trace = poutine.trace(poutine.condition(model.model, data={model.prior.site: value})).get_trace()
-    total = torch.zeros(latents.shape[:2], dtype=torch.float64)
-    for node in trace.nodes.values():
-        if node["type"] == "sample" and hasattr(node["fn"], "batch_shape"):  # not the plate's subsample site
-            total = total + node["fn"].log_prob(node["value"]).double().cpu().expand(latents.shape[:2])
-    return total
+    return trace_log_joint(trace, latents.shape[:2])
 
 
 MODE_SELECTIONS = ("log-joint", "evidence")
