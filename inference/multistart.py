@@ -70,8 +70,6 @@ def multistart_map(model: BRGMModel, starts: torch.Tensor, num_steps: int = 500,
     """Maximise log p(w | I) from each of ``starts`` (K, *site shape) with Adam (``lr``, the
     authors' 0.1), all K in one batch; returns every mode with its log joint."""
     model.require_single("multistart_map")
-    if num_steps < 1:
-        raise ValueError(f"num_steps must be >= 1, got {num_steps}")
     if starts.ndim < 2 or starts.shape[1:] != model.prior.init_loc().shape:
         raise ValueError(f"starts must have shape (K, *{tuple(model.prior.init_loc().shape)}), "
                          f"got {tuple(starts.shape)}")
@@ -91,8 +89,6 @@ def batched_multistart_map(model: BRGMModel, starts: torch.Tensor, num_steps: in
     shape = (model.num_images, *model.prior.init_loc().shape)
     if starts.ndim < 3 or starts.shape[1:] != shape:
         raise ValueError(f"starts must have shape (K, *{shape}), got {tuple(starts.shape)}")
-    if num_steps < 1:
-        raise ValueError(f"num_steps must be >= 1, got {num_steps}")
     final = _adam_ascent(lambda w: _plate_log_joint(model, w), starts, num_steps, lr)
     with torch.no_grad():
         log_joints = _plate_log_joint(model, final)  # (K, B)
@@ -102,6 +98,8 @@ def batched_multistart_map(model: BRGMModel, starts: torch.Tensor, num_steps: in
 
 def _adam_ascent(log_joint_fn, starts: torch.Tensor, num_steps: int, lr: float) -> torch.Tensor:
     """Adam on -sum(log_joint_fn(latents)) from ``starts``: every latent follows its own gradient."""
+    if num_steps < 1:
+        raise ValueError(f"num_steps must be >= 1, got {num_steps}")
     latents = starts.detach().clone().requires_grad_(True)
     optimiser = torch.optim.Adam([latents], lr=lr)
     for _ in range(num_steps):

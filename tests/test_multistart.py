@@ -52,6 +52,8 @@ def test_multistart_rejects_bad_starts():
         multistart_map(problem.model, torch.zeros(2, 6))
     with pytest.raises(ValueError, match="num_starts"):
         prior_starts(problem.model, 0)
+    with pytest.raises(ValueError, match="num_steps must be >= 1, got 0"):
+        multistart_map(problem.model, torch.zeros(2, 2, 3), num_steps=0)
 
 
 def test_batched_multistart_fullrank_equals_separate_fits(tiny_generator, one_thread):
