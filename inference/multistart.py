@@ -43,6 +43,7 @@ class MultistartResult:
     starts: torch.Tensor
     log_evidences: torch.Tensor | None = None  # set when the mode is chosen by its Laplace evidence
     chosen: int | None = None  # the mode the Laplace approximation was taken at
+    start_indices: torch.Tensor | None = None  # which of the starts each mode came from (halving keeps some)
 
     @property
     def best(self) -> int:
@@ -66,21 +67,26 @@ def prior_starts(model: BRGMModel, num_starts: int, seed: int = 0, scale: float 
 
 
 def multistart_map(model: BRGMModel, starts: torch.Tensor, num_steps: int = 500, lr: float = 0.1,
-                   chunk_size: int = 64) -> MultistartResult:
+                   chunk_size: int = 64, keep: int | None = None, screen_steps: int = 100) -> MultistartResult:
     """Maximise log p(w | I) from each of ``starts`` (K, *site shape) with Adam (``lr``, the
-    authors' 0.1), all K in one batch; returns every mode with its log joint."""
+    authors' 0.1), all K in one batch; returns every mode with its log joint.  With ``keep``
+    (successive halving): all K run ``screen_steps`` steps, then only the ``keep`` highest go on
+    to ``num_steps``; the result holds those ``keep`` modes (and their starts), each where it
+    would have ended alone."""
     model.require_single("multistart_map")
     if starts.ndim < 2 or starts.shape[1:] != model.prior.init_loc().shape:
         raise ValueError(f"starts must have shape (K, *{tuple(model.prior.init_loc().shape)}), "
                          f"got {tuple(starts.shape)}")
-    final = _adam_ascent(lambda w: differentiable_log_joint(model, w, chunk_size), starts, num_steps, lr)
+    final, kept = _adam_ascent(lambda w: differentiable_log_joint(model, w, chunk_size), starts, num_steps, lr,
+                               keep, screen_steps)
     with torch.no_grad():
         log_joints = differentiable_log_joint(model, final, chunk_size)
-    return MultistartResult(final, log_joints, starts.detach())
+    return MultistartResult(final, log_joints, starts.detach()[kept], start_indices=kept)
 
 
 def batched_multistart_map(model: BRGMModel, starts: torch.Tensor, num_steps: int = 500,
-                           lr: float = 0.1) -> list[MultistartResult]:
+                           lr: float = 0.1, keep: int | None = None, screen_steps: int = 100,
+                           ) -> list[MultistartResult]:
     """``multistart_map`` for a batched model of B images: ``starts`` (K, B, *site shape), all
     K x B optimisations in one generator batch per step (the images' plate broadcasts over the
     starts); one ``MultistartResult`` per image, equal to ``multistart_map`` of that image alone."""
@@ -89,25 +95,59 @@ def batched_multistart_map(model: BRGMModel, starts: torch.Tensor, num_steps: in
     shape = (model.num_images, *model.prior.init_loc().shape)
     if starts.ndim < 3 or starts.shape[1:] != shape:
         raise ValueError(f"starts must have shape (K, *{shape}), got {tuple(starts.shape)}")
-    final = _adam_ascent(lambda w: _plate_log_joint(model, w), starts, num_steps, lr)
+    final, kept = _adam_ascent(lambda w: _plate_log_joint(model, w), starts, num_steps, lr, keep, screen_steps)
     with torch.no_grad():
-        log_joints = _plate_log_joint(model, final)  # (K, B)
-    return [MultistartResult(final[:, b], log_joints[:, b], starts[:, b].detach())
+        log_joints = _plate_log_joint(model, final)  # (K or keep, B)
+    if kept.ndim == 1:
+        kept = kept.unsqueeze(1).expand(-1, model.num_images)
+    return [MultistartResult(final[:, b], log_joints[:, b], starts[kept[:, b], b].detach(), start_indices=kept[:, b])
             for b in range(model.num_images)]
 
 
-def _adam_ascent(log_joint_fn, starts: torch.Tensor, num_steps: int, lr: float) -> torch.Tensor:
-    """Adam on -sum(log_joint_fn(latents)) from ``starts``: every latent follows its own gradient."""
+def _adam_ascent(log_joint_fn, starts: torch.Tensor, num_steps: int, lr: float,
+                 keep: int | None = None, screen_steps: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Adam on -sum(log_joint_fn(latents)) from ``starts`` (K, ...): every latent follows its own
+    gradient.  With ``keep``: after ``screen_steps`` steps only the ``keep`` latents with the
+    highest log joint (per image when log_joint_fn returns (K, B)) go on, with their Adam state,
+    so each kept latent ends where it would have alone.  Returns the final latents (K or keep
+    first) and the indices of the kept starts (keep,) or (keep, B)."""
     if num_steps < 1:
         raise ValueError(f"num_steps must be >= 1, got {num_steps}")
+    num = starts.shape[0]
+    if keep is not None and not (1 <= keep <= num and 1 <= screen_steps < num_steps):
+        raise ValueError(f"keep must be in 1..{num} (the starts) and screen_steps in 1..{num_steps - 1} "
+                         f"(num_steps - 1), got keep={keep}, screen_steps={screen_steps}")
     latents = starts.detach().clone().requires_grad_(True)
     optimiser = torch.optim.Adam([latents], lr=lr)
-    for _ in range(num_steps):
+    kept = torch.arange(num)
+    for step in range(num_steps):
+        if keep is not None and step == screen_steps:
+            latents, optimiser, kept = _keep_best(log_joint_fn, latents, optimiser, keep, lr)
         optimiser.zero_grad()
         loss = -log_joint_fn(latents).sum()
         loss.backward()
         optimiser.step()
-    return latents.detach()
+    return latents.detach(), kept
+
+
+def _keep_best(log_joint_fn, latents: torch.Tensor, optimiser: torch.optim.Adam, keep: int, lr: float):
+    """The ``keep`` latents of highest log joint (along dim 0, per image for (K, B) scores), with
+    a new Adam optimiser that carries on their moment estimates and step count."""
+    with torch.no_grad():
+        scores = log_joint_fn(latents)
+    kept = torch.topk(scores, keep, dim=0).indices  # (keep,) or (keep, B)
+
+    def select(t: torch.Tensor) -> torch.Tensor:
+        if kept.ndim == 1:
+            return t[kept]
+        return t[kept, torch.arange(kept.shape[1]).expand_as(kept)]
+
+    state = optimiser.state[latents]
+    chosen = select(latents.detach()).clone().requires_grad_(True)
+    new = torch.optim.Adam([chosen], lr=lr)
+    new.state[chosen] = {key: (select(v).clone() if torch.is_tensor(v) and v.shape == latents.shape else v)
+                         for key, v in state.items()}
+    return chosen, new, kept
 
 
 def _plate_log_joint(model: BRGMModel, latents: torch.Tensor) -> torch.Tensor:
@@ -131,6 +171,7 @@ def laplace_log_evidence(log_joint: float, laplace: LatentDistribution) -> float
 
 def fit_multistart_laplace(model: BRGMModel, num_starts: int = 8, num_steps: int = 500,
                            seed: int | Sequence[int] = 0, select: str = "log-joint",
+                           keep: int | None = None, screen_steps: int = 100,
                            ) -> tuple[LaplacePosterior, list[MultistartResult]]:
     """``multistart_map`` from ``prior_starts`` (``num_steps`` each, the authors' 500 by default)
     and the Laplace approximation at the chosen mode: ``select`` "log-joint" (the highest
@@ -138,17 +179,20 @@ def fit_multistart_laplace(model: BRGMModel, num_starts: int = 8, num_steps: int
     every mode, the one with the most mass; recorded in ``MultistartResult.log_evidences``).
     A batched model: the same for each image on its own (``seed``: one for every image, or one
     per image), all images' starts optimised in one batch (``batched_multistart_map``), Laplace
-    approximations stacked per image (an ``ImageStack``); one ``MultistartResult`` per image."""
+    approximations stacked per image (an ``ImageStack``); one ``MultistartResult`` per image.
+    ``keep`` / ``screen_steps``: successive halving (``multistart_map``): many starts screened
+    for ``screen_steps``, the best ``keep`` climbed to the end."""
     if select not in MODE_SELECTIONS:
         raise ValueError(f"select must be one of {MODE_SELECTIONS}, got {select!r}")
     seeds = image_seeds(model, seed)
     if not model.batched:
         singles = [model]
-        modes = [multistart_map(model, prior_starts(model, num_starts, seeds[0]), num_steps=num_steps)]
+        modes = [multistart_map(model, prior_starts(model, num_starts, seeds[0]), num_steps=num_steps,
+                                keep=keep, screen_steps=screen_steps)]
     else:
         singles = [single_image_model(model, b) for b in range(model.num_images)]
         starts = torch.stack([prior_starts(single, num_starts, s) for single, s in zip(singles, seeds)], 1)
-        modes = batched_multistart_map(model, starts, num_steps=num_steps)
+        modes = batched_multistart_map(model, starts, num_steps=num_steps, keep=keep, screen_steps=screen_steps)
     chosen = [_choose_mode(single, m, select) for single, m in zip(singles, modes)]
     q = chosen[0] if not model.batched else ImageStack(chosen)
     return LaplacePosterior(model, q), modes
@@ -167,7 +211,8 @@ def _choose_mode(model: BRGMModel, modes: MultistartResult, select: str) -> Late
 
 def fit_multistart_fullrank(model: BRGMModel, num_starts: int = 8, num_steps: int = 500, vi_steps: int = 200,
                             lr: float = 0.002, num_particles: int = 8,
-                            seed: int | Sequence[int] = 0, select: str = "log-joint") -> VIPosterior:
+                            seed: int | Sequence[int] = 0, select: str = "log-joint",
+                            keep: int | None = None, screen_steps: int = 100) -> VIPosterior:
     """The recommended posterior: ``fit_multistart_laplace``, then the full-rank Gaussian guide
     (Eq. 7) fitted from that Laplace approximation (``vi_methods.fullrank_at``: ``vi_steps`` Adam
     steps, ``lr`` decayed 10x, ``num_particles`` per step; a batched model: one batched fit, each
@@ -175,9 +220,10 @@ def fit_multistart_fullrank(model: BRGMModel, num_starts: int = 8, num_steps: in
     log joint (and Laplace evidence with ``select="evidence"``) and which start was used (lists
     over the images for a batched model)."""
     seeds = image_seeds(model, seed)
-    laplace, modes = fit_multistart_laplace(model, num_starts, num_steps, seeds, select=select)
+    laplace, modes = fit_multistart_laplace(model, num_starts, num_steps, seeds, select=select, keep=keep,
+                                            screen_steps=screen_steps)
     posterior = fullrank_at(model, laplace, seeds, vi_steps=vi_steps, lr=lr, num_particles=num_particles)
-    per_image = [{"mode_log_joints": m.log_joints.tolist(), "best_start": m.chosen,
+    per_image = [{"mode_log_joints": m.log_joints.tolist(), "best_start": int(m.start_indices[m.chosen]),
                   **({"mode_log_evidences": m.log_evidences.tolist()} if m.log_evidences is not None else {})}
                  for m in modes]
     posterior.diagnostics = ({key: [d[key] for d in per_image] for key in per_image[0]} if model.batched
@@ -198,3 +244,8 @@ def _multistart_fullrank(model: BRGMModel, seed: int) -> VIPosterior:
 @register_method("multistart-fullrank-evidence")
 def _multistart_fullrank_evidence(model: BRGMModel, seed: int) -> VIPosterior:
     return fit_multistart_fullrank(model, seed=seed, select="evidence")
+
+
+@register_method("multistart32-fullrank")
+def _multistart32_fullrank(model: BRGMModel, seed: int) -> VIPosterior:
+    return fit_multistart_fullrank(model, seed=seed, num_starts=32, keep=4, screen_steps=100)

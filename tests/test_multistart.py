@@ -113,3 +113,45 @@ def test_laplace_evidence_is_the_exact_log_marginal_on_the_linear_gaussian_probl
     assert (evidences - problem.log_evidence).abs().max() < 1e-2  # every start reaches the one mode
     with pytest.raises(ValueError, match="select must be one of"):
         fit_multistart_fullrank(problem.model, num_starts=2, num_steps=1, select="mass")
+
+
+def _masked_model(tiny_generator, observation):
+    mask = torch.ones(1, 16, 16)
+    mask[..., 8:] = 0
+    config = BRGMConfig(0.1, None, 0.0, "per-dimension")
+    return brgm_model(tiny_generator, Inpainting(mask), observation, config=config, num_stats_samples=500)
+
+
+def test_successive_halving_keeps_the_best_screened_starts_and_ends_where_they_would_alone(tiny_generator,
+                                                                                           one_thread):
+    torch.manual_seed(3)
+    model = _masked_model(tiny_generator, torch.rand(1, 16, 16) * 2 - 1)
+    starts = prior_starts(model, 6, seed=1)
+    halved = multistart_map(model, starts, num_steps=20, keep=2, screen_steps=5)
+    screened = multistart_map(model, starts, num_steps=5)  # every start after the screening steps
+    expected = torch.topk(screened.log_joints, 2).indices
+    assert halved.start_indices.tolist() == expected.tolist()
+    assert torch.equal(halved.starts, starts[expected])
+    # the kept starts carry on with their Adam state: the same as running only them from the start
+    alone = multistart_map(model, starts[expected], num_steps=20)
+    torch.testing.assert_close(halved.latents, alone.latents, atol=2e-4, rtol=1e-4)
+    torch.testing.assert_close(halved.log_joints, alone.log_joints, atol=1e-3, rtol=1e-6)
+    for bad in ({"keep": 7, "screen_steps": 5}, {"keep": 0, "screen_steps": 5}, {"keep": 2, "screen_steps": 20}):
+        with pytest.raises(ValueError, match="keep must be in 1..6"):
+            multistart_map(model, starts, num_steps=20, **bad)
+
+
+def test_batched_successive_halving_equals_each_image_alone(tiny_generator, one_thread):
+    from brgm_pyro.inference.multistart import batched_multistart_map
+    from brgm_pyro.inference.posterior import single_image_model
+
+    torch.manual_seed(4)
+    model = _masked_model(tiny_generator, torch.rand(2, 1, 16, 16) * 2 - 1)
+    starts = torch.stack([prior_starts(single_image_model(model, b), 5, seed=b) for b in range(2)], 1)
+    together = batched_multistart_map(model, starts, num_steps=12, keep=2, screen_steps=4)
+    for b in range(2):
+        alone = multistart_map(single_image_model(model, b), starts[:, b], num_steps=12, keep=2, screen_steps=4)
+        assert together[b].start_indices.tolist() == alone.start_indices.tolist()
+        torch.testing.assert_close(together[b].latents, alone.latents, atol=2e-4, rtol=1e-4)
+    post = fit_multistart_fullrank(model, num_starts=5, num_steps=12, vi_steps=2, keep=2, screen_steps=4, seed=0)
+    assert len(post.diagnostics["best_start"]) == 2 and all(0 <= s < 5 for s in post.diagnostics["best_start"])
