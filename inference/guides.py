@@ -40,7 +40,7 @@ import pyro.distributions as dist
 import torch
 import torch.nn.functional as F
 from pyro.distributions import constraints
-from pyro.distributions.transforms import AffineAutoregressive
+from pyro.distributions.transforms import AffineAutoregressive, LowerCholeskyAffine
 from pyro.infer import Predictive
 from pyro.infer.autoguide import AutoDelta
 from pyro.infer.autoguide.initialization import init_to_value
@@ -505,14 +505,25 @@ class FlowGuide(LatentGuide):
     (affine) flows (Kingma et al., 2016) on permuted coordinates, s the prior's standard units
     and d = softplus(rho).  The flows start at the identity (zeroed output layer), so the guide
     starts as the diagonal Gaussian N(init_loc, init_scale^2).  A batched model gets one set of
-    flows per image, image b's initialised from ``seeds[b]`` (default: torch's global generator)."""
+    flows per image, image b's initialised from ``seeds[b]`` (default: torch's global generator).
+
+    With ``init_scale_tril`` C (a fitted full-rank Gaussian's Cholesky factor, fixed):
+    w = loc + C (d * T_K(...T_1(z))), d starting at 1, so the guide starts as N(init_loc, C C^T)
+    and the flows learn how the posterior bends away from that Gaussian."""
 
     def __init__(self, model: BRGMModel, num_flows: int = 2, hidden_dim: int | None = None,
                  init_loc: torch.Tensor | None = None, init_scale: torch.Tensor | float | None = None,
-                 prefix: str = "", seeds: Sequence[int] | None = None) -> None:
+                 prefix: str = "", seeds: Sequence[int] | None = None,
+                 init_scale_tril: torch.Tensor | None = None) -> None:
         if num_flows < 1:
             raise ValueError(f"num_flows must be >= 1, got {num_flows}")
-        base = MultivariateGaussianGuide(model, 1, init_loc, init_scale, prefix)
+        if init_scale_tril is not None and init_scale is not None:
+            raise ValueError("give init_scale or init_scale_tril, not both")
+        if init_scale_tril is None:
+            base = MultivariateGaussianGuide(model, 1, init_loc, init_scale, prefix)
+        else:
+            base = MultivariateGaussianGuide(model, None, init_loc, None, prefix, init_scale_tril=init_scale_tril)
+        self.preconditioner = base.preconditioner
         self._setup_images(model)
         self.site, self.shape, self.dim, self.unit = base.site, base.shape, base.dim, base.unit
         self.init_loc, self.init_rho, self.prefix = base.init_loc, base.init_rho, prefix
@@ -546,7 +557,11 @@ class FlowGuide(LatentGuide):
         nets = pyro.module(self.prefix + "flows", self.nets)[image]
         diag = self._pick(F.softplus(pyro.param(self.prefix + "rho", lambda: self.init_rho.clone())), image)
         loc = self._pick(self.loc(), image).flatten()
-        return [AffineAutoregressive(net) for net in nets] + [AffineTransform(loc, self.unit * diag, event_dim=1)]
+        flows = [AffineAutoregressive(net) for net in nets]
+        if self.preconditioner is None:
+            return flows + [AffineTransform(loc, self.unit * diag, event_dim=1)]
+        tril = self._pick(self.preconditioner, image)
+        return flows + [AffineTransform(torch.zeros_like(loc), diag, event_dim=1), LowerCholeskyAffine(loc, tril)]
 
     def distribution(self, image: int = 0) -> dist.Distribution:
         """Image ``image``'s q over the flattened latent (event shape (n,))."""
@@ -583,11 +598,18 @@ class FlowGuide(LatentGuide):
 
     def _freeze_image(self, image: int) -> LatentDistribution:
         d = self.distribution(image)
-        frozen = dist.TransformedDistribution(d.base_dist, [t if not isinstance(t, AffineTransform) else
-                                              AffineTransform(t.loc.detach(), t.scale.detach(), event_dim=1)
-                                              for t in d.transforms])
+        frozen = dist.TransformedDistribution(d.base_dist, [_detached(t) for t in d.transforms])
         median = self._flow(torch.zeros(self.dim).to(self.init_loc), image)[0].reshape(self.shape)
         return LatentDistribution(frozen, self.shape, median.clone(), has_log_prob=False)
+
+
+def _detached(t):
+    """A flow's fixed affine steps without their autograd history (the IAF nets are frozen by the caller)."""
+    if isinstance(t, AffineTransform):
+        return AffineTransform(t.loc.detach(), t.scale.detach(), event_dim=1)
+    if isinstance(t, LowerCholeskyAffine):
+        return LowerCholeskyAffine(t.loc.detach(), t.scale_tril.detach())
+    return t
 
 
 class AutoGuideAdapter(LatentGuide):
@@ -663,10 +685,11 @@ def make_guide(guide: str | Callable, model: BRGMModel, init_scale: torch.Tensor
     one image's or one per image) applies to every named guide; ``rank`` (default
     min(10, latent size)) to "lowrank"; ``num_flows`` and ``seeds`` (the flows' initialisation,
     one per image) to "flow"; ``init_scale_tril`` (a starting covariance's Cholesky factor over
-    the flattened latent) to "fullrank".  "normal" is the diagonal Gaussian of every latent site
-    started at scale 0.1 (Pyro's ``AutoNormal`` family) without the Eq. 8 penalty."""
-    if init_scale_tril is not None and guide != "fullrank":
-        raise ValueError(f"init_scale_tril applies to the 'fullrank' guide only, not {guide!r}")
+    the flattened latent) to "fullrank" and "flow" (the flows then bend that Gaussian).  "normal"
+    is the diagonal Gaussian of every latent site started at scale 0.1 (Pyro's ``AutoNormal`` family)
+    without the Eq. 8 penalty."""
+    if init_scale_tril is not None and guide not in ("fullrank", "flow"):
+        raise ValueError(f"init_scale_tril applies to the 'fullrank' and 'flow' guides only, not {guide!r}")
     if isinstance(guide, LatentGuide):
         return guide
     if callable(guide):
@@ -691,7 +714,8 @@ def make_guide(guide: str | Callable, model: BRGMModel, init_scale: torch.Tensor
         return MultivariateGaussianGuide(model, min(10, model.prior.init_loc().numel()) if rank is None else rank,
                                          start, init_scale)
     if guide == "flow":
-        return FlowGuide(model, num_flows, init_loc=start, init_scale=init_scale, seeds=seeds)
+        return FlowGuide(model, num_flows, init_loc=start, init_scale=init_scale, seeds=seeds,
+                         init_scale_tril=init_scale_tril)
     if guide == "delta":
         if model.batched and start.shape == model.prior.init_loc().shape:
             start = start.expand(model.num_images, *start.shape)

@@ -119,7 +119,7 @@ def fit_vi(
     "flow" (``num_flows`` IAF layers), "delta", a ``LatentGuide`` or any callable guide.  ``init_loc``
     starts the guide there (e.g. a MAP solution's ``latent``; default w_avg), ``init_scale`` gives its
     starting standard deviations (default: the prior's, ``model.prior.init_scale()``),
-    ``init_scale_tril`` ("fullrank" only) a starting covariance's Cholesky factor (e.g.
+    ``init_scale_tril`` ("fullrank", "flow") a starting covariance's Cholesky factor (e.g.
     ``fit_laplace(model).q.distribution.scale_tril``).  The penalty applies to the guides whose
     ``penalised`` is set (the paper's diagonal Gaussians); its ``weighting`` says how it is scaled
     against the particle-mean ELBO (see ``InverseGammaPenalty``).
