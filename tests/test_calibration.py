@@ -11,9 +11,9 @@ import torch
 
 from brgm_pyro.corruptions import Inpainting, SuperResolution
 from brgm_pyro.generators import LinearGenerator
-from brgm_pyro.inference import Posterior
+from brgm_pyro.inference import LatentDistribution, Posterior
 from brgm_pyro.inference.calibration import (
-    METHODS, CalibrationReport, calibrate, chi_square_uniformity, rank_bins, simulate_problems,
+    METHODS, CalibrationReport, calibrate, chi_square_uniformity, joint_hpd_level, rank_bins, simulate_problems,
 )
 
 NUM_PROBLEMS = 150
@@ -57,7 +57,11 @@ def exact_method(shrink: float = 1.0):
             eps = torch.randn(n, mean.numel(), dtype=torch.float64)
             return (mean + eps @ chol.T).float().reshape(n, *shape)
 
-        return Posterior(model, sample_latents, mean.float().reshape(shape))
+        posterior = Posterior(model, sample_latents, mean.float().reshape(shape))
+        # its density, for the joint (HPD) test
+        posterior.q = LatentDistribution(torch.distributions.MultivariateNormal(mean.float(), scale_tril=chol.float()),
+                                         shape, mean.float().reshape(shape))
+        return posterior
 
     return method
 
@@ -113,6 +117,34 @@ def test_overconfident_posterior_fails(linear_report):
             assert c["mean"] < level - 5 * c["se"], (part, level, c)  # std halved: 90% -> about 59%
     assert linear_report.coverage("shrunk", "pixels", 0.9)["mean"] < 0.7
     assert linear_report.summary("shrunk")["std_error_ratio_pixels"]["ratio"] < 0.6
+
+
+def test_joint_hpd_coverage_is_nominal_for_the_exact_posterior_only(linear_report):
+    exact, shrunk = linear_report.summary("exact"), linear_report.summary("shrunk")
+    for entry in exact["joint_coverage_latents"]:
+        assert entry["n"] == NUM_PROBLEMS and abs(entry["mean"] - entry["level"]) < 3 * entry["se"] + 0.01, entry
+    assert abs(exact["joint_hpd_level_mean"]["mean"] - 0.5) < 3 * exact["joint_hpd_level_mean"]["se"]
+    # std halved in 6 dimensions: the truth's squared Mahalanobis distance is 4 chi2_6, inside the
+    # 90% region (chi2_6 < 10.6) only when chi2_6 < 2.66, about 15% of the time
+    at90 = min(shrunk["joint_coverage_latents"], key=lambda e: abs(e["level"] - 0.9))
+    assert at90["mean"] < 0.3
+    assert "joint 90% latents" in linear_report.table()
+
+
+def test_joint_hpd_level_of_a_gaussian_is_the_chi_square_cdf_of_the_truth():
+    g = torch.Generator().manual_seed(0)
+    d = 5
+    tril = torch.tril(torch.randn(d, d, generator=g, dtype=torch.float64)) + 3 * torch.eye(d, dtype=torch.float64)
+    mean = torch.randn(d, generator=g, dtype=torch.float64)
+    q = LatentDistribution(torch.distributions.MultivariateNormal(mean, scale_tril=tril), torch.Size([d]), mean)
+    posterior = Posterior(None, lambda n: q.sample(n), mean)
+    posterior.q = q
+    draws = q.distribution.sample((20000,))
+    for radius in (1.0, 2.0, 3.0):
+        truth = mean + tril @ (torch.ones(d, dtype=torch.float64) * radius / math.sqrt(d))  # Mahalanobis radius
+        expected = float(torch.special.gammainc(torch.tensor(d / 2), torch.tensor(radius**2 / 2)))
+        assert abs(joint_hpd_level(posterior, draws, truth) - expected) < 0.015
+    assert joint_hpd_level(Posterior(None, lambda n: draws[:n], mean), draws, mean) is None  # no density
 
 
 def test_sbc_ranks_uniform_only_for_the_exact_posterior(linear_report):
