@@ -13,7 +13,7 @@ from brgm_pyro.corruptions import Inpainting, SuperResolution
 from brgm_pyro.generators import LinearGenerator
 from brgm_pyro.inference import LatentDistribution, Posterior
 from brgm_pyro.inference.calibration import (
-    METHODS, CalibrationReport, calibrate, chi_square_uniformity, joint_hpd_level, rank_bins, simulate_problems,
+    METHODS, CalibrationReport, calibrate, chi_square_uniformity, joint_density_test, rank_bins, simulate_problems,
 )
 
 NUM_PROBLEMS = 150
@@ -124,14 +124,16 @@ def test_joint_hpd_coverage_is_nominal_for_the_exact_posterior_only(linear_repor
     for entry in exact["joint_coverage_latents"]:
         assert entry["n"] == NUM_PROBLEMS and abs(entry["mean"] - entry["level"]) < 3 * entry["se"] + 0.01, entry
     assert abs(exact["joint_hpd_level_mean"]["mean"] - 0.5) < 3 * exact["joint_hpd_level_mean"]["se"]
+    assert abs(exact["joint_density_z"]["mean"]) < 3 * exact["joint_density_z"]["se"]
+    assert shrunk["joint_density_z"]["mean"] > 2  # (4 chi2_6 - 6) / sqrt(12): about 5
     # std halved in 6 dimensions: the truth's squared Mahalanobis distance is 4 chi2_6, inside the
     # 90% region (chi2_6 < 10.6) only when chi2_6 < 2.66, about 15% of the time
     at90 = min(shrunk["joint_coverage_latents"], key=lambda e: abs(e["level"] - 0.9))
     assert at90["mean"] < 0.3
-    assert "joint 90% latents" in linear_report.table()
+    assert "joint 90% latents (z)" in linear_report.table()
 
 
-def test_joint_hpd_level_of_a_gaussian_is_the_chi_square_cdf_of_the_truth():
+def test_joint_density_test_of_a_gaussian_is_the_chi_square_law_of_the_truth():
     g = torch.Generator().manual_seed(0)
     d = 5
     tril = torch.tril(torch.randn(d, d, generator=g, dtype=torch.float64)) + 3 * torch.eye(d, dtype=torch.float64)
@@ -143,8 +145,10 @@ def test_joint_hpd_level_of_a_gaussian_is_the_chi_square_cdf_of_the_truth():
     for radius in (1.0, 2.0, 3.0):
         truth = mean + tril @ (torch.ones(d, dtype=torch.float64) * radius / math.sqrt(d))  # Mahalanobis radius
         expected = float(torch.special.gammainc(torch.tensor(d / 2), torch.tensor(radius**2 / 2)))
-        assert abs(joint_hpd_level(posterior, draws, truth) - expected) < 0.015
-    assert joint_hpd_level(Posterior(None, lambda n: draws[:n], mean), draws, mean) is None  # no density
+        joint = joint_density_test(posterior, draws, truth)
+        assert abs(joint["hpd_level"] - expected) < 0.015
+        assert abs(joint["z"] - (radius**2 - d) / math.sqrt(2 * d)) < 0.05  # (m^2 - d) / sqrt(2 d)
+    assert joint_density_test(Posterior(None, lambda n: draws[:n], mean), draws, mean) is None  # no density
 
 
 def test_sbc_ranks_uniform_only_for_the_exact_posterior(linear_report):
