@@ -130,7 +130,8 @@ def test_joint_hpd_coverage_is_nominal_for_the_exact_posterior_only(linear_repor
     # 90% region (chi2_6 < 10.6) only when chi2_6 < 2.66, about 15% of the time
     at90 = min(shrunk["joint_coverage_latents"], key=lambda e: abs(e["level"] - 0.9))
     assert at90["mean"] < 0.3
-    assert "joint 90% latents (z)" in linear_report.table()
+    assert "joint 90% latents (median z)" in linear_report.table()
+    assert abs(exact["joint_density_z_median"]) < 0.5 < shrunk["joint_density_z_median"]
 
 
 def test_joint_density_test_of_a_gaussian_is_the_chi_square_law_of_the_truth():
