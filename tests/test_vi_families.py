@@ -210,7 +210,7 @@ def test_fullrank_guide_started_at_the_laplace_approximation_stays_at_the_exact_
     cov = problem.cov.float()
     assert (q.q.distribution.covariance_matrix - cov).abs().max() < 0.1 * cov.diagonal().max()
     assert ((q.mean_latent.flatten().double() - problem.mean).abs() / problem.std).max() < 0.15
-    with pytest.raises(ValueError, match="init_scale_tril applies to the 'fullrank' guide only"):
+    with pytest.raises(ValueError, match="init_scale_tril applies to the 'fullrank' and 'flow' guides only"):
         fit_vi(problem.model, guide="lowrank", init_scale_tril=tril, num_steps=1, progress=False)
 
 
