@@ -27,6 +27,11 @@ here); add one with ``register_method``, in the module that defines it::
 
 Standard errors are computed across problems (pixels of one problem are correlated): each
 coverage is the mean of per-problem coverages +- their std / sqrt(P).
+
+Per-coordinate intervals can hold while the joint distribution is wrong (a Gaussian tangent to a
+curved posterior).  For posteriors with a density (``q.log_prob``), ``joint_density_test`` also
+ranks the truth's log q among the draws': the share of problems whose truth lies in q's a-highest-
+density region ("joint coverage", a for the posterior) and z, the truth's standardised log q.
 """
 
 from __future__ import annotations

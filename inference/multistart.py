@@ -10,7 +10,12 @@ takes the Laplace approximation at the best mode and fits the full-rank Gaussian
 coordinate by about ``lr`` and can leave the mode, so the modes are used as the batch leaves them.)
 
 The K optimisations are independent: each latent's Adam update sees only its own gradient,
-so the result equals K separate ``map_estimate`` runs from the same starts (tested).
+so the result equals K separate ``map_estimate`` runs from the same starts (tested).  With
+``keep`` (successive halving) many starts climb ``screen_steps`` and only the best ``keep`` go
+on, each ending where it would have alone (tested); on the in-painting benchmark 32 starts
+kept to 4 were no better calibrated than 8 (benchmarks/README.md, session 6).
+``fit_multistart_flow`` bends the full-rank fit with IAF layers fitted by the ELBO; measured
+narrower (worse) than the Gaussian on in-painting, kept for comparison.
 """
 
 from __future__ import annotations
