@@ -369,8 +369,9 @@ def joint_density_test(posterior: Posterior, draws: torch.Tensor, truth: torch.T
     with torch.no_grad():
         log_q_draws = q.log_prob(draws.to(q.mean)).reshape(-1).double()
         log_q_truth = float(q.log_prob(truth.to(q.mean).unsqueeze(0)).reshape(-1).double())
-    return {"hpd_level": float((log_q_draws > log_q_truth).double().mean()),
-            "z": float((log_q_draws.mean() - log_q_truth) / log_q_draws.std())}
+    spread = float(log_q_draws.std())
+    z = (float(log_q_draws.mean()) - log_q_truth) / spread if spread > 0 and math.isfinite(log_q_truth) else None
+    return {"hpd_level": float((log_q_draws > log_q_truth).double().mean()), "z": z}
 
 
 def measure_problem(problem: CalibrationProblem, name: str, method: PosteriorMethod, *, levels: Sequence[float],
@@ -534,8 +535,9 @@ def summarize_method(records: Sequence[Mapping[str, Any]], levels: Sequence[floa
             out["joint_coverage_latents"] = [dict(level=float(a), **_mean_se((hpd <= a).astype(float)))
                                              for a in levels]
             out["joint_hpd_level_mean"] = _mean_se(hpd)  # 0.5 for a calibrated q
-            out["joint_density_z"] = _mean_se(j["z"] for j in joint)  # about 0 for a calibrated q
-            out["joint_density_z_median"] = float(np.median([j["z"] for j in joint]))  # robust to a far-off mode
+            zs = [j["z"] for j in joint if j["z"] is not None]
+            out["joint_density_z"] = _mean_se(zs)  # about 0 for a calibrated q
+            out["joint_density_z_median"] = float(np.median(zs)) if zs else None  # robust to a far-off mode
         mcmc = [r["mcmc"] for r in records if r.get("mcmc")]
         if mcmc:
             def pick(key: str) -> list[float]:
@@ -671,8 +673,9 @@ class CalibrationReport:
             cov = {}
             joint = "-"
             if s.get("joint_coverage_latents"):
+                z = s["joint_density_z_median"]
                 joint = (ms(min(s["joint_coverage_latents"], key=lambda e: abs(e["level"] - 0.9)))
-                         + f" (z {s['joint_density_z_median']:.3g})")
+                         + ("" if z is None else f" (z {z:.3g})"))
             if s["kind"] == "samples":
                 for part in ("pixels", "latents"):
                     for level in (0.9, 0.5):

@@ -150,6 +150,10 @@ def test_joint_density_test_of_a_gaussian_is_the_chi_square_law_of_the_truth():
         assert abs(joint["hpd_level"] - expected) < 0.015
         assert abs(joint["z"] - (radius**2 - d) / math.sqrt(2 * d)) < 0.05  # (m^2 - d) / sqrt(2 d)
     assert joint_density_test(Posterior(None, lambda n: draws[:n], mean), draws, mean) is None  # no density
+    # all draws equal (a point mass): the level is defined, z is not
+    same = mean.expand(10, d)
+    point = joint_density_test(posterior, same, mean + 1)
+    assert point["hpd_level"] == 1.0 and point["z"] is None
 
 
 def test_sbc_ranks_uniform_only_for_the_exact_posterior(linear_report):
