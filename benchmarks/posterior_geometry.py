@@ -35,11 +35,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from calibration_variational import corruption, parse_range  # noqa: E402
 
+from brgm_pyro.generators import load_generator  # noqa: E402
+from brgm_pyro.inference.calibration import _coverage, _seed, problem_model, simulate_problem  # noqa: E402
+from brgm_pyro.inference.importance import differentiable_log_joint  # noqa: E402
+from brgm_pyro.inference.multistart import fit_multistart_laplace  # noqa: E402
+from brgm_pyro.models.brgm import generate  # noqa: E402
+
 
 def log_joint_on_line(model, start: torch.Tensor, end: torch.Tensor, points: int = 21) -> torch.Tensor:
     """log p(w, y) at ``points`` evenly spaced w on the segment start -> end, minus its value at start."""
-    from brgm_pyro.inference.importance import differentiable_log_joint
-
     ts = torch.linspace(0, 1, points).to(start)
     path = start + ts.reshape(-1, *[1] * start.ndim) * (end - start)
     with torch.no_grad():
@@ -49,8 +53,6 @@ def log_joint_on_line(model, start: torch.Tensor, end: torch.Tensor, points: int
 
 def exact_precision(model, mode: torch.Tensor) -> tuple[torch.Tensor, float]:
     """(-Hessian of log p(w, y) at ``mode`` over the flattened latent (d, d), gradient norm there)."""
-    from brgm_pyro.inference.importance import differentiable_log_joint
-
     x = mode.flatten().clone().requires_grad_(True)
     value = differentiable_log_joint(model, x.reshape(1, *mode.shape), 1)[0]
     grad, = torch.autograd.grad(value, x, create_graph=True)
@@ -61,9 +63,6 @@ def exact_precision(model, mode: torch.Tensor) -> tuple[torch.Tensor, float]:
 
 def pixel_coverage(problem, mode: torch.Tensor, scale_tril: torch.Tensor, n: int = 256) -> list[float]:
     """Coverage of the unknown pixels' central 50% / 90% intervals under N(mode, L L^T)."""
-    from brgm_pyro.inference.calibration import _coverage
-    from brgm_pyro.models.brgm import generate
-
     m = problem.model
     z = torch.randn(n, mode.numel(), dtype=torch.float64, generator=torch.Generator().manual_seed(0))
     draws = (mode.flatten().double() + z @ scale_tril.T).float().reshape(n, *mode.shape)
@@ -81,10 +80,6 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--hessian", action="store_true", help="also the exact Hessian (about 1 minute per problem)")
     args = p.parse_args(argv)
 
-    from brgm_pyro.generators import load_generator
-    from brgm_pyro.inference.calibration import _seed, problem_model, simulate_problem
-    from brgm_pyro.inference.multistart import fit_multistart_laplace
-
     torch.set_num_threads(1)
     generator = load_generator("fashion-mnist-32", device="cpu")
     base = problem_model(generator, corruption(args.task), sigma_pixel=0.1, prior_std="per-dimension")
@@ -97,10 +92,9 @@ def main(argv: list[str] | None = None) -> int:
         mode = laplace.q.mean.detach().clone()
         truth = problem.latent.to(mode)
         line = log_joint_on_line(problem.model, mode, truth)
+        torch.manual_seed(index)  # the Laplace draws, reproducible
         draws = laplace.q.sample(64)
         with torch.no_grad():
-            from brgm_pyro.inference.importance import differentiable_log_joint
-
             at_draws = differentiable_log_joint(problem.model, draws, 8).double()
             at_mode = differentiable_log_joint(problem.model, mode.unsqueeze(0), 1).double()[0]
         print(f"problem {index}: log p along mode -> truth: " + " ".join(f"{float(v):.0f}" for v in line)
