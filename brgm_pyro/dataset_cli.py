@@ -51,7 +51,8 @@ def _settings(args: argparse.Namespace, task: str, corruption: str, methods: lis
             "features": args.features, "observed": bool(getattr(args, "observed", False)),
             "overrides": {k: v for k, v in overrides.items() if v is not None},
             "learn_noise": bool(getattr(args, "learn_noise", False)),
-            "blind": sorted(getattr(args, "blind", None) or [])}
+            "blind": sorted(getattr(args, "blind", None) or []),
+            **({"interval_scale": args.interval_scale} if getattr(args, "interval_scale", 1.0) != 1.0 else {})}
 
 
 def _start(args: argparse.Namespace) -> tuple[DistributedContext, int]:
@@ -93,6 +94,7 @@ def reconstruct_command(args: argparse.Namespace) -> int:
             build_model=lambda op, obs: model_from_args(args, generator, op, obs, features),
             steps=args.steps, lr=args.lr, samples=args.samples, seed=args.seed, batch_size=args.batch_size,
             observed=args.observed, center_crop=bool(getattr(args, "center_crop", False)),
+            interval_scale=float(getattr(args, "interval_scale", 1.0)),
             settings=_settings(args, args.task, corruption.describe(), methods, overrides))
         out = Path(args.out)
         if ctx.is_main:

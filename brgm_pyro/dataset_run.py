@@ -156,6 +156,7 @@ class DatasetPlan:
     batch_size: int = 8
     observed: bool = False
     center_crop: bool = False
+    interval_scale: float = 1.0  # widens the fullrank posterior (``fit_fullrank``)
     settings: dict = field(default_factory=dict)
     label_for: Callable[[int], str] | None = None
 
@@ -187,7 +188,7 @@ def load_source(source: ImageSource, plan: DatasetPlan) -> tuple[torch.Tensor | 
 
 def reconstruct_batch(build_model: Callable[[torch.Tensor], Any], observations: torch.Tensor,
                       methods: Sequence[str], seeds: Sequence[int], steps: int, lr: float,
-                      samples: int) -> list[dict[str, Any]]:
+                      samples: int, interval_scale: float = 1.0) -> list[dict[str, Any]]:
     """Each method's ``MethodOutput`` for each of B observations (B, ...) sharing one corruption.
 
     Methods in ``BATCHED_METHODS`` (MAP, VI, full-rank) run once on the batched model (one plate
@@ -203,7 +204,7 @@ def reconstruct_batch(build_model: Callable[[torch.Tensor], Any], observations: 
         if method not in BATCHED_METHODS:
             for i in range(n):
                 single = run_methods(build_model(observations[i:i + 1]), [method], steps=steps, lr=lr,
-                                     samples=samples, seed=seeds[i], progress=False)
+                                     samples=samples, seed=seeds[i], progress=False, interval_scale=interval_scale)
                 out[i][method] = single[method]
             continue
         t0 = time.perf_counter()
@@ -217,7 +218,7 @@ def reconstruct_batch(build_model: Callable[[torch.Tensor], Any], observations: 
             for i in range(n):
                 out[i][method] = MethodOutput(method, images[i:i + 1], seconds=seconds)
             continue
-        posterior = _fit_batched(method, model, list(seeds), steps, lr)
+        posterior = _fit_batched(method, model, list(seeds), steps, lr, interval_scale)
         for i in range(n):
             # what ``run_methods`` does with image i's posterior and seed
             image_posterior = posterior.image(i)
@@ -232,14 +233,15 @@ def reconstruct_batch(build_model: Callable[[torch.Tensor], Any], observations: 
     return out
 
 
-def _fit_batched(method: str, model: Any, seeds: list[int], steps: int, lr: float) -> Any:
+def _fit_batched(method: str, model: Any, seeds: list[int], steps: int, lr: float,
+                 interval_scale: float = 1.0) -> Any:
     """The posterior of a batched method (``run_methods``' settings), one seed per image."""
     from .inference import fit_vi
     from .reconstruction import fit_fullrank
 
     if method == "vi":
         return fit_vi(model, num_steps=steps, lr=lr, seed=seeds, progress=False)
-    return fit_fullrank(model, seed=seeds, map_steps=steps)
+    return fit_fullrank(model, seed=seeds, map_steps=steps, interval_scale=interval_scale)
 
 
 def _atomic_write_text(path: Path, text: str) -> None:
@@ -373,7 +375,7 @@ def reconstruct_dataset(sources: Sequence[ImageSource], plan: DatasetPlan, out_d
             corruption = plan.corruption_for(batch[0].index)
             outputs = reconstruct_batch(lambda o: plan.build_model(corruption, o), observations, plan.methods,
                                         [image_seed(plan.seed, s.index) for s in batch], plan.steps, plan.lr,
-                                        plan.samples)
+                                        plan.samples, plan.interval_scale)
             for s, (truth, obs), result in zip(batch, loaded, outputs):
                 rows.append(save_image_outputs(out / s.name, s, plan, truth, obs, result, weights))
                 bar.update(1)

@@ -8,6 +8,7 @@ import torch
 
 from brgm_pyro.corruptions import Denoising
 from brgm_pyro.generators import LinearGenerator
+from brgm_pyro.inference import LatentDistribution, Posterior
 from brgm_pyro.models import BRGMModel, GaussianLatentPrior, PixelLikelihood
 
 
@@ -50,3 +51,50 @@ def linear_gaussian_problem(diagonal: bool = True, sigma: float = 0.3, prior_std
     marginal = torch.distributions.MultivariateNormal(
         A @ mu_full + b, prior_std**2 * A @ A.T + sigma**2 * torch.eye(n, dtype=torch.float64))
     return LinearGaussianProblem(model, mean, cov, float(marginal.log_prob(y)))
+
+
+# --- calibration problems of the linear generator (tests/test_calibration.py, test_recalibration.py)
+
+
+def linear_generator() -> LinearGenerator:
+    return LinearGenerator.random(num_ws=2, w_dim=3, img_resolution=4, scale=0.4, seed=1)
+
+
+def half_mask() -> torch.Tensor:
+    mask = torch.ones(1, 4, 4)
+    mask[..., :, :2] = 0  # the left half is hidden
+    return mask
+
+
+def exact_linear_posterior(shrink: float = 1.0):
+    """The closed-form Gaussian posterior of the linear model (std multiplied by ``shrink``),
+    computed here from A, b, the prior and the corruption's matrix (its response to unit images)."""
+    def method(model, seed):
+        G = model.generator
+        A, b = G.A.double(), G.b.double()
+        n_pix = A.shape[0]
+        basis = torch.eye(n_pix, dtype=torch.float64).reshape(n_pix, *model.image_shape)
+        F = model.corruption.double()(basis).reshape(n_pix, -1).T  # (outputs, pixels)
+        model.corruption.float()
+        observed = torch.ones(F.shape[0], dtype=torch.bool) if model.mask is None else model.mask.reshape(-1) > 0
+        H = (F @ A)[observed]
+        y = model.observation.double().reshape(-1)[observed] - (F @ b)[observed]
+        sigma = model.likelihoods[0].sigma
+        mu0 = model.prior.mean.double().reshape(-1)
+        prec0 = model.prior.std.double().reshape(-1) ** -2
+        cov = torch.linalg.inv(torch.diag(prec0) + H.T @ H / sigma**2)
+        mean = cov @ (prec0 * mu0 + H.T @ y / sigma**2)
+        chol = torch.linalg.cholesky(cov) * shrink
+        shape = model.prior.mean.shape
+
+        def sample_latents(n: int) -> torch.Tensor:
+            eps = torch.randn(n, mean.numel(), dtype=torch.float64)
+            return (mean + eps @ chol.T).float().reshape(n, *shape)
+
+        posterior = Posterior(model, sample_latents, mean.float().reshape(shape))
+        # its density, for the joint (HPD) test
+        posterior.q = LatentDistribution(torch.distributions.MultivariateNormal(mean.float(), scale_tril=chol.float()),
+                                         shape, mean.float().reshape(shape))
+        return posterior
+
+    return method

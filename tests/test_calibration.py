@@ -10,60 +10,18 @@ import pytest
 import torch
 
 from brgm_pyro.corruptions import Inpainting, SuperResolution
-from brgm_pyro.generators import LinearGenerator
 from brgm_pyro.inference import LatentDistribution, Posterior
 from brgm_pyro.inference.calibration import (
     METHODS, CalibrationReport, calibrate, chi_square_uniformity, joint_density_test, rank_bins, simulate_problems,
 )
 
+from .inference_problems import exact_linear_posterior as exact_method
+from .inference_problems import half_mask, linear_generator
+
 NUM_PROBLEMS = 150
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # fixture in conftest.py
-
-
-def linear_generator() -> LinearGenerator:
-    return LinearGenerator.random(num_ws=2, w_dim=3, img_resolution=4, scale=0.4, seed=1)
-
-
-def half_mask() -> torch.Tensor:
-    mask = torch.ones(1, 4, 4)
-    mask[..., :, :2] = 0  # the left half is hidden
-    return mask
-
-
-def exact_method(shrink: float = 1.0):
-    """The closed-form Gaussian posterior of the linear model (std multiplied by ``shrink``),
-    computed here from A, b, the prior and the corruption's matrix (its response to unit images)."""
-    def method(model, seed):
-        G = model.generator
-        A, b = G.A.double(), G.b.double()
-        n_pix = A.shape[0]
-        basis = torch.eye(n_pix, dtype=torch.float64).reshape(n_pix, *model.image_shape)
-        F = model.corruption.double()(basis).reshape(n_pix, -1).T  # (outputs, pixels)
-        model.corruption.float()
-        observed = torch.ones(F.shape[0], dtype=torch.bool) if model.mask is None else model.mask.reshape(-1) > 0
-        H = (F @ A)[observed]
-        y = model.observation.double().reshape(-1)[observed] - (F @ b)[observed]
-        sigma = model.likelihoods[0].sigma
-        mu0 = model.prior.mean.double().reshape(-1)
-        prec0 = model.prior.std.double().reshape(-1) ** -2
-        cov = torch.linalg.inv(torch.diag(prec0) + H.T @ H / sigma**2)
-        mean = cov @ (prec0 * mu0 + H.T @ y / sigma**2)
-        chol = torch.linalg.cholesky(cov) * shrink
-        shape = model.prior.mean.shape
-
-        def sample_latents(n: int) -> torch.Tensor:
-            eps = torch.randn(n, mean.numel(), dtype=torch.float64)
-            return (mean + eps @ chol.T).float().reshape(n, *shape)
-
-        posterior = Posterior(model, sample_latents, mean.float().reshape(shape))
-        # its density, for the joint (HPD) test
-        posterior.q = LatentDistribution(torch.distributions.MultivariateNormal(mean.float(), scale_tril=chol.float()),
-                                         shape, mean.float().reshape(shape))
-        return posterior
-
-    return method
 
 
 @pytest.fixture(scope="module", params=["inpainting", "super-resolution"])
