@@ -165,7 +165,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--out", type=Path, default=DEFAULT_OUT)
     p.add_argument("--deadline", type=float, default=None, help="start no job after this many seconds")
     p.add_argument("--table-only", action="store_true")
-    p.add_argument("--smoke", action="store_true", help="at most 2 problems per seed, 5 MAP / 5 VI steps, 8 draws, 3 scales")
+    p.add_argument("--smoke", action="store_true",
+                   help="at most 2 problems per seed, 5 MAP / 5 VI steps, 8 draws, 3 scales")
     args = p.parse_args(argv)
     scales = list(SCALES)
     if args.smoke:
@@ -200,7 +201,7 @@ def main(argv: list[str] | None = None) -> None:
               f"one thread per process (OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS')}); fitted: "
               + ", ".join(f"{k} {v:.2f}" for k, v in fitted.items()))
     print(header + "\n\n" + text)
-    if not args.smoke and not args.table_only:
+    if not args.smoke:
         (args.out / "interval_scale.md").write_text(header + "\n\n" + text + "\n")
         (args.out / "interval_scale.json").write_text(json.dumps({"fit_seeds": fit_seeds, "scales": fitted}, indent=1))
 

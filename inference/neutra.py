@@ -280,6 +280,14 @@ def nuts_fullrank_long(model: BRGMModel, seed: int) -> MCMCResult:
                           preconditioner="multistart-fullrank", target_accept_prob=0.9)
 
 
+@register_method("nuts-fullrank-depth7")
+def nuts_fullrank_depth7(model: BRGMModel, seed: int) -> MCMCResult:
+    """``nuts-fullrank`` with trees up to depth 7 (127 leapfrog steps) and 4 x (300 warmup + 500
+    draws), target acceptance 0.8: for in-painting, where every depth-6 tree hits the limit."""
+    return nuts_reference(model, seed, num_chains=4, num_samples=500, warmup_steps=300, max_tree_depth=7,
+                          preconditioner="multistart-fullrank", target_accept_prob=0.8)
+
+
 @register_method("neutra")
 def neutra_fullrank(model: BRGMModel, seed: int, num_chains: int = 4, num_samples: int = 200, warmup_steps: int = 150,
                     max_tree_depth: int = 6, guide_steps: int = 1500) -> MCMCResult:

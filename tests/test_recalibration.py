@@ -115,7 +115,16 @@ def test_fullrank_interval_scale_widens_the_recommended_posterior():
     q, q_wide = plain.q.distribution, wide.q.distribution
     assert torch.allclose(q_wide.loc, q.loc) and torch.allclose(q_wide.scale_tril, 1.35 * q.scale_tril)
     assert wide.diagnostics["interval_scale"] == 1.35 and "best_start" in wide.diagnostics
-    assert BUNDLED_INTERVAL_SCALES == {"inpainting": 1.35, "super-resolution": 1.0}
+
+
+
+def test_bundled_scales_are_the_benchmarks_fit():
+    """BUNDLED_INTERVAL_SCALES is what benchmarks/interval_scale.py fitted from the committed results."""
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "results" / "interval_scale" / "interval_scale.json"
+    fitted = json.loads(path.read_text())
+    assert fitted["fit_seeds"] == [2] and fitted["scales"] == BUNDLED_INTERVAL_SCALES
 
 
 def test_cli_fits_and_applies_an_interval_scale(tmp_path, capsys):
@@ -155,3 +164,23 @@ def test_benchmark_smoke(tmp_path):
     assert r["fit_seconds"] > 0 and r["map_seconds"] > 0
     text, fitted = bench.table(records, [2])
     assert fitted["inpainting"] in r["scales"] and "| inpainting | 3 | held out | 1 |" in text
+
+
+def test_cli_default_interval_scale_is_the_measured_one_only_in_its_setting():
+    from argparse import Namespace
+
+    from brgm_pyro.cli import default_interval_scale
+
+    def args(**kw):
+        base = dict(interval_scale=None, generator="fashion-mnist-32", mask_id=0, mask=None, factor=None,
+                    kernel="bicubic-antialias", sigma_pixel=None, lambda_pixel=None)
+        return Namespace(**{**base, **kw})
+
+    assert default_interval_scale(args(), "inpainting") == BUNDLED_INTERVAL_SCALES["inpainting"] == 1.35
+    assert default_interval_scale(args(), "super-resolution") == BUNDLED_INTERVAL_SCALES["super-resolution"]
+    assert default_interval_scale(args(interval_scale=2.0), "inpainting") == 2.0  # given: used as it is
+    for other in (dict(mask_id=3), dict(mask_id=None, mask="m.png"), dict(generator="my.pkl"), dict(sigma_pixel=0.05),
+                  dict(lambda_pixel=30.0)):
+        assert default_interval_scale(args(**other), "inpainting") == 1.0, other
+    assert default_interval_scale(args(kernel="bicubic"), "super-resolution") == 1.0
+    assert default_interval_scale(args(), "denoising") == 1.0
