@@ -34,6 +34,8 @@ os.environ.setdefault("MKL_NUM_THREADS", "1")
 TASKS = {
     "super-resolution": dict(task="super-resolution", factor=4, kernel="bicubic-antialias"),
     "inpainting": dict(task="inpainting", mask_id=0),
+    # the other standard masks (not in the default --tasks): does a fitted interval scale transfer?
+    **{f"inpainting-mask{i}": dict(task="inpainting", mask_id=i) for i in range(1, 7)},
 }
 DEFAULT_OUT = Path(__file__).resolve().parent / "results" / "calibration"
 

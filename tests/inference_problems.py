@@ -98,3 +98,15 @@ def exact_linear_posterior(shrink: float = 1.0):
         return posterior
 
     return method
+
+
+def load_benchmark(name: str):
+    """The script benchmarks/NAME.py as a module (the benchmarks are scripts, not a package)."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(f"{name}_benchmark", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

@@ -16,7 +16,7 @@ from brgm_pyro.inference.calibration import (
 )
 
 from .inference_problems import exact_linear_posterior as exact_method
-from .inference_problems import half_mask, linear_generator
+from .inference_problems import half_mask, linear_generator, load_benchmark
 
 NUM_PROBLEMS = 150
 
@@ -187,13 +187,7 @@ def test_calibrate_cli_on_the_bundled_generator(tmp_path, capsys):
 
 def test_benchmark_smoke_resumes_and_merges(tmp_path):
     """benchmarks/calibration.py --smoke (what CI runs): per-problem files, skipped when present, merged tables."""
-    import importlib.util
-    from pathlib import Path
-
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / "calibration.py"
-    spec = importlib.util.spec_from_file_location("calibration_benchmark", path)
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
+    bench = load_benchmark("calibration")
     out = tmp_path / "bench"
     assert bench.main(["--smoke", "--tasks", "inpainting", "--methods", "map", "--out", str(out)]) == 0
     first = (out / "inpainting" / "map" / "problem_001.json").stat().st_mtime_ns

@@ -20,7 +20,9 @@ from brgm_pyro.inference.recalibration import (
     BUNDLED_INTERVAL_SCALES, ScaleProblem, choose_scale, coverage_by_scale, fit_interval_scale, widen, widened,
 )
 
-from .inference_problems import exact_linear_posterior, half_mask, linear_gaussian_problem, linear_generator
+from .inference_problems import (
+    exact_linear_posterior, half_mask, linear_gaussian_problem, linear_generator, load_benchmark,
+)
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # fixture in conftest.py
 
@@ -148,13 +150,7 @@ def test_cli_fits_and_applies_an_interval_scale(tmp_path, capsys):
 
 def test_benchmark_smoke(tmp_path):
     """benchmarks/interval_scale.py --smoke (what CI runs): per-problem files and the table."""
-    import importlib.util
-    from pathlib import Path
-
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / "interval_scale.py"
-    spec = importlib.util.spec_from_file_location("interval_scale_benchmark", path)
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
+    bench = load_benchmark("interval_scale")
     out = tmp_path / "bench"
     bench.main(["--smoke", "--tasks", "inpainting", "--seeds", "2,3", "--num-problems", "1", "--out", str(out)])
     records = bench.load(out)
