@@ -105,3 +105,21 @@ def test_the_initial_scale_is_the_priors():
     model = linear_gaussian_problem(prior_std=0.7).model
     with pyro.get_param_store().scope():
         torch.testing.assert_close(GaussianGuide(model).sigma(), torch.full((2, 3), 0.7))
+
+
+@pytest.mark.parametrize("guide", ["fullrank", "gaussian"])
+def test_widened_batched_posterior_is_each_image_widened(guide):
+    from brgm_pyro.inference.recalibration import widen
+
+    batched, singles = batch_and_singles(2)
+    fit = fit_vi(batched, guide=guide, num_steps=5, num_particles=2, seed=SEEDS[:2], progress=False)
+    wide = widen(fit, 1.5)
+    draws, wide_draws = fit.sample(6, seed=SEEDS[:2]), wide.sample(6, seed=SEEDS[:2])
+    for b in range(2):
+        centre = fit.image(b).mean_latent
+        torch.testing.assert_close(wide_draws.latents[:, b], centre + 1.5 * (draws.latents[:, b] - centre),
+                                   atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(wide.image(b).sample(4, seed=7).latents,
+                                   widen(fit.image(b), 1.5).sample(4, seed=7).latents)
+    if fit.scale is not None:  # the mean-field guide's per-element std
+        torch.testing.assert_close(wide.scale, 1.5 * fit.scale)
