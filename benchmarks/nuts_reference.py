@@ -28,7 +28,7 @@ os.environ.setdefault("MKL_NUM_THREADS", "1")
 
 HERE = Path(__file__).resolve().parent
 OUT = HERE / "results" / "nuts_reference"
-SAMPLERS = ("nuts", "nuts-fullrank", "nuts-fullrank-long", "nuts-fullrank-depth7")
+SAMPLERS = ("nuts", "nuts-fullrank", "nuts-fullrank-long", "nuts-fullrank-depth7", "nuts-fullrank-adapted")
 
 
 def _level(report: dict, level: float) -> int:

@@ -170,3 +170,34 @@ def test_laplace_is_exact_on_a_linear_generator(problem):
     mean, cov = laplace_gaussian(problem.model, mode, chunk_size=5)  # several chunks of Jacobian rows
     torch.testing.assert_close(cov.double(), problem.cov, rtol=1e-4, atol=1e-7)
     torch.testing.assert_close(mean, mode.reshape(-1))
+
+
+def test_pooled_metric_learns_the_draws_covariance_in_whitened_coordinates():
+    from brgm_pyro.inference.neutra import pooled_metric
+
+    g = torch.Generator().manual_seed(0)
+    A = torch.tensor([[4.0, 1.0, 0.0], [1.0, 2.0, 0.5], [0.0, 0.5, 0.25]], dtype=torch.float64)
+    B = torch.diag(torch.tensor([1.0, 3.0, 0.5], dtype=torch.float64))  # the pilot's metric
+    draws = torch.randn(4, 5000, 3, generator=g, dtype=torch.float64) @ torch.linalg.cholesky(A).T
+    draws += torch.arange(4, dtype=torch.float64).reshape(4, 1, 1) * 10  # each chain about its own mean
+    learnt = pooled_metric(draws, B, shrinkage=10.0)
+    assert torch.allclose(learnt, A, rtol=0.06, atol=0.03)
+    # few draws: it stays near the pilot's metric (shrinkage toward it, in its whitened coordinates)
+    few = pooled_metric(draws[:, :2], B, shrinkage=1000.0)
+    assert torch.allclose(few, B, rtol=0.05, atol=0.05)
+    with pytest.raises(ValueError, match="two draws per chain"):
+        pooled_metric(draws[:, :1], B)
+
+
+def test_adapted_nuts_matches_closed_form(problem):
+    from brgm_pyro.inference.neutra import run_adapted_nuts
+
+    result = run_adapted_nuts(problem.model, num_chains=4, pilot_warmup=40, pilot_samples=40, warmup_steps=40,
+                              num_samples=100, map_steps=300, seed=4)
+    assert result.latents.shape == (4, 100, 2, 3) and result.info["method"] == "adapted_nuts"
+    assert_matches_exact(result, problem)
+    pilot = result.info["pilot"]
+    assert pilot["samples"] == 40 and len(pilot["step_sizes"]) == 4
+    # the pilot's metric is the exact posterior here: the learnt one stays near it (whitened variances ~ 1)
+    assert 0.5 < pilot["top_whitened_variances"][0] < 2.0
+    assert result.divergences.sum() == 0 and result.tree_depths.double().mean() <= 3.5
