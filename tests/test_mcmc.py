@@ -100,6 +100,11 @@ def test_target_acceptance_reaches_the_step_size_adaptation(problem, fullrank, m
     settings = [seen[k] for k in ("target_accept_prob", "num_chains", "warmup_steps", "num_samples")]
     assert settings == [0.9, 4, 300, 400]
     assert seen["guide"] == "multistart-fullrank"
+    # the in-painting one: trees to depth 7, 4 x (300 + 500), target 0.8
+    seen.clear()
+    neutra.nuts_fullrank_depth7(problem.model, seed=0)
+    settings = [seen[k] for k in ("target_accept_prob", "num_chains", "warmup_steps", "num_samples", "max_tree_depth")]
+    assert settings == [0.8, 4, 300, 500, 7] and seen["guide"] == "multistart-fullrank"
 
 
 def test_dense_mass_matrix_is_used(problem):
