@@ -75,9 +75,11 @@ def reconstruct_problems(args: argparse.Namespace, out: Path, generator: PriorGe
     Returns the metrics.json content and the figure's path."""
     for problem in problems:
         problem.model = model_from_args(args, generator, problem.corruption, problem.observation, features)
-        scale = problem.interval_scale if problem.interval_scale is not None else args.interval_scale
+        if problem.interval_scale is None:
+            problem.interval_scale = args.interval_scale
         problem.outputs = run_methods(problem.model, methods, steps=args.steps, lr=args.lr, samples=args.samples,
-                                      seed=args.seed, progress=not args.no_progress, interval_scale=scale)
+                                      seed=args.seed, progress=not args.no_progress,
+                                      interval_scale=problem.interval_scale)
         _check_finite_outputs(problem.outputs)
     clear_previous_outputs(args, out)
     entries, rows, notes = {}, [], []
@@ -89,8 +91,7 @@ def reconstruct_problems(args: argparse.Namespace, out: Path, generator: PriorGe
                  "metrics": save_outputs(folder, problem.truth, display, problem.outputs)}
         fullrank = problem.outputs.get("fullrank")
         if fullrank is not None:
-            entry["fullrank_interval_scale"] = (problem.interval_scale if problem.interval_scale is not None
-                                                else args.interval_scale)
+            entry["fullrank_interval_scale"] = problem.interval_scale
         if fullrank is not None and fullrank.result.model is not problem.model:
             entry["fullrank_config"] = weights_report(fullrank.result.model)  # its calibrated_model
         parameters = parameter_report(problem.outputs)

@@ -12,7 +12,6 @@ imports, as are the deprecated ``build_problem`` and ``make_task``.
 
 from __future__ import annotations
 
-import math
 import time
 import warnings
 from dataclasses import dataclass, field, replace
@@ -25,7 +24,7 @@ from .corruptions import Corruption, make_corruption
 from .generators import PriorGenerator
 from .inference import fit_vi, map_estimate, run_mcmc
 from .inference.multistart import fit_multistart_fullrank
-from .inference.recalibration import widen
+from .inference.recalibration import check_interval_scale, widen
 from .inference.vi_methods import fullrank_from_laplace
 from .models import BRGMModel, brgm_model, default_config
 from .perceptual import LPIPSFeatures
@@ -108,8 +107,7 @@ def fit_fullrank(model: BRGMModel, seed: int | Sequence[int] = 0, map_steps: int
     posterior's ``.model`` is that model.  A batched model: per-image starts, one batched fit.
     ``interval_scale`` s widens it to N(mu, s^2 Sigma) (``inference.recalibration``: 1.35 is the
     measured scale for in-painting with the bundled generator, ``BUNDLED_INTERVAL_SCALES``)."""
-    if not (interval_scale > 0 and math.isfinite(interval_scale)):
-        raise ValueError(f"interval_scale must be a positive number, got {interval_scale}")
+    check_interval_scale(interval_scale)  # before the fit, not after it
     target = calibrated_model(model)
     try:  # the Laplace step refuses models it cannot linearise (e.g. a non-Gaussian custom prior)
         if num_starts == 1:

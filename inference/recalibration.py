@@ -40,8 +40,9 @@ from .guides import ImageStack, LatentDistribution
 from .posterior import Posterior
 from .vi import VIPosterior
 
-__all__ = ["widen", "widen_distribution", "widened", "ScaleProblem", "ScaleFit", "coverage_by_scale", "choose_scale",
-           "fit_interval_scale", "fit_method_interval_scale", "DEFAULT_SCALES", "BUNDLED_INTERVAL_SCALES"]
+__all__ = ["check_interval_scale", "widen", "widen_distribution", "widened", "ScaleProblem", "ScaleFit",
+           "coverage_by_scale", "choose_scale", "fit_interval_scale", "fit_method_interval_scale", "DEFAULT_SCALES",
+           "BUNDLED_INTERVAL_SCALES"]
 
 
 BUNDLED_INTERVAL_SCALES: dict[str, float] = {"inpainting": 1.35, "super-resolution": 0.95}
@@ -70,7 +71,8 @@ def widen_distribution(q: LatentDistribution, scale: float) -> LatentDistributio
     return LatentDistribution(new, q.shape, q.mean, q.has_log_prob)
 
 
-def _check_scale(scale: float) -> float:
+def check_interval_scale(scale: float) -> float:
+    """``scale`` as a float, or a ``ValueError`` unless it is a finite number > 0."""
     scale = float(scale)
     if not math.isfinite(scale) or scale <= 0:
         raise ValueError(f"the interval scale must be a positive number, got {scale}")
@@ -84,7 +86,7 @@ def widen(posterior: Posterior, scale: float) -> Posterior:
     ``VIPosterior``; its ``q``, ``log_prob`` and the joint density test follow); any other
     posterior (MCMC draws, mixtures, flows) gets its draws mapped to c + s (w - c) about its
     ``mean_latent`` c.  ``scale`` 1 returns the posterior itself."""
-    scale = _check_scale(scale)
+    scale = check_interval_scale(scale)
     if scale == 1.0:
         return posterior
     q = getattr(posterior, "q", None)
@@ -158,7 +160,7 @@ def coverage_by_scale(problem: ScaleProblem, scales: Sequence[float], levels: Se
     flat_truth = problem.latent.reshape(-1).cpu()
     out: dict[str, list] = {"pixels": [], "latents": [], "rmse_unknown": []}
     for s in scales:
-        latents = centre + _check_scale(s) * (problem.draws.cpu() - centre)
+        latents = centre + check_interval_scale(s) * (problem.draws.cpu() - centre)
         images = []
         for start in range(0, latents.shape[0], chunk_size):
             ws = model.prior.ws_from_latent(latents[start:start + chunk_size].to(device))
@@ -241,7 +243,7 @@ def widened(method, scale: float):
     """A calibration method (``model, seed -> result``) whose posterior is ``widen``-ed by
     ``scale``: a returned ``Posterior`` is widened, a result with a ``.posterior`` (MCMC) gets a
     copy with the widened posterior, a point estimate is returned as it is."""
-    scale = _check_scale(scale)
+    scale = check_interval_scale(scale)
 
     def method_widened(model, seed: int, **options):
         result = method(model, seed, **options)

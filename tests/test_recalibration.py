@@ -180,3 +180,12 @@ def test_cli_default_interval_scale_is_the_measured_one_only_in_its_setting():
         assert default_interval_scale(args(**other), "inpainting") == 1.0, other
     assert default_interval_scale(args(kernel="bicubic"), "super-resolution") == 1.0
     assert default_interval_scale(args(), "denoising") == 1.0
+
+
+def test_fit_fullrank_refuses_a_bad_scale_before_fitting():
+    from brgm_pyro.reconstruction import fit_fullrank
+
+    model = linear_gaussian_problem().model
+    for bad in (0.0, -2.0, math.nan):
+        with pytest.raises(ValueError, match="positive"):
+            fit_fullrank(model, interval_scale=bad)
