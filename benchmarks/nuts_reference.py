@@ -28,7 +28,8 @@ os.environ.setdefault("MKL_NUM_THREADS", "1")
 
 HERE = Path(__file__).resolve().parent
 OUT = HERE / "results" / "nuts_reference"
-SAMPLERS = ("nuts", "nuts-fullrank", "nuts-fullrank-long", "nuts-fullrank-depth7", "nuts-fullrank-adapted")
+SAMPLERS = ("nuts", "nuts-fullrank", "nuts-fullrank-long", "nuts-fullrank-depth7", "nuts-fullrank-depth7-short",
+            "nuts-fullrank-adapted")
 
 
 def _level(report: dict, level: float) -> int:

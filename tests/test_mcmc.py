@@ -105,6 +105,11 @@ def test_target_acceptance_reaches_the_step_size_adaptation(problem, fullrank, m
     neutra.nuts_fullrank_depth7(problem.model, seed=0)
     settings = [seen[k] for k in ("target_accept_prob", "num_chains", "warmup_steps", "num_samples", "max_tree_depth")]
     assert settings == [0.8, 4, 300, 500, 7] and seen["guide"] == "multistart-fullrank"
+    # its shorter run for the >= 5 problems: 4 x (150 + 300), same trees and metric
+    seen.clear()
+    neutra.nuts_fullrank_depth7_short(problem.model, seed=0)
+    settings = [seen[k] for k in ("target_accept_prob", "num_chains", "warmup_steps", "num_samples", "max_tree_depth")]
+    assert settings == [0.8, 4, 150, 300, 7] and seen["guide"] == "multistart-fullrank"
 
 
 def test_dense_mass_matrix_is_used(problem):
