@@ -13,6 +13,12 @@ size, tree depth, coverage of the 50% / 90% intervals of the unknown pixels, pos
     python benchmarks/nuts_reference.py --table-only                  # print what is there
 
 Other arguments are passed to ``benchmarks/calibration.py`` (e.g. ``--start``, ``--tasks``).
+
+A second table compares the reference with the recommended posterior widened by its fitted
+interval scale (``benchmarks/interval_scale.py``'s results for problem seed 0, the same problems
+and method seed): per problem, each task's reference sampler (``REFERENCE``) that mixes against
+``multistart-fullrank`` at scale 1 and at the fitted scale, then the means over those problems
+with standard errors, and the paired differences.
 """
 
 from __future__ import annotations
@@ -28,8 +34,20 @@ os.environ.setdefault("MKL_NUM_THREADS", "1")
 
 HERE = Path(__file__).resolve().parent
 OUT = HERE / "results" / "nuts_reference"
+SCALE_OUT = HERE / "results" / "interval_scale"
 SAMPLERS = ("nuts", "nuts-fullrank", "nuts-fullrank-long", "nuts-fullrank-depth7", "nuts-fullrank-depth7-short",
             "nuts-fullrank-adapted")
+
+# the reference sampler of each task, longest run first: a problem's reference is the first with a result
+REFERENCE = {"super-resolution": ("nuts-fullrank-long",),
+             "inpainting": ("nuts-fullrank-depth7", "nuts-fullrank-depth7-short")}
+MIXES = {"max_rhat": 1.05, "min_ess_bulk": 100}  # the reference's mixing target (and no divergences)
+
+
+def mixes(row: dict) -> bool:
+    """R-hat < 1.05 over the chains, bulk ESS >= 100 and no divergences (all monitored quantities)."""
+    return row["max_rhat"] < MIXES["max_rhat"] and row["min_ess_bulk"] >= MIXES["min_ess_bulk"] \
+        and row["divergences"] == 0
 
 
 def _level(report: dict, level: float) -> int:
@@ -81,6 +99,66 @@ def markdown(table: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def reference_vs_fullrank(table: list[dict], scale_out: Path = SCALE_OUT) -> tuple[list[dict], dict[str, float]]:
+    """Pair each task's mixing reference run (``REFERENCE``) with ``interval_scale``'s run of the
+    recommended posterior on the same problem (problem seed 0): pixel coverage at 50% / 90% and
+    posterior-mean RMSE of NUTS, of the fit at scale 1 and at the task's fitted scale."""
+    fitted = json.loads((scale_out / "interval_scale.json").read_text())["scales"]
+    pairs = []
+    for task, samplers in REFERENCE.items():
+        chosen: dict[int, dict] = {}
+        for r in table:
+            if r["task"] == task and r["sampler"] in samplers and mixes(r):
+                best = chosen.get(r["problem"])
+                if best is None or samplers.index(r["sampler"]) < samplers.index(best["sampler"]):
+                    chosen[r["problem"]] = r
+        for problem, r in sorted(chosen.items()):
+            path = scale_out / task / "seed_0" / f"problem_{problem:03d}.json"
+            if not path.is_file():
+                continue
+            fit = json.loads(path.read_text())
+            i50, i90 = _level(fit, 0.5), _level(fit, 0.9)
+            pair = {"task": task, "problem": problem, "sampler": r["sampler"], "scale": fitted[task],
+                    "nuts_cov50": r["cov50_pixels"], "nuts_cov90": r["cov90_pixels"], "nuts_rmse": r["rmse"],
+                    "map_rmse": fit["map_rmse_unknown"]}
+            for name, s in (("fit1", 1.0), ("fit", fitted[task])):
+                j = fit["scales"].index(s)
+                pair.update({f"{name}_cov50": fit["pixels"][j][i50], f"{name}_cov90": fit["pixels"][j][i90],
+                             f"{name}_rmse": fit["rmse_unknown"][j]})
+            pairs.append(pair)
+    return pairs, fitted
+
+
+def _mean_se(values: list[float], digits: int = 3) -> str:
+    """Mean +- its standard error across problems."""
+    n = len(values)
+    mean = sum(values) / n
+    if n < 2:
+        return f"{mean:.{digits}f}"
+    se = (sum((v - mean) ** 2 for v in values) / (n - 1) / n) ** 0.5
+    return f"{mean:.{digits}f} +- {se:.{digits}f}"
+
+
+def comparison_markdown(pairs: list[dict]) -> str:
+    head = ("| task | problem | reference | scale s | 50% holds: NUTS / fit x1 / fit x s | 90% holds: NUTS / fit x1 "
+            "/ fit x s | RMSE (0-255): NUTS / fit x s / MAP |")
+    lines = [head, "|" + "---|" * (head.count("|") - 1)]
+    for p in pairs:
+        lines.append(f"| {p['task']} | {p['problem']} | {p['sampler']} | {p['scale']:.2f} | {p['nuts_cov50']:.2f} / "
+                     f"{p['fit1_cov50']:.2f} / {p['fit_cov50']:.2f} | {p['nuts_cov90']:.2f} / {p['fit1_cov90']:.2f} / "
+                     f"{p['fit_cov90']:.2f} | {p['nuts_rmse']:.1f} / {p['fit_rmse']:.1f} / {p['map_rmse']:.1f} |")
+    for task in sorted({p["task"] for p in pairs}):
+        group = [p for p in pairs if p["task"] == task]
+        means = lambda keys, digits=3: " / ".join(_mean_se([p[k] for p in group], digits) for k in keys)  # noqa: E731
+        diff = lambda a, b, digits=3: _mean_se([p[a] - p[b] for p in group], digits)  # noqa: E731
+        lines.append(f"| {task}, mean of {len(group)} | | | | {means(('nuts_cov50', 'fit1_cov50', 'fit_cov50'))} "
+                     f"| {means(('nuts_cov90', 'fit1_cov90', 'fit_cov90'))} "
+                     f"| {means(('nuts_rmse', 'fit_rmse', 'map_rmse'), 1)} |")
+        lines.append(f"| {task}, NUTS - fit x s | | | | {diff('nuts_cov50', 'fit_cov50')} "
+                     f"| {diff('nuts_cov90', 'fit_cov90')} | {diff('nuts_rmse', 'fit_rmse', 1)} |")
+    return "\n".join(lines)
+
+
 def main(argv: list[str]) -> int:
     sampler = "nuts"
     if "--sampler" in argv:  # "nuts" (Laplace metric) or "nuts-fullrank" (the recommended posterior's)
@@ -96,6 +174,13 @@ def main(argv: list[str]) -> int:
     (OUT / "nuts_reference.json").write_text(json.dumps(table, indent=1))
     (OUT / "nuts_reference.md").write_text(text + "\n")
     print(text)
+    if (SCALE_OUT / "interval_scale.json").is_file():
+        pairs, _ = reference_vs_fullrank(table)
+        compared = comparison_markdown(pairs)
+        (OUT / "reference_vs_fullrank.json").write_text(json.dumps(pairs, indent=1))
+        (OUT / "reference_vs_fullrank.md").write_text(compared + "\n")
+        print("\nThe mixing reference against the recommended posterior (multistart-fullrank), same problems:")
+        print(compared)
     return 0
 
 
