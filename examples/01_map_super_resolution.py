@@ -30,7 +30,7 @@ from brgm_pyro.generators import load_generator
 from brgm_pyro.io import save_figure
 from brgm_pyro.metrics import rmse
 from brgm_pyro.models import BRGMModel, ColinearityPrior, GaussianLatentPrior, PerceptualLikelihood, PixelLikelihood
-from brgm_pyro.reconstruction import default_config
+from brgm_pyro.app.reconstruction import default_config
 
 
 def main(args: argparse.Namespace) -> None:

@@ -10,13 +10,13 @@ import pytest
 import torch
 from torch import nn
 
-from brgm_pyro.cli import build_parser, main
-from brgm_pyro.cli_args import corruption_from_args, model_from_args
+from brgm_pyro.app.cli import build_parser, main
+from brgm_pyro.app.cli_args import corruption_from_args, model_from_args
 from brgm_pyro.corruptions import SuperResolution, make_corruption
 from brgm_pyro.inference import log_joint
 from brgm_pyro.models import BRGMConfig, brgm_model, default_config, released_config
 from brgm_pyro.perceptual import FeatureNetwork
-from brgm_pyro.report import weights_report
+from brgm_pyro.app.report import weights_report
 
 RECOMMENDED = {"sigma_pixel": 0.2, "sigma_perceptual": 0.05, "kappa": 0.3, "prior_std": "per-dimension"}
 
@@ -44,7 +44,7 @@ def fixed_latents(model, n: int = 3) -> torch.Tensor:
 
 
 def test_one_builder_gives_the_model_of_the_old_entry_point(problem):
-    from brgm_pyro.reconstruction import build_problem
+    from brgm_pyro.app.reconstruction import build_problem
 
     G, op, y, phi = problem
     model = brgm_model(G, op, y, features=phi)
@@ -99,7 +99,7 @@ def test_a_weight_given_twice_is_refused_before_loading(tmp_path, capsys):
 
 
 def test_make_task_is_a_deprecated_alias_of_make_corruption():
-    from brgm_pyro.reconstruction import make_task
+    from brgm_pyro.app.reconstruction import make_task
 
     with pytest.warns(DeprecationWarning, match="make_task is deprecated"):
         old = make_task("inpainting", 16, mask_id=3, factor=None, kernel="bicubic")  # other tasks' arguments ignored
@@ -127,7 +127,7 @@ def test_make_corruption_checks_against_the_resolution():
 
 
 def test_moved_names_keep_their_old_import_paths():
-    from brgm_pyro import evaluation, reconstruction, report
+    from brgm_pyro.app import evaluation, reconstruction, report
 
     for name in ("summary_figure", "observation_display", "json_safe", "write_json", "parameter_report",
                  "format_parameter_report"):
@@ -139,7 +139,7 @@ def test_moved_names_keep_their_old_import_paths():
 def test_calibrated_model_keeps_the_observation_and_sigma_pixel_and_drops_the_rest():
     from brgm_pyro.bundled import load_domain_features
     from brgm_pyro.generators import load_generator
-    from brgm_pyro.reconstruction import calibrated_model
+    from brgm_pyro.app.reconstruction import calibrated_model
 
     G = load_generator("fashion-mnist-32")
     op = make_corruption("super-resolution", 32, factor=4, kernel="bicubic-antialias")

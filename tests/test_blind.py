@@ -345,7 +345,7 @@ def test_cli_learn_noise_and_blind_report_the_parameters(tmp_path, capsys):
     import json
 
     from brgm_pyro.bundled import load_test_images
-    from brgm_pyro.cli import main
+    from brgm_pyro.app.cli import main
     from brgm_pyro.io import save_image
 
     save_image(load_test_images()[0][:1], tmp_path / "shirt.png")

@@ -8,7 +8,7 @@ import torch
 from brgm_pyro.baselines import bicubic_upsample, mean_fill
 from brgm_pyro.bundled import load_domain_classifier, load_domain_features, load_test_images, pretrained_path
 from brgm_pyro.corruptions import Inpainting, SuperResolution, standard_mask
-from brgm_pyro.evaluation import generator_mean_image
+from brgm_pyro.app.evaluation import generator_mean_image
 from brgm_pyro.frechet import frechet_distance
 from brgm_pyro.generators import load_generator, registered_generators
 from brgm_pyro.inference import map_estimate

@@ -168,7 +168,7 @@ def test_report_json_table_figure_and_merge(tmp_path):
 
 
 def test_calibrate_cli_on_the_bundled_generator(tmp_path, capsys):
-    from brgm_pyro.cli import main
+    from brgm_pyro.app.cli import main
 
     out = tmp_path / "cal"
     assert main(["calibrate", "--task", "inpainting", "--mask-id", "0", "--methods", "map,vi-meanfield",

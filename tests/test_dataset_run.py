@@ -13,11 +13,11 @@ import numpy as np
 import pytest
 import torch
 
-from brgm_pyro import dataset_run
+from brgm_pyro.app import dataset_run
 from brgm_pyro.bundled import load_test_images
-from brgm_pyro.cli import main
-from brgm_pyro.dataset_run import collect_images, image_seed
-from brgm_pyro.distributed import DistributedContext, configure_threads, init_distributed, shard
+from brgm_pyro.app.cli import main
+from brgm_pyro.app.dataset_run import collect_images, image_seed
+from brgm_pyro.app.distributed import DistributedContext, configure_threads, init_distributed, shard
 from brgm_pyro.io import load_image, save_image
 
 
@@ -169,7 +169,7 @@ def test_evaluate_runs_map_through_the_data_set_runner(tmp_path):
 
 
 def test_batches_never_mix_corruptions():
-    from brgm_pyro.dataset_run import DatasetPlan, ImageSource, _batches
+    from brgm_pyro.app.dataset_run import DatasetPlan, ImageSource, _batches
 
     ops = ["mask0", "mask1", "mask2"]
     plan = DatasetPlan("inpainting", lambda i: ops[i % 3], ["map"], (1, 32, 32), build_model=None,
@@ -184,7 +184,7 @@ def _torchrun(nproc: int, argv: list[str], cwd: Path) -> subprocess.CompletedPro
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
     env.pop("WORLD_SIZE", None)
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}",
-           "-m", "brgm_pyro.cli", *argv]
+           "-m", "brgm_pyro.app.cli", *argv]
     return subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=cwd, timeout=600)
 
 

@@ -10,10 +10,11 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 # source folder -> the package name it is installed as (pyproject.toml [tool.setuptools.package-dir])
 PACKAGES = {"brgm_pyro": "brgm_pyro", "models": "brgm_pyro.models", "inference": "brgm_pyro.inference"}
-APPLICATION = {f"brgm_pyro.{m}" for m in
-               ("reconstruction", "report", "cli", "dataset_run", "dataset_cli", "evaluation")}
-# The command line is the top of the house: its `train-generator` command runs the training scripts.
-MAY_IMPORT_TRAINING = {"brgm_pyro.cli"}
+# The application (command line, data-set runs, reports) is the sub-package brgm_pyro.app.
+APPLICATION = {"brgm_pyro.app"}
+# The command line is the top of the house: its `train-generator` command runs the training scripts;
+# `python -m brgm_pyro` (brgm_pyro.__main__) starts it.
+MAY_IMPORT_TRAINING = {"brgm_pyro.app.cli"}
 
 
 def module_name(path: Path) -> str:
@@ -88,3 +89,11 @@ def test_substrate_packages_import_only_what_lies_below(package, allowed):
 def test_models_and_inference_do_not_reach_up():
     assert violations("brgm_pyro.models", {"brgm_pyro.inference", "brgm_pyro.bundled", *APPLICATION}) == []
     assert violations("brgm_pyro.inference", {"brgm_pyro.bundled", *APPLICATION}) == []
+
+
+def test_only_the_application_and_the_tools_above_it_import_the_application():
+    # brgm_pyro.training (offline tools: its model card runs the evaluation) and the entry point sit on top.
+    bad = sorted(f"{name} imports {target}" for name, targets in SOURCES.items()
+                 if not any(within(name, top) for top in ("brgm_pyro.app", "brgm_pyro.training", "brgm_pyro.__main__"))
+                 for target in targets if within(target, "brgm_pyro.app"))
+    assert bad == []

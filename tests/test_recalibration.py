@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from brgm_pyro.cli import main
+from brgm_pyro.app.cli import main
 from brgm_pyro.corruptions import Inpainting
 from brgm_pyro.inference import Posterior, fit_vi
 from brgm_pyro.inference.calibration import calibrate, simulate_problems
@@ -165,7 +165,7 @@ def test_benchmark_smoke(tmp_path):
 def test_cli_default_interval_scale_is_the_measured_one_only_in_its_setting():
     from argparse import Namespace
 
-    from brgm_pyro.cli import default_interval_scale
+    from brgm_pyro.app.cli import default_interval_scale
 
     def args(**kw):
         base = dict(interval_scale=None, generator="fashion-mnist-32", mask_id=0, mask=None, factor=None,
@@ -183,7 +183,7 @@ def test_cli_default_interval_scale_is_the_measured_one_only_in_its_setting():
 
 
 def test_fit_fullrank_refuses_a_bad_scale_before_fitting():
-    from brgm_pyro.reconstruction import fit_fullrank
+    from brgm_pyro.app.reconstruction import fit_fullrank
 
     model = linear_gaussian_problem().model
     for bad in (0.0, -2.0, math.nan):

@@ -26,7 +26,7 @@ import torch
 from ..assets import FASHION_MNIST_CLASSES
 from ..bundled import load_domain_classifier, load_domain_features, load_test_images
 from ..corruptions import Blur
-from ..evaluation import evaluate, write_tables
+from ..app.evaluation import evaluate, write_tables
 from ..frechet import frechet_distance
 from ..generators import load_generator
 from ..io import save_grid

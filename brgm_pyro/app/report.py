@@ -1,7 +1,7 @@
 """Reporting what a reconstruction gave: saved images and their metrics, the summary figure,
 strict JSON, the weights and inferred parameters of a run, and the evaluation tables.
 
-Nothing here builds a model or runs inference (that is ``brgm_pyro.reconstruction``):
+Nothing here builds a model or runs inference (that is ``brgm_pyro.app.reconstruction``):
 
     outputs = run_methods(model, ["map", "vi"])                     # reconstruction.py
     metrics = save_outputs(out, truth, display, outputs)            # report.py: images + metrics
@@ -22,14 +22,14 @@ from typing import TYPE_CHECKING, Any, Mapping, Sequence
 import torch
 import torch.nn.functional as F
 
-from .corruptions import Corruption, standard_mask_names
-from .inference import parameter_summary
-from .io import save_figure, save_grid, save_image
-from .metrics import compute_metrics, summarize_metrics
+from ..corruptions import Corruption, standard_mask_names
+from ..inference import parameter_summary
+from ..io import save_figure, save_grid, save_image
+from ..metrics import compute_metrics, summarize_metrics
 
 if TYPE_CHECKING:  # type hints only: reconstruction / evaluation import this module
     from .evaluation import EvaluationTable
-    from .models import BRGMModel
+    from ..models import BRGMModel
     from .reconstruction import MethodOutput
 
 

@@ -1,8 +1,8 @@
 """The ``brgm`` command line: argument parsing, and commands that call the application layer.
 
-The checks of the arguments and what they mean live in ``brgm_pyro.cli_args``; building and
-running a reconstruction in ``brgm_pyro.reconstruction``; writing its images, metrics, figure and
-JSON in ``brgm_pyro.report``; data-set runs (several images, ``evaluate``) in ``brgm_pyro.dataset_cli``.
+The checks of the arguments and what they mean live in ``brgm_pyro.app.cli_args``; building and
+running a reconstruction in ``brgm_pyro.app.reconstruction``; writing its images, metrics, figure and
+JSON in ``brgm_pyro.app.report``; data-set runs (several images, ``evaluate``) in ``brgm_pyro.app.dataset_cli``.
 ``demo`` and ``reconstruct`` (one image) share one flow, ``reconstruct_problems``.
 """
 
@@ -22,29 +22,29 @@ import torch
 
 import brgm_pyro
 
-from .functional import image_shape
-from . import generators  # generators.load_generator looked up at call time (tests replace it)
-from .bundled import load_test_images
+from ..functional import image_shape
+from .. import generators  # generators.load_generator looked up at call time (tests replace it)
+from ..bundled import load_test_images
 from .cli_args import (  # noqa: F401 - check_numbers, check_device, clear_previous_outputs: public names
     DEMO_TASK_FOLDERS, check_args, check_device, check_numbers, check_out, clear_previous_outputs, corruption_from_args,
     is_dataset_run, load_generator_and_features, method_list, model_from_args, read_image_arg,
 )
-from .corruptions import BLIND_CHOICES, SR_KERNELS, TASKS, Corruption, make_corruption
+from ..corruptions import BLIND_CHOICES, SR_KERNELS, TASKS, Corruption, make_corruption
 from .dataset_cli import add_dataset_options, evaluate_command, reconstruct_command
-from .generators import CheckpointError, PriorGenerator, UnsafeCheckpointError
-from .inference import to_inference_data
-from .inference.calibration import calibrate, resolve_methods, simulate_problems
-from .inference.recalibration import BUNDLED_INTERVAL_SCALES, fit_method_interval_scale, widened
-from .models import BRGMModel
+from ..generators import CheckpointError, PriorGenerator, UnsafeCheckpointError
+from ..inference import to_inference_data
+from ..inference.calibration import calibrate, resolve_methods, simulate_problems
+from ..inference.recalibration import BUNDLED_INTERVAL_SCALES, fit_method_interval_scale, widened
+from ..models import BRGMModel
 from .reconstruction import FEATURE_CHOICES, MethodOutput, run_methods
 from .report import (
     figure_row, format_parameter_report, observation_display, parameter_report, save_outputs, summary_figure,
     weights_report, write_json,
 )
-from .training.data import FASHION_MNIST_DIR
-from .training.trainer import TrainingConfig, export_generator, train_generator
+from ..training.data import FASHION_MNIST_DIR
+from ..training.trainer import TrainingConfig, export_generator, train_generator
 
-# Old private names, still imported by brgm_pyro.dataset_run.
+# Old private names, still imported by brgm_pyro.app.dataset_run.
 _save_outputs = save_outputs
 model_config_dict = weights_report
 

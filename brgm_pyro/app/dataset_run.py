@@ -118,7 +118,7 @@ def collect_images(inputs: Sequence[str | Path]) -> list[ImageSource]:
 
 def bundled_test_sources(num_images: int | None = None) -> list[ImageSource]:
     """The bundled Fashion-MNIST test images as ``test-000`` ... ``test-099``."""
-    from .bundled import TEST_IMAGES_FILE, load_test_images
+    from ..bundled import TEST_IMAGES_FILE, load_test_images
 
     images, labels, indices = load_test_images()
     n = len(images) if num_images is None else min(num_images, len(images))
@@ -166,7 +166,7 @@ class DatasetPlan:
 
 def load_source(source: ImageSource, plan: DatasetPlan) -> tuple[torch.Tensor | None, torch.Tensor]:
     """(truth or None, observation) of one image, each (1, ...) on the CPU."""
-    from .io import load_image
+    from ..io import load_image
 
     c, h, _ = plan.image_shape
     corruption = plan.corruption_for(source.index)
@@ -210,7 +210,7 @@ def reconstruct_batch(build_model: Callable[[torch.Tensor], Any], observations: 
         t0 = time.perf_counter()
         model = build_model(observations)
         if method == "map":
-            from .inference import map_estimate
+            from ..inference import map_estimate
 
             res = map_estimate(model, num_steps=steps, lr=lr, seed=seeds[0], progress=False)  # deterministic
             images = res.image.detach().reshape(n, *res.image.shape[-3:]).cpu()
@@ -236,7 +236,7 @@ def reconstruct_batch(build_model: Callable[[torch.Tensor], Any], observations: 
 def _fit_batched(method: str, model: Any, seeds: list[int], steps: int, lr: float,
                  interval_scale: float = 1.0) -> Any:
     """The posterior of a batched method (``run_methods``' settings), one seed per image."""
-    from .inference import fit_vi
+    from ..inference import fit_vi
     from .reconstruction import fit_fullrank
 
     if method == "vi":

@@ -6,7 +6,7 @@ BRGM model, and what each method gives (image, draws, per-pixel std, wall time).
 
 The model itself is built by the one builder, ``brgm_pyro.models.brgm_model``; the corruption by
 the one task factory, ``brgm_pyro.corruptions.make_corruption``.  Reporting (saved images,
-metrics, figures, JSON) lives in ``brgm_pyro.report``; its names are re-exported here for old
+metrics, figures, JSON) lives in ``brgm_pyro.app.report``; its names are re-exported here for old
 imports, as are the deprecated ``build_problem`` and ``make_task``.
 """
 
@@ -19,16 +19,16 @@ from typing import Any, Sequence
 
 import torch
 
-from .bundled import load_domain_features
-from .corruptions import Corruption, make_corruption
-from .generators import PriorGenerator
-from .inference import fit_vi, map_estimate, run_mcmc
-from .inference.multistart import fit_multistart_fullrank
-from .inference.recalibration import check_interval_scale, widen
-from .inference.vi_methods import fullrank_from_laplace
-from .models import BRGMModel, brgm_model, default_config
-from .perceptual import LPIPSFeatures
-from .report import (  # noqa: F401 - re-exported: they lived here before brgm_pyro.report
+from ..bundled import load_domain_features
+from ..corruptions import Corruption, make_corruption
+from ..generators import PriorGenerator
+from ..inference import fit_vi, map_estimate, run_mcmc
+from ..inference.multistart import fit_multistart_fullrank
+from ..inference.recalibration import check_interval_scale, widen
+from ..inference.vi_methods import fullrank_from_laplace
+from ..models import BRGMModel, brgm_model, default_config
+from ..perceptual import LPIPSFeatures
+from .report import (  # noqa: F401 - re-exported: they lived here before brgm_pyro.app.report
     _show, format_parameter_report, json_safe, observation_display, parameter_report, summary_figure, write_json,
 )
 
@@ -84,7 +84,7 @@ def calibrated_model(model: BRGMModel) -> BRGMModel:
     the same generator, corruption, observation(s) and sigma_pixel, the Gaussian prior on W+ with
     per-dimension std, no colinearity factor (kappa 0) and no perceptual term.  ``model`` itself
     when it already is that model."""
-    from .inference.map import latent_initial_values
+    from ..inference.map import latent_initial_values
 
     if model.config is None:
         raise ValueError("method fullrank needs a model built by brgm_model (it reads model.config)")
@@ -158,7 +158,7 @@ def build_problem(generator: PriorGenerator, corruption: Corruption, observation
     """Deprecated: use ``brgm_model(generator, corruption, observation, features=features,
     config=config)``, which now has the same default weights (``default_config``).  ``overrides``
     (``sigma_pixel``, ``sigma_perceptual``, ``kappa``; None: keep) replace fields of the config."""
-    warnings.warn("brgm_pyro.reconstruction.build_problem is deprecated; use brgm_pyro.models.brgm_model "
+    warnings.warn("brgm_pyro.app.reconstruction.build_problem is deprecated; use brgm_pyro.models.brgm_model "
                   "(the same default weights; pass config=dataclasses.replace(default_config(...), ...) to "
                   "change some)", DeprecationWarning, stacklevel=2)
     given = {k: v for k, v in overrides.items() if v is not None}
@@ -172,7 +172,7 @@ def make_task(task: str, resolution: int, factor: int | None = None, mask: Any =
               seed: int = 0, kernel: str = "bicubic") -> Corruption:
     """Deprecated: use ``brgm_pyro.corruptions.make_corruption(task, resolution, ...)``.  Arguments
     that do not belong to ``task`` are ignored, as before."""
-    warnings.warn("brgm_pyro.reconstruction.make_task is deprecated; use "
+    warnings.warn("brgm_pyro.app.reconstruction.make_task is deprecated; use "
                   "brgm_pyro.corruptions.make_corruption(task, resolution, **the task's arguments)",
                   DeprecationWarning, stacklevel=2)
     arguments = {"super-resolution": {"factor": factor, "kernel": kernel},

@@ -5,7 +5,7 @@ In-painting: image n gets standard mask n % 7 (as in the paper); BRGM vs mean fi
 Metrics per image (``compute_metrics``): LPIPS when its backbone weights are present, RMSE, PSNR,
 SSIM, MAE; plus the squared distance in the generator's feature space when one is used, and for
 in-painting the RMSE inside the hidden region. Reported as mean +- std over the images; the
-tables are rendered and written by ``brgm_pyro.report`` (``write_tables`` is re-exported here).
+tables are rendered and written by ``brgm_pyro.app.report`` (``write_tables`` is re-exported here).
 """
 
 from __future__ import annotations
@@ -16,17 +16,17 @@ from typing import Callable
 import torch
 from tqdm.auto import tqdm
 
-from .functional import image_shape, rmse_255
-from .baselines import bicubic_upsample, mean_fill, total_variation_reconstruction
-from .corruptions import NUM_STANDARD_MASKS, Inpainting, SuperResolution, standard_mask
-from .inference import map_estimate
-from .metrics import LPIPSMetric, compute_metrics, summarize
-from .perceptual import MissingWeightsError
+from ..functional import image_shape, rmse_255
+from ..baselines import bicubic_upsample, mean_fill, total_variation_reconstruction
+from ..corruptions import NUM_STANDARD_MASKS, Inpainting, SuperResolution, standard_mask
+from ..inference import map_estimate
+from ..metrics import LPIPSMetric, compute_metrics, summarize
+from ..perceptual import MissingWeightsError
 from .report import (
     evaluation_csv,
     evaluation_group_markdown,
     evaluation_markdown,
-    write_tables,  # noqa: F401 - re-exported: it lived here before brgm_pyro.report
+    write_tables,  # noqa: F401 - re-exported: it lived here before brgm_pyro.app.report
 )
 
 
@@ -50,7 +50,7 @@ class EvaluationTable:
             names += [k for k in metrics if k not in names]
         return names
 
-    # The rendered tables live in brgm_pyro.report (reporting); these methods are kept for callers.
+    # The rendered tables live in brgm_pyro.app.report (reporting); these methods are kept for callers.
     def markdown(self) -> str:
         return evaluation_markdown(self)
 

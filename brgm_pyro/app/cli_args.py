@@ -15,13 +15,13 @@ from typing import Any, Callable
 
 import torch
 
-from .functional import image_shape
-from . import generators  # generators.load_generator looked up at call time (tests replace it)
-from .corruptions import NUM_STANDARD_MASKS, Corruption, make_blind, make_corruption
+from ..functional import image_shape
+from .. import generators  # generators.load_generator looked up at call time (tests replace it)
+from ..corruptions import NUM_STANDARD_MASKS, Corruption, make_blind, make_corruption
 from .dataset_run import _is_glob, collect_images
-from .generators import PriorGenerator
-from .io import NonSquareImageError, check_image, check_image_file, load_image
-from .models import BRGMModel, brgm_model, default_config, learn_noise, weight_overrides
+from ..generators import PriorGenerator
+from ..io import NonSquareImageError, check_image, check_image_file, load_image
+from ..models import BRGMModel, brgm_model, default_config, learn_noise, weight_overrides
 from .reconstruction import METHODS, build_features
 
 # --- numeric flags -----------------------------------------------------------------------------

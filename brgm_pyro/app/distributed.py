@@ -1,7 +1,7 @@
 """Several processes on one data set: ``torchrun`` ranks, one device and a fair share of the CPU
 threads per rank, and the collective steps a data-set run needs (broadcast, gather, barrier).
 
-    torchrun --nproc-per-node 2 -m brgm_pyro.cli reconstruct DIR --task super-resolution
+    torchrun --nproc-per-node 2 -m brgm_pyro reconstruct DIR --task super-resolution
 
 ``torchrun`` sets RANK, WORLD_SIZE, LOCAL_RANK, LOCAL_WORLD_SIZE, MASTER_ADDR and MASTER_PORT;
 ``init_distributed`` joins the process group from them (NCCL for CUDA devices, gloo for CPUs).

@@ -3,7 +3,7 @@ glob or the bundled test images, and ``brgm evaluate``, in one process or under 
 
     brgm reconstruct scans/ --task super-resolution --batch-size 8 --out recon
     brgm reconstruct --bundled-test-images --task inpainting --mask-id 3 --method map,vi
-    torchrun --nproc-per-node 2 -m brgm_pyro.cli reconstruct scans/ --task super-resolution
+    torchrun --nproc-per-node 2 -m brgm_pyro reconstruct scans/ --task super-resolution
 """
 
 from __future__ import annotations
@@ -14,12 +14,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .functional import image_shape
+from ..functional import image_shape
 from .cli_args import (  # noqa: F401 - is_dataset_run: re-exported (it lived here)
     corruption_from_args, is_dataset_run, load_generator_and_features, method_list, model_from_args,
     weight_overrides_from_args,
 )
-from .corruptions import NUM_STANDARD_MASKS, make_corruption, standard_mask_names
+from ..corruptions import NUM_STANDARD_MASKS, make_corruption, standard_mask_names
 from .dataset_run import (
     DatasetPlan, ImageSource, bundled_test_sources, collect_images, load_source, reconstruct_dataset,
 )
