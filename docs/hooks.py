@@ -27,6 +27,7 @@ import tomllib
 from pathlib import Path
 
 import griffe
+from mkdocs.plugins import event_priority
 from mkdocs.structure.files import File, Files
 
 log = logging.getLogger("mkdocs.plugins.brgm_pyro_docs")
@@ -109,6 +110,7 @@ def _api_nav(tree: dict[str, str]) -> list:
     return [{"Overview": API_INDEX}] + [{package: entries} for package, entries in sections.items()]
 
 
+@event_priority(100)  # before mkdocstrings sets up its handler, whose search path is the tree
 def on_config(config):
     _build_source_tree()
     tree = module_tree()

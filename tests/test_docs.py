@@ -8,6 +8,7 @@ import math
 import os
 import re
 import shlex
+import shutil
 import subprocess
 import sys
 import tomllib
@@ -113,6 +114,7 @@ def test_mkdocs_build_strict(tmp_path):
     """`mkdocs build --strict` succeeds (no warning: broken links, anchors, docstrings) and writes one
     API page per public module, and none for a module that does not exist."""
     site = tmp_path / "site"
+    shutil.rmtree(ROOT / "build" / "docs-src", ignore_errors=True)   # as in a fresh clone
     run = subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", str(site)],
                          cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=600)
     assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-4000:]
