@@ -70,8 +70,10 @@ def test_docs_extra_is_part_of_the_test_extra():
 
 
 def test_every_relative_link_names_a_file():
+    """README, the docs pages, the benchmarks' results and the model card: no link names nothing."""
     hooks = _hooks()
-    pages = [README, *sorted((ROOT / "docs").glob("**/*.md"))]
+    pages = [README, *(p for folder in ("docs", "benchmarks", "brgm_pyro", "examples")
+                       for p in sorted((ROOT / folder).glob("**/*.md")))]
     generated = hooks.generated_pages(ROOT / "docs")
     problems = {str(p.relative_to(ROOT)): hooks.broken_links(p.read_text(), p, docs_dir=ROOT / "docs",
                                                             generated=generated)
