@@ -3,6 +3,7 @@ MkDocs build and its API reference (one page per public module)."""
 
 from __future__ import annotations
 
+import importlib
 import importlib.util
 import math
 import os
@@ -164,3 +165,50 @@ def test_install_page_cpu_command_pins_the_projects_torch():
     for page in (README, ROOT / "docs" / "install.md"):
         line = next(ln for ln in page.read_text().splitlines() if "download.pytorch.org/whl/cpu" in ln)
         assert set(pins) <= set(shlex.split(line)), (page.name, line)
+
+
+def _doc_pages() -> list[Path]:
+    return [README, *sorted((ROOT / "docs").glob("**/*.md"))]
+
+
+def _python_blocks(text: str) -> list[str]:
+    return re.findall(r"^```python\n(.*?)^```", text, re.S | re.M)
+
+
+def _resolves(dotted: str) -> bool:
+    """``dotted`` is an importable module, or an attribute path inside one."""
+    parts = dotted.split(".")
+    for cut in range(len(parts), 0, -1):
+        try:
+            obj = importlib.import_module(".".join(parts[:cut]))
+        except ImportError:
+            continue
+        try:
+            for attr in parts[cut:]:
+                obj = getattr(obj, attr)
+        except AttributeError:
+            return False
+        return True
+    return False
+
+
+def test_python_blocks_in_the_docs_compile():
+    for page in _doc_pages():
+        for i, block in enumerate(_python_blocks(page.read_text())):
+            compile(block, f"{page.name}, python block {i}", "exec")
+
+
+def test_names_the_docs_use_exist():
+    """Every `from brgm_pyro... import name` of a code block and every backticked brgm_pyro.x.y of
+    the text names a module or attribute that exists (so a moved or renamed name shows up here)."""
+    missing = []
+    for page in _doc_pages():
+        text = page.read_text()
+        for block in _python_blocks(text):
+            for module, names in re.findall(r"^\s*from (brgm_pyro[\w.]*) import ([\w, ]+)", block, re.M):
+                missing += [f"{page.name}: {module}.{n.strip()}" for n in names.split(",")
+                            if not _resolves(f"{module}.{n.strip()}")]
+        for dotted in set(re.findall(r"`(brgm_pyro(?:\.\w+)+)`", text)):
+            if not _resolves(dotted):
+                missing.append(f"{page.name}: {dotted}")
+    assert missing == []
