@@ -20,6 +20,7 @@ from typing import Any, Sequence
 import torch
 
 from ..bundled import load_domain_features
+from ..choices import FEATURE_CHOICES, METHODS
 from ..corruptions import Corruption, make_corruption
 from ..generators import PriorGenerator
 from ..inference import fit_vi, map_estimate, run_mcmc
@@ -32,12 +33,10 @@ from .report import (  # noqa: F401 - re-exported: they lived here before brgm_p
     _show, format_parameter_report, json_safe, observation_display, parameter_report, summary_figure, write_json,
 )
 
-FEATURE_CHOICES = ("auto", "domain", "lpips-vgg", "lpips-alex", "none")
-METHODS = ("map", "vi", "fullrank", "mcmc")
-"""map: MAP (AutoDelta); vi: the paper's mean-field Gaussian guide (overconfident, see the README's
-calibration section); fullrank (recommended): multi-start MAP, the Laplace approximation at the
-best mode, then a full-rank Gaussian guide, fitted to the pixel-likelihood model
-(``calibrated_model``; calibrated on x4 super-resolution and in-painting); mcmc: NUTS."""
+# METHODS (brgm_pyro.choices): map: MAP (AutoDelta); vi: the paper's mean-field Gaussian guide
+# (overconfident); fullrank (recommended): multi-start MAP, the Laplace approximation at the best mode,
+# then a full-rank Gaussian guide, fitted to the pixel-likelihood model (``calibrated_model``;
+# calibrated on x4 super-resolution and in-painting); mcmc: NUTS.
 
 
 def build_features(kind: str, generator: PriorGenerator, device: torch.device | str = "cpu") -> torch.nn.Module | None:

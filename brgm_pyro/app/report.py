@@ -114,6 +114,31 @@ def format_parameter_report(report: Mapping[str, dict]) -> str:
     return "\n".join(lines)
 
 
+def off_range_report(outputs: Mapping[str, MethodOutput], reference_draws: int = 1000,
+                     seed: int = 0) -> dict[str, dict[str, Any]]:
+    """Method -> {"count", "draws", "threshold"}: how many of a posterior's draws lie outside the
+    prior's typical set, i.e. have a lower prior log density than every one of ``reference_draws``
+    draws from the prior itself (about the 1 / reference_draws quantile).  Such draws are where
+    G(w) leaves the images the generator was trained to make (e.g. a dark blob in an in-painting
+    hole).  Only posteriors with draws whose prior gives a distribution are counted; {} otherwise."""
+    report: dict[str, dict[str, Any]] = {}
+    for method, o in outputs.items():
+        result = o.result
+        model = getattr(result, "model", None)
+        prior = getattr(model, "prior", None)
+        if o.samples is None or not hasattr(result, "sample") or not hasattr(prior, "distribution"):
+            continue
+        with torch.no_grad(), torch.random.fork_rng(devices=[]):
+            distribution = prior.distribution()
+            draws = result.sample(len(o.samples), seed=seed, images=False).latents.to(distribution.mean.device)
+            torch.manual_seed(seed)
+            reference = distribution.sample((reference_draws,))
+            threshold = float(distribution.log_prob(reference).min())
+            below = distribution.log_prob(draws.reshape(-1, *reference.shape[1:])) < threshold
+        report[method] = {"count": int(below.sum()), "draws": int(below.numel()), "threshold": threshold}
+    return report
+
+
 # --- JSON --------------------------------------------------------------------------------------
 
 def json_safe(data: Any) -> Any:
@@ -150,7 +175,7 @@ def figure_row(display: torch.Tensor, truth: torch.Tensor | None,
     return row
 
 
-def _show(ax, image: torch.Tensor, title: str, cmap: str = "gray", signed: bool = True) -> None:
+def _show(ax, image: torch.Tensor, title: str, cmap: str = "gray", signed: bool = True):
     img = image.detach().cpu().float()
     if img.ndim == 4:
         img = img[0]
@@ -160,10 +185,11 @@ def _show(ax, image: torch.Tensor, title: str, cmap: str = "gray", signed: bool 
     else:
         data = ((img.permute(1, 2, 0) + 1) / 2).clamp(0, 1).numpy()
         kwargs = {}
-    ax.imshow(data, interpolation="nearest", **kwargs)
+    shown = ax.imshow(data, interpolation="nearest", **kwargs)
     ax.set_title(title, fontsize=8)
     ax.set_xticks([])
     ax.set_yticks([])
+    return shown
 
 
 def summary_figure(rows: Sequence[Mapping[str, torch.Tensor | None]], path: str | Path,
@@ -171,7 +197,7 @@ def summary_figure(rows: Sequence[Mapping[str, torch.Tensor | None]], path: str 
     """One row per problem: input | MAP | VI mean | samples | std | truth (whichever are given).
 
     Each row is a dict with keys "input", "map", "vi", "mcmc", "samples" (n, C, H, W), "std",
-    "truth"; std maps use their own colour scale (shown in the title).  ``notes``: text printed
+    "truth"; std maps use their own colour scale, shown by a colour bar (on [-1, 1] pixel units).  ``notes``: text printed
     under the images (the inferred noise level / corruption parameters of a blind run).
     """
     import matplotlib  # imported here: matplotlib costs ~0.4 s, which `brgm --help` need not pay
@@ -199,7 +225,9 @@ def summary_figure(rows: Sequence[Mapping[str, torch.Tensor | None]], path: str 
                     _show(axes[r][c], value[s], f"sample {s + 1}")
                     c += 1
             elif key == "std":
-                _show(axes[r][c], value, f"std (max {float(value.max()):.2f})", cmap="magma", signed=False)
+                image = _show(axes[r][c], value, "posterior std", cmap="magma", signed=False)
+                bar = fig.colorbar(image, ax=axes[r][c], fraction=0.046, pad=0.04)
+                bar.ax.tick_params(labelsize=6)
                 c += 1
             else:
                 _show(axes[r][c], value, labels[key])
