@@ -41,10 +41,13 @@ def main() -> None:
     op = make_corruption("super-resolution", 32, factor=4, kernel="bicubic-antialias")
     y = op(truth)
     config = default_config(generator, op, features)
-    print(f"# batch of {args.images} bundled test images vs {args.images} one-image runs; x4 SR bicubic-antialias, "
-          f"MAP lr 0.1, features {args.features}; torch {torch.__version__}, {torch.get_num_threads()} thread(s) "
-          f"(OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}), {platform.processor() or platform.machine()}")
-    print("| steps | max abs pixel diff ([-1, 1]) | median over images | max abs RMSE diff (0-255) | mean RMSE single |")
+    print(f"# batch of {args.images} bundled test images vs {args.images} one-image runs; x4 SR "
+          f"bicubic-antialias, MAP lr 0.1, features {args.features}; torch {torch.__version__}, "
+          f"{torch.get_num_threads()} thread(s) "
+          f"(OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}), "
+          f"{platform.processor() or platform.machine()}")
+    print("| steps | max abs pixel diff ([-1, 1]) | median over images | max abs RMSE diff (0-255) "
+          "| mean RMSE single |")
     print("|---:|---:|---:|---:|---:|")
     for steps in args.steps:
         model = brgm_model(generator, op, y, config=config, features=features)

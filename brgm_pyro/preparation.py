@@ -134,8 +134,9 @@ def _fit_size(arr: np.ndarray, target: tuple[int, int], preparation: ImagePrepar
             return _crop(arr, th, tw), f"centre-cropped {_size(*size)} -> {_size(th, tw)}, " \
                                        "the generator's declared preparation"
         if preparation.method == "resize":
-            return _resize(arr, th, nearest), f"resized {_size(*size)} -> {_size(th, tw)} " \
-                                              f"({'nearest' if nearest else 'Lanczos'}), the generator's declared preparation"
+            how = "nearest" if nearest else "Lanczos"
+            return _resize(arr, th, nearest), (f"resized {_size(*size)} -> {_size(th, tw)} ({how}), "
+                                               "the generator's declared preparation")
     if preparation is None and allow_resize and th == tw and size[0] == size[1]:
         return _resize(arr, th, nearest), (f"resized {_size(*size)} -> {_size(th, tw)} "
                                            f"({'nearest' if nearest else 'Lanczos'}; the generator declares no "

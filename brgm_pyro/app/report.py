@@ -197,8 +197,8 @@ def summary_figure(rows: Sequence[Mapping[str, torch.Tensor | None]], path: str 
     """One row per problem: input | MAP | VI mean | samples | std | truth (whichever are given).
 
     Each row is a dict with keys "input", "map", "vi", "mcmc", "samples" (n, C, H, W), "std",
-    "truth"; std maps use their own colour scale, shown by a colour bar (on [-1, 1] pixel units).  ``notes``: text printed
-    under the images (the inferred noise level / corruption parameters of a blind run).
+    "truth"; std maps use their own colour scale, shown by a colour bar (on [-1, 1] pixel units).
+    ``notes``: text printed under the images (the inferred noise level / corruption parameters of a blind run).
     """
     import matplotlib  # imported here: matplotlib costs ~0.4 s, which `brgm --help` need not pay
 

@@ -333,8 +333,8 @@ def resolve_settings(args: argparse.Namespace, argv: Sequence[str] = ()) -> Sett
             raise ValueError(f"--out {v['out']} exists and is not a folder")
         return Settings(command, options, tuple(argv))
     common = dict(
-        argv=tuple(argv), generator=v["generator"], device=v["device"], features=v["features"], steps=v["steps"], lr=v["lr"],
-        seed=v["seed"], out=Path(v["out"]), overwrite=v["overwrite"], progress=not v["no_progress"],
+        argv=tuple(argv), generator=v["generator"], device=v["device"], features=v["features"], steps=v["steps"],
+        lr=v["lr"], seed=v["seed"], out=Path(v["out"]), overwrite=v["overwrite"], progress=not v["no_progress"],
         weights=MappingProxyType(weight_overrides(**{key: v.get(dest) for dest, key in _WEIGHT_FLAGS})),
         kernel=v["kernel"], samples=v.get("samples", 0), interval_scale=v.get("interval_scale"),
         mask_id=v.get("mask_id"), resume=v.get("resume", False), threads=v.get("threads"),
