@@ -69,7 +69,7 @@ def test_user_errors_are_clear(tmp_path, capsys):
     _fails(["reconstruct", str(tmp_path / "wide.png"), "--task", "super-resolution", "--out", str(tmp_path / "out")],
            capsys, "not square (20x32); pass --center-crop")
     _fails(["reconstruct", str(img), "--task", "inpainting", "--mask", str(tmp_path / "mask16.png"),
-            "--out", str(tmp_path / "out")], capsys, "mask is 16x16 but the generator makes 32x32")
+            "--out", str(tmp_path / "out")], capsys, "is 16x16 but this generator's images are 32x32")
     _fails(["reconstruct", str(img), "--task", "inpainting", "--out", str(tmp_path / "out")],
            capsys, "exactly one of a mask")
     _fails(["reconstruct", str(img), "--task", "super-resolution", "--factor", "3", "--out", str(tmp_path / "out")],

@@ -109,7 +109,7 @@ def test_folder_in_folders_out_with_summary_and_batched_map(tmp_path):
         rmse = float(((recon - truth) * 127.5).square().mean().sqrt())
         assert row["map_rmse"] == pytest.approx(rmse, rel=1e-5)
     csv_rows = (out / "summary.csv").read_text().splitlines()
-    assert len(csv_rows) == 4 and csv_rows[0].startswith("index,name,source,corruption,map_seconds,map_rmse")
+    assert len(csv_rows) == 4 and csv_rows[0].startswith("index,name,source,corruption,map_mae,map_psnr,map_rmse,map_seconds")
     mean = np.mean([r["map_rmse"] for r in summary["images"]])
     assert summary["aggregate"]["map_rmse"]["mean"] == pytest.approx(mean)
 
@@ -227,7 +227,7 @@ def test_data_set_input_errors_are_clear(tmp_path, capsys):
         (["reconstruct", str(folder), "--save-inference-data", "--task", "super-resolution"], "is for one image"),
         (["reconstruct", str(tmp_path / "*.jpg"), "--task", "super-resolution"], "matches no image files"),
         (["reconstruct", str(folder), "--batch-size", "0", "--task", "super-resolution", "--out", str(tmp_path / "o")],
-         "--batch-size must be >= 1"),
+         "--batch-size must be an integer >= 1"),
     ]:
         assert main(argv) == 2, argv
         assert message in capsys.readouterr().err, argv

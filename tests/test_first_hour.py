@@ -195,3 +195,34 @@ def test_info_prints_the_installed_versions(capsys):
     lines = dict(line.split(None, 1) for line in capsys.readouterr().out.splitlines())
     assert lines["lpips"] == importlib.metadata.version("lpips")
     assert lines["pyro"] == importlib.metadata.version("pyro-ppl")
+
+
+def test_draws_outside_the_priors_typical_set_are_counted():
+    """The demo figure's dark blobs: draws far outside the prior's typical set are reported."""
+    from types import SimpleNamespace
+
+    from brgm_pyro.app.reconstruction import MethodOutput
+    from brgm_pyro.app.report import off_range_report
+    from brgm_pyro.models.priors import GaussianLatentPrior
+
+    torch.manual_seed(0)
+    prior = GaussianLatentPrior(torch.randn(4, 8), torch.rand(8) + 0.5, num_ws=4)
+
+    class Draws:
+        def __init__(self, latents):
+            self.latents, self.model = latents, SimpleNamespace(prior=prior)
+
+        def sample(self, n, seed=0, images=True):
+            return SimpleNamespace(latents=self.latents[:n])
+
+    typical = prior.distribution().sample((40,))
+    far = typical.clone()
+    far[:5] = prior.mean + 6 * prior.std  # 5 draws six standard deviations out in every coordinate
+    outputs = {name: MethodOutput(name, torch.zeros(1, 1, 4, 4), samples=torch.zeros(40, 1, 4, 4),
+                                  result=Draws(latents))
+               for name, latents in (("typical", typical), ("far", far))}
+    outputs["map"] = MethodOutput("map", torch.zeros(1, 1, 4, 4))  # no draws: not counted
+    report = off_range_report(outputs, reference_draws=1000)
+    assert set(report) == {"typical", "far"}
+    assert report["far"]["count"] == 5 and report["far"]["draws"] == 40
+    assert report["typical"]["count"] <= 1  # about 1 in 1000 of the prior's own draws

@@ -86,12 +86,13 @@ def reconstruct_problems(settings: Settings, generator: PriorGenerator, features
             entry["fullrank_interval_scale"] = problem.interval_scale
         if fullrank is not None and fullrank.result.model is not problem.model:
             entry["fullrank_config"] = weights_report(fullrank.result.model)  # its calibrated_model
-        off_range = off_range_report(problem.outputs)
+        off_range = off_range_report(problem.outputs, seed=settings.seed)
         if off_range:
             entry["off_range_draws"] = off_range
-            notes.append(f"{problem.title or problem.task}: " + "; ".join(
-                f"{method}: {r['count']} of {r['draws']} draws leave the generator's range" for method, r in
-                off_range.items() if r["count"]))
+        flagged = [f"{method}: {r['count']} of {r['draws']} draws lie outside the prior's typical set (their "
+                   "images may leave the generator's range)" for method, r in off_range.items() if r["count"]]
+        if flagged:
+            notes.append(f"{problem.title or problem.task}: " + "; ".join(flagged))
         parameters = parameter_report(problem.outputs)
         if parameters:
             entry["parameters"] = parameters
@@ -104,7 +105,6 @@ def reconstruct_problems(settings: Settings, generator: PriorGenerator, features
                 idata.to_netcdf(str(folder / f"{method}_inference_data.nc"))
     report = entries[None] if list(entries) == [None] else entries
     write_json(report, out / "metrics.json")
-    notes = [n for n in notes if n and not n.endswith(": ")]
     if notes:
         print("\n".join(notes))
     titles = [p.title or "" for p in problems] if any(p.title for p in problems) else None
