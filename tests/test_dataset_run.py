@@ -109,7 +109,8 @@ def test_folder_in_folders_out_with_summary_and_batched_map(tmp_path):
         rmse = float(((recon - truth) * 127.5).square().mean().sqrt())
         assert row["map_rmse"] == pytest.approx(rmse, rel=1e-5)
     csv_rows = (out / "summary.csv").read_text().splitlines()
-    assert len(csv_rows) == 4 and csv_rows[0].startswith("index,name,source,corruption,map_mae,map_psnr,map_rmse,map_seconds")
+    assert len(csv_rows) == 4
+    assert csv_rows[0].startswith("index,name,source,corruption,map_mae,map_psnr,map_rmse,map_seconds")
     mean = np.mean([r["map_rmse"] for r in summary["images"]])
     assert summary["aggregate"]["map_rmse"]["mean"] == pytest.approx(mean)
 

@@ -17,7 +17,7 @@ from brgm_pyro.inference import Posterior, fit_vi
 from brgm_pyro.inference.calibration import calibrate, simulate_problems
 from brgm_pyro.inference.multistart import fit_multistart_fullrank
 from brgm_pyro.inference.recalibration import (
-    BUNDLED_INTERVAL_SCALES, ScaleProblem, choose_scale, coverage_by_scale, fit_interval_scale, widen, widened,
+    ScaleProblem, choose_scale, coverage_by_scale, fit_interval_scale, widen, widened,
 )
 
 from .inference_problems import (
@@ -118,15 +118,6 @@ def test_fullrank_interval_scale_widens_the_recommended_posterior():
     assert torch.allclose(q_wide.loc, q.loc) and torch.allclose(q_wide.scale_tril, 1.35 * q.scale_tril)
     assert wide.diagnostics["interval_scale"] == 1.35 and "best_start" in wide.diagnostics
 
-
-
-def test_bundled_scales_are_the_benchmarks_fit():
-    """BUNDLED_INTERVAL_SCALES is what benchmarks/interval_scale.py fitted from the committed results."""
-    from pathlib import Path
-
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / "results" / "interval_scale" / "interval_scale.json"
-    fitted = json.loads(path.read_text())
-    assert fitted["fit_seeds"] == [2] and fitted["scales"] == BUNDLED_INTERVAL_SCALES
 
 
 def test_cli_fits_and_applies_an_interval_scale(tmp_path, capsys):
