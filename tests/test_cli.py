@@ -75,7 +75,7 @@ def test_user_errors_are_clear(tmp_path, capsys):
     _fails(["reconstruct", str(img), "--task", "super-resolution", "--factor", "3", "--out", str(tmp_path / "out")],
            capsys, "factor 3 must be >= 2 and divide the resolution 32")
     _fails(["reconstruct", str(img), "--observed", "--task", "super-resolution", "--out", str(tmp_path / "out")],
-           capsys, "is (1, 32, 32) (C, H, W) but")
+           capsys, "is 32x32 but super-resolution x4 (bicubic-antialias kernel) of this generator's images gives 8x8")
     _fails(["reconstruct", str(img), "--task", "super-resolution", "--generator", str(tmp_path / "ffhq.pkl"),
             "--out", str(tmp_path / "out")], capsys, "no generator checkpoint at")
     _fails(["reconstruct", str(img), "--task", "super-resolution", "--method", "magic", "--out", str(tmp_path / "out")],

@@ -197,32 +197,31 @@ def test_info_prints_the_installed_versions(capsys):
     assert lines["pyro"] == importlib.metadata.version("pyro-ppl")
 
 
-def test_draws_outside_the_priors_typical_set_are_counted():
-    """The demo figure's dark blobs: draws far outside the prior's typical set are reported."""
-    from types import SimpleNamespace
-
+def test_draws_the_domain_classifier_cannot_place_are_counted():
+    """The demo figure's dark blobs: posterior draws that match no garment the generator makes are
+    reported (the classifier's top probability below the 1% quantile of the generator's own samples)."""
     from brgm_pyro.app.reconstruction import MethodOutput
-    from brgm_pyro.app.report import off_range_report
-    from brgm_pyro.models.priors import GaussianLatentPrior
+    from brgm_pyro.app.report import unplaced_draws_report
+    from brgm_pyro.bundled import load_domain_classifier
+    from brgm_pyro.generators import load_generator
 
-    torch.manual_seed(0)
-    prior = GaussianLatentPrior(torch.randn(4, 8), torch.rand(8) + 0.5, num_ws=4)
-
-    class Draws:
-        def __init__(self, latents):
-            self.latents, self.model = latents, SimpleNamespace(prior=prior)
-
-        def sample(self, n, seed=0, images=True):
-            return SimpleNamespace(latents=self.latents[:n])
-
-    typical = prior.distribution().sample((40,))
-    far = typical.clone()
-    far[:5] = prior.mean + 6 * prior.std  # 5 draws six standard deviations out in every coordinate
-    outputs = {name: MethodOutput(name, torch.zeros(1, 1, 4, 4), samples=torch.zeros(40, 1, 4, 4),
-                                  result=Draws(latents))
-               for name, latents in (("typical", typical), ("far", far))}
-    outputs["map"] = MethodOutput("map", torch.zeros(1, 1, 4, 4))  # no draws: not counted
-    report = off_range_report(outputs, reference_draws=1000)
-    assert set(report) == {"typical", "far"}
-    assert report["far"]["count"] == 5 and report["far"]["draws"] == 40
-    assert report["typical"]["count"] <= 1  # about 1 in 1000 of the prior's own draws
+    G = load_generator("fashion-mnist-32")
+    with torch.no_grad():
+        own = G.synthesis(G.mapping(torch.randn(200, G.z_dim, generator=torch.Generator().manual_seed(7))))
+    yy, xx = torch.meshgrid(torch.arange(32.0), torch.arange(32.0), indexing="ij")
+    blobs = torch.stack([-1 + a * torch.exp(-((yy - 16) ** 2 + (xx - 16) ** 2) / (2 * r * r))
+                         for r in (3.0, 5.0, 8.0) for a in (0.5, 1.0, 1.5)]).unsqueeze(1)  # dark blobs on black
+    grey = torch.zeros(4, 1, 32, 32)  # a flat grey image: no garment
+    outputs = {"own": MethodOutput("own", own[:1], samples=own.clamp(-1, 1)),
+               "blobs": MethodOutput("blobs", blobs[:1], samples=blobs),
+               "grey": MethodOutput("grey", grey[:1], samples=grey),
+               "map": MethodOutput("map", own[:1])}  # no draws: not counted
+    report = unplaced_draws_report(outputs, G, reference_draws=1000)
+    assert set(report) == {"own", "blobs", "grey"} and report["own"]["draws"] == 200
+    assert report["own"]["count"] <= 10  # about 1% of the generator's own samples (other seed than the reference)
+    assert report["grey"]["count"] == 4
+    with torch.no_grad():  # the count, computed independently
+        top = torch.softmax(load_domain_classifier()(blobs), -1).amax(-1)
+    assert report["blobs"]["count"] == int((top < report["blobs"]["threshold"]).sum())
+    G.metadata = {}
+    assert unplaced_draws_report(outputs, G) == {}  # a generator without the domain classifier: not assessed

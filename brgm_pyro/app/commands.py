@@ -35,8 +35,8 @@ from .cli_args import corruption_from_settings, load_generator_and_features, mod
 from .dataset_cli import evaluate_command, reconstruct_command
 from .reconstruction import MethodOutput, run_methods
 from .report import (
-    figure_row, format_parameter_report, observation_display, off_range_report, parameter_report, save_outputs,
-    summary_figure, weights_report, write_json,
+    figure_row, format_parameter_report, observation_display, parameter_report, save_outputs, summary_figure,
+    unplaced_draws_report, weights_report, write_json,
 )
 from .settings import DEMO_TASK_FOLDERS, Settings, clear_previous_outputs, interval_scale_for
 
@@ -86,11 +86,11 @@ def reconstruct_problems(settings: Settings, generator: PriorGenerator, features
             entry["fullrank_interval_scale"] = problem.interval_scale
         if fullrank is not None and fullrank.result.model is not problem.model:
             entry["fullrank_config"] = weights_report(fullrank.result.model)  # its calibrated_model
-        off_range = off_range_report(problem.outputs, seed=settings.seed)
-        if off_range:
-            entry["off_range_draws"] = off_range
-        flagged = [f"{method}: {r['count']} of {r['draws']} draws lie outside the prior's typical set (their "
-                   "images may leave the generator's range)" for method, r in off_range.items() if r["count"]]
+        unplaced = unplaced_draws_report(problem.outputs, generator, seed=settings.seed)
+        if unplaced:
+            entry["unplaced_draws"] = unplaced
+        flagged = [f"{method}: {r['count']} of {r['draws']} draws match no garment the generator makes (the domain "
+                   "classifier cannot place them)" for method, r in unplaced.items() if r["count"]]
         if flagged:
             notes.append(f"{problem.title or problem.task}: " + "; ".join(flagged))
         parameters = parameter_report(problem.outputs)

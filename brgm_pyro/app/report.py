@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any, Mapping, Sequence
 import torch
 import torch.nn.functional as F
 
+from ..bundled import load_domain_classifier
 from ..corruptions import Corruption, standard_mask_names
 from ..inference import parameter_summary
 from ..io import save_figure, save_grid, save_image
@@ -114,29 +115,39 @@ def format_parameter_report(report: Mapping[str, dict]) -> str:
     return "\n".join(lines)
 
 
-def off_range_report(outputs: Mapping[str, MethodOutput], reference_draws: int = 1000,
-                     seed: int = 0) -> dict[str, dict[str, Any]]:
-    """Method -> {"count", "draws", "threshold"}: how many of a posterior's draws lie outside the
-    prior's typical set, i.e. have a lower prior log density than every one of ``reference_draws``
-    draws from the prior itself (about the 1 / reference_draws quantile).  Such draws are where
-    G(w) leaves the images the generator was trained to make (e.g. a dark blob in an in-painting
-    hole).  Only posteriors with draws whose prior gives a distribution are counted; {} otherwise."""
-    report: dict[str, dict[str, Any]] = {}
-    for method, o in outputs.items():
-        result = o.result
-        model = getattr(result, "model", None)
-        prior = getattr(model, "prior", None)
-        if o.samples is None or not hasattr(result, "sample") or not hasattr(prior, "distribution"):
-            continue
-        with torch.no_grad(), torch.random.fork_rng(devices=[]):
-            distribution = prior.distribution()
-            draws = result.sample(len(o.samples), seed=seed, images=False).latents.to(distribution.mean.device)
-            torch.manual_seed(seed)
-            reference = distribution.sample((reference_draws,))
-            threshold = float(distribution.log_prob(reference).min())
-            below = distribution.log_prob(draws.reshape(-1, *reference.shape[1:])) < threshold
-        report[method] = {"count": int(below.sum()), "draws": int(below.numel()), "threshold": threshold}
+UNPLACED_QUANTILE = 0.01
+"""A draw is "unplaced" when the domain classifier's top class probability is below this quantile of
+its top probabilities on the generator's own samples."""
+
+
+def unplaced_draws_report(outputs: Mapping[str, MethodOutput], generator: Any, reference_draws: int = 1000,
+                          seed: int = 0) -> dict[str, dict[str, Any]]:
+    """Method -> {"count", "draws", "threshold"}: how many posterior draws the bundled domain
+    classifier cannot place, i.e. whose top class probability is below the 1% quantile
+    (``UNPLACED_QUANTILE``) of its top probabilities on ``reference_draws`` of the generator's own
+    samples.  Such draws match no garment the generator makes (e.g. a dark blob in an in-painting
+    hole).  Only for a generator whose metadata names that classifier as its feature network
+    ({} otherwise), and only methods with draws."""
+    if getattr(generator, "metadata", {}).get("feature_network") != "fashion-mnist-classifier":
+        return {}
+    sampled = {method: o.samples for method, o in outputs.items() if o.samples is not None}
+    if not sampled:
+        return {}
+    classifier = load_domain_classifier("cpu")
+    rng = torch.Generator().manual_seed(seed)
+    z = torch.randn(reference_draws, generator.z_dim, generator=rng)
+    with torch.no_grad():
+        own = generator.synthesis(generator.mapping(z.to(generator.device))).float().cpu().clamp(-1, 1)
+        threshold = float(torch.quantile(_top_probability(classifier, own), UNPLACED_QUANTILE))
+        report = {}
+        for method, draws in sampled.items():
+            unplaced = _top_probability(classifier, draws.float().cpu().clamp(-1, 1)) < threshold
+            report[method] = {"count": int(unplaced.sum()), "draws": int(unplaced.numel()), "threshold": threshold}
     return report
+
+
+def _top_probability(classifier: torch.nn.Module, images: torch.Tensor) -> torch.Tensor:
+    return torch.softmax(classifier(images), dim=-1).amax(dim=-1)
 
 
 # --- JSON --------------------------------------------------------------------------------------
