@@ -14,8 +14,7 @@ import json
 import platform
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import SimpleNamespace
-from typing import Callable
+from typing import Any, Callable, Mapping
 
 import torch
 
@@ -207,51 +206,51 @@ def cmd_evaluate(settings: Settings) -> int:
 
 def cmd_calibrate(settings: Settings) -> int:
     """Simulation-based calibration of posterior methods on problems drawn from the model."""
-    args = SimpleNamespace(**settings.options)  # a read-only copy: calibrate's options go straight into its calls
-    for module in args.imports:
+    o = settings.options  # read-only: calibrate's options go straight into its calls
+    for module in o['imports']:
         importlib.import_module(module)
-    methods = resolve_methods(args.methods)
-    generator = generators.load_generator(args.generator, device=args.device)
-    corruption = make_corruption(args.task, generator.img_resolution,
-                                 **({"factor": args.factor, "kernel": args.kernel} if args.task == "super-resolution"
-                                    else {"mask_id": args.mask_id}))
-    problem_seed = args.seed if args.problem_seed is None else args.problem_seed
-    problems = simulate_problems(generator, corruption, args.num_problems, sigma_pixel=args.sigma_pixel,
-                                 prior_std=args.prior_std, seed=problem_seed)
-    settings = {"task": args.task, "corruption": corruption.describe(), "generator": args.generator,
-                "sigma_pixel": args.sigma_pixel, "prior_std": args.prior_std, "kappa": 0.0,
-                "problem_seed": problem_seed, "steps": args.steps}
-    out = Path(args.out)
-    if args.fit_interval_scale:
-        return _fit_interval_scale(args, methods, problems, settings, out)
-    if args.interval_scale != 1.0:
-        methods = {f"{name}-x{args.interval_scale:g}": widened(method, args.interval_scale)
+    methods = resolve_methods(o['methods'])
+    generator = generators.load_generator(o['generator'], device=o['device'])
+    corruption = make_corruption(o['task'], generator.img_resolution,
+                                 **({"factor": o['factor'], "kernel": o['kernel']} if o['task'] == "super-resolution"
+                                    else {"mask_id": o['mask_id']}))
+    problem_seed = o['seed'] if o['problem_seed'] is None else o['problem_seed']
+    problems = simulate_problems(generator, corruption, o['num_problems'], sigma_pixel=o['sigma_pixel'],
+                                 prior_std=o['prior_std'], seed=problem_seed)
+    identity = {"task": o['task'], "corruption": corruption.describe(), "generator": o['generator'],
+                "sigma_pixel": o['sigma_pixel'], "prior_std": o['prior_std'], "kappa": 0.0,
+                "problem_seed": problem_seed, "steps": o['steps']}
+    out = Path(o['out'])
+    if o['fit_interval_scale']:
+        return _fit_interval_scale(o, methods, problems, identity, out)
+    if o['interval_scale'] != 1.0:
+        methods = {f"{name}-x{o['interval_scale']:g}": widened(method, o['interval_scale'])
                    for name, method in methods.items()}
-        settings["interval_scale"] = args.interval_scale
-    report = calibrate(problems, methods, num_draws=args.num_draws, seed=args.seed, progress=not args.no_progress,
-                       options={"num_steps": args.steps}, settings=settings)
+        identity["interval_scale"] = o['interval_scale']
+    report = calibrate(problems, methods, num_draws=o['num_draws'], seed=o['seed'], progress=not o['no_progress'],
+                       options={"num_steps": o['steps']}, settings=identity)
     json_path = report.to_json(out / "calibration.json")
     figure = report.figure(out / "calibration.png")
-    print(f"# {args.task} ({corruption.describe()}), {args.num_problems} problems (seed {problem_seed}), "
-          f"{args.num_draws} draws, {args.steps} steps, method seed {args.seed}")
+    print(f"# {o['task']} ({corruption.describe()}), {o['num_problems']} problems (seed {problem_seed}), "
+          f"{o['num_draws']} draws, {o['steps']} steps, method seed {o['seed']}")
     print(report.table())
     print(f"written: {json_path} and {figure}")
     return 0
 
 
-def _fit_interval_scale(args: SimpleNamespace, methods: dict, problems: list, settings: dict, out: Path) -> int:
+def _fit_interval_scale(o: Mapping[str, Any], methods: dict, problems: list, settings: dict, out: Path) -> int:
     """``calibrate --fit-interval-scale``: fit the interval scale of the (one) method on the problems."""
     if len(methods) != 1:
         raise ValueError(f"--fit-interval-scale fits one method at a time, got {', '.join(methods)}")
     (name, method), = methods.items()
-    fit = fit_method_interval_scale(problems, method, seed=args.seed, num_draws=args.num_draws,
-                                    options={"num_steps": args.steps})
+    fit = fit_method_interval_scale(problems, method, seed=o['seed'], num_draws=o['num_draws'],
+                                    options={"num_steps": o['steps']})
     out.mkdir(parents=True, exist_ok=True)
     path = out / "interval_scale.json"
-    path.write_text(json.dumps({"method": name, "settings": settings, "num_draws": args.num_draws,
-                                "seed": args.seed, **fit.__dict__}, indent=1))
-    print(f"# interval scale of {name}: {args.task} ({settings['corruption']}), {len(problems)} problems "
-          f"(seed {settings['problem_seed']}), {args.num_draws} draws")
+    path.write_text(json.dumps({"method": name, "settings": settings, "num_draws": o['num_draws'],
+                                "seed": o['seed'], **fit.__dict__}, indent=1))
+    print(f"# interval scale of {name}: {o['task']} ({settings['corruption']}), {len(problems)} problems "
+          f"(seed {settings['problem_seed']}), {o['num_draws']} draws")
     print("| scale | " + " | ".join(f"{a:g}" for a in fit.levels) + " | mean abs error |")
     print("|---" * (len(fit.levels) + 2) + "|")
     for s, row, err in zip(fit.scales, fit.coverage, fit.calibration_error):
@@ -259,7 +258,6 @@ def _fit_interval_scale(args: SimpleNamespace, methods: dict, problems: list, se
         print(f"| {s:.2f} | " + " | ".join(f"{c:.3f}" for c in row) + f" | {err:.3f}{mark} |")
     print(f"fitted scale: {fit.scale:g} (use --interval-scale {fit.scale:g}); written: {path}")
     return 0
-
 
 
 COMMANDS: dict[str, Callable[[Settings], int]] = {
