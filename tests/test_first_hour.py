@@ -48,6 +48,23 @@ def test_a_28x28_image_is_padded_as_declared_and_announced(tmp_path, capsys):
     assert report["corruption"] == "super-resolution x4 (bicubic-antialias kernel)"  # the calibrated default
 
 
+def test_a_data_set_run_prepares_each_file_by_the_same_rule(tmp_path, capsys):
+    folder = tmp_path / "images"
+    save_image(_fashion_mnist_28(1), folder / "small.png")
+    save_image(load_test_images()[0][2:3], folder / "full.png")
+    Image.fromarray(np.full((40, 40), 128, np.uint8)).save(tmp_path / "big.png")
+    out = tmp_path / "out"
+    assert main(["reconstruct", str(folder), "--task", "super-resolution", *FAST, "--out", str(out)]) == 0
+    lines = [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("image ")]
+    assert lines == [f"image {folder / 'small.png'}: padded 28x28 -> 32x32 with black (-1), the generator's "
+                     "declared preparation"]
+    truth = np.asarray(Image.open(out / "small" / "truth.png"))
+    assert (truth[:2] == 0).all() and np.array_equal(truth[2:30, 2:30], to_uint8(_fashion_mnist_28(1)))
+    assert main(["reconstruct", str(folder / "full.png"), str(tmp_path / "big.png"), "--task", "super-resolution",
+                 *FAST, "--out", str(tmp_path / "o2")]) == 2
+    assert "is 40x40 but this generator's images are 32x32" in capsys.readouterr().err
+
+
 def test_an_rgb_image_is_converted_to_grayscale_and_announced(tmp_path, capsys):
     grey = to_uint8(load_test_images()[0][:1])
     rgb = np.stack([grey, grey // 2, grey], axis=-1)
