@@ -42,10 +42,10 @@ def run_config(method: str, processes: int, threads: int, args: argparse.Namespa
     if args.device:
         cli += ["--device", args.device]
     if processes == 1:
-        cmd = [sys.executable, "-m", "brgm_pyro.app.cli", *cli]
+        cmd = [sys.executable, "-m", "brgm_pyro", *cli]
     else:
         cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={processes}",
-               "-m", "brgm_pyro.app.cli", *cli]
+               "-m", "brgm_pyro", *cli]
     t0 = time.perf_counter()
     done = subprocess.run(cmd, capture_output=True, text=True, env=env)
     total = time.perf_counter() - t0

@@ -10,6 +10,8 @@ from importlib import resources
 from pathlib import Path
 
 GENERATOR_FILES = {"fashion-mnist-32": "fashion-mnist-32.pt"}
+FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
+"""Where Debian's ``dataset-fashion-mnist`` installs the IDX files (training data of the bundled generator)."""
 CLASSIFIER_FILE = "fashion-mnist-classifier.pt"
 TEST_IMAGES_FILE = "fashion-mnist-test-100.npz"
 FASHION_MNIST_CLASSES = (

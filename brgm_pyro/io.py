@@ -179,7 +179,7 @@ def read_pixels(source: str | Path | np.ndarray | Image.Image) -> np.ndarray:
     return im.astype(np.float32)
 
 
-def _resize_float(arr: np.ndarray, resolution: int) -> np.ndarray:
+def resize_pixels(arr: np.ndarray, resolution: int) -> np.ndarray:
     """Lanczos resize of each band of a float (H, W, C) array, clipped to [0, 1] (as 8-bit resizing clips)."""
     bands = [np.asarray(Image.fromarray(np.ascontiguousarray(arr[..., c]), mode="F")
                         .resize((resolution, resolution), Image.LANCZOS)) for c in range(arr.shape[2])]
@@ -225,7 +225,7 @@ def load_image(
         elif channels == 3 and im.shape[2] == 1:
             im = np.repeat(im, 3, axis=2)
         if resolution is not None and im.shape[:2] != (resolution, resolution):
-            im = _resize_float(im, resolution)
+            im = resize_pixels(im, resolution)
         arr = im.astype(np.float32) * 2 - 1
     else:
         im = im.convert("L" if channels == 1 else "RGB")

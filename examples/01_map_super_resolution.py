@@ -57,7 +57,11 @@ def main(args: argparse.Namespace) -> None:
     G.requires_grad_(False)                                     # only w is optimised
     pyro.clear_param_store()
     svi = SVI(model.model, guide, pyro.optim.Adam({"lr": 0.1}), Trace_ELBO())
-    losses = [svi.step() for _ in range(args.steps)]
+    losses = []
+    for step in range(args.steps):
+        losses.append(svi.step())
+        if not args.smoke and (step % 100 == 0 or step == args.steps - 1):
+            print(f"step {step + 1}/{args.steps}: -log p(w, I) {losses[-1]:.1f}", flush=True)
 
     w_star = guide.median()["w"]                                # (num_ws, w_dim)
     with torch.no_grad():

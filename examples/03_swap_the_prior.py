@@ -47,7 +47,7 @@ def main(args: argparse.Namespace) -> None:
     }
     images = {}
     for name, model in variants.items():
-        result = map_estimate(model, num_steps=args.steps, progress=False)
+        result = map_estimate(model, num_steps=args.steps, progress=not args.smoke)
         images[name] = result.image.reshape(truth.shape)
         layer_cos = torch.nn.functional.cosine_similarity(result.ws[..., :1, :], result.ws, dim=-1).mean()
         print(f"{name:<28} RMSE {float(rmse(images[name], truth).mean()):6.2f}  "

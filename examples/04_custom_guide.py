@@ -63,9 +63,9 @@ def main(args: argparse.Namespace) -> None:
     f = SuperResolution(4, kernel="bicubic-antialias")  # low-pass, then subsample
     model = brgm_model(G, f, f(truth), features=load_domain_features())
 
-    fits = {"paper's diagonal guide": fit_vi(model, num_steps=args.steps, progress=False),
+    fits = {"paper's diagonal guide": fit_vi(model, num_steps=args.steps, progress=not args.smoke),
             f"low-rank guide (rank {args.rank})": fit_vi(model, guide=LowRankGuide(model.prior.init_loc(), args.rank),
-                                                         num_steps=args.steps, progress=False)}
+                                                         num_steps=args.steps, progress=not args.smoke)}
     fig, axes = plt.subplots(len(fits), 5, figsize=(10, 2.2 * len(fits)), squeeze=False)
     for r, (name, posterior) in enumerate(fits.items()):
         elbo = -sum(posterior.history.loss[-20:]) / len(posterior.history.loss[-20:])

@@ -37,8 +37,8 @@ def main(args: argparse.Namespace) -> None:
     model = replace(full, prior=SharedLatentPrior.from_stats(G.latent_stats(), G.num_ws))  # W instead of W+
 
     results = {
-        "MAP": map_estimate(model, num_steps=args.steps, progress=False),
-        "SVI (diagonal Gaussian)": fit_vi(model, guide="gaussian", num_steps=args.steps, progress=False),
+        "MAP": map_estimate(model, num_steps=args.steps, progress=not args.smoke),
+        "SVI (diagonal Gaussian)": fit_vi(model, guide="gaussian", num_steps=args.steps, progress=not args.smoke),
         "NUTS": run_mcmc(model, num_samples=args.nuts_samples, warmup_steps=args.nuts_samples,
                          max_tree_depth=args.tree_depth, progress=not args.smoke),
     }

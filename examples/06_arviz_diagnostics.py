@@ -35,7 +35,7 @@ def main(args: argparse.Namespace) -> None:
     truth = load_test_images()[0][args.image : args.image + 1]
     f = Inpainting(standard_mask(6, 32))                      # bottom half hidden
     model = brgm_model(G, f, f(truth), features=load_domain_features())
-    posterior = fit_vi(model, num_steps=args.steps, progress=False)
+    posterior = fit_vi(model, num_steps=args.steps, progress=not args.smoke)
 
     idata = to_inference_data(posterior, model, num_draws=args.samples, truth=truth)
     print(idata)

@@ -51,7 +51,7 @@ def main(args: argparse.Namespace) -> None:
     truth = load_test_images()[0][args.images]
     f = DiagonalBlurDown()
     model = brgm_model(G, f, f(truth), features=load_domain_features())  # batched: one latent per image
-    result = map_estimate(model, num_steps=args.steps, progress=False)
+    result = map_estimate(model, num_steps=args.steps, progress=not args.smoke)
     recon = result.image.reshape(truth.shape)
     upsampled = F.interpolate(f(truth), scale_factor=2)
     print(f"RMSE (0-255) of the reconstructions: {float(rmse(recon, truth).mean()):.1f}; "

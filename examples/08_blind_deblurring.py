@@ -54,11 +54,11 @@ def main(args: argparse.Namespace) -> None:
     model = brgm_model(G, blind_blur, observation[0], config=config, likelihoods=[PixelLikelihood("learn")])
     print("latent sites besides w:", {k: p.describe() for k, p in model.latent_parameters().items()})
 
-    map_result = map_estimate(model, num_steps=args.steps, progress=False)
+    map_result = map_estimate(model, num_steps=args.steps, progress=not args.smoke)
     vi = fit_vi(model, guide=gaussian_guide_at(model, map_result, init_scale=0.005), num_steps=args.vi_steps,
-                lr=0.02, num_particles=2, sigma_prior=None, progress=False)
+                lr=0.02, num_particles=2, sigma_prior=None, progress=not args.smoke)
     nuts = run_mcmc(model, num_samples=args.nuts, warmup_steps=args.nuts, max_tree_depth=args.tree_depth,
-                    init=map_result.latent, progress=False)
+                    init=map_result.latent, progress=not args.smoke)
     results = {"MAP": map_result, "VI": vi, "NUTS": nuts}
     rows = compare(results, model, truth=truth, num_samples=args.samples, khat_particles=args.samples)
     print(f"truth: blur sigma {args.blur}, noise sigma {args.noise}")

@@ -34,7 +34,7 @@ def main(args: argparse.Namespace) -> None:
 
     def paper(model, seed: int):
         """The paper's mean-field Gaussian guide with the inverse-gamma prior on sigma_v."""
-        return fit_vi(model, num_steps=args.steps, seed=seed, progress=False)
+        return fit_vi(model, num_steps=args.steps, seed=seed, progress=not args.smoke)
 
     fit_problems = simulate_problems(G, f, args.problems, sigma_pixel=0.1, seed=2)
     fit = fit_method_interval_scale(fit_problems, recommended, num_draws=args.draws)

@@ -25,6 +25,7 @@ from typing import Sequence
 
 import torch
 from pyro import poutine
+from tqdm.auto import tqdm
 
 from brgm_pyro.models.brgm import BRGMModel
 
@@ -72,7 +73,8 @@ def prior_starts(model: BRGMModel, num_starts: int, seed: int = 0, scale: float 
 
 
 def multistart_map(model: BRGMModel, starts: torch.Tensor, num_steps: int = 500, lr: float = 0.1,
-                   chunk_size: int = 64, keep: int | None = None, screen_steps: int = 100) -> MultistartResult:
+                   chunk_size: int = 64, keep: int | None = None, screen_steps: int = 100,
+                   progress: bool = False) -> MultistartResult:
     """Maximise log p(w | I) from each of ``starts`` (K, *site shape) with Adam (``lr``, the
     authors' 0.1), all K in one batch; returns every mode with its log joint.  With ``keep``
     (successive halving): all K run ``screen_steps`` steps, then only the ``keep`` highest go on
@@ -83,7 +85,7 @@ def multistart_map(model: BRGMModel, starts: torch.Tensor, num_steps: int = 500,
         raise ValueError(f"starts must have shape (K, *{tuple(model.prior.init_loc().shape)}), "
                          f"got {tuple(starts.shape)}")
     final, kept = _adam_ascent(lambda w: differentiable_log_joint(model, w, chunk_size), starts, num_steps, lr,
-                               keep, screen_steps)
+                               keep, screen_steps, progress)
     with torch.no_grad():
         log_joints = differentiable_log_joint(model, final, chunk_size)
     return MultistartResult(final, log_joints, starts.detach()[kept], start_indices=kept)
@@ -91,7 +93,7 @@ def multistart_map(model: BRGMModel, starts: torch.Tensor, num_steps: int = 500,
 
 def batched_multistart_map(model: BRGMModel, starts: torch.Tensor, num_steps: int = 500,
                            lr: float = 0.1, keep: int | None = None, screen_steps: int = 100,
-                           ) -> list[MultistartResult]:
+                           progress: bool = False) -> list[MultistartResult]:
     """``multistart_map`` for a batched model of B images: ``starts`` (K, B, *site shape), all
     K x B optimisations in one generator batch per step (the images' plate broadcasts over the
     starts); one ``MultistartResult`` per image, equal to ``multistart_map`` of that image alone."""
@@ -100,7 +102,8 @@ def batched_multistart_map(model: BRGMModel, starts: torch.Tensor, num_steps: in
     shape = (model.num_images, *model.prior.init_loc().shape)
     if starts.ndim < 3 or starts.shape[1:] != shape:
         raise ValueError(f"starts must have shape (K, *{shape}), got {tuple(starts.shape)}")
-    final, kept = _adam_ascent(lambda w: _plate_log_joint(model, w), starts, num_steps, lr, keep, screen_steps)
+    final, kept = _adam_ascent(lambda w: _plate_log_joint(model, w), starts, num_steps, lr, keep, screen_steps,
+                               progress)
     with torch.no_grad():
         log_joints = _plate_log_joint(model, final)  # (K or keep, B)
     if kept.ndim == 1:
@@ -110,12 +113,13 @@ def batched_multistart_map(model: BRGMModel, starts: torch.Tensor, num_steps: in
 
 
 def _adam_ascent(log_joint_fn, starts: torch.Tensor, num_steps: int, lr: float,
-                 keep: int | None = None, screen_steps: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+                 keep: int | None = None, screen_steps: int = 0,
+                 progress: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
     """Adam on -sum(log_joint_fn(latents)) from ``starts`` (K, ...): every latent follows its own
     gradient.  With ``keep``: after ``screen_steps`` steps only the ``keep`` latents with the
     highest log joint (per image when log_joint_fn returns (K, B)) go on, with their Adam state,
     so each kept latent ends where it would have alone.  Returns the final latents (K or keep
-    first) and the indices of the kept starts (keep,) or (keep, B)."""
+    first) and the indices of the kept starts (keep,) or (keep, B).  ``progress``: a bar over the steps."""
     if num_steps < 1:
         raise ValueError(f"num_steps must be >= 1, got {num_steps}")
     num = starts.shape[0]
@@ -125,7 +129,7 @@ def _adam_ascent(log_joint_fn, starts: torch.Tensor, num_steps: int, lr: float,
     latents = starts.detach().clone().requires_grad_(True)
     optimiser = torch.optim.Adam([latents], lr=lr)
     kept = torch.arange(num)
-    for step in range(num_steps):
+    for step in tqdm(range(num_steps), disable=not progress, desc=f"multi-start MAP ({num} starts)", leave=False):
         if keep is not None and step == screen_steps:
             latents, optimiser, kept = _keep_best(log_joint_fn, latents, optimiser, keep, lr)
         optimiser.zero_grad()
@@ -176,7 +180,7 @@ def laplace_log_evidence(log_joint: float, laplace: LatentDistribution) -> float
 
 def fit_multistart_laplace(model: BRGMModel, num_starts: int = 8, num_steps: int = 500,
                            seed: int | Sequence[int] = 0, select: str = "log-joint",
-                           keep: int | None = None, screen_steps: int = 100,
+                           keep: int | None = None, screen_steps: int = 100, progress: bool = False,
                            ) -> tuple[LaplacePosterior, list[MultistartResult]]:
     """``multistart_map`` from ``prior_starts`` (``num_steps`` each, the authors' 500 by default)
     and the Laplace approximation at the chosen mode: ``select`` "log-joint" (the highest
@@ -186,19 +190,22 @@ def fit_multistart_laplace(model: BRGMModel, num_starts: int = 8, num_steps: int
     per image), all images' starts optimised in one batch (``batched_multistart_map``), Laplace
     approximations stacked per image (an ``ImageStack``); one ``MultistartResult`` per image.
     ``keep`` / ``screen_steps``: successive halving (``multistart_map``): many starts screened
-    for ``screen_steps``, the best ``keep`` climbed to the end."""
+    for ``screen_steps``, the best ``keep`` climbed to the end.  ``progress``: bars for the MAP
+    steps and the Laplace approximations."""
     if select not in MODE_SELECTIONS:
         raise ValueError(f"select must be one of {MODE_SELECTIONS}, got {select!r}")
     seeds = image_seeds(model, seed)
     if not model.batched:
         singles = [model]
         modes = [multistart_map(model, prior_starts(model, num_starts, seeds[0]), num_steps=num_steps,
-                                keep=keep, screen_steps=screen_steps)]
+                                keep=keep, screen_steps=screen_steps, progress=progress)]
     else:
         singles = [single_image_model(model, b) for b in range(model.num_images)]
         starts = torch.stack([prior_starts(single, num_starts, s) for single, s in zip(singles, seeds)], 1)
-        modes = batched_multistart_map(model, starts, num_steps=num_steps, keep=keep, screen_steps=screen_steps)
-    chosen = [_choose_mode(single, m, select) for single, m in zip(singles, modes)]
+        modes = batched_multistart_map(model, starts, num_steps=num_steps, keep=keep, screen_steps=screen_steps,
+                                       progress=progress)
+    chosen = [_choose_mode(single, m, select) for single, m in
+              tqdm(zip(singles, modes), total=len(singles), disable=not progress, desc="Laplace", leave=False)]
     q = chosen[0] if not model.batched else ImageStack(chosen)
     return LaplacePosterior(model, q), modes
 
@@ -218,18 +225,20 @@ def fit_multistart_fullrank(model: BRGMModel, num_starts: int = 8, num_steps: in
                             lr: float = 0.002, num_particles: int = 8,
                             seed: int | Sequence[int] = 0, select: str = "log-joint",
                             keep: int | None = None, screen_steps: int = 100,
-                            interval_scale: float = 1.0) -> VIPosterior:
+                            interval_scale: float = 1.0, progress: bool = False) -> VIPosterior:
     """The recommended posterior: ``fit_multistart_laplace``, then the full-rank Gaussian guide
     (Eq. 7) fitted from that Laplace approximation (``warm_start.fullrank_at``: ``vi_steps`` Adam
     steps, ``lr`` decayed 10x, ``num_particles`` per step; a batched model: one batched fit, each
     image seeded as if alone: equal to separate fits).  ``.diagnostics`` records every mode's
     log joint (and Laplace evidence with ``select="evidence"``) and which start was used (lists
     over the images for a batched model).  ``interval_scale`` s != 1 returns N(mu, s^2 Sigma)
-    (``widening.widen``; ``BUNDLED_INTERVAL_SCALES`` holds the measured ones)."""
+    (``widening.widen``; the bundled generator's metadata ``interval_scales`` holds the
+    measured ones).  ``progress``: a bar for each phase (MAP steps, Laplace, VI steps)."""
     seeds = image_seeds(model, seed)
     laplace, modes = fit_multistart_laplace(model, num_starts, num_steps, seeds, select=select, keep=keep,
-                                            screen_steps=screen_steps)
-    posterior = fullrank_at(model, laplace, seeds, vi_steps=vi_steps, lr=lr, num_particles=num_particles)
+                                            screen_steps=screen_steps, progress=progress)
+    posterior = fullrank_at(model, laplace, seeds, vi_steps=vi_steps, lr=lr, num_particles=num_particles,
+                            progress=progress)
     per_image = [{"mode_log_joints": m.log_joints.tolist(), "best_start": int(m.start_indices[m.chosen]),
                   **({"mode_log_evidences": m.log_evidences.tolist()} if m.log_evidences is not None else {})}
                  for m in modes]

@@ -35,16 +35,17 @@ def fullrank_from_laplace(model: BRGMModel, seed: int | Sequence[int], vi_steps:
 
 
 def fullrank_at(model: BRGMModel, laplace: LaplacePosterior, seed: int | Sequence[int], vi_steps: int = 200,
-                lr: float = 0.002, num_particles: int = VI_PARTICLES) -> VIPosterior:
+                lr: float = 0.002, num_particles: int = VI_PARTICLES, progress: bool = False) -> VIPosterior:
     """The full-rank Gaussian guide (Eq. 7) started at ``laplace`` (in its whitened coordinates):
     ``vi_steps`` Adam steps, ``lr`` decayed 10x over the fit, ``num_particles`` per step; a
-    batched model (``laplace.q`` an ``ImageStack``): one batched fit, each image seeded as if alone."""
+    batched model (``laplace.q`` an ``ImageStack``): one batched fit, each image seeded as if alone.
+    ``progress``: a bar over the VI steps."""
     seeds = image_seeds(model, seed)
     trils = [q.distribution.scale_tril for q in laplace.q.images()]
     return fit_vi(model, guide="fullrank", init_loc=laplace.q.mean,
                   init_scale_tril=torch.stack(trils) if model.batched else trils[0],
                   num_steps=vi_steps, lr=lr, lr_decay=0.1 ** (1 / vi_steps), num_particles=num_particles,
-                  seed=seeds if model.batched else seeds[0], progress=False)
+                  seed=seeds if model.batched else seeds[0], progress=progress)
 
 
 def vi_from_map(model: BRGMModel, seed: int, guide: str, vi_steps: int, **options) -> VIPosterior:

@@ -6,12 +6,15 @@ from __future__ import annotations
 
 from dataclasses import asdict, replace
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
 
-from brgm_pyro.app.cli import build_parser, main
-from brgm_pyro.app.cli_args import corruption_from_args, model_from_args
+from brgm_pyro.app.cli import main
+from brgm_pyro.app.cli_args import corruption_from_settings, model_from_settings
+from brgm_pyro.app.parser import build_parser
+from brgm_pyro.app.settings import resolve_settings
 from brgm_pyro.corruptions import SuperResolution, make_corruption
 from brgm_pyro.inference import log_joint
 from brgm_pyro.models import BRGMConfig, brgm_model, default_config, released_config
@@ -71,21 +74,26 @@ def test_one_builder_gives_the_model_of_the_old_entry_point(problem):
     assert brgm_model(G, op, y, features=phi).config == released_config(G, op, phi)
 
 
-def test_model_config_is_what_the_command_line_asked_for(problem):
+def test_model_config_is_what_the_command_line_asked_for(problem, tmp_path):
     G, op, y, phi = problem
-    argv = ["reconstruct", "x.png", "--task", "super-resolution", "--factor", "2", "--lambda-pixel", "100",
-            "--lambda-colin", "0.5", "--sigma-perceptual", "0.02"]
-    args = build_parser().parse_args(argv)
-    corruption = corruption_from_args(args, G.img_resolution)
+    image = tmp_path / "x.npy"
+    np.save(image, np.zeros((8, 8), np.uint8))
+    argv = ["reconstruct", str(image), "--task", "super-resolution", "--factor", "2", "--lambda-pixel", "100",
+            "--lambda-colin", "0.5", "--sigma-perceptual", "0.02", "--kernel", "bicubic", "--out", str(tmp_path / "o")]
+
+    def settings(extra=()):
+        return resolve_settings(build_parser().parse_args(argv + list(extra)), argv)
+
+    corruption = corruption_from_settings(settings(), G)
     assert corruption.describe() == op.describe()
-    model = model_from_args(args, G, corruption, y, phi)
+    model = model_from_settings(settings(), G, corruption, y, phi)
     # Eq. 6: sigma = lambda^-1/2, kappa = lambda_colin / 2; the rest is the generator's recommendation
     assert model.config == BRGMConfig(100**-0.5, 0.02, 0.25, "per-dimension")
     assert [lik.sigma for lik in model.likelihoods] == [pytest.approx(0.1), 0.02]
     assert model.colinearity.kappa == 0.25
     assert weights_report(model) == asdict(model.config)
 
-    learned = model_from_args(build_parser().parse_args(argv + ["--learn-noise"]), G, corruption, y, phi)
+    learned = model_from_settings(settings(["--learn-noise"]), G, corruption, y, phi)
     report = weights_report(learned)
     assert report["sigma_pixel"] == "learned, latent ~ HalfNormal(scale=0.5)"
     assert {k: v for k, v in report.items() if k != "sigma_pixel"} == {

@@ -69,13 +69,13 @@ def test_user_errors_are_clear(tmp_path, capsys):
     _fails(["reconstruct", str(tmp_path / "wide.png"), "--task", "super-resolution", "--out", str(tmp_path / "out")],
            capsys, "not square (20x32); pass --center-crop")
     _fails(["reconstruct", str(img), "--task", "inpainting", "--mask", str(tmp_path / "mask16.png"),
-            "--out", str(tmp_path / "out")], capsys, "mask is 16x16 but the generator makes 32x32")
+            "--out", str(tmp_path / "out")], capsys, "is 16x16 but this generator's images are 32x32")
     _fails(["reconstruct", str(img), "--task", "inpainting", "--out", str(tmp_path / "out")],
            capsys, "exactly one of a mask")
     _fails(["reconstruct", str(img), "--task", "super-resolution", "--factor", "3", "--out", str(tmp_path / "out")],
            capsys, "factor 3 must be >= 2 and divide the resolution 32")
     _fails(["reconstruct", str(img), "--observed", "--task", "super-resolution", "--out", str(tmp_path / "out")],
-           capsys, "is (1, 32, 32) (C, H, W) but")
+           capsys, "is 32x32 but super-resolution x4 (bicubic-antialias kernel) of this generator's images gives 8x8")
     _fails(["reconstruct", str(img), "--task", "super-resolution", "--generator", str(tmp_path / "ffhq.pkl"),
             "--out", str(tmp_path / "out")], capsys, "no generator checkpoint at")
     _fails(["reconstruct", str(img), "--task", "super-resolution", "--method", "magic", "--out", str(tmp_path / "out")],
@@ -312,16 +312,19 @@ def test_json_outputs_are_strict(tmp_path):
 
 
 def test_overwrite_clears_only_known_files_of_each_command(tmp_path):
-    import argparse
+    from types import MappingProxyType
 
-    from brgm_pyro.app.cli import clear_previous_outputs
+    from brgm_pyro.app.settings import Settings, clear_previous_outputs
+
+    def settings(command, out, overwrite=True, task=None):
+        return Settings(command, MappingProxyType({}), out=out, overwrite=overwrite, task=task)
 
     demo = tmp_path / "demo"
     for rel in ("metrics.json", "summary.png", "super-resolution/map.png", "super-resolution/vi_std.png",
                 "inpainting/truth.png", "inpainting/mine.txt", "notes.md"):
         (demo / rel).parent.mkdir(parents=True, exist_ok=True)
         (demo / rel).write_text("x")
-    removed = clear_previous_outputs(argparse.Namespace(command="demo", overwrite=True), demo)
+    removed = clear_previous_outputs(settings("demo", demo))
     assert len(removed) == 5
     left = sorted(str(p.relative_to(demo)) for p in demo.rglob("*"))
     assert left == ["inpainting", "inpainting/mine.txt", "notes.md"]  # emptied task folder removed
@@ -329,11 +332,11 @@ def test_overwrite_clears_only_known_files_of_each_command(tmp_path):
     ev.mkdir()
     for name in ("evaluation-inpainting.md", "evaluation-inpainting.csv", "evaluation-super-resolution.md"):
         (ev / name).write_text("x")
-    args = argparse.Namespace(command="evaluate", task="inpainting", overwrite=True)
-    assert {p.name for p in clear_previous_outputs(args, ev)} == {"evaluation-inpainting.md",
+    assert {p.name for p in clear_previous_outputs(settings("evaluate", ev, task="inpainting"))} == {
+                                                                  "evaluation-inpainting.md",
                                                                   "evaluation-inpainting.csv"}
     assert [p.name for p in ev.iterdir()] == ["evaluation-super-resolution.md"]
-    assert clear_previous_outputs(argparse.Namespace(command="demo", overwrite=False), demo) == []
+    assert clear_previous_outputs(settings("demo", demo, overwrite=False)) == []
 
 
 def test_fullrank_method_gives_a_posterior_of_the_pixel_likelihood_model(shirt, tmp_path, capsys):

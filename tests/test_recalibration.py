@@ -17,8 +17,7 @@ from brgm_pyro.inference import Posterior, fit_vi
 from brgm_pyro.inference.widening import widen
 from brgm_pyro.inference.multistart import fit_multistart_fullrank
 from brgm_pyro.study import (
-    BUNDLED_INTERVAL_SCALES, ScaleProblem, calibrate, choose_scale, coverage_by_scale, fit_interval_scale,
-    simulate_problems, widened,
+    ScaleProblem, calibrate, choose_scale, coverage_by_scale, fit_interval_scale, simulate_problems, widened,
 )
 
 from .inference_problems import (
@@ -121,15 +120,6 @@ def test_fullrank_interval_scale_widens_the_recommended_posterior():
 
 
 
-def test_bundled_scales_are_the_benchmarks_fit():
-    """BUNDLED_INTERVAL_SCALES is what benchmarks/interval_scale.py fitted from the committed results."""
-    from pathlib import Path
-
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / "results" / "interval_scale" / "interval_scale.json"
-    fitted = json.loads(path.read_text())
-    assert fitted["fit_seeds"] == [2] and fitted["scales"] == BUNDLED_INTERVAL_SCALES
-
-
 def test_cli_fits_and_applies_an_interval_scale(tmp_path, capsys):
     out = tmp_path / "scale"
     args = ["calibrate", "--task", "inpainting", "--methods", "vi-meanfield", "--num-problems", "2", "--steps", "3",
@@ -164,23 +154,43 @@ def test_benchmark_smoke(tmp_path):
 
 
 def test_cli_default_interval_scale_is_the_measured_one_only_in_its_setting():
-    from argparse import Namespace
+    """One meaning, one place: the flag, else the scale the generator's metadata records for the
+    setting at its own pixel noise, else 1."""
+    from types import MappingProxyType
 
-    from brgm_pyro.app.cli import default_interval_scale
+    from brgm_pyro.app.settings import Settings, interval_scale_for
 
-    def args(**kw):
-        base = dict(interval_scale=None, generator="fashion-mnist-32", mask_id=0, mask=None, factor=None,
-                    kernel="bicubic-antialias", sigma_pixel=None, lambda_pixel=None)
-        return Namespace(**{**base, **kw})
+    metadata = {"interval_scales": {"inpainting-mask0": 1.35, "super-resolution-x4-bicubic-antialias": 0.95}}
 
-    assert default_interval_scale(args(), "inpainting") == BUNDLED_INTERVAL_SCALES["inpainting"] == 1.35
-    assert default_interval_scale(args(), "super-resolution") == BUNDLED_INTERVAL_SCALES["super-resolution"]
-    assert default_interval_scale(args(interval_scale=2.0), "inpainting") == 2.0  # given: used as it is
-    for other in (dict(mask_id=3), dict(mask_id=None, mask="m.png"), dict(generator="my.pkl"), dict(sigma_pixel=0.05),
-                  dict(lambda_pixel=30.0)):
-        assert default_interval_scale(args(**other), "inpainting") == 1.0, other
-    assert default_interval_scale(args(kernel="bicubic"), "super-resolution") == 1.0
-    assert default_interval_scale(args(), "denoising") == 1.0
+    def scale(task, mask_id=None, metadata=metadata, **kw):
+        base = dict(kernel="bicubic-antialias")
+        return interval_scale_for(Settings("reconstruct", MappingProxyType({}), **{**base, **kw}), metadata, task,
+                                  mask_id)
+
+    assert scale("inpainting", 0) == 1.35 and scale("super-resolution") == 0.95
+    assert scale("super-resolution", factor=4) == 0.95
+    assert scale("inpainting", 0, interval_scale=2.0) == 2.0  # given: used as it is
+    assert scale("inpainting", 3) == 1.0 and scale("inpainting", None, mask="m.png") == 1.0
+    assert scale("inpainting", 0, metadata={}) == 1.0  # a generator that records none
+    assert scale("inpainting", 0, weights=MappingProxyType({"sigma_pixel": 0.05})) == 1.0  # another noise level
+    assert scale("super-resolution", kernel="bicubic") == 1.0 and scale("super-resolution", factor=2) == 1.0
+    assert scale("denoising") == 1.0
+    with pytest.raises(ValueError, match="must be a positive number"):
+        scale("inpainting", 0, metadata={"interval_scales": {"inpainting-mask0": -1.0}})
+
+
+def test_bundled_generator_records_the_benchmarks_fitted_scales():
+    """The bundled generator's metadata holds what benchmarks/interval_scale.py fitted."""
+    from pathlib import Path
+
+    from brgm_pyro.app.settings import interval_setting
+    from brgm_pyro.generators import load_generator
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "results" / "interval_scale" / "interval_scale.json"
+    fitted = json.loads(path.read_text())["scales"]
+    recorded = load_generator("fashion-mnist-32").metadata["interval_scales"]
+    assert recorded == {interval_setting("inpainting", mask_id=0): fitted["inpainting"],
+                        interval_setting("super-resolution", 4, "bicubic-antialias"): fitted["super-resolution"]}
 
 
 def test_fit_fullrank_refuses_a_bad_scale_before_fitting():

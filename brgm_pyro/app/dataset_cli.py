@@ -8,58 +8,49 @@ glob or the bundled test images, and ``brgm evaluate``, in one process or under 
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
+
+from dataclasses import replace
 
 import numpy as np
 import torch
 
 from ..functional import image_shape
-from .cli_args import (  # noqa: F401 - is_dataset_run: re-exported (it lived here)
-    corruption_from_args, is_dataset_run, load_generator_and_features, method_list, model_from_args,
-    weight_overrides_from_args,
-)
+from .cli_args import corruption_from_settings, image_preparation, load_generator_and_features, model_from_settings
 from ..corruptions import NUM_STANDARD_MASKS, make_corruption, standard_mask_names
-from .dataset_run import (
-    DatasetPlan, ImageSource, bundled_test_sources, collect_images, load_source, reconstruct_dataset,
-)
+from .dataset_run import DatasetPlan, Interrupted, load_source, reconstruct_dataset
 from .distributed import DistributedContext, configure_threads, init_distributed, shutdown
 from .evaluation import evaluate
 from .report import write_tables
+from .settings import Settings, interval_scale_for
 
 
-def add_dataset_options(p: argparse.ArgumentParser, evaluate: bool = False) -> None:
-    """--resume and --threads (and for reconstruct: --batch-size, --num-images, --bundled-test-images)."""
-    g = p.add_argument_group("data sets (several images, a folder, a glob; also under torchrun)")
-    if not evaluate:
-        g.add_argument("--bundled-test-images", action="store_true",
-                       help="reconstruct the 100 bundled Fashion-MNIST test images (one subfolder each)")
-        g.add_argument("--num-images", type=int, default=None, help="only the first N images of the data set")
-        g.add_argument("--batch-size", type=int, default=8,
-                       help="images optimised together by MAP (default: %(default)s; VI and MCMC run one at a time)")
-    g.add_argument("--resume", action="store_true",
-                   help="skip images already finished in --out (their done.json exists)")
-    g.add_argument("--threads", type=int, default=None,
-                   help="torch threads per process (default: all cores for one process; under torchrun "
-                        "OMP_NUM_THREADS, else cores / processes per node)")
-
-
-def _settings(args: argparse.Namespace, task: str, corruption: str, methods: list[str], overrides: dict) -> dict:
+def _run_identity(settings: Settings, corruption: str, methods: list[str], samples: int,
+                  interval_scale: float = 1.0) -> dict:
     """What identifies a run's results in each image's done.json."""
-    return {"task": task, "corruption": corruption, "methods": methods, "steps": args.steps, "lr": args.lr,
-            "samples": getattr(args, "samples", 0), "seed": args.seed, "generator": str(args.generator),
-            "features": args.features, "observed": bool(getattr(args, "observed", False)),
-            "overrides": {k: v for k, v in overrides.items() if v is not None},
-            "learn_noise": bool(getattr(args, "learn_noise", False)),
-            "blind": sorted(getattr(args, "blind", None) or []),
-            **({"interval_scale": args.interval_scale} if getattr(args, "interval_scale", 1.0) != 1.0 else {})}
+    return {"task": settings.task, "corruption": corruption, "methods": methods, "steps": settings.steps,
+            "lr": settings.lr, "samples": samples, "seed": settings.seed, "generator": str(settings.generator),
+            "features": settings.features, "observed": settings.observed,
+            "overrides": {k: v for k, v in settings.weights.items() if v is not None},
+            "learn_noise": settings.learn_noise, "blind": sorted(settings.blind),
+            **({"interval_scale": interval_scale} if interval_scale != 1.0 else {})}
 
 
-def _start(args: argparse.Namespace) -> tuple[DistributedContext, int]:
-    ctx = init_distributed(args.device)
-    threads = configure_threads(args.threads, ctx)
-    args.device = ctx.device
+def _start(settings: Settings) -> tuple[DistributedContext, int]:
+    ctx = init_distributed(settings.device)
+    threads = configure_threads(settings.threads, ctx)
     return ctx, threads
+
+
+def _run(sources, plan: DatasetPlan, out: Path, ctx: DistributedContext, settings: Settings) -> list[dict] | None:
+    """``reconstruct_dataset`` with the command line's words: how many images --resume skips, and
+    on Ctrl-C one line with what finished and the exact command that resumes."""
+    try:
+        return reconstruct_dataset(sources, plan, out, ctx, resume=settings.resume, overwrite=settings.overwrite,
+                                   progress=settings.progress, announce=ctx.is_main)
+    except Interrupted as stop:
+        raise KeyboardInterrupt(f"{stop.finished} of {stop.total} images finished (summary of those: "
+                                f"{out / 'summary.csv'}); resume with: {settings.resume_command()}") from None
 
 
 def _report(rows: list[dict], methods: list[str], out: Path, total: int) -> None:
@@ -72,35 +63,27 @@ def _report(rows: list[dict], methods: list[str], out: Path, total: int) -> None
             print(f"  {method}: RMSE {v.mean():.2f} ± {v.std(ddof=1) if len(v) > 1 else 0.0:.2f} (0-255 scale)")
 
 
-def reconstruct_command(args: argparse.Namespace) -> int:
-    """``brgm reconstruct`` on a data set (see ``is_dataset_run``)."""
-    if args.bundled_test_images and args.image:
-        raise ValueError("give either image paths or --bundled-test-images, not both")
-    if args.num_images is not None and args.num_images < 1:
-        raise ValueError(f"--num-images must be >= 1, got {args.num_images}")
-    if getattr(args, "save_inference_data", False):
-        raise ValueError("--save-inference-data is for one image; leave it out for a data set")
-    methods = method_list(args.method)
-    sources: list[ImageSource] = (bundled_test_sources() if args.bundled_test_images
-                                  else collect_images(args.image))[:args.num_images]
-    ctx, threads = _start(args)
+def reconstruct_command(settings: Settings) -> int:
+    """``brgm reconstruct`` on a data set (``Settings.dataset``)."""
+    methods = list(settings.methods)
+    sources = list(settings.sources)
+    ctx, threads = _start(settings)
     try:
-        generator, features = load_generator_and_features(args)
+        generator, features = load_generator_and_features(replace(settings, device=ctx.device))
         shape = image_shape(generator)
-        corruption = corruption_from_args(args, generator.img_resolution)
-        overrides = weight_overrides_from_args(args)
+        corruption = corruption_from_settings(settings, generator)
+        scale = interval_scale_for(settings, getattr(generator, "metadata", None), settings.task, settings.mask_id)
         plan = DatasetPlan(
-            task=args.task, corruption_for=lambda index: corruption, methods=methods, image_shape=shape,
-            build_model=lambda op, obs: model_from_args(args, generator, op, obs, features),
-            steps=args.steps, lr=args.lr, samples=args.samples, seed=args.seed, batch_size=args.batch_size,
-            observed=args.observed, center_crop=bool(getattr(args, "center_crop", False)),
-            interval_scale=float(getattr(args, "interval_scale", 1.0)),
-            settings=_settings(args, args.task, corruption.describe(), methods, overrides))
-        out = Path(args.out)
+            task=settings.task, corruption_for=lambda index: corruption, methods=methods, image_shape=shape,
+            build_model=lambda op, obs: model_from_settings(settings, generator, op, obs, features),
+            steps=settings.steps, lr=settings.lr, samples=settings.samples, seed=settings.seed,
+            batch_size=settings.batch_size, observed=settings.observed, center_crop=settings.center_crop,
+            interval_scale=scale, preparation=image_preparation(generator),
+            settings=_run_identity(settings, corruption.describe(), methods, settings.samples, scale))
+        out = settings.out
         if ctx.is_main:
             print(f"{len(sources)} images, {ctx.world_size} process(es), {threads} thread(s) each, device {ctx.device}")
-        rows = reconstruct_dataset(sources, plan, out, ctx, resume=args.resume,
-                                   overwrite=bool(getattr(args, "overwrite", False)), progress=not args.no_progress)
+        rows = _run(sources, plan, out, ctx, settings)
         if ctx.is_main and rows is not None:
             _report(rows, methods, out, len(sources))
     finally:
@@ -108,52 +91,49 @@ def reconstruct_command(args: argparse.Namespace) -> int:
     return 0
 
 
-def evaluate_command(args: argparse.Namespace) -> int:
+def evaluate_command(settings: Settings) -> int:
     """``brgm evaluate``: BRGM (MAP) through the data-set runner (per-image outputs in
     OUT/<task>/, resumable, sharded under torchrun), then rank 0 adds the baselines and tables."""
-    if args.num_images is not None and args.num_images < 1:
-        raise ValueError(f"--num-images must be >= 1, got {args.num_images}")
-    sources = (collect_images([args.images]) if args.images else bundled_test_sources())[:args.num_images]
-    ctx, threads = _start(args)
+    sources = list(settings.sources)
+    ctx, threads = _start(settings)
     try:
-        generator, features = load_generator_and_features(args)
+        generator, features = load_generator_and_features(replace(settings, device=ctx.device))
         shape = image_shape(generator)
-        factor = args.factor or 4
+        factor = settings.factor
         n_masks = NUM_STANDARD_MASKS
-        if args.task == "super-resolution":
-            op = make_corruption("super-resolution", shape[-1], factor=factor, kernel=args.kernel)
+        if settings.task == "super-resolution":
+            op = make_corruption("super-resolution", shape[-1], factor=factor, kernel=settings.kernel)
             corruption_for, describe = (lambda index: op), op.describe()
         else:
             ops = [make_corruption("inpainting", shape[-1], mask_id=m) for m in range(n_masks)]
             corruption_for, describe = (lambda index: ops[index % n_masks]), f"standard mask (image index % {n_masks})"
             names = standard_mask_names()
-        overrides = weight_overrides_from_args(args)
 
         def build_model(corruption, observations):
-            return model_from_args(args, generator, corruption, observations, features)
+            return model_from_settings(settings, generator, corruption, observations, features)
 
         plan = DatasetPlan(
-            task=args.task, corruption_for=corruption_for, methods=["map"], image_shape=shape,
-            build_model=build_model, steps=args.steps, lr=args.lr, samples=0, seed=args.seed,
-            batch_size=args.batch_size, center_crop=bool(getattr(args, "center_crop", True)),
-            settings=_settings(args, args.task, describe, ["map"], overrides),
-            label_for=None if args.task == "super-resolution" else
+            task=settings.task, corruption_for=corruption_for, methods=["map"], image_shape=shape,
+            build_model=build_model, steps=settings.steps, lr=settings.lr, samples=0, seed=settings.seed,
+            batch_size=settings.batch_size, center_crop=settings.center_crop,
+            preparation=image_preparation(generator),
+            settings=_run_identity(settings, describe, ["map"], 0),
+            label_for=None if settings.task == "super-resolution" else
             (lambda index: f"in-painting, standard mask {index % n_masks} ({names[index % n_masks]})"))
-        out = Path(args.out) / args.task
+        out = settings.out / settings.task
         if ctx.is_main:
             print(f"{len(sources)} images, {ctx.world_size} process(es), {threads} thread(s) each, device {ctx.device}")
-        rows = reconstruct_dataset(sources, plan, out, ctx, resume=args.resume,
-                                   overwrite=bool(getattr(args, "overwrite", False)), progress=not args.no_progress)
+        rows = _run(sources, plan, out, ctx, settings)
         if not ctx.is_main or rows is None:
             return 0
         truths = torch.cat([load_source(s, plan)[0] for s in sources])
         recon = torch.cat([torch.from_numpy(np.load(out / s.name / "map.npy", allow_pickle=False))[None]
                            for s in sources])
-        table = evaluate(generator, truths.to(generator.device), args.task, build_model, features,
-                         factor=factor, kernel=args.kernel, steps=args.steps, lr=args.lr,
-                         batch_size=args.batch_size, progress=not args.no_progress,
-                         lpips_net=None if args.no_lpips else "alex", reconstructions=recon)
-        md, csv_path = write_tables(table, args.out)
+        table = evaluate(generator, truths.to(generator.device), settings.task, build_model, features,
+                         factor=factor, kernel=settings.kernel, steps=settings.steps, lr=settings.lr,
+                         batch_size=settings.batch_size, progress=settings.progress,
+                         lpips_net=None if settings.no_lpips else "alex", reconstructions=recon)
+        md, csv_path = write_tables(table, settings.out)
         print(md.read_text())
         print(f"written: {md} and {csv_path}; per-image outputs and summary in {out}")
     finally:

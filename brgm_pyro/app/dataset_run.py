@@ -32,6 +32,8 @@ from typing import Any, Callable, Iterable, Sequence
 import numpy as np
 import torch
 
+from ..io import NonSquareImageError
+from ..preparation import prepare_image
 from .distributed import DistributedContext, broadcast_object, gather_objects, shard
 from .report import save_outputs, weights_report
 
@@ -40,6 +42,17 @@ DONE_MARKER = "done.json"
 # Methods that run a whole batch of observations as one batched model (each image equal to a run
 # on it alone with its seed); the others (MCMC) fall back to one image at a time (``reconstruct_batch``).
 BATCHED_METHODS = frozenset({"map", "vi", "fullrank"})
+SUMMARY_LEADING_COLUMNS = ("index", "name", "source", "corruption")
+"""summary.csv starts with these columns; the metric columns follow in sorted order (fresh,
+interrupted and resumed runs write the same order)."""
+
+
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C during a data-set run, after the summary of the finished images was written."""
+
+    def __init__(self, finished: int, total: int) -> None:
+        super().__init__(f"{finished} of {total} images finished")
+        self.finished, self.total = finished, total
 
 
 @dataclass(frozen=True)
@@ -158,32 +171,38 @@ class DatasetPlan:
     center_crop: bool = False
     interval_scale: float = 1.0  # widens the fullrank posterior (``fit_fullrank``)
     settings: dict = field(default_factory=dict)
+    preparation: Any = None  # the generator's declared ``preparation.ImagePreparation`` (None: none declared)
     label_for: Callable[[int], str] | None = None
 
     def corruption_label(self, index: int) -> str:
         return self.label_for(index) if self.label_for is not None else self.corruption_for(index).describe()
 
 
-def load_source(source: ImageSource, plan: DatasetPlan) -> tuple[torch.Tensor | None, torch.Tensor]:
-    """(truth or None, observation) of one image, each (1, ...) on the CPU."""
-    from ..io import load_image
-
-    c, h, _ = plan.image_shape
+def load_source(source: ImageSource, plan: DatasetPlan) -> tuple[torch.Tensor | None, torch.Tensor, tuple[str, ...]]:
+    """(truth or None, observation, notes) of one image, each (1, ...) on the CPU; a file is
+    prepared for the generator as it declares (``preparation.prepare_image``: never stretched),
+    and ``notes`` says what was done to it (empty: used as it is)."""
     corruption = plan.corruption_for(source.index)
+    expected = tuple(corruption.output_shape(plan.image_shape))
+    target = expected if plan.observed else plan.image_shape
+    notes: tuple[str, ...] = ()
+    if source.tensor is not None:
+        image = source.tensor
+    else:
+        try:
+            prepared = prepare_image(source.path, target,
+                                     plan.preparation if expected == plan.image_shape or not plan.observed else None,
+                                     center_crop=plan.center_crop, allow_resize=not plan.observed)
+        except NonSquareImageError as err:
+            raise ValueError(f"{err.name} is not square ({err.width}x{err.height}); pass --center-crop to crop its "
+                             "central square") from None
+        image, notes = prepared.tensor, prepared.notes
+    if tuple(image.shape[1:]) != target:
+        what = f"the observation {source.origin}" if plan.observed else f"image {source.origin}"
+        raise ValueError(f"{what} is {tuple(image.shape[1:])} (C, H, W) but {target} is needed")
     if plan.observed:
-        obs = source.tensor if source.tensor is not None else load_image(
-            source.path, resolution=None, channels=c, center_crop=plan.center_crop)
-        expected = tuple(corruption.output_shape(plan.image_shape))
-        if tuple(obs.shape[1:]) != expected:
-            raise ValueError(f"the observation {source.origin} is {tuple(obs.shape[1:])} (C, H, W) but "
-                             f"{corruption.describe()} of this generator's images gives {expected}")
-        return None, obs
-    truth = source.tensor if source.tensor is not None else load_image(
-        source.path, resolution=h, channels=c, center_crop=plan.center_crop)
-    if tuple(truth.shape[1:]) != plan.image_shape:
-        raise ValueError(f"image {source.origin} is {tuple(truth.shape[1:])} "
-                         f"but the generator makes {plan.image_shape}")
-    return truth, corruption(truth)
+        return None, image, notes
+    return image, corruption(image), notes
 
 
 def reconstruct_batch(build_model: Callable[[torch.Tensor], Any], observations: torch.Tensor,
@@ -327,12 +346,15 @@ def _batches(pending: Sequence[ImageSource], plan: DatasetPlan) -> list[list[Ima
 
 def reconstruct_dataset(sources: Sequence[ImageSource], plan: DatasetPlan, out_dir: str | Path,
                         ctx: DistributedContext | None = None, resume: bool = False, overwrite: bool = False,
-                        progress: bool = True) -> list[dict] | None:
+                        progress: bool = True, announce: bool = False) -> list[dict] | None:
     """Reconstruct every image of ``sources`` into ``out_dir/<name>/``; rank 0 writes the summary
     and returns its rows (in data-set order), the other ranks return None.
 
     Images already finished with the same settings are skipped with ``resume`` (refused without
     ``resume`` or ``overwrite``). With a process group the batches are dealt over the ranks.
+    ``announce``: print how many images --resume skips and, per image, what was done to prepare
+    it.  A single process interrupted by Ctrl-C writes the summary of the finished images and
+    raises ``Interrupted`` (a ``KeyboardInterrupt``) with their count.
     """
     from tqdm.auto import tqdm
 
@@ -358,6 +380,8 @@ def reconstruct_dataset(sources: Sequence[ImageSource], plan: DatasetPlan, out_d
     if problem:
         raise ValueError(problem)
     finished = set(done)
+    if announce and resume:
+        print(f"--resume: skipping {len(finished)} of {len(sources)} images already finished in {out}")
     pending = [s for s in sources if s.name not in finished]
     mine = shard(_batches(pending, plan), ctx)
     if mine:  # fill the caches (the prior's latent statistics) so that per-image times are per image
@@ -371,18 +395,25 @@ def reconstruct_dataset(sources: Sequence[ImageSource], plan: DatasetPlan, out_d
     try:
         for batch in mine:
             loaded = [load_source(s, plan) for s in batch]
-            observations = torch.cat([obs for _, obs in loaded])
+            if announce:
+                for s, (_, _, notes) in zip(batch, loaded):
+                    if notes:
+                        tqdm.write(f"image {s.origin}: " + "; ".join(notes))
+            observations = torch.cat([obs for _, obs, _ in loaded])
             corruption = plan.corruption_for(batch[0].index)
             outputs = reconstruct_batch(lambda o: plan.build_model(corruption, o), observations, plan.methods,
                                         [image_seed(plan.seed, s.index) for s in batch], plan.steps, plan.lr,
                                         plan.samples, plan.interval_scale)
-            for s, (truth, obs), result in zip(batch, loaded, outputs):
+            for s, (truth, obs, _), result in zip(batch, loaded, outputs):
                 rows.append(save_image_outputs(out / s.name, s, plan, truth, obs, result, weights))
                 bar.update(1)
-    except BaseException:
+    except BaseException as err:
         if not ctx.initialized:
             # a single process writes the summary of what is finished even when interrupted
-            write_summary(collect_rows(sources, out, plan.settings), out, complete=False)
+            finished_rows = collect_rows(sources, out, plan.settings)
+            write_summary(finished_rows, out, complete=False)
+            if isinstance(err, KeyboardInterrupt) and not isinstance(err, Interrupted):
+                raise Interrupted(len(finished_rows), len(sources)) from None
         raise
     finally:
         bar.close()
@@ -440,9 +471,8 @@ def write_summary(rows: Sequence[dict], out: Path, complete: bool = True, run: d
     ``complete``: every image finished; ``run``: processes, threads and the wall time of the
     reconstruction loop of this invocation, start-up excluded), both written atomically."""
     out.mkdir(parents=True, exist_ok=True)
-    columns: list[str] = []
-    for row in rows:
-        columns += [k for k in row if k not in columns]
+    keys = {k for row in rows for k in row}
+    columns = [k for k in SUMMARY_LEADING_COLUMNS if k in keys] + sorted(keys - set(SUMMARY_LEADING_COLUMNS))
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=columns, lineterminator="\n")
     writer.writeheader()

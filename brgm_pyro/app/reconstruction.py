@@ -20,6 +20,7 @@ from typing import Any, Sequence
 import torch
 
 from ..bundled import load_domain_features
+from ..choices import FEATURE_CHOICES, METHODS
 from ..corruptions import Corruption, make_corruption
 from ..generators import PriorGenerator
 from ..inference import fit_vi, map_estimate, run_mcmc
@@ -32,12 +33,10 @@ from .report import (  # noqa: F401 - re-exported: they lived here before brgm_p
     _show, format_parameter_report, json_safe, observation_display, parameter_report, summary_figure, write_json,
 )
 
-FEATURE_CHOICES = ("auto", "domain", "lpips-vgg", "lpips-alex", "none")
-METHODS = ("map", "vi", "fullrank", "mcmc")
-"""map: MAP (AutoDelta); vi: the paper's mean-field Gaussian guide (overconfident, see the README's
-calibration section); fullrank (recommended): multi-start MAP, the Laplace approximation at the
-best mode, then a full-rank Gaussian guide, fitted to the pixel-likelihood model
-(``calibrated_model``; calibrated on x4 super-resolution and in-painting); mcmc: NUTS."""
+# METHODS (brgm_pyro.choices): map: MAP (AutoDelta); vi: the paper's mean-field Gaussian guide
+# (overconfident); fullrank (recommended): multi-start MAP, the Laplace approximation at the best mode,
+# then a full-rank Gaussian guide, fitted to the pixel-likelihood model (``calibrated_model``;
+# calibrated on x4 super-resolution and in-painting); mcmc: NUTS.
 
 
 def build_features(kind: str, generator: PriorGenerator, device: torch.device | str = "cpu") -> torch.nn.Module | None:
@@ -98,22 +97,24 @@ def calibrated_model(model: BRGMModel) -> BRGMModel:
 
 
 def fit_fullrank(model: BRGMModel, seed: int | Sequence[int] = 0, map_steps: int = 500,
-                 num_starts: int = FULLRANK_STARTS, interval_scale: float = 1.0):
+                 num_starts: int = FULLRANK_STARTS, interval_scale: float = 1.0, progress: bool = False):
     """The recommended, calibrated posterior ("multistart-fullrank" of the calibration benchmark;
     "vi-fullrank" with ``num_starts=1``): MAP from w_avg and ``num_starts - 1`` prior draws
     (``map_steps`` Adam steps each, in one batch), the Laplace approximation at the mode with the
     highest log joint, then the full-rank Gaussian guide started there.  It is fitted to
     ``calibrated_model(model)`` (pixel likelihood and Gaussian prior only); the returned
     posterior's ``.model`` is that model.  A batched model: per-image starts, one batched fit.
-    ``interval_scale`` s widens it to N(mu, s^2 Sigma) (``inference.widening``: 1.35 is the
-    measured scale for in-painting with the bundled generator, ``BUNDLED_INTERVAL_SCALES``)."""
+    ``interval_scale`` s widens it to N(mu, s^2 Sigma) (``inference.widening``; the bundled
+    generator's metadata ``interval_scales`` holds its measured scales).  ``progress``: a bar for
+    each phase (multi-start MAP, Laplace, VI)."""
     check_interval_scale(interval_scale)  # before the fit, not after it
     target = calibrated_model(model)
     try:  # the Laplace step refuses models it cannot linearise (e.g. a non-Gaussian custom prior)
         if num_starts == 1:
             posterior = fullrank_from_laplace(target, seed, map_steps=map_steps)
         else:
-            posterior = fit_multistart_fullrank(target, num_starts=num_starts, num_steps=map_steps, seed=seed)
+            posterior = fit_multistart_fullrank(target, num_starts=num_starts, num_steps=map_steps, seed=seed,
+                                                progress=progress)
     except ValueError as err:
         raise ValueError(f"method fullrank: {err}") from None
     return widen(posterior, interval_scale)
@@ -137,7 +138,8 @@ def run_methods(model, methods: Sequence[str], steps: int = 500, lr: float = 0.1
         if method == "vi":
             posterior = fit_vi(model, num_steps=steps, lr=lr, seed=seed, progress=progress)
         elif method == "fullrank":
-            posterior = fit_fullrank(model, seed=seed, map_steps=steps, interval_scale=interval_scale)
+            posterior = fit_fullrank(model, seed=seed, map_steps=steps, interval_scale=interval_scale,
+                                     progress=progress)
         else:
             mcmc_result = run_mcmc(model, num_samples=mcmc_samples, warmup_steps=mcmc_samples, seed=seed,
                                    progress=progress)

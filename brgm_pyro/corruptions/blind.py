@@ -16,6 +16,7 @@ from typing import Sequence
 
 import pyro.distributions as dist
 
+from ..choices import BLIND_CHOICES
 from .base import Corruption
 from .blur import Blur
 from .compose import Compose
@@ -24,7 +25,6 @@ from .latent import LatentParameter
 from .shift import Shift
 from .super_resolution import SuperResolution
 
-BLIND_CHOICES = ("blur", "kernel", "shift", "gain")
 
 
 def blur_sigma_prior(median: float = 1.5, log_scale: float = 0.4) -> dist.Distribution:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..choices import TASKS
 from .base import Corruption
 from .blur import Blur
 from .compressed_sensing import CompressedSensing
@@ -13,7 +14,6 @@ from .masks import NUM_STANDARD_MASKS, standard_mask
 from .simple import Denoising, Grayscale
 from .super_resolution import SuperResolution
 
-TASKS = ("super-resolution", "inpainting", "denoising", "blur", "grayscale", "compressed-sensing")
 DEFAULT_SR_FACTOR = 4
 DEFAULT_BLUR_SIGMA = 1.5
 

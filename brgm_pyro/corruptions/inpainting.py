@@ -23,6 +23,9 @@ class Inpainting(Corruption):
     def __init__(self, mask: torch.Tensor | np.ndarray | str | Path) -> None:
         super().__init__()
         self.register_buffer("mask", as_binary_mask(mask))  # (1 or C, H, W)
+        if not bool(self.mask.any()):
+            raise ValueError("the in-painting mask observes no pixel (all 0 / black = hidden): there is nothing to "
+                             "reconstruct from; mark the observed pixels 1 (white)")
 
     def output_shape(self, input_shape: tuple[int, int, int]) -> tuple[int, int, int]:
         c, h, w = input_shape

@@ -7,12 +7,12 @@ import math
 import torch
 import torch.nn.functional as F
 
+from ..choices import SR_KERNELS
 from ..functional import gaussian_kernel_1d
 from .base import Corruption
 from .blur import separable_conv
 from .latent import LatentParameter
 
-SR_KERNELS = ("box", "bicubic", "bicubic-antialias", "gaussian")
 
 
 class SuperResolution(Corruption):

@@ -4,7 +4,7 @@ the fit of the interval scale, and the table of the named method configurations 
 It sits above the algorithms (``brgm_pyro.inference``) and below the application."""
 
 from .interval_scale import (
-    BUNDLED_INTERVAL_SCALES, DEFAULT_SCALES, ScaleFit, ScaleProblem, choose_scale, coverage_by_scale,
+    DEFAULT_SCALES, ScaleFit, ScaleProblem, choose_scale, coverage_by_scale,
     fit_interval_scale, fit_method_interval_scale, widened,
 )
 from .measures import DEFAULT_LEVELS, SBCQuantities, interval_coverage, joint_density_test, measure_problem
@@ -15,7 +15,7 @@ from .runner import calibrate
 from .statistics import chi_square_uniformity, rank_bins, sbc_summary, summarize_method
 
 __all__ = [
-    "BUNDLED_INTERVAL_SCALES", "CalibrationProblem", "CalibrationReport", "DEFAULT_LEVELS", "DEFAULT_SCALES",
+    "CalibrationProblem", "CalibrationReport", "DEFAULT_LEVELS", "DEFAULT_SCALES",
     "METHODS", "PosteriorMethod", "SBCQuantities", "ScaleFit", "ScaleProblem", "accepted_options", "calibrate",
     "chi_square_uniformity", "choose_scale", "coverage_by_scale", "derive_seed", "fit_interval_scale",
     "fit_method_interval_scale", "interval_coverage", "joint_density_test", "measure_problem", "methods_from",

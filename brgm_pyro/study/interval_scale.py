@@ -41,18 +41,11 @@ from .measures import DEFAULT_LEVELS, interval_coverage
 from .methods import accepted_options
 from .problems import derive_seed
 
-__all__ = ["BUNDLED_INTERVAL_SCALES", "DEFAULT_SCALES", "ScaleFit", "ScaleProblem", "choose_scale", "coverage_by_scale",
+__all__ = ["DEFAULT_SCALES", "ScaleFit", "ScaleProblem", "choose_scale", "coverage_by_scale",
            "fit_interval_scale", "fit_method_interval_scale", "widened"]
 
-
-BUNDLED_INTERVAL_SCALES: dict[str, float] = {"inpainting": 1.35, "super-resolution": 0.95}
-"""Interval scales of the recommended posterior (``fit_multistart_fullrank``) for the bundled
-generator, the calibration problems' model (w ~ per-dimension Gaussian prior, sigma_pixel 0.1) and
-the tasks of the calibration benchmark (in-painting with standard mask 0, x4 bicubic-antialias
-super-resolution), fitted on problem seed 2 (24 problems each) by ``benchmarks/interval_scale.py``
-(``benchmarks/results/interval_scale/interval_scale.json``) and checked on 49-50 held-out problems
-of seeds 0, 1, 3, 4 (README, "Calibration").  For SR the fitted 0.95 is within noise of 1.
-They hold for that setting only; fit your own with ``brgm calibrate --fit-interval-scale``."""
+# The measured scales of the bundled generator live in its metadata (``interval_scales``), read by
+# ``brgm_pyro.app.settings.interval_scale_for``.
 
 
 # --------------------------------------------------------------------------- fitting the scale

@@ -13,8 +13,8 @@ import numpy as np
 import torch
 
 from ..assets import FASHION_MNIST_CLASSES as FASHION_MNIST_CLASSES  # re-exported (old import path)
+from ..assets import FASHION_MNIST_DIR
 
-FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
 FASHION_MNIST_INSTALL_HINT = (
     "Fashion-MNIST is packaged by Debian: run `apt-get install -y dataset-fashion-mnist` "
     f"(it installs the IDX files in {FASHION_MNIST_DIR}/), or pass the folder that holds "

@@ -31,6 +31,7 @@ from ..frechet import frechet_distance
 from ..generators import load_generator
 from ..io import save_grid
 from ..models import BRGMConfig, brgm_model
+from ..preparation import FASHION_MNIST_PADDING
 from .data import FASHION_MNIST_DIR, load_fashion_mnist
 from .trainer import export_generator
 
@@ -190,8 +191,11 @@ def main(argv: list[str] | None = None) -> None:
     path = args.out / "fashion-mnist-32.pt"
     recommended = {"sigma_pixel": config.sigma_pixel, "sigma_perceptual": config.sigma_perceptual,
                    "kappa": config.kappa, "prior_std": config.prior_std}
+    # image_preparation: the transform the training data went through (training.data pads 28 -> 32);
+    # interval_scales are added from benchmarks/interval_scale.py's fit (tests/test_recalibration.py)
     export_generator(args.checkpoint, path, {"feature_network": "fashion-mnist-classifier",
-                                             "recommended_config": recommended, "data": "Fashion-MNIST train split"})
+                                             "recommended_config": recommended, "data": "Fashion-MNIST train split",
+                                             "image_preparation": FASHION_MNIST_PADDING.to_metadata()})
     G = load_generator(path, device="cpu")
     save_grid(generate(G, 64, seed=1), args.out / "fashion-mnist-32-samples.png", nrow=8)
     t0 = time.time()

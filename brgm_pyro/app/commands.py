@@ -1,0 +1,265 @@
+"""The ``brgm`` commands, each run on a resolved command line (``brgm_pyro.app.settings.Settings``).
+
+Building and running a reconstruction lives in ``brgm_pyro.app.reconstruction``; writing its
+images, metrics, figure and JSON in ``brgm_pyro.app.report``; data-set runs (several images,
+``evaluate``) in ``brgm_pyro.app.dataset_cli``.  ``demo`` and ``reconstruct`` (one image) share one
+flow, ``reconstruct_problems``.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.metadata
+import json
+import platform
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+import torch
+
+import brgm_pyro
+
+from .. import generators  # generators.load_generator looked up at call time (tests replace it)
+from ..bundled import load_test_images
+from ..corruptions import Corruption, make_corruption
+from ..functional import image_shape
+from ..generators import PriorGenerator
+from ..inference import to_inference_data
+from ..study import calibrate, methods_from, resolve_methods, simulate_problems
+from ..study.interval_scale import fit_method_interval_scale, widened
+from ..models import BRGMModel
+from ..training.trainer import TrainingConfig, export_generator, train_generator
+from .cli_args import corruption_from_settings, load_generator_and_features, model_from_settings, read_image
+from .dataset_cli import evaluate_command, reconstruct_command
+from .reconstruction import MethodOutput, run_methods
+from .report import (
+    figure_row, format_parameter_report, observation_display, parameter_report, save_outputs, summary_figure,
+    unplaced_draws_report, weights_report, write_json,
+)
+from .settings import DEMO_TASK_FOLDERS, Settings, clear_previous_outputs, interval_scale_for
+
+
+# --- the one flow of demo and reconstruct ------------------------------------------------------
+
+@dataclass
+class Problem:
+    """One observation of a ``demo`` / ``reconstruct`` run, and (once solved) its model and outputs."""
+
+    task: str
+    corruption: Corruption
+    observation: torch.Tensor
+    truth: torch.Tensor | None              # (1, C, H, W) on the CPU, or None for an observed image
+    interval_scale: float                   # widens the fullrank posterior (``interval_scale_for``)
+    folder: str | None = None               # subfolder of --out (None: --out itself)
+    title: str | None = None                # row title in the summary figure
+    model: BRGMModel | None = None
+    outputs: dict[str, MethodOutput] = field(default_factory=dict)
+
+
+def reconstruct_problems(settings: Settings, generator: PriorGenerator, features: torch.nn.Module | None,
+                         problems: list[Problem]) -> tuple[dict, Path]:
+    """Build each problem's model, run the settings' methods and refuse non-finite images; only
+    then clear the previous run's files and write each problem's images, metrics.json (one entry
+    per problem; a problem written into --out itself is the whole file) and summary.png.
+    Returns the metrics.json content and the figure's path."""
+    out = settings.out
+    for problem in problems:
+        problem.model = model_from_settings(settings, generator, problem.corruption, problem.observation, features)
+        if settings.progress:
+            print(f"{problem.title or problem.task}: {', '.join(settings.methods)}", flush=True)
+        problem.outputs = run_methods(problem.model, settings.methods, steps=settings.steps, lr=settings.lr,
+                                      samples=settings.samples, seed=settings.seed, progress=settings.progress,
+                                      interval_scale=problem.interval_scale)
+        _check_finite_outputs(problem.outputs)
+    clear_previous_outputs(settings)
+    entries, rows, notes = {}, [], []
+    for problem in problems:
+        folder = out if problem.folder is None else out / problem.folder
+        display = observation_display(problem.corruption, problem.observation, problem.model.image_shape)
+        entry = {"task": problem.task, "corruption": problem.model.corruption.describe(),
+                 "config": weights_report(problem.model),
+                 "metrics": save_outputs(folder, problem.truth, display, problem.outputs)}
+        fullrank = problem.outputs.get("fullrank")
+        if fullrank is not None:
+            entry["fullrank_interval_scale"] = problem.interval_scale
+        if fullrank is not None and fullrank.result.model is not problem.model:
+            entry["fullrank_config"] = weights_report(fullrank.result.model)  # its calibrated_model
+        unplaced = unplaced_draws_report(problem.outputs, generator, seed=settings.seed)
+        if unplaced:
+            entry["unplaced_draws"] = unplaced
+        flagged = [f"{method}: {r['count']} of {r['draws']} draws match no garment the generator makes (the domain "
+                   "classifier cannot place them)" for method, r in unplaced.items() if r["count"]]
+        if flagged:
+            notes.append(f"{problem.title or problem.task}: " + "; ".join(flagged))
+        parameters = parameter_report(problem.outputs)
+        if parameters:
+            entry["parameters"] = parameters
+            notes.append(format_parameter_report(parameters))
+        entries[problem.folder] = entry
+        rows.append(figure_row(display, problem.truth, problem.outputs))
+        if settings.save_inference_data:
+            for method, o in problem.outputs.items():
+                idata = to_inference_data(o.result, problem.model, num_draws=settings.samples)
+                idata.to_netcdf(str(folder / f"{method}_inference_data.nc"))
+    report = entries[None] if list(entries) == [None] else entries
+    write_json(report, out / "metrics.json")
+    if notes:
+        print("\n".join(notes))
+    titles = [p.title or "" for p in problems] if any(p.title for p in problems) else None
+    figure = summary_figure(rows, out / "summary.png", row_titles=titles, notes="\n".join(notes) or None)
+    return report, figure
+
+
+def _check_finite_outputs(outputs: dict[str, MethodOutput]) -> None:
+    for method, o in outputs.items():
+        if not bool(torch.isfinite(o.image).all()):
+            raise ValueError(f"{method} gave non-finite (NaN / inf) images: the optimisation diverged; nothing was "
+                             "written (try a smaller --lr)")
+
+
+# --- commands ----------------------------------------------------------------------------------
+
+def _version(name: str) -> str:
+    try:
+        return importlib.metadata.version(name)
+    except importlib.metadata.PackageNotFoundError:
+        return "not installed"
+
+
+def cmd_info(settings: Settings) -> int:
+    print(f"brgm-pyro {brgm_pyro.__version__}")
+    print(f"python    {platform.python_version()}")
+    print(f"torch     {torch.__version__}")
+    for name, dist in (("pyro", "pyro-ppl"), ("arviz", "arviz"), ("lpips", "lpips"), ("numpy", "numpy")):
+        print(f"{name:<9} {_version(dist)}")
+    if torch.cuda.is_available():
+        print(f"device    cuda ({torch.cuda.get_device_name(0)})")
+    else:
+        print("device    cpu (no GPU found)")
+    return 0
+
+
+def cmd_train_generator(settings: Settings) -> int:
+    o = settings.options
+    config = TrainingConfig(
+        data=o["data"], out_dir=o["out"], resolution=o["resolution"], channels=o["channels"],
+        z_dim=o["z_dim"], w_dim=o["w_dim"], mapping_layers=o["mapping_layers"],
+        channel_base=o["channel_base"], channel_max=o["channel_max"], batch_size=o["batch_size"],
+        iterations=o["iterations"], max_minutes=o["max_minutes"], lr=o["lr"], r1_gamma=o["r1_gamma"],
+        seed=o["seed"], snapshot_every=o["snapshot_every"],
+        device=o["device"] or ("cuda" if torch.cuda.is_available() else "cpu"),
+    )
+    state = train_generator(config, resume=not o["no_resume"], progress=not o["no_progress"])
+    print(f"trained {state.iteration} iterations ({state.images_seen} images) in {state.wall_seconds / 60:.1f} min")
+    if o["export"]:
+        export_generator(f"{o['out']}/checkpoint.pt", o["export"])
+        print(f"EMA generator written to {o['export']}")
+    return 0
+
+
+def cmd_reconstruct(settings: Settings) -> int:
+    if settings.dataset:  # several images, a folder, a glob, the bundled test set, or torchrun
+        return reconstruct_command(settings)
+    generator, features = load_generator_and_features(settings)
+    corruption = corruption_from_settings(settings, generator)
+    truth, observation = read_image(settings, generator, corruption)
+    scale = interval_scale_for(settings, generator.metadata if hasattr(generator, "metadata") else None,
+                               settings.task, settings.mask_id)
+    problem = Problem(settings.task, corruption, observation, truth, scale)
+    _, figure = reconstruct_problems(settings, generator, features, [problem])
+    print(f"outputs in {settings.out}; summary figure: {figure}")
+    return 0
+
+
+def cmd_demo(settings: Settings) -> int:
+    generator, features = load_generator_and_features(settings)
+    images, _, _ = load_test_images()
+    shape = image_shape(generator)
+    if tuple(images.shape[1:]) != shape:
+        raise ValueError(f"the demo images are {tuple(images.shape[1:])} but the generator makes {shape}; "
+                         "run the demo with the bundled generator, or use `brgm reconstruct`")
+    truth = images[settings.image_index:settings.image_index + 1]
+    mask_id = 0 if settings.mask_id is None else settings.mask_id
+    sr = make_corruption("super-resolution", shape[-1], factor=4, kernel=settings.kernel)
+    inpainting = make_corruption("inpainting", shape[-1], mask_id=mask_id)
+    metadata = getattr(generator, "metadata", None)
+    problems = [Problem(task, op, op(truth), truth, interval_scale_for(settings, metadata, task, mask_id),
+                        folder=task, title=title)
+                for task, op, title in zip(DEMO_TASK_FOLDERS, (sr, inpainting),
+                                           ("SR x4", f"in-painting, mask {mask_id}"))]
+    report, figure = reconstruct_problems(settings, generator, features, problems)
+    for name, entry in report.items():
+        m = entry["metrics"]
+        print(f"{name:>16}: RMSE  MAP {m['map']['rmse']:.1f}  posterior mean {m['fullrank']['rmse']:.1f}  "
+              f"(0-255 scale; posterior mean pixel std {m['fullrank']['mean_pixel_std']:.3f})")
+    scales = ", ".join(f"{p.task} x{p.interval_scale:g}" for p in problems)
+    print(f"posterior: method fullrank (8-start MAP, Laplace at the best mode, full-rank Gaussian VI), widened by "
+          f"the interval scale {scales} (the generator's measured scales; its calibration: see the docs)")
+    print(f"summary figure: {figure}")
+    return 0
+
+
+def cmd_evaluate(settings: Settings) -> int:
+    return evaluate_command(settings)  # per-image outputs, resumable, sharded under torchrun
+
+
+def cmd_calibrate(settings: Settings) -> int:
+    """Simulation-based calibration of posterior methods on problems drawn from the model."""
+    o = settings.options  # read-only: calibrate's options go straight into its calls
+    methods = resolve_methods(o['methods'], methods_from(o['imports']))
+    generator = generators.load_generator(o['generator'], device=o['device'])
+    corruption = make_corruption(o['task'], generator.img_resolution,
+                                 **({"factor": o['factor'], "kernel": o['kernel']} if o['task'] == "super-resolution"
+                                    else {"mask_id": o['mask_id']}))
+    problem_seed = o['seed'] if o['problem_seed'] is None else o['problem_seed']
+    problems = simulate_problems(generator, corruption, o['num_problems'], sigma_pixel=o['sigma_pixel'],
+                                 prior_std=o['prior_std'], seed=problem_seed)
+    identity = {"task": o['task'], "corruption": corruption.describe(), "generator": o['generator'],
+                "sigma_pixel": o['sigma_pixel'], "prior_std": o['prior_std'], "kappa": 0.0,
+                "problem_seed": problem_seed, "steps": o['steps']}
+    out = Path(o['out'])
+    if o['fit_interval_scale']:
+        return _fit_interval_scale(o, methods, problems, identity, out)
+    if o['interval_scale'] != 1.0:
+        methods = {f"{name}-x{o['interval_scale']:g}": widened(method, o['interval_scale'])
+                   for name, method in methods.items()}
+        identity["interval_scale"] = o['interval_scale']
+    report = calibrate(problems, methods, num_draws=o['num_draws'], seed=o['seed'], progress=not o['no_progress'],
+                       options={"num_steps": o['steps']}, settings=identity)
+    json_path = report.to_json(out / "calibration.json")
+    figure = report.figure(out / "calibration.png")
+    print(f"# {o['task']} ({corruption.describe()}), {o['num_problems']} problems (seed {problem_seed}), "
+          f"{o['num_draws']} draws, {o['steps']} steps, method seed {o['seed']}")
+    print(report.table())
+    print(f"written: {json_path} and {figure}")
+    return 0
+
+
+def _fit_interval_scale(o: Mapping[str, Any], methods: dict, problems: list, settings: dict, out: Path) -> int:
+    """``calibrate --fit-interval-scale``: fit the interval scale of the (one) method on the problems."""
+    if len(methods) != 1:
+        raise ValueError(f"--fit-interval-scale fits one method at a time, got {', '.join(methods)}")
+    (name, method), = methods.items()
+    fit = fit_method_interval_scale(problems, method, seed=o['seed'], num_draws=o['num_draws'],
+                                    options={"num_steps": o['steps']})
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / "interval_scale.json"
+    path.write_text(json.dumps({"method": name, "settings": settings, "num_draws": o['num_draws'],
+                                "seed": o['seed'], **fit.__dict__}, indent=1))
+    print(f"# interval scale of {name}: {o['task']} ({settings['corruption']}), {len(problems)} problems "
+          f"(seed {settings['problem_seed']}), {o['num_draws']} draws")
+    print("| scale | " + " | ".join(f"{a:g}" for a in fit.levels) + " | mean abs error |")
+    print("|---" * (len(fit.levels) + 2) + "|")
+    for s, row, err in zip(fit.scales, fit.coverage, fit.calibration_error):
+        mark = " <-" if s == fit.scale else ""
+        print(f"| {s:.2f} | " + " | ".join(f"{c:.3f}" for c in row) + f" | {err:.3f}{mark} |")
+    print(f"fitted scale: {fit.scale:g} (use --interval-scale {fit.scale:g}); written: {path}")
+    return 0
+
+
+COMMANDS: dict[str, Callable[[Settings], int]] = {
+    "info": cmd_info, "train-generator": cmd_train_generator, "demo": cmd_demo, "reconstruct": cmd_reconstruct,
+    "evaluate": cmd_evaluate, "calibrate": cmd_calibrate,
+}
+"""Command name -> the function that runs it."""
