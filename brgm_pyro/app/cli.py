@@ -468,11 +468,17 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-# Errors a user can act on (bad flag, image, mask, --out, device, checkpoint, missing weights):
-# one line on stderr and exit code 2.  Anything else is a bug and keeps its traceback.
-USER_ERRORS: tuple[type[BaseException], ...] = (ValueError, FileNotFoundError, PermissionError, IsADirectoryError,
-                                                NotADirectoryError, FileExistsError, CheckpointError,
+# Errors a user can act on (bad flag, image, mask, --out, device, checkpoint, missing weights, any bad
+# path: OSError, e.g. a name too long; memory exhausted): one line on stderr and exit code 2.  Anything
+# else is a bug and keeps its traceback.
+USER_ERRORS: tuple[type[BaseException], ...] = (ValueError, OSError, MemoryError, CheckpointError,
                                                 UnsafeCheckpointError)
+
+
+def _out_of_memory(err: BaseException) -> bool:
+    """torch's allocators report exhausted memory as a RuntimeError."""
+    text = str(err).lower()
+    return isinstance(err, RuntimeError) and ("out of memory" in text or "can't allocate memory" in text)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -481,8 +487,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         check_args(args)
         return int(args.func(args) or 0)
-    except USER_ERRORS as err:
-        message = " ".join(str(err).split()) or type(err).__name__
+    except (*USER_ERRORS, RuntimeError) as err:
+        if isinstance(err, RuntimeError) and not _out_of_memory(err):
+            raise
+        message = " ".join(str(err).split())[:2000] or type(err).__name__
+        if isinstance(err, MemoryError) or _out_of_memory(err):
+            message = f"out of memory ({message})"
         print(f"brgm {args.command}: error: {message}", file=sys.stderr)
         return 2
 

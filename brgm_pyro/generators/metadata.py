@@ -89,7 +89,7 @@ def _dict(value: Any, where: str) -> dict:
 
 def _recommended_config(value: Any, where: str) -> dict:
     config = _dict(value, where)
-    unknown = sorted(_brief(k) for k in config if k not in RECOMMENDED_KEYS)
+    unknown = sorted(k[:40] for k in config if k not in RECOMMENDED_KEYS)  # keys: strings (_check_plain)
     if unknown:
         raise _Fail(f"{where} has unknown keys {unknown[:5]}; known: {list(RECOMMENDED_KEYS)}")
     out: dict[str, Any] = {}
@@ -107,7 +107,7 @@ def _recommended_config(value: Any, where: str) -> dict:
 
 def _image_preparation(value: Any, where: str) -> dict:
     prep = _dict(value, where)
-    unknown = sorted(_brief(k) for k in prep if k not in ("method", "from_size", "fill"))
+    unknown = sorted(k[:40] for k in prep if k not in ("method", "from_size", "fill"))
     if unknown:
         raise _Fail(f"{where} has unknown keys {unknown[:5]}; known: ['method', 'from_size', 'fill']")
     method = prep.get("method")
