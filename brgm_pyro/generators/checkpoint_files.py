@@ -78,6 +78,13 @@ def loading_errors(source: Any, file_size: int | None = None) -> Iterator[None]:
         raise CheckpointError(f"{name}: cannot be loaded ({type(err).__name__}: {text[:200]})") from None
     except OSError as err:
         raise CheckpointError(f"{name} cannot be read: {err.strerror or type(err).__name__}") from None
+    except Exception as err:  # a reader bug on odd input: still one clean error for the user, marked as a bug
+        text = " ".join(str(err).split())
+        raise CheckpointError(f"{name}: cannot be loaded ({type(err).__name__}: {text[:200]}); {READER_BUG}") from err
+
+
+READER_BUG = "this is a bug in brgm-pyro's checkpoint reader, please report it"
+"""Marks a ``CheckpointError`` made from an unexpected exception (the fuzzer fails on it)."""
 
 
 class CheckpointNotFoundError(CheckpointError, FileNotFoundError):

@@ -28,6 +28,11 @@ from .stylegan2 import StyleGAN2Config, StyleGAN2Generator
 
 MAX_RECORD_DEPTH = 32
 MAX_RECORDS = 100_000
+MAX_NAME = 200
+"""Longest module / parameter / buffer name (a state-dict key is at most 33 of them joined)."""
+MAX_KEY_CHARS = 16 << 20
+"""Characters of all state-dict keys made while flattening (names shared through the memo are
+joined again for every key, so this bounds the work, not the file)."""
 
 
 def record_state_dict(root: PersistentObject, source: Any = None) -> dict[str, torch.Tensor]:
@@ -38,6 +43,7 @@ def record_state_dict(root: PersistentObject, source: Any = None) -> dict[str, t
     """
     out: dict[str, torch.Tensor] = {}
     seen: set[int] = set()
+    key_chars = 0
     pending: list[tuple[PersistentObject, str, int]] = [(root, "", 0)]
     while pending:
         record, prefix, depth = pending.pop()
@@ -59,10 +65,15 @@ def record_state_dict(root: PersistentObject, source: Any = None) -> dict[str, t
             if not isinstance(tensors, dict):
                 raise CheckpointError(f"{describe(source)}: {where}.{group} is a {type(tensors).__name__}, not a dict")
             for name, value in tensors.items():
-                if type(name) is not str:
-                    raise CheckpointError(f"{describe(source)}: {where}.{group} has a non-string key")
+                if type(name) is not str or len(name) > MAX_NAME:
+                    raise CheckpointError(f"{describe(source)}: {where}.{group} has a key that is not a name of at "
+                                          f"most {MAX_NAME} characters")
                 if value is None or name in skip:
                     continue
+                key_chars += len(prefix) + len(name)
+                if key_chars > MAX_KEY_CHARS:
+                    raise CheckpointError(f"{describe(source)}: its state-dict keys take more than {MAX_KEY_CHARS} "
+                                          "characters in all")
                 if not isinstance(value, torch.Tensor):
                     raise CheckpointError(f"{describe(source)}: {prefix + name} is a {type(value).__name__}, "
                                           "not a tensor")
@@ -73,7 +84,7 @@ def record_state_dict(root: PersistentObject, source: Any = None) -> dict[str, t
         for name, child in modules.items():
             if child is None:
                 continue
-            if type(name) is not str or not isinstance(child, PersistentObject):
+            if type(name) is not str or len(name) > MAX_NAME or not isinstance(child, PersistentObject):
                 raise CheckpointError(f"{describe(source)}: sub-module {prefix}{short_repr(name)} is a "
                                       f"{type(child).__name__}, not a persistent network object")
             pending.append((child, f"{prefix}{name}.", depth + 1))

@@ -59,6 +59,10 @@ MAX_SAME_HASH = 8
 SMALL_CONTAINER = 8
 """Containers up to this size are not tracked: collisions among them cost at most 8 x 8 comparisons."""
 MAX_MEMO_INDEX = 2**32
+MAX_TEXT_BYTES = 256 << 20
+"""Encoded bytes of all strings in one pickle (a str takes at most 4 bytes per encoded byte)."""
+_TEXT_OPCODES = {"UNICODE", "SHORT_BINUNICODE", "BINUNICODE", "BINUNICODE8", "STRING", "BINSTRING",
+                 "SHORT_BINSTRING"}
 FORBIDDEN_OPCODES = {"INST", "OBJ", "EXT1", "EXT2", "EXT4", "PERSID", "BYTEARRAY8", "NEXT_BUFFER",
                      "READONLY_BUFFER"}
 
@@ -731,11 +735,11 @@ def _prescan(stream: ByteReader, budget: Budget, allow_persistent: bool) -> None
     """Walk the opcodes without building or copying anything (each step O(1) but newline searches).
 
     Refuses truncation, unknown and refused opcodes, ints over ``MAX_INT_BITS`` bits (from the
-    length prefix or digit count, before any decoding), memo indices outside [0, 2**32) and more
-    than ``Budget.max_ops`` opcodes.
+    length prefix or digit count, before any decoding), memo indices outside [0, 2**32), more than
+    ``MAX_TEXT_BYTES`` of strings and more than ``Budget.max_ops`` opcodes.
     """
     view, pos, end = stream.view, stream.pos, len(stream.view)
-    n = 0
+    n = text = 0
 
     def truncated(what: str) -> None:
         budget.fail(f"the pickle ends early: the file is truncated ({what} at byte {pos})")
@@ -770,6 +774,8 @@ def _prescan(stream: ByteReader, budget: Budget, allow_persistent: bool) -> None
                 line = bytes(view[pos:pos + j]) if j <= MAX_INT_TEXT else b""
                 if name in ("INT", "LONG", "PUT", "GET") and (j > MAX_INT_TEXT or not line.strip()):
                     budget.fail(f"the pickle's {name} argument is not a number of at most {MAX_INT_BITS} bits")
+                if name in _TEXT_OPCODES:
+                    text += j
                 pos += j + 1
             if name in ("PUT", "GET"):
                 try:
@@ -791,7 +797,12 @@ def _prescan(stream: ByteReader, budget: Budget, allow_persistent: bool) -> None
                             "refused (arithmetic on them is slow)")
             if length > end - pos:
                 truncated(f"{name} of {length} bytes")
+            if name in _TEXT_OPCODES:
+                text += length
             pos += length
+        if text > MAX_TEXT_BYTES:
+            budget.fail(f"the pickle's strings take more than {MAX_TEXT_BYTES} bytes; no real checkpoint has that "
+                        "much text")
     budget.count_ops(n & 0xFFFF)
 
 
