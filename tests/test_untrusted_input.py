@@ -71,7 +71,8 @@ def test_npy_header_shape_is_checked_before_reading(tmp_path):
     with pytest.raises(ValueError, match="got dtype complex128"):
         load_image(path, resolution=32)
     np.save(path, np.full((8, 8, 3), 0.5, np.float32))
-    assert torch.allclose(load_image(path, resolution=8), torch.zeros(1, 3, 8, 8), atol=2 / 255)  # 0.5 -> 128 / 127.5 - 1
+    loaded = load_image(path, resolution=8)  # 0.5 -> 128 -> 128 / 127.5 - 1
+    assert torch.allclose(loaded, torch.zeros(1, 3, 8, 8), atol=2 / 255)
 
 
 def test_animated_png_uses_its_first_frame_and_says_so(tmp_path):

@@ -17,16 +17,16 @@ with its dangerous opcodes replaced:
 - Every int in the stream has at most ``MAX_INT_BITS`` bits and every memo index lies in
   [0, 2**32) (checked by the opcode walk, before anything is built): no arithmetic on huge ints.
 - ``INST``, ``OBJ``, ``EXT1/2/4``, ``PERSID`` and the protocol-5 buffer opcodes are refused.
-- Before anything is built, ``pickletools.genops`` walks the opcode stream: truncation, unknown
-  opcodes, huge ints and streams longer than ``MAX_PICKLE_OPS`` opcodes are refused while nothing
-  is allocated (the walk reads bytes arguments as zero-copy views).
+- Before anything is built, ``_prescan`` walks the opcode stream (``pickletools``' opcode table,
+  skipping over arguments without copying them): truncation, unknown opcodes, huge ints, too much
+  text and streams longer than ``MAX_PICKLE_OPS`` opcodes are refused while nothing is allocated.
 
 Tensors are rebuilt by ``_rebuild_tensor`` from a storage whose bytes are in the file, after
 checking dtype, offset, shape and strides against that storage, and counting the declared bytes
 against a ``Budget`` derived from the file size: every tensor view (``max_tensor_bytes``) and every
-storage made (``max_storage_bytes``; a nested blob rebuilt twice is charged twice). numpy values (``weight_gain`` scalars, stylegan3's
-small int arrays) are rebuilt from their raw bytes with plain numeric dtypes only; numpy's own
-reconstructors are never called on file data.
+storage made (``max_storage_bytes``; a nested blob rebuilt twice is charged twice). numpy values
+(``weight_gain`` scalars, stylegan3's small int arrays) are rebuilt from their raw bytes with plain
+numeric dtypes only; numpy's own reconstructors are never called on file data.
 """
 
 from __future__ import annotations
