@@ -589,3 +589,23 @@ def test_default_config_refuses_bad_in_memory_metadata():
             default_config(G, SuperResolution(2))
     G.metadata = {"recommended_config": torch.zeros(2)}  # not a dict: the released balance
     assert default_config(G, SuperResolution(2)).prior_std == "scalar"
+
+
+def test_files_are_mapped_and_read_only_where_mapping_is_unsupported(monkeypatch, tmp_path):
+    import errno
+    import mmap
+
+    G = randomized_generator()
+    save_generator(G, tmp_path / "g.pt")
+    assert_same_generator(G, load_generator(tmp_path / "g.pt", device="cpu"))  # mapped
+
+    def refuse(code):
+        def fake_mmap(*args, **kwargs):
+            raise OSError(code, os.strerror(code))
+        return fake_mmap
+
+    monkeypatch.setattr(mmap, "mmap", refuse(errno.ENODEV))  # no mmap on this file system: read instead
+    assert_same_generator(G, load_generator(tmp_path / "g.pt", device="cpu"))
+    monkeypatch.setattr(mmap, "mmap", refuse(errno.ENOMEM))  # e.g. an address-space limit: a clean error
+    with pytest.raises(CheckpointError, match=r"g.pt' \(\d+ bytes\) cannot be mapped into memory"):
+        load_generator(tmp_path / "g.pt", device="cpu")

@@ -91,9 +91,14 @@ class CheckpointNotFoundError(CheckpointError, FileNotFoundError):
     """No file at the given path (also a ``FileNotFoundError``)."""
 
 
-def read_checkpoint_bytes(path: Path, max_bytes: int = MAX_CHECKPOINT_BYTES) -> mmap.mmap:
-    """The content of the regular file ``path``, mapped copy-on-write (nothing is read up front), with a
-    clear error for anything else. Its size is checked against ``max_bytes`` before it is mapped."""
+def read_checkpoint_bytes(path: Path, max_bytes: int = MAX_CHECKPOINT_BYTES) -> mmap.mmap | bytearray:
+    """The content of the regular file ``path``, mapped copy-on-write (nothing is read up front; read
+    into memory only on a file system that cannot map it), with a clear error for anything else. Its
+    size is checked against ``max_bytes`` before it is mapped.
+
+    Caveat of mapping: if another process truncates the file while it is being loaded, reading the
+    missing pages ends the process with SIGBUS (the file is never written by brgm-pyro).
+    """
     name = describe(path)
     try:
         info = os.stat(path)
@@ -115,11 +120,32 @@ def read_checkpoint_bytes(path: Path, max_bytes: int = MAX_CHECKPOINT_BYTES) -> 
         _check_regular(info, name, max_bytes)
         try:
             return mmap.mmap(fd, info.st_size, access=mmap.ACCESS_COPY)
-        except (OSError, ValueError, MemoryError, OverflowError) as err:
-            raise CheckpointError(f"{name} ({info.st_size} bytes) cannot be mapped into memory: "
-                                  f"{getattr(err, 'strerror', None) or err} (an address-space limit?)") from None
+        except OSError as err:
+            if err.errno not in (errno.ENODEV, errno.EINVAL, errno.EACCES, errno.EOPNOTSUPP):
+                raise CheckpointError(f"{name} ({info.st_size} bytes) cannot be mapped into memory: "
+                                      f"{err.strerror} (an address-space limit?)") from None
+        except (ValueError, MemoryError, OverflowError) as err:
+            raise CheckpointError(f"{name} ({info.st_size} bytes) cannot be mapped into memory: {err} "
+                                  "(an address-space limit?)") from None
+        return _read_whole(fd, info.st_size, name)  # a file system without mmap support
     finally:
-        os.close(fd)  # the mapping stays valid
+        os.close(fd)  # a mapping stays valid
+
+
+def _read_whole(fd: int, size: int, name: str) -> bytearray:
+    """The ``size`` bytes of the open file ``fd``, read into memory (the fallback when it cannot be mapped)."""
+    try:
+        data = bytearray(size)
+    except MemoryError:
+        raise CheckpointError(f"{name}: not enough memory to read its {size} bytes") from None
+    view = memoryview(data)
+    done = 0
+    while done < size:
+        n = os.readv(fd, [view[done:]])
+        if not n:
+            raise CheckpointError(f"{name} shrank while being read ({done} of {size} bytes)")
+        done += n
+    return data
 
 
 def _check_regular(info: os.stat_result, name: str, max_bytes: int) -> None:

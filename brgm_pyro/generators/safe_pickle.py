@@ -59,8 +59,8 @@ MAX_SAME_HASH = 8
 SMALL_CONTAINER = 8
 """Containers up to this size are not tracked: collisions among them cost at most 8 x 8 comparisons."""
 MAX_MEMO_INDEX = 2**32
-MAX_TEXT_BYTES = 256 << 20
-"""Encoded bytes of all strings in one pickle (a str takes at most 4 bytes per encoded byte)."""
+MAX_TEXT_BYTES = 64 << 20
+"""Encoded bytes of all strings in one pickle (their str objects take at most 4x that: 256 MiB)."""
 _TEXT_OPCODES = {"UNICODE", "SHORT_BINUNICODE", "BINUNICODE", "BINUNICODE8", "STRING", "BINSTRING",
                  "SHORT_BINSTRING"}
 FORBIDDEN_OPCODES = {"INST", "OBJ", "EXT1", "EXT2", "EXT4", "PERSID", "BYTEARRAY8", "NEXT_BUFFER",
