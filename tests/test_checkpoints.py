@@ -609,3 +609,22 @@ def test_files_are_mapped_and_read_only_where_mapping_is_unsupported(monkeypatch
     monkeypatch.setattr(mmap, "mmap", refuse(errno.ENOMEM))  # e.g. an address-space limit: a clean error
     with pytest.raises(CheckpointError, match=r"g.pt' \(\d+ bytes\) cannot be mapped into memory"):
         load_generator(tmp_path / "g.pt", device="cpu")
+
+
+def test_module_limits_are_read_at_load_time(monkeypatch):
+    from pathlib import Path
+
+    from brgm_pyro.bundled import pretrained_path
+    from brgm_pyro.generators import checkpoint_files, safe_pickle
+
+    monkeypatch.setattr(checkpoint_files, "MAX_CHECKPOINT_BYTES", 1000)
+    with pytest.raises(CheckpointError, match="more than the 1000-byte limit for checkpoints"):
+        load_generator(Path(pretrained_path("fashion-mnist-32.pt")), device="cpu")
+    monkeypatch.undo()
+    monkeypatch.setattr(safe_pickle, "MAX_PICKLE_OPS", 100)
+    with pytest.raises(CheckpointError, match="more than 100 opcodes"):
+        load_generator(Path(pretrained_path("fashion-mnist-32.pt")), device="cpu")
+    monkeypatch.undo()
+    monkeypatch.setattr(checkpoint_files, "MAX_ZIP_MEMBERS", 3)
+    with pytest.raises(CheckpointError, match="more than 3 members"):
+        load_generator(Path(pretrained_path("fashion-mnist-32.pt")), device="cpu")

@@ -34,7 +34,9 @@ from .checkpoints import CheckpointError, describe
 from .safe_pickle import Budget, ByteReader, Storage, StorageType, load_pickle, short_repr, storage_from_bytes
 
 MAX_CHECKPOINT_BYTES = 8 << 30
-"""Largest checkpoint read (the BRGM authors' FFHQ pickle is about 364 MB)."""
+"""Largest checkpoint read (the BRGM authors' FFHQ pickle is about 364 MB). This and the other
+upper-case limits of ``checkpoint_files`` / ``safe_pickle`` / ``nvidia_pickle`` / ``metadata`` are
+read when a file is loaded: set them on the module to change them for the process."""
 MAX_ZIP_MEMBERS = 100_000
 MAX_CENTRAL_DIRECTORY_BYTES = 32 << 20
 """A zip's central directory (torch.save writes about 100 bytes per member)."""
@@ -91,7 +93,7 @@ class CheckpointNotFoundError(CheckpointError, FileNotFoundError):
     """No file at the given path (also a ``FileNotFoundError``)."""
 
 
-def read_checkpoint_bytes(path: Path, max_bytes: int = MAX_CHECKPOINT_BYTES) -> mmap.mmap | bytearray:
+def read_checkpoint_bytes(path: Path, max_bytes: int | None = None) -> mmap.mmap | bytearray:
     """The content of the regular file ``path``, mapped copy-on-write (nothing is read up front; read
     into memory only on a file system that cannot map it), with a clear error for anything else. Its
     size is checked against ``max_bytes`` before it is mapped.
@@ -100,6 +102,7 @@ def read_checkpoint_bytes(path: Path, max_bytes: int = MAX_CHECKPOINT_BYTES) -> 
     missing pages ends the process with SIGBUS (the file is never written by brgm-pyro).
     """
     name = describe(path)
+    max_bytes = MAX_CHECKPOINT_BYTES if max_bytes is None else max_bytes
     try:
         info = os.stat(path)
     except FileNotFoundError:
@@ -215,14 +218,16 @@ def _end_record(data: Any) -> tuple[int, int, int] | None:
     return location, cd_size, cd_offset
 
 
-def check_central_directory(data: Any, name: str, max_members: int = MAX_ZIP_MEMBERS,
-                            max_bytes: int = MAX_CENTRAL_DIRECTORY_BYTES) -> int:
+def check_central_directory(data: Any, name: str, max_members: int | None = None,
+                            max_bytes: int | None = None) -> int:
     """Number of central-directory entries, counted the way ``zipfile`` walks them, before it does.
 
     Refuses a directory larger than ``max_bytes`` or outside the file, and more than
     ``max_members`` entries (work: at most ``max_members`` + 1 fixed-size steps). Structural errors
     are left to ``zipfile`` (it reports them with the same records).
     """
+    max_members = MAX_ZIP_MEMBERS if max_members is None else max_members
+    max_bytes = MAX_CENTRAL_DIRECTORY_BYTES if max_bytes is None else max_bytes
     found = _end_record(data)
     if found is None:
         return 0

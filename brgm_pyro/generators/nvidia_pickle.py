@@ -20,8 +20,8 @@ from typing import Any, BinaryIO
 
 import torch
 
-from .checkpoint_files import (MAX_CHECKPOINT_BYTES, loading_errors, read_checkpoint_bytes, read_plain_pickle, sniff,
-                               state_bytes_limit)
+from . import checkpoint_files
+from .checkpoint_files import loading_errors, read_checkpoint_bytes, read_plain_pickle, sniff, state_bytes_limit
 from .checkpoints import CheckpointError, build_stylegan2, describe
 from .safe_pickle import EasyDict, PersistentObject, describe_keys, short_repr
 from .stylegan2 import StyleGAN2Config, StyleGAN2Generator
@@ -104,9 +104,10 @@ def read_network_pickle(source: str | Path | BinaryIO) -> Any:
         if isinstance(source, (str, Path)):
             data = read_checkpoint_bytes(Path(source))
         else:
-            data = source.read(MAX_CHECKPOINT_BYTES + 1)
-            if len(data) > MAX_CHECKPOINT_BYTES:
-                raise CheckpointError(f"{describe(name)} is larger than the {MAX_CHECKPOINT_BYTES}-byte limit")
+            limit = checkpoint_files.MAX_CHECKPOINT_BYTES
+            data = source.read(limit + 1)
+            if len(data) > limit:
+                raise CheckpointError(f"{describe(name)} is larger than the {limit}-byte limit")
             if not data:
                 raise CheckpointError(f"{describe(name)} is empty")
     with loading_errors(name, len(data)):

@@ -86,12 +86,12 @@ def describe_keys(value: Any, limit: int = 10) -> str:
 class Budget:
     """Limits for everything read from one checkpoint file."""
 
-    def __init__(self, source: Any, max_tensor_bytes: int, max_ops: int = MAX_PICKLE_OPS,
+    def __init__(self, source: Any, max_tensor_bytes: int, max_ops: int | None = None,
                  max_storage_bytes: int | None = None) -> None:
         self.source = source
         self.max_tensor_bytes = max_tensor_bytes
         self.max_storage_bytes = max_tensor_bytes if max_storage_bytes is None else max_storage_bytes
-        self.max_ops = max_ops
+        self.max_ops = MAX_PICKLE_OPS if max_ops is None else max_ops
         self.tensor_bytes = 0
         self.storage_bytes = 0
         self.ops = 0
