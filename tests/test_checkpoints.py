@@ -457,17 +457,18 @@ def test_opcode_walk_bounds_ints_memo_indices_and_lengths(body, match):
 
 
 def test_nested_blob_rebuilds_are_charged_each_time():
-    blob = torch.arange(1000.0)._typed_storage().__reduce__()[1][0]  # one stored 4000-byte storage
+    blob = torch.arange(1000.0)._typed_storage().__reduce__()[1][0]  # one stored blob: header + 4000 bytes
     a = Asm().empty_list().mark().g("torch.storage", "_load_from_bytes").put(1).b(blob).put(0).tuple1().reduce()
     for _ in range(3):
         a.get(1).get(0).tuple1().reduce()  # the same stored blob, rebuilt again
     data = a.appends().bytes()
-    budget = Budget("test", max_tensor_bytes=1 << 20, max_storage_bytes=4 * 4000)
+    total = 4 * len(blob)  # each call parses and copies the whole blob
+    budget = Budget("test", max_tensor_bytes=1 << 20, max_storage_bytes=total)
     storages = load_pickle(ByteReader(data), budget)
-    assert len(storages) == 4 and budget.storage_bytes == 16000
+    assert len(storages) == 4 and budget.storage_bytes == total
     assert all(torch.equal(s.data, torch.arange(1000.0)) for s in storages)
-    with pytest.raises(CheckpointError, match="storages take 16000 bytes in all, more than the 15999 bytes"):
-        load_pickle(ByteReader(data), Budget("test", max_tensor_bytes=1 << 20, max_storage_bytes=15999))
+    with pytest.raises(CheckpointError, match=f"storages take {total} bytes in all, more than the {total - 1} bytes"):
+        load_pickle(ByteReader(data), Budget("test", max_tensor_bytes=1 << 20, max_storage_bytes=total - 1))
 
 
 def test_state_entries_are_charged_per_entry(tmp_path):

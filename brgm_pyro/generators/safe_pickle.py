@@ -492,6 +492,9 @@ def _storage_from_legacy_bytes(budget: Budget, blob: Any, *extra: Any) -> Storag
     """
     if extra or type(blob) is not bytes:
         budget.fail("torch.storage._load_from_bytes called without one bytes argument")
+    # Every call parses and copies the whole blob: charge all of it, each time, before any work (one
+    # stored blob rebuilt many times through the memo would otherwise cost calls x blob size).
+    budget.add_storage(len(blob))
     if budget.in_blob:
         budget.fail("a nested tensor blob holds another nested blob")
     budget.in_blob = True
@@ -540,7 +543,6 @@ def _parse_legacy_blob(budget: Budget, blob: bytes) -> Storage:
     itemsize = torch.empty((), dtype=dtype).element_size()
     if offset + numel * itemsize != len(blob):
         budget.fail(f"a nested tensor blob declares {numel} elements but holds {len(blob) - offset} bytes")
-    budget.add_storage(numel * itemsize)  # charged before the copy is made (every call copies)
     return storage_from_bytes(bytearray(memoryview(blob)[offset:]), 0, numel, dtype, budget, charged=True)
 
 
