@@ -629,3 +629,12 @@ def test_module_limits_are_read_at_load_time(monkeypatch):
     monkeypatch.setattr(checkpoint_files, "MAX_ZIP_MEMBERS", 3)
     with pytest.raises(CheckpointError, match="more than 3 members"):
         load_generator(Path(pretrained_path("fashion-mnist-32.pt")), device="cpu")
+
+
+def test_text_ints_up_to_the_bit_limit_are_read_and_bad_paths_are_checkpoint_errors(tmp_path):
+    assert load_pickle(ByteReader(_pickle(b"L" + b"9" * 78 + b"L\n")), _budget()) == 10**78 - 1
+    assert load_pickle(ByteReader(_pickle(b"I-" + b"9" * 78 + b"\n")), _budget()) == -(10**78 - 1)
+    with pytest.raises(CheckpointError, match="not a usable path"):
+        load_generator(str(tmp_path / "a\0b.pt"), device="cpu")
+    with pytest.raises(CheckpointError, match="File name too long"):
+        load_generator(tmp_path / ("x" * 5000), device="cpu")

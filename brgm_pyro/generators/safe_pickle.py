@@ -385,7 +385,8 @@ class Constructor:
         return f"<constructor {self.name}>"
 
 
-def _ints(value: Any, what: str, budget: Budget, max_len: int = MAX_TENSOR_DIMS) -> tuple[int, ...]:
+def _ints(value: Any, what: str, budget: Budget, max_len: int | None = None) -> tuple[int, ...]:
+    max_len = MAX_TENSOR_DIMS if max_len is None else max_len
     if type(value) not in (tuple, list) or len(value) > max_len \
             or any(type(v) is not int or not -2**62 < v < 2**62 for v in value):
         budget.fail(f"tensor {what} {short_repr(value)} is not a tuple of at most {max_len} ints")
@@ -729,8 +730,11 @@ for _code, _method in [
 _CODE2OP = {op.code.encode("latin-1")[0]: op for op in pickletools.opcodes}
 _LENGTH_WIDTH = {pickletools.TAKEN_FROM_ARGUMENT1: (1, False), pickletools.TAKEN_FROM_ARGUMENT4: (4, True),
                  pickletools.TAKEN_FROM_ARGUMENT4U: (4, False), pickletools.TAKEN_FROM_ARGUMENT8U: (8, False)}
-MAX_INT_TEXT = 82
-"""Longest text INT / LONG argument: MAX_INT_BITS bits take at most 78 digits (+ sign, "L")."""
+
+
+def _max_int_text() -> int:
+    """Longest text INT / LONG argument: the digits of a MAX_INT_BITS-bit int (78 for 256), sign, "L"."""
+    return len(str(2**MAX_INT_BITS)) + 2
 
 
 def _prescan(stream: ByteReader, budget: Budget, allow_persistent: bool) -> None:
@@ -742,6 +746,7 @@ def _prescan(stream: ByteReader, budget: Budget, allow_persistent: bool) -> None
     """
     view, pos, end = stream.view, stream.pos, len(stream.view)
     n = text = 0
+    max_int_text = _max_int_text()
 
     def truncated(what: str) -> None:
         budget.fail(f"the pickle ends early: the file is truncated ({what} at byte {pos})")
@@ -773,8 +778,8 @@ def _prescan(stream: ByteReader, budget: Budget, allow_persistent: bool) -> None
                 j = _find_newline(view[pos:end])
                 if j < 0:
                     truncated(f"text argument of {name}")
-                line = bytes(view[pos:pos + j]) if j <= MAX_INT_TEXT else b""
-                if name in ("INT", "LONG", "PUT", "GET") and (j > MAX_INT_TEXT or not line.strip()):
+                line = bytes(view[pos:pos + j]) if j <= max_int_text else b""
+                if name in ("INT", "LONG", "PUT", "GET") and (j > max_int_text or not line.strip()):
                     budget.fail(f"the pickle's {name} argument is not a number of at most {MAX_INT_BITS} bits")
                 if name in _TEXT_OPCODES:
                     text += j
