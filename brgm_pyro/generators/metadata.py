@@ -160,28 +160,29 @@ def _plain_text(value: Any, where: str) -> str:
 
 
 def _check_plain(value: Any, where: str) -> None:
-    """Plain data only, iteratively (no recursion on file data), at most MAX_DEPTH deep, MAX_ITEMS values."""
+    """Plain data only, iteratively (no recursion on file data), at most MAX_DEPTH deep and MAX_ITEMS
+    values in all (counted when a container is opened, so at most MAX_ITEMS wait to be checked)."""
     pending: list[tuple[Any, str, int]] = [(value, where, 0)]
-    seen = 0
+    seen = 1
     while pending:
         item, path, depth = pending.pop()
-        seen += 1
-        if seen > MAX_ITEMS:
-            raise _Fail(f"{where} holds more than {MAX_ITEMS} values")
         if depth > MAX_DEPTH:
             raise _Fail(f"{path} nests deeper than {MAX_DEPTH} levels")
         kind = type(item)
         if item is None or kind in (bool, int, float, str):
             continue
-        if kind in (list, tuple):
-            pending.extend((v, f"{path}[{i}]", depth + 1) for i, v in enumerate(item[:MAX_ITEMS + 1]))
-        elif kind is dict:
+        if kind not in (list, tuple, dict):
+            raise _Fail(f"{path} is {_brief(item)}; metadata must be plain data (numbers, strings, lists, dicts)")
+        seen += len(item)
+        if seen > MAX_ITEMS:
+            raise _Fail(f"{where} holds more than {MAX_ITEMS} values (shared containers counted at every use)")
+        if kind is dict:
             for k, v in item.items():
                 if type(k) is not str:
                     raise _Fail(f"{path} has a key that is {_brief(k)}, not a string")
                 pending.append((v, f"{path}.{k[:40]}", depth + 1))
         else:
-            raise _Fail(f"{path} is {_brief(item)}; metadata must be plain data (numbers, strings, lists, dicts)")
+            pending.extend((v, f"{path}[{i}]", depth + 1) for i, v in enumerate(item))
 
 
 def validate_metadata(metadata: Any, source: str | Path | None = None) -> dict[str, Any]:
