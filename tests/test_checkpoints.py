@@ -536,6 +536,8 @@ def test_bundled_metadata_passes_the_schema_unchanged():
     metadata = dict(G.metadata, **extra)
     assert validate_metadata(metadata, "x") == metadata
     assert validate_metadata(None, "x") == {}
+    unset = {"image_preparation": {"method": "resize", "from_size": None, "fill": None}}
+    assert validate_metadata(unset, "x") == unset
 
 
 @pytest.mark.parametrize("metadata, match", [

@@ -8,7 +8,8 @@ network is built. Keys that brgm-pyro reads have a fixed type and range:
   [0, 1e4]), ``prior_std`` (``"scalar"`` or ``"per-dimension"``);
 - ``feature_network``: a string of at most 200 characters;
 - ``image_preparation``: ``{"method": "pad" | "center-crop" | "resize", "from_size": [H, W]
-  (ints in [1, 4096]), "fill": a number in [-1, 1]}`` (``method`` required, the others optional);
+  (ints in [1, 4096]), "fill": a number in [-1, 1]}`` (``method`` required, the others optional
+  or None);
 - ``interval_scales``: ``{setting name (a string of at most 200 characters): a finite number in
   (0, 100]}``;
 - ``training`` / ``training_config`` / ``quality``: dicts of plain data; ``iterations`` /
@@ -113,13 +114,13 @@ def _image_preparation(value: Any, where: str) -> dict:
     method = prep.get("method")
     if type(method) is not str or method not in PREPARATION_METHODS:
         raise _Fail(f"{where}.method must be one of {list(PREPARATION_METHODS)}, got {_brief(method)}")
-    out: dict[str, Any] = {"method": method}
-    if "from_size" in prep:
+    out: dict[str, Any] = dict(prep)  # None for from_size / fill: not given
+    if prep.get("from_size") is not None:
         size = prep["from_size"]
         if type(size) not in (list, tuple) or len(size) != 2:
             raise _Fail(f"{where}.from_size must be [height, width], got {_brief(size)}")
         out["from_size"] = [_int(v, f"{where}.from_size", 1, MAX_FROM_SIZE) for v in size]
-    if "fill" in prep:
+    if prep.get("fill") is not None:
         out["fill"] = _number(prep["fill"], f"{where}.fill", -1.0, 1.0)
     return out
 
