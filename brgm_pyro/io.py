@@ -76,22 +76,52 @@ def _open_file(path: Path) -> Image.Image:
         warnings.simplefilter("ignore", Image.DecompressionBombWarning)
         try:
             with Image.open(path) as im:
+                frames = getattr(im, "n_frames", 1)
                 im.load()
-                return im.copy()
+                image = im.copy()
         except Image.DecompressionBombError as exc:
             raise _too_large(str(path), f"Pillow: {exc}") from exc
         except (OSError, UnidentifiedImageError, ValueError) as exc:
             raise ValueError(f"cannot read image {path}: {exc}") from exc
+    if frames > 1:  # APNG, animated GIF / WebP, multi-page TIFF
+        warnings.warn(f"image {path} has {frames} frames (an animation or a multi-page file); only the first "
+                      "frame is used", UserWarning, stacklevel=3)
+    return image
+
+
+_NPY_DTYPES = {("u", 1), ("u", 2), ("f", 2), ("f", 4), ("f", 8)}
 
 
 def _load_npy(path: Path) -> np.ndarray:
+    """An image array from a ``.npy`` file; its header's full shape and dtype are checked before
+    anything is allocated (at most ``MAX_IMAGE_PIXELS`` x 3 channels x 8 bytes)."""
     try:
-        arr = np.load(path, mmap_mode="r", allow_pickle=False)  # header only: the size is checked first
+        with open(path, "rb") as f:
+            version = np.lib.format.read_magic(f)
+            if version == (1, 0):
+                shape, _, dtype = np.lib.format.read_array_header_1_0(f)
+            elif version == (2, 0):
+                shape, _, dtype = np.lib.format.read_array_header_2_0(f)
+            else:
+                raise ValueError(f".npy format version {version} is not supported for images (1.0 and 2.0 are)")
     except (OSError, ValueError) as exc:
         raise ValueError(f"cannot read image array {path}: {exc}") from exc
-    if arr.ndim in (2, 3) and arr.shape[0] * arr.shape[1] > MAX_IMAGE_PIXELS:
-        raise _too_large(str(path), f"{arr.shape[0] * arr.shape[1]} pixels, shape {arr.shape}")
-    return np.array(arr)
+    if dtype.hasobject:
+        raise ValueError(f"cannot read image array {path}: it holds Python objects (pickles are never loaded)")
+    if len(shape) not in (2, 3) or len(shape) == 3 and shape[2] not in (1, 3):
+        raise ValueError(f"image arrays must be (H, W), (H, W, 1) or (H, W, 3), got shape {shape} ({path})")
+    if shape[0] * shape[1] > MAX_IMAGE_PIXELS:
+        raise _too_large(str(path), f"{shape[0] * shape[1]} pixels, shape {shape}")
+    if (dtype.kind, dtype.itemsize) not in _NPY_DTYPES:
+        raise ValueError(f"image arrays must be uint8 (0-255), uint16 (0-65535) or float (0-1), got dtype "
+                         f"{dtype} ({path})")
+    try:
+        arr = np.load(path, mmap_mode="r", allow_pickle=False)
+        if arr.shape != shape or arr.dtype != dtype:  # the file changed between the two reads
+            raise ValueError(f"the header changed while reading (shape {arr.shape})")
+        return np.array(arr)
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"cannot read image array {path}: {exc}") from exc
 
 
 def _read(source: str | Path | np.ndarray | Image.Image, name: str) -> Image.Image | np.ndarray:

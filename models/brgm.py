@@ -238,10 +238,18 @@ def default_config(generator: PriorGenerator, corruption: Corruption,
     (``generator.metadata["recommended_config"]``, e.g. the bundled model's tuned weights; its
     perceptual sigma dropped when ``features`` is None), else the authors' released balance for
     this problem's sizes (``released_config``)."""
-    recommended = getattr(generator, "metadata", {}).get("recommended_config")
-    if not recommended:
+    metadata = getattr(generator, "metadata", None)
+    recommended = metadata.get("recommended_config") if isinstance(metadata, dict) else None
+    if not isinstance(recommended, dict) or not recommended:
         return released_config(generator, corruption, features)
-    config = BRGMConfig(**recommended)
+    unknown = sorted(str(k)[:40] for k in recommended if k not in BRGMConfig.__dataclass_fields__)
+    if unknown:  # checkpoint files are validated at load; this guards metadata set in memory
+        raise ValueError(f"the generator's metadata['recommended_config'] has unknown keys {unknown[:5]}; "
+                         f"known: {sorted(BRGMConfig.__dataclass_fields__)}")
+    try:
+        config = BRGMConfig(**recommended)
+    except (TypeError, ValueError, OverflowError) as err:
+        raise ValueError(f"the generator's metadata['recommended_config'] is not a valid BRGMConfig: {err}") from None
     return config if features is not None else replace(config, sigma_perceptual=None)
 
 

@@ -11,7 +11,16 @@ Property: for any bytes, ``load_generator(file)`` returns a ``StyleGAN2Generator
   and the keys real checkpoints use, alone or spliced into the valid network pickle;
 - well-formed project, rosinality and network files whose fields (format, version, config and
   init-kwarg values, state-dict entries, record state) are replaced by odd values: huge ints,
-  NaN, strings, nested containers, tensors of other shapes and dtypes, NaN tensors.
+  NaN, strings, nested containers, tensors of other shapes and dtypes, NaN tensors;
+- issue 23's attack classes at random sizes, alone or mutated (``hostile_checkpoints``: hash
+  collisions in dicts / sets / frozensets / tuple keys, huge ints, list-valued skip sets, zip member
+  floods and zip64 directories, aliased state entries, repeated blob rebuilds, bad metadata);
+- project files whose metadata (``recommended_config``, ``image_preparation``, ``interval_scales``,
+  ``feature_network``, unknown keys) holds odd values: a file that loads must then give a valid
+  ``default_config`` (the metadata cannot crash a command later).
+
+A ``CheckpointError`` made from an unexpected exception (``checkpoint_files.READER_BUG``) fails
+the property.
 
 ``BRGM_FUZZ_EXAMPLES`` sets the number of examples per input kind (default 40); with the
 variable set, the search is also randomised (otherwise derandomised, reproducible in CI).
@@ -34,12 +43,17 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from checkpoint_writers import Persistent, rosinality_state, write_network_pickle  # noqa: E402
 
+from brgm_pyro.corruptions import SuperResolution  # noqa: E402
 from brgm_pyro.generators import (  # noqa: E402
     CheckpointError, StyleGAN2Config, StyleGAN2Generator, load_generator, save_generator,
 )
+from brgm_pyro.generators.checkpoint_files import READER_BUG  # noqa: E402
+from brgm_pyro.models import default_config  # noqa: E402
+from tests import hostile_checkpoints as hostile  # noqa: E402
 
 EXAMPLES = int(os.environ.get("BRGM_FUZZ_EXAMPLES", "40"))
 WORK = Path(tempfile.mkdtemp(prefix="brgm-fuzz-"))
@@ -72,9 +86,11 @@ def check(data: bytes) -> str:
     path.write_bytes(data)
     try:
         G = load_generator(path, device="cpu")
-    except CheckpointError:
+    except CheckpointError as err:
+        assert READER_BUG not in str(err), str(err)
         return "refused"
     assert isinstance(G, StyleGAN2Generator)
+    default_config(G, SuperResolution(2))  # the metadata a loaded file carries is usable
     return "loaded"
 
 
@@ -286,8 +302,71 @@ def fuzz_opcodes_spliced_into_network_pickle(data: bytes, where: float) -> None:
     check(SEED_PICKLE[:pos] + data[2:-1] + SEED_PICKLE[pos:])
 
 
+ROUND2 = {  # builder, sizes n drawn from this range (None: the builder takes no size)
+    "hash_collision_tuple_keys": (hostile.hash_collision_tuple_keys, (1, 6)),
+    "hash_collision_int_dict": (hostile.hash_collision_int_dict, (1, 300)),
+    "hash_collision_int_set": (hostile.hash_collision_int_set, (1, 300)),
+    "hash_collision_frozenset": (hostile.hash_collision_frozenset, (1, 300)),
+    "huge_int_shape": (hostile.huge_int_shape, (1, 4000)),
+    "list_skip_scan": (hostile.list_skip_scan, (0, 60)),
+    "zip_many_members": (hostile.zip_many_members, (1, 400)),
+    "zip64_huge_directory": (hostile.zip64_huge_directory, None),
+    "aliased_state_entries": (hostile.aliased_state_entries, (1, 32)),
+    "repeated_blob_rebuild": (hostile.repeated_blob_rebuild, (1, 8)),
+    "metadata_unknown_key": (hostile.metadata_unknown_key, None),
+    "metadata_tensor": (hostile.metadata_tensor, None),
+}
+
+
+@st.composite
+def round2_file(draw) -> bytes:
+    name = draw(st.sampled_from(sorted(ROUND2)))
+    builder, sizes = ROUND2[name]
+    folder = Path(tempfile.mkdtemp(dir=WORK))
+    path = builder(folder) if sizes is None else builder(folder, draw(st.integers(*sizes)))
+    data = path.read_bytes()
+    edits = draw(st.lists(mutation, max_size=2))
+    return mutate(data, edits) if edits else data
+
+
+@SETTINGS
+@given(round2_file())
+def fuzz_round2_classes(data: bytes) -> None:
+    check(data)
+
+
+_meta_value = st.one_of(odd_value, st.floats(-1e4, 1e4), st.sampled_from(["pad", "center-crop", "resize", "scalar",
+                                                                          "per-dimension"]))
+METADATA_FIELDS = ["recommended_config.sigma_pixel", "recommended_config.sigma_perceptual", "recommended_config.kappa",
+                   "recommended_config.prior_std", "recommended_config.extra", "recommended_config",
+                   "image_preparation.method", "image_preparation.from_size", "image_preparation.fill",
+                   "image_preparation", "interval_scales.multistart-fullrank", "interval_scales", "feature_network",
+                   "note"]
+
+
+@SETTINGS
+@given(st.lists(st.tuples(st.sampled_from(METADATA_FIELDS), _meta_value), min_size=1, max_size=4))
+def fuzz_metadata_values(edits: list) -> None:
+    metadata: dict = {"recommended_config": {"sigma_pixel": 0.1, "kappa": 0.25},
+                      "image_preparation": {"method": "pad", "from_size": [28, 28], "fill": -1.0},
+                      "interval_scales": {"multistart-fullrank": 1.5}}
+    for field, value in edits:
+        outer, _, inner = field.partition(".")
+        if inner and isinstance(metadata.get(outer), dict):
+            metadata[outer][inner] = value
+        elif not inner:
+            metadata[outer] = value
+    payload = {"format": "brgm-pyro-generator", "version": 1, "architecture": "stylegan2",
+               "config": SEED_G.config.to_dict(), "metadata": metadata,
+               "state_dict": {k: v.clone() for k, v in SEED_G.state_dict().items()}}
+    buf = io.BytesIO()
+    torch.save(payload, buf)
+    check(buf.getvalue())
+
+
 FUZZERS = (fuzz_network_pickle, fuzz_project_zip, fuzz_project_zip_pickle, fuzz_opcode_stream,
-           fuzz_opcodes_spliced_into_network_pickle, fuzz_native_values, fuzz_rosinality_values, fuzz_network_values)
+           fuzz_opcodes_spliced_into_network_pickle, fuzz_native_values, fuzz_rosinality_values, fuzz_network_values,
+           fuzz_round2_classes, fuzz_metadata_values)
 
 
 def main() -> int:

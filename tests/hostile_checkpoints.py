@@ -468,6 +468,263 @@ def random_bytes(d: Path) -> Path:
     return d / "random.bin"
 
 
+# ---------------------------------------------------------------- round 2 (issue 23): work, aliasing, allocation
+# Each builder takes a size parameter ``n`` (``SCALABLE`` lists the sizes the linear-time property uses).
+
+P61 = 2**61 - 1
+_XX1, _XX2, _XX5 = 11400714785074694791, 14029467366897019727, 2870177450012600261
+_M64 = (1 << 64) - 1
+
+
+def _tuple_step(acc: int, lane: int) -> int:
+    """One round of CPython's (3.8+) tuple hash on a 64-bit accumulator."""
+    acc = (acc + (lane & _M64) * _XX2) & _M64
+    acc = ((acc << 31) | (acc >> 33)) & _M64
+    return (acc * _XX1) & _M64
+
+
+COLLIDING_PAIRS = (((301145690, 0), (1383598088, -1755844984)), ((954658620, 0), (2037111018, -1755844984)),
+                   ((46852223, 0), (1129304621, -1755844984)), ((207867568, 0), (1290319966, -1755844984)),
+                   ((455967570, 0), (1538419968, -1755844984)), ((432976587, 0), (1515428985, -1755844984)))
+"""Six two-element collisions of the tuple hash, chained (found by ``find_colliding_pairs(6)``, about
+20 s; ``test_hostile_checkpoints`` checks with ``hash`` that the 64 tuples really share one hash)."""
+
+
+def find_colliding_pairs(k: int) -> list[tuple[tuple[int, int], tuple[int, int]]]:
+    """k chained two-element collisions of the tuple hash: at each stage, 2**20 random first elements a,
+    sorted by what they leave in the accumulator, give two whose gap a second small int b closes."""
+    import numpy as np
+
+    inv2 = pow(_XX2, -1, 1 << 64)
+    acc, pairs = _XX5, []
+    rng = np.random.default_rng(0)
+    for _ in range(k):
+        a = np.unique(rng.integers(1, 1 << 31, 1 << 20)).astype(np.uint64)  # consecutive ints never collide
+        with np.errstate(over="ignore"):
+            x = np.uint64(acc) + a * np.uint64(_XX2)
+            x = (x << np.uint64(31)) | (x >> np.uint64(33))
+            g = x * np.uint64(_XX1) * np.uint64(inv2)
+        order = np.argsort(g)
+        gaps = np.diff(g[order].astype(np.uint64))
+        hit = int(np.flatnonzero((gaps < (1 << 31) - 2) & (gaps > 1))[0])
+        a0, a1 = int(a[order[hit]]), int(a[order[hit + 1]])
+        b1 = -int(gaps[hit])  # acc1(a0) + 0 == acc1(a1) + b1 * XX2 (mod 2**64)
+        pairs.append(((a0, 0), (a1, b1)))
+        acc = _tuple_step(_tuple_step(acc, a0), 0)
+    return pairs
+
+
+def colliding_tuples(k: int = 6) -> list[tuple[int, ...]]:
+    """2**k (k <= 6) distinct tuples of 2k ints in [-2**31, 2**31) sharing one hash (a Joux multicollision:
+    any choice of one side of each chained pair ends in the same accumulator)."""
+    keys: list[tuple[int, ...]] = [()]
+    for pair in COLLIDING_PAIRS[:k]:
+        keys = [key + choice for key in keys for choice in pair]
+    return keys
+
+
+def hash_collision_tuple_keys(d: Path, n: int = 6) -> Path:
+    """A dict whose 2**n tuple keys of small ints share one hash (would make insertion quadratic)."""
+    a = Asm().empty_dict().s("G_ema").empty_dict().mark()
+    for key in colliding_tuples(n):
+        a.mark()
+        for v in key:
+            a.i(v)
+        a.tuple().none()
+    a.setitems().setitem()
+    (d / "collide-tuples.pkl").write_bytes(a.bytes())
+    return d / "collide-tuples.pkl"
+
+
+def _int_keys(a: Asm, n: int) -> Asm:
+    for k in range(1, n + 1):
+        a.i(k * P61)
+    return a
+
+
+def hash_collision_int_dict(d: Path, n: int = 4000) -> Path:
+    """The issue's dict: n int keys, multiples of 2**61 - 1 (one hash)."""
+    a = Asm().empty_dict().s("G_ema").empty_dict().mark()
+    for k in range(1, n + 1):
+        a.i(k * P61).none()
+    a.setitems().setitem()
+    (d / "collide-int-dict.pkl").write_bytes(a.bytes())
+    return d / "collide-int-dict.pkl"
+
+
+def hash_collision_int_set(d: Path, n: int = 4000) -> Path:
+    """``builtins.set([...])`` of n colliding ints."""
+    a = Asm().empty_dict().s("G_ema").g("builtins", "set").mark()
+    _int_keys(a, n).raw(b"l").tuple1().reduce().setitem()
+    (d / "collide-set.pkl").write_bytes(a.bytes())
+    return d / "collide-set.pkl"
+
+
+def hash_collision_frozenset(d: Path, n: int = 4000) -> Path:
+    """A ``FROZENSET`` (protocol 4) of n colliding ints."""
+    a = Asm().empty_dict().s("G_ema").mark()
+    _int_keys(a, n).raw(b"\x91").setitem()
+    (d / "collide-frozenset.pkl").write_bytes(a.bytes())
+    return d / "collide-frozenset.pkl"
+
+
+def huge_int_shape(d: Path, n: int = 1 << 17) -> Path:
+    """A numpy array shape made of 32 references to one stored n-byte int (math.prod would take minutes)."""
+    def body(a: Asm) -> None:
+        a.raw(b"\x8b" + struct.pack("<I", n) + b"\x7f" * n).put(0).pop()
+        a.g("numpy.core.multiarray", "_reconstruct").g("numpy", "ndarray").i(0).tuple1().b(b"b").tuple3().reduce()
+        a.mark().i(1).mark()
+        for _ in range(32):
+            a.get(0)
+        a.tuple()
+        numpy_dtype(a, "f4")
+        a.false().b(b"").tuple().build()
+    (d / "huge-int-shape.pkl").write_bytes(g_ema_pickle(body))
+    return d / "huge-int-shape.pkl"
+
+
+def list_skip_scan(d: Path, n: int = 20000) -> Path:
+    """A network pickle whose G_ema has n buffers and a list-valued ``_non_persistent_buffers_set`` of n names
+    (``name in list`` per buffer: quadratic)."""
+    names = [f"buf{i}" for i in range(n)]
+
+    def tamper(record: Persistent) -> None:
+        record.meta["state"]["_non_persistent_buffers_set"] = names[::-1]
+        buffers = record.meta["state"]["_buffers"]
+        one = torch.zeros(1)
+        for name in names:
+            buffers[name] = one
+        buffers["not_skipped"] = one
+
+    return write_network_pickle(tiny_generator(), d / "skip-list.pkl", d / "PWNED-skip", tamper=tamper)
+
+
+def _raw_zip(entries: int, zip64_dir_size: int | None = None) -> bytes:
+    """One stored member and a central directory of ``entries`` records all naming it; the end record
+    claims one entry. ``zip64_dir_size``: a zip64 end record declaring that directory size instead."""
+    name, payload = b"a/data.pkl", b"\x80\x02N."
+    crc = __import__("zlib").crc32(payload)
+    local = struct.pack("<4s5H3L2H", b"PK\x03\x04", 20, 0, 0, 0, 0, crc, len(payload), len(payload), len(name), 0)
+    out = bytearray(local + name + payload)
+    record = struct.pack("<4s4B4HL2L5H2L", b"PK\x01\x02", 20, 0, 20, 0, 0, 0, 0, 0, crc, len(payload), len(payload),
+                         len(name), 0, 0, 0, 0, 0, 0) + name
+    cd_offset = len(out)
+    out += record * entries
+    cd_size = len(out) - cd_offset
+    if zip64_dir_size is not None:
+        here = len(out)
+        out += struct.pack("<4sQ2H2L4Q", b"PK\x06\x06", 44, 45, 45, 0, 0, 1, 1, zip64_dir_size, cd_offset)
+        out += struct.pack("<4sLQL", b"PK\x06\x07", 0, here, 1)
+        out += struct.pack("<4s4H2LH", b"PK\x05\x06", 0, 0, 0xFFFF, 0xFFFF, 0xFFFFFFFF, 0xFFFFFFFF, 0)
+    else:
+        out += struct.pack("<4s4H2LH", b"PK\x05\x06", 0, 0, 1, 1, cd_size, cd_offset, 0)
+    return bytes(out)
+
+
+def zip_many_members(d: Path, n: int = 100_001) -> Path:
+    """A zip whose central directory holds n entries (the end record says 1)."""
+    (d / "many-members.pt").write_bytes(_raw_zip(n))
+    return d / "many-members.pt"
+
+
+def zip64_huge_directory(d: Path) -> Path:
+    """A zip64 end record declaring a 1 TiB central directory."""
+    (d / "zip64-dir.pt").write_bytes(_raw_zip(1, zip64_dir_size=1 << 40))
+    return d / "zip64-dir.pt"
+
+
+def aliased_state_entries(d: Path, n: int = 32) -> Path:
+    """Project format: n mapping layers of 1024 x 1024 whose weights are all one stride-0 tensor (one
+    rebuild, 4 MiB declared; entries of equal shapes share one tensor): the network would take n x 4 MiB."""
+    from brgm_pyro.generators.stylegan2.generator import stylegan2_state_shapes
+
+    payload = native_payload(tiny_generator())
+    payload["config"].update(z_dim=1024, w_dim=1024, mapping_layers=n)
+    config = StyleGAN2Config.from_dict(payload["config"])
+    shared: dict[tuple, FakeTensor] = {}
+    storage = FakeStorage("0", 1)
+    for key, shape in stylegan2_state_shapes(config).items():
+        shape = tuple(shape)
+        shared.setdefault(shape, FakeTensor(storage, 0, shape, (0,) * len(shape)))
+        payload["state_dict"][key] = shared[shape]
+    return write_torch_zip(d / "aliased.pt", payload, {"0": b"\x00" * 4})
+
+
+def repeated_blob_rebuild(d: Path, n: int = 2000) -> Path:
+    """One stored 4 MiB nested storage blob rebuilt n times by ``_load_from_bytes`` (n x 4 MiB of copies)."""
+    blob = torch.zeros(1 << 20)._typed_storage().__reduce__()[1][0]
+
+    def body(a: Asm) -> None:
+        a.empty_list().mark().g("torch.storage", "_load_from_bytes").put(1).b(blob).put(0).tuple1().reduce()
+        for _ in range(n - 1):
+            a.get(1).get(0).tuple1().reduce()
+        a.appends()
+    (d / "blob-rebuild.pkl").write_bytes(g_ema_pickle(body))
+    return d / "blob-rebuild.pkl"
+
+
+def sparse_zeros(d: Path, n: int = 3 << 30) -> Path:
+    """A sparse file of n zero bytes (reading it whole would allocate n bytes)."""
+    with open(d / "sparse.pt", "wb") as f:
+        f.truncate(n)
+    return d / "sparse.pt"
+
+
+def sparse_binbytes(d: Path, n: int = 3 << 30) -> Path:
+    """A pickle header and a BINBYTES8 whose n zero bytes are a hole in a sparse file (no STOP)."""
+    with open(d / "sparse-binbytes.pkl", "wb") as f:
+        f.write(b"\x80\x04\x8e" + struct.pack("<Q", n))
+        f.truncate(11 + n)
+    return d / "sparse-binbytes.pkl"
+
+
+def name_too_long(d: Path) -> Path:
+    return d / ("x" * 5000 + ".pt")
+
+
+def _metadata_file(d: Path, name: str, recommended: Any) -> Path:
+    """A valid tiny project file whose ``metadata.recommended_config`` is ``recommended`` (written with
+    torch.save: save_generator refuses some of these values)."""
+    G = tiny_generator()
+    payload = native_payload(G)
+    payload["state_dict"] = {k: v.clone() for k, v in G.state_dict().items()}
+    payload["metadata"] = {"recommended_config": recommended}
+    torch.save(payload, d / name)
+    return d / name
+
+
+def metadata_unknown_key(d: Path) -> Path:
+    return _metadata_file(d, "meta-unknown.pt", {"sigma_pixel": 0.1, "lambda_w": 3})
+
+
+def metadata_string_sigma(d: Path) -> Path:
+    return _metadata_file(d, "meta-string.pt", {"sigma_pixel": "0.1"})
+
+
+def metadata_tensor(d: Path) -> Path:
+    return _metadata_file(d, "meta-tensor.pt", torch.zeros(3))
+
+
+def metadata_huge_int(d: Path) -> Path:
+    return _metadata_file(d, "meta-huge.pt", {"kappa": 10**40})
+
+
+def metadata_tiny_sigma(d: Path) -> Path:
+    return _metadata_file(d, "meta-tiny.pt", {"sigma_pixel": 1e-300})
+
+
+SCALABLE: dict[str, tuple[Callable[[Path, int], Path], tuple[int, ...]]] = {
+    "hash_collision_int_dict": (hash_collision_int_dict, (2000, 8000, 32000)),
+    "hash_collision_int_set": (hash_collision_int_set, (2000, 8000, 32000)),
+    "hash_collision_frozenset": (hash_collision_frozenset, (2000, 8000, 32000)),
+    "huge_int_shape": (huge_int_shape, (1 << 14, 1 << 16, 1 << 18)),
+    "list_skip_scan": (list_skip_scan, (2000, 8000, 32000)),
+    "zip_many_members": (zip_many_members, (6000, 24000, 96000)),
+    "repeated_blob_rebuild": (repeated_blob_rebuild, (50, 200, 800)),
+}
+"""Attack classes whose work grew faster than the file, with the sizes ``n`` of the linear-time property."""
+
+
 CASES: dict[str, tuple[Callable[[Path], Path], str]] = {
     "numpy_void_dtype": (numpy_void_dtype, r"numpy dtype 'V8' is not a plain numeric dtype"),
     "numpy_reconstruct_short_build": (numpy_reconstruct_short_build, r"numpy dtype 'O' is not a plain numeric"),
@@ -505,4 +762,23 @@ CASES: dict[str, tuple[Callable[[Path], Path], str]] = {
     "dangling_symlink": (dangling_symlink, r"symbolic link to a file that does not exist"),
     "directory": (directory, r"is a directory"),
     "random_bytes": (random_bytes, r"neither a torch zip file nor a pickle"),
+    # round 2 (issue 23)
+    "hash_collision_tuple_keys": (hash_collision_tuple_keys, r"more than 8 keys of one dict or set share a hash"),
+    "hash_collision_int_dict": (hash_collision_int_dict, r"int dict key or set item .* outside \[-2\*\*31, 2\*\*31\)"),
+    "hash_collision_int_set": (hash_collision_int_set, r"int dict key or set item .* outside \[-2\*\*31, 2\*\*31\)"),
+    "hash_collision_frozenset": (hash_collision_frozenset, r"int dict key or set item .* outside"),
+    "huge_int_shape": (huge_int_shape, r"int of 131072 bytes; ints of more than 256 bits are refused"),
+    "list_skip_scan": (list_skip_scan, r"unexpected: not_skipped$"),
+    "zip_many_members": (zip_many_members, r"more than 100000 members"),
+    "zip64_huge_directory": (zip64_huge_directory, r"central directory of 1099511627776 bytes, more than"),
+    "aliased_state_entries": (aliased_state_entries, r"state entries hold \d+ bytes in all .*more than the"),
+    "repeated_blob_rebuild": (repeated_blob_rebuild, r"storages take \d+ bytes in all, more than"),
+    "sparse_zeros": (sparse_zeros, r"neither a torch zip file nor a pickle|cannot be mapped into memory"),
+    "sparse_binbytes": (sparse_binbytes, r"truncated \(no STOP opcode|cannot be mapped into memory"),
+    "name_too_long": (name_too_long, r"cannot be accessed: File name too long"),
+    "metadata_unknown_key": (metadata_unknown_key, r"metadata.recommended_config has unknown keys \['lambda_w'\]"),
+    "metadata_string_sigma": (metadata_string_sigma, r"metadata.recommended_config.sigma_pixel must be a number"),
+    "metadata_tensor": (metadata_tensor, r"metadata.recommended_config is a Tensor"),
+    "metadata_huge_int": (metadata_huge_int, r"metadata.recommended_config.kappa must be a number, got a huge int"),
+    "metadata_tiny_sigma": (metadata_tiny_sigma, r"sigma_pixel=1e-300 is not a finite number in \[1e-06, 1000\]"),
 }

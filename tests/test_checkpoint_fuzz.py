@@ -28,4 +28,4 @@ def test_loader_property_holds_under_fuzzing():
                           timeout=900, env=env)
     report = proc.stdout[-6000:] + proc.stderr[-3000:]
     assert proc.returncode == 0, f"fuzzing failed or crashed (return code {proc.returncode}):\n{report}"
-    assert proc.stdout.count("property held") == 8, report
+    assert proc.stdout.count("property held") == 10, report

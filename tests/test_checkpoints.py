@@ -391,3 +391,252 @@ def test_special_files_get_their_own_message(tmp_path):
     (tmp_path / "dir").mkdir()
     with pytest.raises(CheckpointError, match="is a directory"):
         load_generator(tmp_path / "dir")
+
+
+# ---------------------------------------------------------------- issue 23: work and memory bounds, metadata schema
+
+import struct  # noqa: E402
+import zipfile  # noqa: E402
+
+from brgm_pyro.generators.checkpoint_files import (  # noqa: E402
+    READER_BUG, check_central_directory, loading_errors, state_bytes_limit,
+)
+from brgm_pyro.generators.metadata import validate_metadata  # noqa: E402
+from brgm_pyro.generators.safe_pickle import (  # noqa: E402
+    MAX_SAME_HASH, Budget, ByteReader, KeyHashes, load_pickle,
+)
+
+from .hostile_checkpoints import Asm, colliding_tuples  # noqa: E402
+
+
+def _budget() -> Budget:
+    return Budget("test", max_tensor_bytes=1 << 20)
+
+
+def test_key_hashes_refuse_the_ninth_colliding_key_and_accept_distinct_ones():
+    keys = colliding_tuples(4)  # 16 distinct tuples, one hash
+    assert len({hash(k) for k in keys}) == 1
+    counter = KeyHashes(_budget())
+    target: dict = {}
+    counter.admit(target, keys[:MAX_SAME_HASH])
+    target.update(dict.fromkeys(keys[:MAX_SAME_HASH]))
+    with pytest.raises(CheckpointError, match="more than 8 keys of one dict or set share a hash"):
+        counter.admit(target, keys[MAX_SAME_HASH:MAX_SAME_HASH + 1])
+    plain: dict = {}
+    KeyHashes(_budget()).admit(plain, [f"k{i}" for i in range(10_000)] + list(range(-5000, 5000)))
+    with pytest.raises(CheckpointError, match="more than 8 keys"):
+        KeyHashes(_budget()).distinct(keys)
+    for bad, match in [(2**31, r"outside \[-2\*\*31"), (-2**31 - 1, "outside"), (1.5, "type float"),
+                       ((1, (2,)), "type tuple")]:
+        with pytest.raises(CheckpointError, match=match):
+            KeyHashes(_budget()).admit({}, [bad])
+
+
+def _pickle(body: bytes) -> bytes:
+    return b"\x80\x02" + body + b"."
+
+
+@pytest.mark.parametrize("body, match", [
+    (b"\x8a\x21" + b"\x01" * 33, None),  # LONG1 of 33 bytes (264 bits incl. sign byte): allowed
+    (b"\x8a\x22" + b"\x01" * 34, "int of 34 bytes"),
+    (b"\x8b" + struct.pack("<I", 1000) + b"\x01" * 1000, "int of 1000 bytes"),
+    (b"L" + b"9" * 83 + b"L\n", "LONG argument is not a number of at most 256 bits"),
+    (b"I" + b"9" * 83 + b"\n", "INT argument"),
+    (b"Np4294967296\n", r"PUT index 4294967296 lies outside \[0, 2\*\*32\)"),
+    (b"Np-1\n", "PUT index -1"),
+    (b"X" + struct.pack("<I", 10) + b"abc", r"truncated \(BINUNICODE of 10 bytes"),
+    (b"\xff", "unknown opcode 0xff"),
+])
+def test_opcode_walk_bounds_ints_memo_indices_and_lengths(body, match):
+    data = _pickle(body)
+    if match is None:
+        assert load_pickle(ByteReader(data), _budget()) == int.from_bytes(b"\x01" * 33, "little")
+    else:
+        with pytest.raises(CheckpointError, match=match):
+            load_pickle(ByteReader(data), _budget())
+
+
+def test_nested_blob_rebuilds_are_charged_each_time():
+    blob = torch.arange(1000.0)._typed_storage().__reduce__()[1][0]  # one stored blob: header + 4000 bytes
+    a = Asm().empty_list().mark().g("torch.storage", "_load_from_bytes").put(1).b(blob).put(0).tuple1().reduce()
+    for _ in range(3):
+        a.get(1).get(0).tuple1().reduce()  # the same stored blob, rebuilt again
+    data = a.appends().bytes()
+    total = 4 * len(blob)  # each call parses and copies the whole blob
+    budget = Budget("test", max_tensor_bytes=1 << 20, max_storage_bytes=total)
+    storages = load_pickle(ByteReader(data), budget)
+    assert len(storages) == 4 and budget.storage_bytes == total
+    assert all(torch.equal(s.data, torch.arange(1000.0)) for s in storages)
+    with pytest.raises(CheckpointError, match=f"storages take {total} bytes in all, more than the {total - 1} bytes"):
+        load_pickle(ByteReader(data), Budget("test", max_tensor_bytes=1 << 20, max_storage_bytes=total - 1))
+
+
+def test_state_entries_are_charged_per_entry(tmp_path):
+    G = randomized_generator()
+    limit = sum(v.numel() * 4 for v in G.state_dict().values())
+    from brgm_pyro.generators.checkpoints import charge_state
+
+    charge_state(G.state_dict(), limit, tmp_path / "g.pt")
+    aliased = dict(G.state_dict(), extra=G.state_dict()["mapping.fc0.weight"])
+    with pytest.raises(CheckpointError, match=r"state entries hold \d+ bytes in all"):
+        charge_state(aliased, limit, tmp_path / "g.pt")
+    save_generator(G, tmp_path / "g.pt")
+    size = (tmp_path / "g.pt").stat().st_size
+    assert limit <= state_bytes_limit(size)  # a real file passes its own limit
+
+
+def _zip_with_members(path, n: int, comment: bytes = b"") -> None:
+    with zipfile.ZipFile(path, "w") as z:
+        for i in range(n):
+            z.writestr(f"a/{i}", b"")
+        z.comment = comment
+
+
+@pytest.mark.parametrize("n, comment", [(3, b""), (5, b"a comment PK"), (65_536, b"")])  # 65536: a zip64 directory
+def test_central_directory_count_agrees_with_zipfile(tmp_path, n, comment):
+    path = tmp_path / "z.zip"
+    _zip_with_members(path, n, comment)
+    data = path.read_bytes()
+    assert (b"PK\x06\x06" in data[-200:]) == (n > 65_535)
+    with zipfile.ZipFile(path) as z:
+        assert check_central_directory(data, "z") == len(z.infolist()) == n
+    with pytest.raises(CheckpointError, match=f"more than {n - 1} members"):
+        check_central_directory(data, "z", max_members=n - 1)
+    with pytest.raises(CheckpointError, match="central directory of .* bytes, more than the 10-byte limit"):
+        check_central_directory(data, "z", max_bytes=10)
+
+
+def test_bundled_central_directory_is_counted_like_zipfile():
+    from brgm_pyro.bundled import pretrained_path
+
+    path = pretrained_path("fashion-mnist-32.pt")
+    with zipfile.ZipFile(path) as z:
+        assert check_central_directory(path.read_bytes(), "x") == len(z.infolist())
+
+
+@pytest.mark.parametrize("error, match", [
+    (MemoryError(), "ran out of memory while loading it; for this 100-byte file"),
+    (RuntimeError("DefaultCPUAllocator: can't allocate memory: you tried to allocate 10 bytes"), "ran out of memory"),
+    (OSError(5, "Input/output error"), "cannot be read: Input/output error"),
+    (RecursionError(), "nests too deeply"),
+    (KeyError("x"), READER_BUG),
+])
+def test_loading_errors_name_the_file_and_the_limit(error, match):
+    with pytest.raises(CheckpointError, match=match) as info:
+        with loading_errors("f.pkl", 100):
+            raise error
+    assert "checkpoint 'f.pkl'" in str(info.value)
+    assert "corrupt?" not in str(info.value)
+
+
+def test_bundled_metadata_passes_the_schema_unchanged():
+    G = load_generator("fashion-mnist-32", device="cpu")
+    extra = {"image_preparation": {"method": "pad", "from_size": [28, 28], "fill": -1.0},
+             "interval_scales": {"multistart-fullrank": 1.7, "vi-meanfield": 3.0}}
+    metadata = dict(G.metadata, **extra)
+    assert validate_metadata(metadata, "x") == metadata
+    assert validate_metadata(None, "x") == {}
+    unset = {"image_preparation": {"method": "resize", "from_size": None, "fill": None}}
+    assert validate_metadata(unset, "x") == unset
+
+
+@pytest.mark.parametrize("metadata, match", [
+    ([1, 2], "metadata must be a dict, got a list"),
+    ({"recommended_config": {"sigma_pixel": 0.1, "lambda_w": 3}}, r"unknown keys \['lambda_w'\]"),
+    ({"recommended_config": {"sigma_pixel": True}}, "sigma_pixel must be a number, got True"),
+    ({"recommended_config": {"sigma_pixel": float("nan")}}, r"sigma_pixel=nan is not a finite number"),
+    ({"recommended_config": {"sigma_perceptual": 2e3}},
+     r"sigma_perceptual=2000.0 is not a finite number in \[1e-06, 1000\]"),
+    ({"recommended_config": {"kappa": -0.5}}, r"kappa=-0.5 is not a finite number in \[0, 10000\]"),
+    ({"recommended_config": {"prior_std": "wide"}}, "prior_std must be 'scalar' or 'per-dimension'"),
+    ({"recommended_config": [0.1]}, "recommended_config must be a dict, got a list"),
+    ({"feature_network": "x" * 201}, "feature_network must be a string of at most 200"),
+    ({"image_preparation": {"method": "stretch"}}, r"method must be one of \['pad', 'center-crop', 'resize'\]"),
+    ({"image_preparation": {"method": "pad", "from_size": [28, 5000]}}, r"from_size must be an int in \[1, 4096\]"),
+    ({"image_preparation": {"method": "pad", "from_size": [28]}}, r"from_size must be \[height, width\]"),
+    ({"image_preparation": {"method": "pad", "fill": 1.5}}, r"fill=1.5 is not a finite number in \[-1, 1\]"),
+    ({"image_preparation": {"method": "pad", "colour": 1}}, r"unknown keys \['colour'\]"),
+    ({"interval_scales": {"vi": 0.0}}, r"interval_scales\['vi'\]=0.0 is not a finite number in \(0, 100\]"),
+    ({"interval_scales": {"vi": 101}}, "is not a finite number in"),
+    ({"interval_scales": {"v" * 201: 1.0}}, "interval_scales key must be a string of at most 200"),
+    ({"note": torch.zeros(2)}, "metadata.note is a Tensor; metadata must be plain data"),
+    ({"note": {1: 2}}, "metadata.note has a key that is 1, not a string"),
+    ({"iterations": -1}, r"iterations must be an int in \[0, "),
+])
+def test_metadata_schema_refuses_values_outside_it(metadata, match):
+    with pytest.raises(CheckpointError, match=match) as info:
+        validate_metadata(metadata, "g.pt")
+    assert "checkpoint 'g.pt'" in str(info.value)
+
+
+def test_metadata_containers_are_bounded_even_when_aliased():
+    inner: list = [0]
+    for _ in range(30):  # 2**30 values reached through 30 shared lists
+        inner = [inner, inner]
+    with pytest.raises(CheckpointError, match="more than 100000 values|nests deeper than 16"):
+        validate_metadata({"note": inner}, "g.pt")
+    unknown = {"note": "kept", "fid": [1.5, None], "nested": {"a": [1, {"b": "c"}]}}
+    assert validate_metadata(unknown, "g.pt") == unknown  # unknown keys: kept as plain data, never used
+
+
+def test_default_config_refuses_bad_in_memory_metadata():
+    from brgm_pyro.corruptions import SuperResolution
+    from brgm_pyro.models import default_config
+
+    G = load_generator("fashion-mnist-32", device="cpu")
+    assert default_config(G, SuperResolution(2)).sigma_pixel == G.metadata["recommended_config"]["sigma_pixel"]
+    for bad, match in [({"lambda_w": 3}, r"unknown keys \['lambda_w'\]"),
+                       ({"sigma_pixel": "0.1"}, "not a valid BRGMConfig")]:
+        G.metadata = {"recommended_config": bad}
+        with pytest.raises(ValueError, match=match):
+            default_config(G, SuperResolution(2))
+    G.metadata = {"recommended_config": torch.zeros(2)}  # not a dict: the released balance
+    assert default_config(G, SuperResolution(2)).prior_std == "scalar"
+
+
+def test_files_are_mapped_and_read_only_where_mapping_is_unsupported(monkeypatch, tmp_path):
+    import errno
+    import mmap
+
+    G = randomized_generator()
+    save_generator(G, tmp_path / "g.pt")
+    assert_same_generator(G, load_generator(tmp_path / "g.pt", device="cpu"))  # mapped
+
+    def refuse(code):
+        def fake_mmap(*args, **kwargs):
+            raise OSError(code, os.strerror(code))
+        return fake_mmap
+
+    monkeypatch.setattr(mmap, "mmap", refuse(errno.ENODEV))  # no mmap on this file system: read instead
+    assert_same_generator(G, load_generator(tmp_path / "g.pt", device="cpu"))
+    monkeypatch.setattr(mmap, "mmap", refuse(errno.ENOMEM))  # e.g. an address-space limit: a clean error
+    with pytest.raises(CheckpointError, match=r"g.pt' \(\d+ bytes\) cannot be mapped into memory"):
+        load_generator(tmp_path / "g.pt", device="cpu")
+
+
+def test_module_limits_are_read_at_load_time(monkeypatch):
+    from pathlib import Path
+
+    from brgm_pyro.bundled import pretrained_path
+    from brgm_pyro.generators import checkpoint_files, safe_pickle
+
+    monkeypatch.setattr(checkpoint_files, "MAX_CHECKPOINT_BYTES", 1000)
+    with pytest.raises(CheckpointError, match="more than the 1000-byte limit for checkpoints"):
+        load_generator(Path(pretrained_path("fashion-mnist-32.pt")), device="cpu")
+    monkeypatch.undo()
+    monkeypatch.setattr(safe_pickle, "MAX_PICKLE_OPS", 100)
+    with pytest.raises(CheckpointError, match="more than 100 opcodes"):
+        load_generator(Path(pretrained_path("fashion-mnist-32.pt")), device="cpu")
+    monkeypatch.undo()
+    monkeypatch.setattr(checkpoint_files, "MAX_ZIP_MEMBERS", 3)
+    with pytest.raises(CheckpointError, match="more than 3 members"):
+        load_generator(Path(pretrained_path("fashion-mnist-32.pt")), device="cpu")
+
+
+def test_text_ints_up_to_the_bit_limit_are_read_and_bad_paths_are_checkpoint_errors(tmp_path):
+    assert load_pickle(ByteReader(_pickle(b"L" + b"9" * 78 + b"L\n")), _budget()) == 10**78 - 1
+    assert load_pickle(ByteReader(_pickle(b"I-" + b"9" * 78 + b"\n")), _budget()) == -(10**78 - 1)
+    with pytest.raises(CheckpointError, match="not a usable path"):
+        load_generator(str(tmp_path / "a\0b.pt"), device="cpu")
+    with pytest.raises(CheckpointError, match="File name too long"):
+        load_generator(tmp_path / ("x" * 5000), device="cpu")

@@ -18,12 +18,17 @@ INTERRUPTED = 130
 
 
 def user_errors() -> tuple[type[BaseException], ...]:
-    """Errors a user can act on (bad flag, image, mask, --out, device, checkpoint, missing weights):
-    one line on stderr and exit code 2.  Anything else is a bug and keeps its traceback."""
+    """Errors a user can act on (bad flag, image, mask, --out, device, path, checkpoint, missing weights,
+    exhausted memory): one line on stderr and exit code 2.  Anything else is a bug and keeps its traceback."""
     from ..generators import CheckpointError, UnsafeCheckpointError
 
-    return (ValueError, FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError, FileExistsError,
-            CheckpointError, UnsafeCheckpointError)
+    return (ValueError, OSError, MemoryError, CheckpointError, UnsafeCheckpointError)
+
+
+def out_of_memory(err: BaseException) -> bool:
+    """torch's allocators report exhausted memory as a RuntimeError."""
+    text = str(err).lower()
+    return isinstance(err, RuntimeError) and ("out of memory" in text or "can't allocate memory" in text)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -37,8 +42,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         settings = resolve_settings(args, argv)
         return int(COMMANDS[settings.command](settings) or 0)
-    except errors as err:
-        message = " ".join(str(err).split()) or type(err).__name__
+    except (*errors, RuntimeError) as err:
+        if isinstance(err, RuntimeError) and not out_of_memory(err):
+            raise
+        message = " ".join(str(err).split())[:2000] or type(err).__name__
+        if isinstance(err, MemoryError) or out_of_memory(err):
+            message = f"out of memory ({message})"
         print(f"brgm {args.command}: error: {message}", file=sys.stderr)
         return 2
     except KeyboardInterrupt as interrupt:

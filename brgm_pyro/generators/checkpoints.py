@@ -109,20 +109,41 @@ def check_finite(state: Mapping[str, Any], source: str | Path | None = None) -> 
         raise CheckpointError(f"{describe(source)} holds NaN or infinite weights in: {shown}")
 
 
+def charge_state(state: Mapping[Any, Any], max_bytes: int | None, source: str | Path | None = None,
+                 what: str = "state entries") -> None:
+    """Refuse state entries that hold more than ``max_bytes`` bytes in all, before anything is copied.
+
+    Every tensor entry is charged ``numel x max(4, itemsize)`` (it becomes float32 in the network);
+    an entry that aliases another tensor or storage is charged again, and a stride-0 view is charged
+    at its full size. ``max_bytes=None``: no limit (objects built in memory by the caller).
+    """
+    if max_bytes is None:
+        return
+    total = 0
+    for value in state.values():
+        if isinstance(value, torch.Tensor):
+            total += value.numel() * max(4, value.element_size())
+    if total > max_bytes:
+        raise CheckpointError(f"{describe(source)}: its {what} hold {total} bytes in all (aliases and stride-0 views "
+                              f"counted in full), more than the {max_bytes} bytes allowed for a file of this size")
+
+
 def build_stylegan2(config: Any, state: Mapping[str, Any], source: str | Path | None = None,
-                    own_buffers: tuple[str, ...] = ()) -> nn.Module:
+                    own_buffers: tuple[str, ...] = (), max_state_bytes: int | None = None) -> nn.Module:
     """``StyleGAN2Generator(config)`` loaded strictly from ``state``, built only once the file matches it.
 
     Order: the config is bounds-checked; the shapes the module would have are computed without
     building it and compared with the tensors present (missing / unexpected / wrong shape); the
     weights are checked finite; only then is the module built and filled. Keys ending in
     ``own_buffers`` may be absent from ``state``: they are taken from the freshly built module.
-    Since every tensor of the module must be in the file, the module is no larger than the file.
+    ``max_state_bytes``: ``charge_state``'s limit; since the entries must then match the module's
+    shapes, the module built is no larger than it.
     """
     from .stylegan2 import StyleGAN2Generator
     from .stylegan2.generator import stylegan2_state_shapes
 
     check_config(config, source)
+    charge_state(state, max_state_bytes, source)
     for key, value in state.items():
         if type(key) is not str:
             raise CheckpointError(f"{describe(source)}: a state-dict key is a {type(key).__name__}, not a string")

@@ -12,13 +12,17 @@ file size); every failure is a ``CheckpointError`` naming the file and the probl
 
 from __future__ import annotations
 
+import errno
+import os
 import warnings
 from pathlib import Path
+from typing import Any
 
 import torch
 
 from ..assets import GENERATOR_FILES, pretrained_path
-from .checkpoint_files import CheckpointNotFoundError, read_checkpoint_bytes, read_plain_pickle, read_torch_zip, sniff
+from .checkpoint_files import (CheckpointNotFoundError, loading_errors, read_checkpoint_bytes, read_plain_pickle,
+                               read_torch_zip, sniff, state_bytes_limit)
 from .checkpoints import CheckpointError, describe
 from .native_format import generator_from_native, is_native
 from .nvidia_pickle import generator_from_network
@@ -46,7 +50,7 @@ def _resolve(path_or_name: str | Path) -> Path:
     (``"./fashion-mnist-32"`` or a ``Path``); if one exists, a warning says which was loaded.
     """
     if isinstance(path_or_name, str) and path_or_name in GENERATOR_FILES:
-        if Path(path_or_name).exists():
+        if _exists(Path(path_or_name)):
             warnings.warn(
                 f"{path_or_name!r} is the name of a bundled model, which is what is loaded; the local file "
                 f"{path_or_name!r} is ignored. To load that file, pass it as a path: './{path_or_name}'.",
@@ -54,8 +58,11 @@ def _resolve(path_or_name: str | Path) -> Path:
         return pretrained_path(GENERATOR_FILES[path_or_name])
     if not isinstance(path_or_name, (str, Path)):
         raise TypeError(f"load_generator expects a bundled name or a path, got {type(path_or_name).__name__}")
-    path = Path(path_or_name)
-    if not path.exists() and not path.is_symlink():
+    try:
+        path = Path(path_or_name)
+    except (TypeError, ValueError) as err:
+        raise CheckpointError(f"{path_or_name!r} is not a usable path: {err}") from None
+    if not _exists(path) and not _exists(path, follow=False):
         raise CheckpointNotFoundError(
             f"no generator checkpoint at {str(path)!r}, and it is not a bundled name "
             f"({', '.join(sorted(GENERATOR_FILES))}). Download the model (e.g. the BRGM authors' ffhq.pkl or "
@@ -64,17 +71,48 @@ def _resolve(path_or_name: str | Path) -> Path:
     return path
 
 
+def _exists(path: Path, follow: bool = True) -> bool:
+    """``path.exists()`` (``lstat`` when not ``follow``), with a bad path (too long, NUL byte, no
+    permission on a folder) a ``CheckpointError`` instead of an ``OSError``."""
+    try:
+        os.stat(path) if follow else os.lstat(path)
+        return True
+    except FileNotFoundError:
+        return False
+    except OSError as err:
+        if err.errno in (errno.ENOENT, errno.ENOTDIR, errno.ELOOP):
+            return err.errno == errno.ELOOP
+        raise CheckpointError(f"{describe(_short(path))} cannot be accessed: {err.strerror}") from None
+    except ValueError as err:  # embedded NUL byte
+        raise CheckpointError(f"{describe(_short(path))} is not a usable path: {err}") from None
+
+
+def _short(path: Path) -> str:
+    text = str(path)
+    return text if len(text) <= 300 else text[:300] + "..."
+
+
 def read_generator_file(path: Path) -> StyleGAN2Generator:
-    """The generator in the checkpoint file ``path`` (any supported format), on the CPU."""
-    data = read_checkpoint_bytes(path)
+    """The generator in the checkpoint file ``path`` (any supported format), on the CPU.
+
+    Every failure (resource limits included: ``checkpoint_files.loading_errors``) is a ``CheckpointError``.
+    """
+    with loading_errors(path):
+        data = read_checkpoint_bytes(path)
+    with loading_errors(path, len(data)):
+        return _read_generator(data, path)
+
+
+def _read_generator(data: Any, path: Path) -> StyleGAN2Generator:
+    limit = state_bytes_limit(len(data))
     kind = sniff(data)
     if kind == "zip":
         payload = read_torch_zip(data, path)
         del data
         if is_native(payload):
-            return generator_from_native(payload, path)
+            return generator_from_native(payload, path, limit)
         if isinstance(payload, dict) and "g_ema" in payload:
-            return load_rosinality(payload, name=path)
+            return load_rosinality(payload, name=path, max_state_bytes=limit)
         raise CheckpointError(f"{describe(path)} is a torch file but neither a brgm-pyro generator nor a "
                               f"rosinality checkpoint (top-level keys: {describe_keys(payload)})")
     if kind == "pickle":
@@ -85,7 +123,7 @@ def read_generator_file(path: Path) -> StyleGAN2Generator:
                                   "(torch.save(torch.load(path), new_path)) and load that")
         if not isinstance(payload, dict) or "G_ema" not in payload:
             raise CheckpointError(f"{describe(path)} is a pickle without 'G_ema' (found {describe_keys(payload)})")
-        return generator_from_network(payload["G_ema"], path)
+        return generator_from_network(payload["G_ema"], path, limit)
     raise CheckpointError(f"{describe(path)} is neither a torch zip file nor a pickle "
                           f"(it starts with {short_repr(bytes(data[:8]))})")
 

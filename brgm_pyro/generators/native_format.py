@@ -18,8 +18,9 @@ from typing import Any
 
 import torch
 
-from .checkpoint_files import read_checkpoint_bytes, read_torch_zip, sniff
+from .checkpoint_files import loading_errors, read_checkpoint_bytes, read_torch_zip, sniff, state_bytes_limit
 from .checkpoints import CheckpointError, build_stylegan2, describe
+from .metadata import validate_metadata
 from .safe_pickle import short_repr
 from .stylegan2 import StyleGAN2Config, StyleGAN2Generator
 
@@ -69,8 +70,10 @@ def is_native(payload: Any) -> bool:
     return isinstance(payload, dict) and type(payload.get("format")) is str and payload["format"] == FORMAT_NAME
 
 
-def generator_from_native(payload: dict[str, Any], source: str | Path | None = None) -> StyleGAN2Generator:
-    """Build the generator described by an already loaded native payload."""
+def generator_from_native(payload: dict[str, Any], source: str | Path | None = None,
+                          max_state_bytes: int | None = None) -> StyleGAN2Generator:
+    """Build the generator described by an already loaded native payload (its metadata validated by
+    ``metadata.validate_metadata``; ``max_state_bytes``: see ``checkpoints.charge_state``)."""
     if not is_native(payload):
         raise CheckpointError(f"{describe(source)} is not a brgm-pyro generator file (no format={FORMAT_NAME!r})")
     version = payload.get("version")
@@ -97,17 +100,17 @@ def generator_from_native(payload: dict[str, Any], source: str | Path | None = N
         config = config_cls.from_dict(config_dict)
     except (TypeError, ValueError) as err:
         raise CheckpointError(f"{describe(source)}: bad generator config: {err}") from err
-    generator = build_stylegan2(config, payload["state_dict"], source)
-    metadata = payload.get("metadata")
-    if metadata is not None and not isinstance(metadata, dict):
-        raise CheckpointError(f"{describe(source)}: metadata is a {type(metadata).__name__}, not a dict")
-    generator.metadata = dict(metadata or {})
+    metadata = validate_metadata(payload.get("metadata"), source)  # before the (costly) build
+    generator = build_stylegan2(config, payload["state_dict"], source, max_state_bytes=max_state_bytes)
+    generator.metadata = metadata
     return generator.eval()
 
 
 def load_native(path: str | Path) -> StyleGAN2Generator:
     """Read a generator written by ``save_generator`` (safe zip reader, never ``torch.load``)."""
-    data = read_checkpoint_bytes(Path(path))
-    if sniff(data) != "zip":
-        raise CheckpointError(f"{describe(path)} is not a torch zip file, so not a brgm-pyro generator")
-    return generator_from_native(read_torch_zip(data, path), path)
+    with loading_errors(path):
+        data = read_checkpoint_bytes(Path(path))
+    with loading_errors(path, len(data)):
+        if sniff(data) != "zip":
+            raise CheckpointError(f"{describe(path)} is not a torch zip file, so not a brgm-pyro generator")
+        return generator_from_native(read_torch_zip(data, path), path, state_bytes_limit(len(data)))

@@ -14,18 +14,25 @@ after the architecture in its kwargs has been checked against the tensors presen
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any, BinaryIO
 
 import torch
 
-from .checkpoint_files import MAX_CHECKPOINT_BYTES, read_checkpoint_bytes, read_plain_pickle, sniff
+from . import checkpoint_files
+from .checkpoint_files import loading_errors, read_checkpoint_bytes, read_plain_pickle, sniff, state_bytes_limit
 from .checkpoints import CheckpointError, build_stylegan2, describe
 from .safe_pickle import EasyDict, PersistentObject, describe_keys, short_repr
 from .stylegan2 import StyleGAN2Config, StyleGAN2Generator
 
 MAX_RECORD_DEPTH = 32
 MAX_RECORDS = 100_000
+MAX_NAME = 200
+"""Longest module / parameter / buffer name (a state-dict key is at most 33 of them joined)."""
+MAX_KEY_CHARS = 16 << 20
+"""Characters of all state-dict keys made while flattening (names shared through the memo are
+joined again for every key, so this bounds the work, not the file)."""
 
 
 def record_state_dict(root: PersistentObject, source: Any = None) -> dict[str, torch.Tensor]:
@@ -36,6 +43,7 @@ def record_state_dict(root: PersistentObject, source: Any = None) -> dict[str, t
     """
     out: dict[str, torch.Tensor] = {}
     seen: set[int] = set()
+    key_chars = 0
     pending: list[tuple[PersistentObject, str, int]] = [(root, "", 0)]
     while pending:
         record, prefix, depth = pending.pop()
@@ -48,18 +56,24 @@ def record_state_dict(root: PersistentObject, source: Any = None) -> dict[str, t
             raise CheckpointError(f"{describe(source)}: network records nest deeper than {MAX_RECORD_DEPTH} levels")
         if len(seen) > MAX_RECORDS:
             raise CheckpointError(f"{describe(source)}: more than {MAX_RECORDS} network records")
-        skip = _field(record, "_non_persistent_buffers_set", ())
-        if not isinstance(skip, (set, frozenset, list, tuple)):
-            raise CheckpointError(f"{describe(source)}: {where}._non_persistent_buffers_set is not a set")
+        listed = _field(record, "_non_persistent_buffers_set", ())
+        if not isinstance(listed, (set, frozenset, list, tuple)) or any(type(n) is not str for n in listed):
+            raise CheckpointError(f"{describe(source)}: {where}._non_persistent_buffers_set is not a set of names")
+        skip = frozenset(listed)  # membership tests in O(1): a long list searched per tensor is quadratic
         for group in ("_parameters", "_buffers"):
             tensors = _field(record, group, {})
             if not isinstance(tensors, dict):
                 raise CheckpointError(f"{describe(source)}: {where}.{group} is a {type(tensors).__name__}, not a dict")
             for name, value in tensors.items():
-                if type(name) is not str:
-                    raise CheckpointError(f"{describe(source)}: {where}.{group} has a non-string key")
+                if type(name) is not str or len(name) > MAX_NAME:
+                    raise CheckpointError(f"{describe(source)}: {where}.{group} has a key that is not a name of at "
+                                          f"most {MAX_NAME} characters")
                 if value is None or name in skip:
                     continue
+                key_chars += len(prefix) + len(name)
+                if key_chars > MAX_KEY_CHARS:
+                    raise CheckpointError(f"{describe(source)}: its state-dict keys take more than {MAX_KEY_CHARS} "
+                                          "characters in all")
                 if not isinstance(value, torch.Tensor):
                     raise CheckpointError(f"{describe(source)}: {prefix + name} is a {type(value).__name__}, "
                                           "not a tensor")
@@ -70,7 +84,7 @@ def record_state_dict(root: PersistentObject, source: Any = None) -> dict[str, t
         for name, child in modules.items():
             if child is None:
                 continue
-            if type(name) is not str or not isinstance(child, PersistentObject):
+            if type(name) is not str or len(name) > MAX_NAME or not isinstance(child, PersistentObject):
                 raise CheckpointError(f"{describe(source)}: sub-module {prefix}{short_repr(name)} is a "
                                       f"{type(child).__name__}, not a persistent network object")
             pending.append((child, f"{prefix}{name}.", depth + 1))
@@ -85,19 +99,21 @@ def _field(record: PersistentObject, key: str, default: Any) -> Any:
 
 def read_network_pickle(source: str | Path | BinaryIO) -> Any:
     """Unpickle a network pickle into plain containers, tensors and ``PersistentObject`` records."""
-    if isinstance(source, (str, Path)):
-        data = read_checkpoint_bytes(Path(source))
-        name: Any = source
-    else:
-        name = getattr(source, "name", None)
-        data = source.read(MAX_CHECKPOINT_BYTES + 1)
-        if len(data) > MAX_CHECKPOINT_BYTES:
-            raise CheckpointError(f"{describe(name)} is larger than the {MAX_CHECKPOINT_BYTES}-byte limit")
-        if not data:
-            raise CheckpointError(f"{describe(name)} is empty")
-    if sniff(data) != "pickle":
-        raise CheckpointError(f"{describe(name)} is not a pickle (it starts with {short_repr(bytes(data[:8]))})")
-    return read_plain_pickle(data, name)
+    name: Any = source if isinstance(source, (str, Path)) else getattr(source, "name", None)
+    with loading_errors(name):
+        if isinstance(source, (str, Path)):
+            data = read_checkpoint_bytes(Path(source))
+        else:
+            limit = checkpoint_files.MAX_CHECKPOINT_BYTES
+            data = source.read(limit + 1)
+            if len(data) > limit:
+                raise CheckpointError(f"{describe(name)} is larger than the {limit}-byte limit")
+            if not data:
+                raise CheckpointError(f"{describe(name)} is empty")
+    with loading_errors(name, len(data)):
+        if sniff(data) != "pickle":
+            raise CheckpointError(f"{describe(name)} is not a pickle (it starts with {short_repr(bytes(data[:8]))})")
+        return read_plain_pickle(data, name)
 
 
 def _config_from_record(G: PersistentObject, state: dict[str, torch.Tensor], source: Any) -> StyleGAN2Config:
@@ -160,10 +176,12 @@ def _config_from_record(G: PersistentObject, state: dict[str, torch.Tensor], sou
     )
 
 
-def generator_from_network(G: PersistentObject, source: Any = None) -> StyleGAN2Generator:
+def generator_from_network(G: PersistentObject, source: Any = None,
+                           max_state_bytes: int | None = None) -> StyleGAN2Generator:
     """Build a ``StyleGAN2Generator`` from the ``G_ema`` record of a network pickle (strict load).
 
     Layers that NVIDIA runs in float16 (``num_fp16_res``) are computed in float32 here.
+    ``max_state_bytes``: see ``checkpoints.charge_state``.
     """
     if not isinstance(G, PersistentObject):
         raise CheckpointError(f"{describe(source)}: expected a network object, got {type(G).__name__}")
@@ -171,7 +189,7 @@ def generator_from_network(G: PersistentObject, source: Any = None) -> StyleGAN2
         raise CheckpointError(f"{describe(source)}: expected a Generator, got class {G.class_name!r}")
     state = record_state_dict(G, source)
     config = _config_from_record(G, state, source)
-    generator = build_stylegan2(config, state, source)
+    generator = build_stylegan2(config, state, source, max_state_bytes=max_state_bytes)
     synthesis = G.init_kwargs.get("synthesis_kwargs")
     fp16 = synthesis.get("num_fp16_res") if isinstance(synthesis, dict) else None
     generator.metadata = {"source_format": "nvidia-pickle", "class_name": G.class_name,
@@ -185,7 +203,12 @@ def load_nvidia_pickle(source: str | Path | BinaryIO, key: str = "G_ema") -> Sty
     name = source if isinstance(source, (str, Path)) else None
     if not isinstance(data, dict) or key not in data:
         raise CheckpointError(f"{describe(name)} has no {key!r} network (found {describe_keys(data)})")
-    return generator_from_network(data[key], name)
+    limit = None
+    if name is not None:
+        with loading_errors(name):
+            limit = state_bytes_limit(os.stat(name).st_size)
+    with loading_errors(name):
+        return generator_from_network(data[key], name, limit)
 
 
 __all__ = ["EasyDict", "PersistentObject", "record_state_dict", "read_network_pickle", "generator_from_network",

@@ -24,14 +24,15 @@ up-sampling gain; they are checked against our filter rather than copied.
 from __future__ import annotations
 
 import math
+import os
 import re
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from .checkpoint_files import read_checkpoint_bytes, read_torch_zip, sniff
-from .checkpoints import ARCHITECTURE_BOUNDS, CheckpointError, build_stylegan2, describe
+from .checkpoint_files import loading_errors, read_checkpoint_bytes, read_torch_zip, sniff, state_bytes_limit
+from .checkpoints import ARCHITECTURE_BOUNDS, CheckpointError, build_stylegan2, charge_state, describe
 from .safe_pickle import short_repr
 from .stylegan2 import StyleGAN2Config, StyleGAN2Generator, setup_filter
 
@@ -49,11 +50,16 @@ def _layer_names(num_blocks: int) -> list[tuple[str, str]]:
 
 
 def rosinality_to_nvidia(g_ema: dict[str, torch.Tensor], latent_avg: torch.Tensor | None,
-                         source: Any = None) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+                         source: Any = None, max_state_bytes: int | None = None
+                         ) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
     """Rename a rosinality ``g_ema`` state dict; returns (config fields, NVIDIA-named state dict).
 
-    Every input tensor must be consumed; leftovers raise ``CheckpointError``.
+    Every input tensor must be consumed; leftovers raise ``CheckpointError``. ``max_state_bytes``:
+    the entries (and ``latent_avg``) are charged first (``checkpoints.charge_state``), since
+    renaming may copy each of them once.
     """
+    if isinstance(g_ema, dict):
+        charge_state({**g_ema, "\0latent_avg": latent_avg}, max_state_bytes, source, "g_ema entries")
     try:
         return _rename(g_ema, latent_avg, source)
     except (IndexError, RuntimeError, TypeError, ValueError) as err:  # tensors of the wrong rank, ...
@@ -159,26 +165,32 @@ def load_torch_file(path: str | Path) -> Any:
     rosinality's training checkpoints store their command-line ``args``; the ``argparse.Namespace``
     comes back as an inert ``safe_pickle.Namespace`` dict of its values.
     """
-    data = read_checkpoint_bytes(Path(path))
-    if sniff(data) != "zip":
-        raise CheckpointError(f"{describe(path)} is not a torch zip file")
-    return read_torch_zip(data, path)
+    with loading_errors(path):
+        data = read_checkpoint_bytes(Path(path))
+    with loading_errors(path, len(data)):
+        if sniff(data) != "zip":
+            raise CheckpointError(f"{describe(path)} is not a torch zip file")
+        return read_torch_zip(data, path)
 
 
 def load_rosinality(source: str | Path | dict[str, Any], mapping_lr_multiplier: float = 0.01,
-                    name: str | Path | None = None) -> StyleGAN2Generator:
+                    name: str | Path | None = None, max_state_bytes: int | None = None) -> StyleGAN2Generator:
     """Load the ``g_ema`` of a rosinality checkpoint (a path, or an already read payload dict).
 
-    ``name``: the file a payload dict came from, for error messages.
+    ``name``: the file a payload dict came from, for error messages; ``max_state_bytes``: see
+    ``checkpoints.charge_state`` (set from the file size when ``source`` is a path).
     """
     name = source if isinstance(source, (str, Path)) else name
     if isinstance(source, (str, Path)):
+        with loading_errors(source):
+            size = os.stat(source).st_size
         payload = load_torch_file(source)
+        max_state_bytes = state_bytes_limit(size)
     else:
         payload = source
     if not isinstance(payload, dict) or "g_ema" not in payload:
         raise CheckpointError(f"{describe(name)} has no 'g_ema' state dict")
-    fields, state = rosinality_to_nvidia(payload["g_ema"], payload.get("latent_avg"), name)
+    fields, state = rosinality_to_nvidia(payload["g_ema"], payload.get("latent_avg"), name, max_state_bytes)
     channels = fields.pop("_channels")
     try:
         base, cmax = _infer_channel_schedule(channels, fields["img_resolution"])
@@ -187,6 +199,6 @@ def load_rosinality(source: str | Path | dict[str, Any], mapping_lr_multiplier: 
     config = StyleGAN2Config(channel_base=base, channel_max=cmax, mapping_lr_multiplier=mapping_lr_multiplier,
                              **fields)
     # Our module also holds the FIR filter buffers; they are filled from our own config.
-    generator = build_stylegan2(config, state, name, own_buffers=("resample_filter",))
+    generator = build_stylegan2(config, state, name, own_buffers=("resample_filter",), max_state_bytes=max_state_bytes)
     generator.metadata = {"source_format": "rosinality"}
     return generator.eval()

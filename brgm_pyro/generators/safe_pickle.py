@@ -10,17 +10,23 @@ with its dangerous opcodes replaced:
 - ``REDUCE`` calls only constructor tokens; ``NEWOBJ`` builds only ``EasyDict`` / ``Namespace``
   records with no arguments; ``BUILD`` applies state only to the records that validate it.
 - ``APPEND(S)`` / ``SETITEM(S)`` / ``ADDITEMS`` act only on real lists, dicts and sets; dict keys and
-  set items must be plain strings, numbers, bytes, ``None`` or flat tuples of those (so hashing a
-  crafted nested tuple can never take exponential time).
+  set items must be strings, bytes, ``None``, bools, ints in [-2**31, 2**31) or flat tuples of those
+  (so hashing a key is linear in its size), and no container may hold more than
+  ``MAX_SAME_HASH`` keys with one hash value (``KeyHashes``): crafted hash collisions cannot make
+  building a dict or set quadratic.
+- Every int in the stream has at most ``MAX_INT_BITS`` bits and every memo index lies in
+  [0, 2**32) (checked by the opcode walk, before anything is built): no arithmetic on huge ints.
 - ``INST``, ``OBJ``, ``EXT1/2/4``, ``PERSID`` and the protocol-5 buffer opcodes are refused.
-- Before anything is built, ``pickletools.genops`` walks the opcode stream: truncation, unknown
-  opcodes and streams longer than ``MAX_PICKLE_OPS`` opcodes are refused while nothing is allocated.
+- Before anything is built, ``_prescan`` walks the opcode stream (``pickletools``' opcode table,
+  skipping over arguments without copying them): truncation, unknown opcodes, huge ints, too much
+  text and streams longer than ``MAX_PICKLE_OPS`` opcodes are refused while nothing is allocated.
 
 Tensors are rebuilt by ``_rebuild_tensor`` from a storage whose bytes are in the file, after
 checking dtype, offset, shape and strides against that storage, and counting the declared bytes
-against a ``Budget`` derived from the file size. numpy values (``weight_gain`` scalars, stylegan3's
-small int arrays) are rebuilt from their raw bytes with plain numeric dtypes only; numpy's own
-reconstructors are never called on file data.
+against a ``Budget`` derived from the file size: every tensor view (``max_tensor_bytes``) and every
+storage made (``max_storage_bytes``; a nested blob rebuilt twice is charged twice). numpy values
+(``weight_gain`` scalars, stylegan3's small int arrays) are rebuilt from their raw bytes with plain
+numeric dtypes only; numpy's own reconstructors are never called on file data.
 """
 
 from __future__ import annotations
@@ -44,6 +50,19 @@ MAX_PICKLE_OPS = 2_000_000
 """Opcodes read from one file (every opcode builds at most one small object)."""
 MAX_TENSOR_DIMS = 8
 MAX_KEY_TUPLE = 64
+MAX_INT_BITS = 256
+"""Largest int (in bits, sign excluded) in a pickle; torch.save's magic number needs 77."""
+KEY_INT_LIMIT = 2**31
+"""Int dict keys / set items lie in [-KEY_INT_LIMIT, KEY_INT_LIMIT): their hashes are all distinct."""
+MAX_SAME_HASH = 8
+"""Most keys with one hash value in one dict or set (a real checkpoint has 1)."""
+SMALL_CONTAINER = 8
+"""Containers up to this size are not tracked: collisions among them cost at most 8 x 8 comparisons."""
+MAX_MEMO_INDEX = 2**32
+MAX_TEXT_BYTES = 64 << 20
+"""Encoded bytes of all strings in one pickle (their str objects take at most 4x that: 256 MiB)."""
+_TEXT_OPCODES = {"UNICODE", "SHORT_BINUNICODE", "BINUNICODE", "BINUNICODE8", "STRING", "BINSTRING",
+                 "SHORT_BINSTRING"}
 FORBIDDEN_OPCODES = {"INST", "OBJ", "EXT1", "EXT2", "EXT4", "PERSID", "BYTEARRAY8", "NEXT_BUFFER",
                      "READONLY_BUFFER"}
 
@@ -67,13 +86,17 @@ def describe_keys(value: Any, limit: int = 10) -> str:
 class Budget:
     """Limits for everything read from one checkpoint file."""
 
-    def __init__(self, source: Any, max_tensor_bytes: int, max_ops: int = MAX_PICKLE_OPS) -> None:
+    def __init__(self, source: Any, max_tensor_bytes: int, max_ops: int | None = None,
+                 max_storage_bytes: int | None = None) -> None:
         self.source = source
         self.max_tensor_bytes = max_tensor_bytes
-        self.max_ops = max_ops
+        self.max_storage_bytes = max_tensor_bytes if max_storage_bytes is None else max_storage_bytes
+        self.max_ops = MAX_PICKLE_OPS if max_ops is None else max_ops
         self.tensor_bytes = 0
+        self.storage_bytes = 0
         self.ops = 0
         self.in_blob = False
+        self.keys = KeyHashes(self)
 
     def fail(self, message: str, unsafe: bool = False) -> None:
         cls = UnsafeCheckpointError if unsafe else CheckpointError
@@ -89,6 +112,55 @@ class Budget:
         if self.tensor_bytes > self.max_tensor_bytes:
             self.fail(f"its tensors declare {self.tensor_bytes} bytes in all, more than the {self.max_tensor_bytes} "
                       "bytes allowed for a file of this size (a real checkpoint's tensors are stored in the file)")
+
+    def add_storage(self, nbytes: int) -> None:
+        """Charge one storage made from the file's bytes (each nested-blob rebuild is a new storage)."""
+        self.storage_bytes += nbytes
+        if self.storage_bytes > self.max_storage_bytes:
+            self.fail(f"its storages take {self.storage_bytes} bytes in all, more than the {self.max_storage_bytes} "
+                      "bytes allowed for a file of this size (is one stored blob rebuilt many times?)")
+
+
+class KeyHashes:
+    """Counts the hash values of the keys in every dict / set the unpickler fills (``MAX_SAME_HASH``).
+
+    Containers are tracked once they exceed ``SMALL_CONTAINER`` keys. The counts are dicts keyed by
+    the (64-bit) hash values themselves, whose own hashes collide only for values equal modulo
+    2**61 - 1 (at most 9 of them), so the counting is linear too.
+    """
+
+    def __init__(self, budget: "Budget") -> None:
+        self.budget = budget
+        self.tracked: dict[int, tuple[Any, dict[int, int]]] = {}
+
+    def admit(self, container: Any, keys: list | tuple) -> None:
+        """Check ``keys`` (types, sizes, hash collisions) before they go into ``container``."""
+        for key in keys:
+            check_key(key, self.budget)
+        entry = self.tracked.get(id(container))
+        if entry is None:
+            if len(container) + len(keys) <= SMALL_CONTAINER:
+                return
+            entry = (container, {})  # the reference keeps id(container) from being reused
+            self.tracked[id(container)] = entry
+            self._count(entry[1], list(container))
+        self._count(entry[1], keys)
+
+    def distinct(self, keys: list | tuple) -> None:
+        """Check the items of a set built in one go (``FROZENSET``, ``set(list)``)."""
+        for key in keys:
+            check_key(key, self.budget)
+        if len(keys) > SMALL_CONTAINER:
+            self._count({}, keys)
+
+    def _count(self, counts: dict[int, int], keys: Any) -> None:
+        for key in keys:
+            h = hash(key)
+            n = counts.get(h, 0) + 1
+            if n > MAX_SAME_HASH:
+                self.budget.fail(f"more than {MAX_SAME_HASH} keys of one dict or set share a hash value (or repeat); "
+                                 "refused: crafted hash collisions make loading quadratic")
+            counts[h] = n
 
 
 class ByteReader:
@@ -106,8 +178,7 @@ class ByteReader:
 
     def readline(self, limit: int = -1) -> bytes:
         end = len(self.view) if limit is None or limit < 0 else min(len(self.view), self.pos + limit)
-        chunk = self.view[self.pos:end]
-        index = bytes(chunk).find(b"\n") if len(chunk) < 4096 else _find_newline(chunk)
+        index = _find_newline(self.view[self.pos:end])
         return self.read(index + 1 if index >= 0 else end - self.pos)
 
     def tell(self) -> int:
@@ -123,11 +194,14 @@ class ByteReader:
 
 
 def _find_newline(view: memoryview) -> int:
-    step = 1 << 16
-    for start in range(0, len(view), step):
+    """Index of the first newline in ``view`` (-1: none); work linear in that index, not in ``len(view)``."""
+    start, step = 0, 128
+    while start < len(view):
         i = bytes(view[start:start + step]).find(b"\n")
         if i >= 0:
             return start + i
+        start += step
+        step = min(step * 2, 1 << 16)
     return -1
 
 
@@ -224,8 +298,8 @@ class NumpyArray:
             budget.fail("numpy array without a plain numeric dtype (object arrays are refused)")
         if type(raw) is not bytes:
             budget.fail(f"numpy array data is {short_repr(raw)}, not raw bytes (object arrays are refused)")
-        if type(shape) is not tuple or len(shape) > 32 or any(type(s) is not int or s < 0 for s in shape):
-            budget.fail(f"numpy array shape {short_repr(shape)} is not a tuple of non-negative ints")
+        if type(shape) is not tuple or len(shape) > 32 or any(type(s) is not int or not 0 <= s < 2**40 for s in shape):
+            budget.fail(f"numpy array shape {short_repr(shape)} is not a tuple of at most 32 ints in [0, 2**40)")
         dt = dtype.to_numpy()
         if math.prod(shape) * dt.itemsize != len(raw):
             budget.fail(f"numpy array of shape {shape} and dtype {dt} needs {math.prod(shape) * dt.itemsize} bytes, "
@@ -274,14 +348,17 @@ _TORCH_DTYPES = {name: getattr(torch, name) for name in dir(torch)
                  if isinstance(getattr(torch, name, None), torch.dtype)}
 
 
-def storage_from_bytes(buffer: bytearray | memoryview, offset: int, numel: int, dtype: torch.dtype,
-                       budget: Budget) -> Storage:
-    """A storage of ``numel`` ``dtype`` elements starting at ``buffer[offset]`` (bounds already checked)."""
+def storage_from_bytes(buffer: Any, offset: int, numel: int, dtype: torch.dtype,
+                       budget: Budget, charged: bool = False) -> Storage:
+    """A storage of ``numel`` ``dtype`` elements starting at ``buffer[offset]``, charged to the budget
+    unless ``charged`` (the caller did)."""
     itemsize = torch.empty((), dtype=dtype).element_size()
     nbytes = numel * itemsize
     if offset < 0 or offset + nbytes > len(buffer):
         budget.fail(f"a storage of {short_repr(numel)} {dtype} elements does not fit "
                     f"in the {len(buffer) - offset} bytes left")
+    if not charged:
+        budget.add_storage(nbytes)
     if nbytes == 0:
         return Storage(torch.empty(0, dtype=dtype))
     raw = torch.frombuffer(buffer, dtype=torch.uint8, count=nbytes, offset=offset)
@@ -308,7 +385,8 @@ class Constructor:
         return f"<constructor {self.name}>"
 
 
-def _ints(value: Any, what: str, budget: Budget, max_len: int = MAX_TENSOR_DIMS) -> tuple[int, ...]:
+def _ints(value: Any, what: str, budget: Budget, max_len: int | None = None) -> tuple[int, ...]:
+    max_len = MAX_TENSOR_DIMS if max_len is None else max_len
     if type(value) not in (tuple, list) or len(value) > max_len \
             or any(type(v) is not int or not -2**62 < v < 2**62 for v in value):
         budget.fail(f"tensor {what} {short_repr(value)} is not a tuple of at most {max_len} ints")
@@ -381,8 +459,7 @@ def _make_set(budget: Budget, items: Any = (), *extra: Any) -> set:
     """``builtins.set(list)``: how protocol-2/3 pickles store ``_non_persistent_buffers_set``."""
     if extra or type(items) not in (list, tuple):
         budget.fail("builtins.set called with something other than one list")
-    for item in items:
-        check_key(item, budget)
+    budget.keys.distinct(items)
     return set(items)
 
 
@@ -416,6 +493,9 @@ def _storage_from_legacy_bytes(budget: Budget, blob: Any, *extra: Any) -> Storag
     """
     if extra or type(blob) is not bytes:
         budget.fail("torch.storage._load_from_bytes called without one bytes argument")
+    # Every call parses and copies the whole blob: charge all of it, each time, before any work (one
+    # stored blob rebuilt many times through the memo would otherwise cost calls x blob size).
+    budget.add_storage(len(blob))
     if budget.in_blob:
         budget.fail("a nested tensor blob holds another nested blob")
     budget.in_blob = True
@@ -464,7 +544,7 @@ def _parse_legacy_blob(budget: Budget, blob: bytes) -> Storage:
     itemsize = torch.empty((), dtype=dtype).element_size()
     if offset + numel * itemsize != len(blob):
         budget.fail(f"a nested tensor blob declares {numel} elements but holds {len(blob) - offset} bytes")
-    return storage_from_bytes(bytearray(memoryview(blob)[offset:]), 0, numel, dtype, budget)
+    return storage_from_bytes(bytearray(memoryview(blob)[offset:]), 0, numel, dtype, budget, charged=True)
 
 
 ALLOWED_GLOBALS: dict[tuple[str, str], Any] = {
@@ -511,15 +591,23 @@ def find_global(module: str, name: str, budget: Budget) -> Any:
                 f"which is not on brgm-pyro's allow-list; it was not imported or called.{hint}", unsafe=True)
 
 
-_KEY_TYPES = (str, int, float, bool, type(None), bytes)
+_KEY_TYPES = (str, int, bool, type(None), bytes)
+
+
+def _plain_key(key: Any) -> bool:
+    kind = type(key)
+    return kind in _KEY_TYPES and (kind is not int or -KEY_INT_LIMIT <= key < KEY_INT_LIMIT)
 
 
 def check_key(key: Any, budget: Budget) -> None:
-    """Dict keys / set items: atomic values or flat tuples of them (hashing stays linear)."""
-    if type(key) in _KEY_TYPES:
+    """Dict keys / set items: strings, bytes, None, bools, ints in [-2**31, 2**31) or flat tuples of
+    those (hashing stays linear; float keys, whose hashes are easy to collide, are refused)."""
+    if _plain_key(key):
         return
-    if type(key) is tuple and len(key) <= MAX_KEY_TUPLE and all(type(k) in _KEY_TYPES for k in key):
+    if type(key) is tuple and len(key) <= MAX_KEY_TUPLE and all(_plain_key(k) for k in key):
         return
+    if type(key) is int:
+        budget.fail(f"an int dict key or set item {short_repr(key)} lies outside [-2**31, 2**31)")
     budget.fail(f"a dict key or set item of type {type(key).__name__} is not allowed")
 
 
@@ -594,8 +682,8 @@ class _Unpickler(pickle._Unpickler):  # type: ignore[name-defined]
     def _setitems_into(self, target: dict, items: list) -> None:
         if len(items) % 2:
             self.budget.fail("SETITEMS with an odd number of items")
+        self.budget.keys.admit(target, items[0::2])
         for i in range(0, len(items), 2):
-            check_key(items[i], self.budget)
             target[items[i]] = items[i + 1]
 
     def _setitem(self) -> None:
@@ -616,14 +704,12 @@ class _Unpickler(pickle._Unpickler):  # type: ignore[name-defined]
     def _additems(self) -> None:
         items = self.pop_mark()
         target = self._target((set,), "adds set items to")
-        for item in items:
-            check_key(item, self.budget)
+        self.budget.keys.admit(target, items)
         target.update(items)
 
     def _frozenset(self) -> None:
         items = self.pop_mark()
-        for item in items:
-            check_key(item, self.budget)
+        self.budget.keys.distinct(items)
         self.append(frozenset(items))
 
 
@@ -641,26 +727,90 @@ for _code, _method in [
     _Unpickler.dispatch[_code[0]] = _method
 
 
+_CODE2OP = {op.code.encode("latin-1")[0]: op for op in pickletools.opcodes}
+_LENGTH_WIDTH = {pickletools.TAKEN_FROM_ARGUMENT1: (1, False), pickletools.TAKEN_FROM_ARGUMENT4: (4, True),
+                 pickletools.TAKEN_FROM_ARGUMENT4U: (4, False), pickletools.TAKEN_FROM_ARGUMENT8U: (8, False)}
+
+
+def _max_int_text() -> int:
+    """Longest text INT / LONG argument: the digits of a MAX_INT_BITS-bit int (78 for 256), sign, "L"."""
+    return len(str(2**MAX_INT_BITS)) + 2
+
+
 def _prescan(stream: ByteReader, budget: Budget, allow_persistent: bool) -> None:
-    """Walk the opcodes without building anything: truncation, unknown / refused opcodes, op count."""
-    start = stream.tell()
-    n = 0
-    try:
-        for opcode, _, _ in pickletools.genops(stream):
-            n += 1
-            if opcode.name in FORBIDDEN_OPCODES or (opcode.name == "BINPERSID" and not allow_persistent):
-                budget.fail(f"the pickle uses the opcode {opcode.name}, which brgm-pyro refuses", unsafe=True)
-            if n % 65536 == 0:
-                budget.count_ops(65536)
-    except CheckpointError:
-        raise
-    except ValueError as err:
-        text = str(err)
-        if "exhausted" in text or "but only" in text or "remain" in text:
-            budget.fail(f"the pickle ends early: the file is truncated ({short_repr(text, 120)[1:-1]})")
-        budget.fail(f"not a valid pickle: {short_repr(text, 120)[1:-1]}")
-    budget.count_ops(n % 65536)
-    stream.seek(start)
+    """Walk the opcodes without building or copying anything (each step O(1) but newline searches).
+
+    Refuses truncation, unknown and refused opcodes, ints over ``MAX_INT_BITS`` bits (from the
+    length prefix or digit count, before any decoding), memo indices outside [0, 2**32), more than
+    ``MAX_TEXT_BYTES`` of strings and more than ``Budget.max_ops`` opcodes.
+    """
+    view, pos, end = stream.view, stream.pos, len(stream.view)
+    n = text = 0
+    max_int_text = _max_int_text()
+
+    def truncated(what: str) -> None:
+        budget.fail(f"the pickle ends early: the file is truncated ({what} at byte {pos})")
+
+    while True:
+        if pos >= end:
+            truncated("no STOP opcode")
+        op = _CODE2OP.get(view[pos])
+        if op is None:
+            budget.fail(f"not a valid pickle: unknown opcode {view[pos]:#04x} at byte {pos}")
+        pos += 1
+        n += 1
+        if not n & 0xFFFF:
+            budget.count_ops(0x10000)
+        name = op.name
+        if name in FORBIDDEN_OPCODES or (name == "BINPERSID" and not allow_persistent):
+            budget.fail(f"the pickle uses the opcode {name}, which brgm-pyro refuses", unsafe=True)
+        arg = op.arg
+        if arg is None:
+            if name == "STOP":
+                break
+            continue
+        if arg.n >= 0:
+            if pos + arg.n > end:
+                truncated(f"argument of {name}")
+            pos += arg.n
+        elif arg.n == pickletools.UP_TO_NEWLINE:
+            for _ in range(2 if arg is pickletools.stringnl_noescape_pair else 1):
+                j = _find_newline(view[pos:end])
+                if j < 0:
+                    truncated(f"text argument of {name}")
+                line = bytes(view[pos:pos + j]) if j <= max_int_text else b""
+                if name in ("INT", "LONG", "PUT", "GET") and (j > max_int_text or not line.strip()):
+                    budget.fail(f"the pickle's {name} argument is not a number of at most {MAX_INT_BITS} bits")
+                if name in _TEXT_OPCODES:
+                    text += j
+                pos += j + 1
+            if name in ("PUT", "GET"):
+                try:
+                    index = int(line)
+                except ValueError:
+                    budget.fail(f"not a valid pickle: {name} argument {short_repr(line)}")
+                if not 0 <= index < MAX_MEMO_INDEX:
+                    budget.fail(f"the pickle's {name} index {index} lies outside [0, 2**32)")
+        else:
+            width, signed = _LENGTH_WIDTH[arg.n]
+            if pos + width > end:
+                truncated(f"length of {name}")
+            length = int.from_bytes(view[pos:pos + width], "little", signed=signed)
+            pos += width
+            if length < 0:
+                budget.fail(f"not a valid pickle: {name} with negative length {length}")
+            if name in ("LONG1", "LONG4") and length * 8 > MAX_INT_BITS + 8:
+                budget.fail(f"the pickle holds an int of {length} bytes; ints of more than {MAX_INT_BITS} bits are "
+                            "refused (arithmetic on them is slow)")
+            if length > end - pos:
+                truncated(f"{name} of {length} bytes")
+            if name in _TEXT_OPCODES:
+                text += length
+            pos += length
+        if text > MAX_TEXT_BYTES:
+            budget.fail(f"the pickle's strings take more than {MAX_TEXT_BYTES} bytes; no real checkpoint has that "
+                        "much text")
+    budget.count_ops(n & 0xFFFF)
 
 
 def load_pickle(stream: ByteReader, budget: Budget, persistent: Callable[[Any], Any] | None = None) -> Any:
@@ -674,6 +824,9 @@ def load_pickle(stream: ByteReader, budget: Budget, persistent: Callable[[Any], 
             raise
         except RecursionError:
             budget.fail("the pickle nests too deeply")
+        except MemoryError:
+            budget.fail(f"ran out of memory while unpickling (memory limits: tensors {budget.max_tensor_bytes} bytes, "
+                        f"storages {budget.max_storage_bytes} bytes, {budget.max_ops} opcodes)")
         except EOFError:
             budget.fail("the pickle ends early: the file is truncated")
         except Exception as err:  # bad opcodes, stack underflow, missing memo entries, ...
