@@ -670,7 +670,10 @@ class CallableGuide(LatentGuide):
     def freeze(self, image: int | None = None) -> PredictiveLatents:  # type: ignore[override]
         if image is not None:
             raise ValueError("a callable guide's draws cannot be split by image")
-        mean = self.median()[self.site].detach() if hasattr(self.guide, "median") else None
+        try:  # Pyro's AutoIAFNormal has a median() that raises NotImplementedError
+            mean = self.median()[self.site].detach()
+        except NotImplementedError:
+            mean = None
         return PredictiveLatents(self.guide, self.site, pyro.get_param_store().get_state(), mean)
 
 
