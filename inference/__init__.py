@@ -1,7 +1,7 @@
 """Inference for BRGM (imported as ``brgm_pyro.inference``): guides, MAP / VI / Laplace / multi-start /
 MCMC runners, posteriors, widening and diagnostics."""
 
-from .auxiliary import AuxiliaryGuide, gaussian_guide_at, with_auxiliary
+from .auxiliary import AuxiliaryGuide, with_auxiliary
 from .diagnostics import (
     ChainStatistics, Coverage, chain_statistics, compare, credible_interval_coverage, format_table,
     mcmc_convergence, mcmc_summary, psis_khat, to_inference_data,
@@ -9,18 +9,18 @@ from .diagnostics import (
 from .ensemble import LatentMixture, MixturePosterior, estimate_elbo, fit_ensemble
 from .guides import (
     GUIDES, AutoGuideAdapter, CallableGuide, FlowGuide, GaussianGuide, ImageStack, LatentDistribution, LatentGuide,
-    MultivariateGaussianGuide, SharedGaussianGuide, StandardNormalNoise, make_guide,
+    MultivariateGaussianGuide, SharedGaussianGuide, StandardNormalNoise, gaussian_guide_at, make_guide,
 )
 from .importance import ImportancePosterior, importance_resample, log_joint, psis_smooth
 from .laplace import LaplacePosterior, fit_laplace, laplace_approximation, output_jacobian
 from .map import MAPResult, map_estimate
 from .mcmc import MCMCResult, run_mcmc
 from .multistart import fit_multistart_flow, fit_multistart_fullrank, fit_multistart_laplace, multistart_map
-from .neutra import (
-    AUTOGUIDE_KINDS, FittedAutoguide, fit_autoguide, run_adapted_nuts, run_neutra, run_preconditioned_nuts,
+from .nuts import (
+    AUTOGUIDE_KINDS, GuideFit, NUTSSettings, fit_autoguide, run_adapted_nuts, run_neutra, run_preconditioned_nuts,
 )
 from .parameters import parameter_draws, parameter_summary
-from .posterior import PixelStatistics, Posterior, PosteriorSamples, single_image_model
+from .posterior import InferenceResult, PixelStatistics, Posterior, PosteriorSamples, single_image_model
 from .quantities import log_likelihood, unknown_region
 from .vi import PENALTY_WEIGHTINGS, InverseGammaPenalty, VIPosterior, fit_vi
 from .warm_start import fullrank_at, fullrank_from_laplace, map_then_laplace, vi_from_map
@@ -38,10 +38,10 @@ __all__ = [
     "fit_multistart_flow", "fit_multistart_fullrank", "fit_multistart_laplace", "multistart_map",
     "LatentMixture", "MixturePosterior", "estimate_elbo", "fit_ensemble",
     "ImportancePosterior", "importance_resample", "log_joint", "psis_smooth",
-    "MCMCResult", "run_mcmc", "AUTOGUIDE_KINDS", "FittedAutoguide", "fit_autoguide", "run_adapted_nuts", "run_neutra",
-    "run_preconditioned_nuts",
+    "MCMCResult", "run_mcmc", "AUTOGUIDE_KINDS", "GuideFit", "NUTSSettings", "fit_autoguide", "run_adapted_nuts",
+    "run_neutra", "run_preconditioned_nuts",
     # posteriors and widening
-    "PixelStatistics", "Posterior", "PosteriorSamples", "single_image_model",
+    "InferenceResult", "PixelStatistics", "Posterior", "PosteriorSamples", "single_image_model",
     "check_interval_scale", "widen", "widen_distribution",
     # diagnostics
     "ChainStatistics", "Coverage", "chain_statistics", "compare", "credible_interval_coverage", "format_table",

@@ -81,15 +81,3 @@ def with_auxiliary(guide: Callable, model: BRGMModel, init_scale: float = 0.1) -
 
     combined.w_guide, combined.auxiliary = guide, auxiliary  # type: ignore[attr-defined]
     return combined
-
-
-def gaussian_guide_at(model: BRGMModel, map_result, init_scale: float = 0.02):
-    """The paper's ``GaussianGuide`` started at a MAP estimate (w and the other latent sites), with
-    a small initial scale: a warm start for VI, which otherwise spends its first few hundred steps
-    shrinking q(w) from the prior's width (and meanwhile over-estimates a learned noise level)."""
-    from .guides import GaussianGuide
-
-    guide = GaussianGuide(model, init_scale)
-    guide.init_loc = map_result.latent.detach().clone()
-    guide.auxiliary.initial = {k: v.detach().clone() for k, v in map_result.parameters.items()}
-    return guide

@@ -14,21 +14,28 @@ from pyro.infer.importance import psis_diagnostic
 from brgm_pyro.functional import rmse_255
 from brgm_pyro.models.brgm import BRGMModel, corrupt, generate
 
-from .map import MAPResult
 from .mcmc import MCMCResult
 from .parameters import parameter_draws, parameter_summary
-from .posterior import Posterior
+from .posterior import InferenceResult, Posterior
 from .quantities import log_likelihood, unknown_region
 from .vi import VIPosterior
 
-Result = MAPResult | VIPosterior | MCMCResult
+
+@torch.no_grad()
+def _images(model: BRGMModel, latents: torch.Tensor, chunk_size: int = 64) -> torch.Tensor:
+    """G(w) of draws (chains, draws, *site) -> (chains, draws, C, H, W) on the CPU."""
+    flat = latents.reshape(-1, *latents.shape[2:])
+    device = model.observation.device
+    images = torch.cat([generate(model.generator, model.prior.ws_from_latent(flat[i:i + chunk_size].to(device))).cpu()
+                        for i in range(0, flat.shape[0], chunk_size)])
+    return images.reshape(*latents.shape[:2], *images.shape[1:])
 
 
 def _latent_dims(latent: torch.Tensor) -> list[str]:
     return ["layer", "w_dim"] if latent.ndim == 2 else ["w_dim"][-latent.ndim:]
 
 
-def to_inference_data(result: Result, model: BRGMModel | None = None, num_draws: int = 100,
+def to_inference_data(result: InferenceResult, model: BRGMModel | None = None, num_draws: int = 100,
                       truth: torch.Tensor | None = None, seed: int = 0):
     """An ``arviz.InferenceData`` for a MAP, VI or MCMC run.
 
@@ -43,29 +50,19 @@ def to_inference_data(result: Result, model: BRGMModel | None = None, num_draws:
     import arviz as az
     import xarray as xr
 
-    if isinstance(result, MCMCResult):
-        model = result.posterior.model
-        latents = result.latents
-        ws = model.prior.ws_from_latent(latents.reshape(-1, *latents.shape[2:]))
-        with torch.no_grad():
-            images = torch.cat([generate(model.generator, ws[i:i + 64].to(model.observation.device)).cpu()
-                                for i in range(0, ws.shape[0], 64)])
-        images = images.reshape(*latents.shape[:2], *images.shape[1:])
-        sample_stats = {"diverging": result.divergences.numpy()}
-        history = None
-    elif isinstance(result, VIPosterior):
-        model = result.model
-        draws = result.sample(num_draws, seed=seed)
-        latents, images = draws.latents.unsqueeze(0), draws.images.unsqueeze(0)
-        sample_stats, history = None, result.history
-    elif isinstance(result, MAPResult):
+    if not isinstance(result, InferenceResult):
+        raise TypeError(f"{type(result).__name__} is not an inference result (see inference.posterior.InferenceResult)")
+    posterior = result.posterior
+    if posterior is None:  # a point estimate
         if model is None:
-            raise ValueError("pass the model for a MAP result")
-        latents = result.latent.cpu()[None, None]
+            raise ValueError("pass the model for a point estimate (a MAP result)")
+        latents = result.latent_draws(1, seed)
         images = result.image.cpu().unsqueeze(0)
-        sample_stats, history = None, result.history
     else:
-        raise ValueError(f"unsupported result type {type(result).__name__}")
+        model = posterior.model
+        latents = result.latent_draws(num_draws, seed)
+        images = _images(model, latents)
+    sample_stats, history = result.sample_stats(), result.history
 
     dims = {"w": _latent_dims(latents[0, 0]), "image": ["channel", "y", "x"],
             "observation": ["obs_channel", "obs_y", "obs_x"]}
@@ -75,10 +72,10 @@ def to_inference_data(result: Result, model: BRGMModel | None = None, num_draws:
         "observed_data": {"observation": model.observation.cpu().numpy()},
         "dims": dims,
     }
-    if sample_stats is not None:
+    if sample_stats:
         kwargs["sample_stats"] = sample_stats
     for site, draws in parameter_draws(result, num_draws, seed).items():  # other latent sites (beyond the paper)
-        per_image = tuple(draws.shape[1:]) if isinstance(result, MAPResult) else ()  # a batched MAP: (1, B)
+        per_image = tuple(draws.shape[1:]) if posterior is None else ()  # a batched MAP: (1, B)
         kwargs["posterior"][site] = draws.reshape(*latents.shape[:2], *per_image).numpy()
     if truth is not None:
         kwargs["constant_data"] = {"truth": truth.reshape(*images.shape[-3:]).cpu().numpy()}
@@ -209,7 +206,7 @@ def credible_interval_coverage(posterior: Posterior, truth: torch.Tensor, level:
     return Coverage(level, inside.float().mean().item(), inside)
 
 
-def compare(results: dict[str, Result], model: BRGMModel, truth: torch.Tensor | None = None,
+def compare(results: dict[str, InferenceResult], model: BRGMModel, truth: torch.Tensor | None = None,
             num_samples: int = 200, khat_particles: int = 500, seed: int = 0) -> list[dict[str, Any]]:
     """One row per method: data fit (RMSE of f(G(w)) to the observed values, 0-255), distance of
     the reconstruction (posterior mean image) to the truth, posterior spread (mean per-pixel std
@@ -222,15 +219,15 @@ def compare(results: dict[str, Result], model: BRGMModel, truth: torch.Tensor | 
     obs, mask = model.observation.cpu(), None if model.mask is None else model.mask.cpu()
     for name, result in results.items():
         spread, khat = 0.0, None
-        if isinstance(result, MAPResult):
-            image, wall = result.image.cpu(), result.history.wall_seconds
+        posterior = result.posterior
+        if posterior is None:  # a point estimate
+            image = result.image.cpu()
         else:
-            posterior = result.posterior if isinstance(result, MCMCResult) else result
             stats = posterior.pixel_statistics(num_samples, seed=seed)
             image, spread = stats.mean.unsqueeze(0), float(stats.std.mean())
-            wall = result.wall_seconds if isinstance(result, MCMCResult) else result.history.wall_seconds
-            if isinstance(result, VIPosterior):
-                khat = psis_khat(result, khat_particles)
+            if getattr(result, "guide", None) is not None and getattr(result, "state", None) is not None:
+                khat = psis_khat(result, khat_particles)  # a fitted VI guide: q's importance weights
+        wall = result.wall_seconds
         summary = parameter_summary(result, num_draws=num_samples, seed=seed)
         corruption_sites = model.corruption.latent_parameters()
         bound = {k: torch.tensor(v["mean"], device=model.observation.device) for k, v in summary.items()

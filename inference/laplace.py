@@ -15,8 +15,6 @@ from __future__ import annotations
 import torch
 
 from brgm_pyro.models.brgm import BRGMModel, corrupt, generate
-from brgm_pyro.models.likelihoods import PixelLikelihood
-from brgm_pyro.models.priors import GaussianLatentPrior, SharedLatentPrior
 
 from .guides import ImageStack, LatentDistribution
 from .map import MAPResult, map_estimate
@@ -46,20 +44,15 @@ def output_jacobian(model: BRGMModel, latent: torch.Tensor, chunk_size: int = 25
 def laplace_approximation(model: BRGMModel, latent: torch.Tensor, chunk_size: int = 256) -> LatentDistribution:
     """N(w*, H^-1) with the Gauss-Newton precision H at ``latent`` = w* (e.g. ``map_estimate(model).latent``).
 
-    Needs the Gaussian prior (per-element mean and std, W+ or shared W) without the colinearity
-    factor and the pixel likelihood as the only likelihood.
+    Needs a Gaussian prior (``prior.gaussian_loc_scale()``) without the colinearity factor and one
+    likelihood with Gaussian pixel noise (``likelihood.gaussian_pixel_noise()``).
     """
-    if type(model.prior) not in (GaussianLatentPrior, SharedLatentPrior):
-        raise ValueError(f"the Laplace approximation needs a Gaussian prior, not {type(model.prior).__name__}")
-    if model.colinearity is not None:
-        raise ValueError("the Laplace approximation does not include the colinearity factor: use kappa=0")
-    if len(model.likelihoods) != 1 or not isinstance(model.likelihoods[0], PixelLikelihood):
-        raise ValueError("the Laplace approximation needs the pixel likelihood as the only likelihood")
+    _, prior_scale = model.require_gaussian_prior("the Laplace approximation")
+    sigma = model.require_gaussian_pixel_noise("the Laplace approximation")
     model.require_single("laplace_approximation")
-    sigma = model.likelihoods[0].sigma
     with torch.enable_grad():
         jac = output_jacobian(model, latent, chunk_size).double()
-    prior_std = model.prior.init_scale().reshape(-1).double().to(jac.device)
+    prior_std = prior_scale.reshape(-1).double().to(jac.device)
     precision = jac.T @ jac / sigma**2 + torch.diag(prior_std.pow(-2))
     cov = torch.cholesky_inverse(torch.linalg.cholesky(precision))
     cov = 0.5 * (cov + cov.T)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from typing import Any
+
 import pyro
 import torch
 from pyro.infer import SVI
@@ -31,6 +33,26 @@ class MAPResult:
     @property
     def loss(self) -> list[float]:
         return self.history.loss
+
+    # the InferenceResult interface (inference.posterior): a point estimate
+    @property
+    def posterior(self) -> None:
+        return None
+
+    @property
+    def wall_seconds(self) -> float:
+        return self.history.wall_seconds
+
+    def latent_draws(self, num_draws: int = 1, seed: int = 0) -> torch.Tensor:
+        """(1, 1, *site shape): the estimate as the one draw of one chain."""
+        return self.latent.detach().cpu()[None, None]
+
+    def parameter_draws(self, num_draws: int = 1, seed: int = 0) -> dict[str, torch.Tensor]:
+        """Site -> (1, ...): the MAP values of the model's other latent sites."""
+        return {k: v.detach().cpu().reshape(1, *v.shape) for k, v in self.parameters.items()}
+
+    def sample_stats(self) -> dict[str, Any]:
+        return {}
 
     @property
     def terms(self) -> dict[str, list[float]]:

@@ -7,7 +7,7 @@ Every gradient evaluation runs the generator, so this is for small generators (t
 from w_avg, diagonal mass matrix adapted in warmup) are the historical ones; they do not mix on
 ill-conditioned posteriors such as in-painting.  For those give every chain its own start
 (``inits``, e.g. draws of a fitted Gaussian) and a dense ``inverse_mass_matrix`` (the Gaussian's
-covariance): see ``brgm_pyro.inference.neutra.run_preconditioned_nuts`` and ``run_neutra``.
+covariance): see ``brgm_pyro.inference.nuts.run_preconditioned_nuts`` and ``run_neutra``.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from pyro.infer.autoguide.initialization import init_to_value
 
 from brgm_pyro.models.brgm import BRGMModel
 
+from ._runner import inference_scope
 from .posterior import Posterior
 
 
@@ -61,6 +62,20 @@ class MCMCResult:
     @property
     def num_chains(self) -> int:
         return self.latents.shape[0]
+
+    # the InferenceResult interface (inference.posterior): every draw, by chain
+    history = None
+
+    def latent_draws(self, num_draws: int = 0, seed: int = 0) -> torch.Tensor:
+        """(chains, draws, *site shape): every draw (``num_draws`` does not apply)."""
+        return self.latents
+
+    def parameter_draws(self, num_draws: int = 0, seed: int = 0) -> dict[str, torch.Tensor]:
+        """Site -> (chains, draws) of the model's other latent sites."""
+        return {k: v.detach().cpu() for k, v in self.parameters.items()}
+
+    def sample_stats(self) -> dict[str, Any]:
+        return {"diverging": self.divergences.numpy()}
 
     @property
     def tree_depths(self) -> torch.Tensor | None:
@@ -145,8 +160,6 @@ def sample_chain(
 ) -> ChainDraws:
     """One NUTS chain on ``model_fn`` started at ``init`` for ``site`` (and ``extra_init`` for the
     model's other latent sites, if any)."""
-    from ._runner import inference_scope
-
     t0 = time.perf_counter()
     with inference_scope(scope_model, seed):
         start = init_to_value(values={site: init, **(extra_init or {})})

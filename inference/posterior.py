@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Callable, Sequence
+from typing import Any, Callable, Protocol, Sequence, runtime_checkable
 
 import torch
 
@@ -44,6 +44,34 @@ def single_image_model(model: BRGMModel, image: int) -> BRGMModel:
     return dataclasses.replace(model, observation=model.observation[image])
 
 
+@runtime_checkable
+class InferenceResult(Protocol):
+    """What every runner's result offers (``MAPResult``, ``MCMCResult``, ``VIPosterior`` and every other
+    ``Posterior``), so that diagnostics, reports and the calibration study never ask for its class:
+
+    - ``posterior``: the ``Posterior`` that draws w (the result itself for a posterior, the chains'
+      draws for MCMC), or None for a point estimate;
+    - ``latent_draws(num_draws, seed)``: draws of the latent site (chains, draws, *site shape): one
+      chain of ``num_draws`` for an approximation, every draw by chain for MCMC, (1, 1, ...) for a
+      point estimate;
+    - ``parameter_draws(num_draws, seed)``: site -> draws of the model's latent sites besides w;
+    - ``sample_stats()``: per-draw sampler statistics (e.g. ``{"diverging": (chains, draws)}``), or {};
+    - ``history`` (the optimisation's loss and terms, or None) and ``wall_seconds``.
+    """
+
+    @property
+    def posterior(self) -> "Posterior | None": ...
+
+    history: Any
+    wall_seconds: float | None
+
+    def latent_draws(self, num_draws: int, seed: int = 0) -> torch.Tensor: ...
+
+    def parameter_draws(self, num_draws: int = 1000, seed: int = 0) -> dict[str, torch.Tensor]: ...
+
+    def sample_stats(self) -> dict[str, Any]: ...
+
+
 class Posterior:
     """Samples of w from a fitted approximation (or MCMC draws) and the images they generate.
 
@@ -57,10 +85,37 @@ class Posterior:
                  mean_latent: torch.Tensor | None = None,
                  image_posterior: Callable[[int], "Posterior"] | None = None) -> None:
         self.model = model
-        self._sample_latents = sample_latents
+        self.sample_latents = sample_latents  # n -> (n, *site shape) on the model's device, from torch's generator
         self.mean_latent = mean_latent
         self._image_posterior = image_posterior
 
+    history: Any = None  # the fit's History where there is one (VI)
+
+    # --------------------------------------------------------------- the InferenceResult interface
+    @property
+    def posterior(self) -> "Posterior":
+        return self
+
+    @property
+    def wall_seconds(self) -> float | None:
+        return None if self.history is None else self.history.wall_seconds
+
+    def latent_draws(self, num_draws: int, seed: int = 0) -> torch.Tensor:
+        """(1, num_draws, *site shape): one chain of independent draws."""
+        return self.sample(num_draws, images=False, seed=seed).latents.unsqueeze(0)
+
+    def parameter_draws(self, num_draws: int = 1000, seed: int = 0) -> dict[str, torch.Tensor]:
+        """Draws of the model's latent sites besides w: {} for a model without them; a posterior that
+        covers w only raises."""
+        sites = list(self.model.latent_parameters())
+        if sites:
+            raise NotImplementedError(f"a {type(self).__name__} covers w only, not {', '.join(sites)}")
+        return {}
+
+    def sample_stats(self) -> dict[str, Any]:
+        return {}
+
+    # ---------------------------------------------------------------
     @property
     def num_images(self) -> int:
         return self.model.num_images
@@ -106,7 +161,7 @@ class Posterior:
         all_latents, all_ws, all_images = [], [], []
         for start in range(0, n, chunk_size):
             k = min(chunk_size, n - start)
-            latents = self._sample_latents(k)
+            latents = self.sample_latents(k)
             ws = self.model.prior.ws_from_latent(latents)
             all_latents.append(latents.cpu())
             all_ws.append(ws.cpu())
@@ -140,7 +195,7 @@ class Posterior:
         total = total_sq = None
         for start in range(0, n, chunk_size):
             k = min(chunk_size, n - start)
-            imgs = generate(self.model.generator, self.model.prior.ws_from_latent(self._sample_latents(k))).double()
+            imgs = generate(self.model.generator, self.model.prior.ws_from_latent(self.sample_latents(k))).double()
             s, s2 = imgs.sum(0), imgs.square().sum(0)
             total = s if total is None else total + s
             total_sq = s2 if total_sq is None else total_sq + s2

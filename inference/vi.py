@@ -9,7 +9,7 @@ from typing import Any, Callable, Sequence
 import pyro
 import pyro.distributions as dist
 import torch
-from pyro.infer import SVI
+from pyro.infer import SVI, Predictive
 
 from brgm_pyro.models.brgm import BRGMModel
 
@@ -87,6 +87,23 @@ class VIPosterior(Posterior):
         self.history, self.guide, self.state = history, guide, state
         self.loc, self.scale, self.q = loc, scale, q
 
+    def with_q(self, q: Any, scale_factor: float = 1.0) -> "VIPosterior":
+        """The same fit with q replaced (e.g. widened by ``scale_factor``, which multiplies ``scale``)."""
+        return VIPosterior(self.model, q.sample, self.mean_latent, self.history, self.guide, self.state, self.loc,
+                           None if self.scale is None else scale_factor * self.scale, q)
+
+    def parameter_draws(self, num_draws: int = 1000, seed: int = 0) -> dict[str, torch.Tensor]:
+        """Site -> (num_draws,) draws of the model's latent sites besides w, from the fitted guide."""
+        sites = list(self.model.latent_parameters())
+        if not sites:
+            return {}
+        if num_draws < 1:
+            raise ValueError(f"num_draws must be >= 1, got {num_draws}")
+        with pyro.get_param_store().scope(self.state), torch.no_grad(), torch.random.fork_rng(devices=[]):
+            pyro.set_rng_seed(seed)
+            samples = Predictive(self.guide, num_samples=num_draws, return_sites=sites)()
+        return {k: samples[k].detach().cpu().reshape(num_draws) for k in sites}
+
     def _image(self, b: int) -> "VIPosterior":
         q = self.q.images()[b]
         loc, scale = (None if t is None else t[b] for t in (self.loc, self.scale))
@@ -111,12 +128,15 @@ def fit_vi(
     seed: int | Sequence[int] = 0,
     progress: bool = True,
     callback: StepCallback | None = None,
+    clip_norm: float | None = None,
 ) -> VIPosterior:
     """Fit q(w) by maximising the ELBO (Eq. 7) minus the sigma_v penalty (Eq. 8) with Adam
     (learning rate ``lr``, multiplied by ``lr_decay`` after every step; the authors: 0.1, no decay).
 
     ``guide``: "gaussian" (the paper's), "shared", "normal", "fullrank", "lowrank" (``rank``, default 10),
-    "flow" (``num_flows`` IAF layers), "delta", a ``LatentGuide`` or any callable guide.  ``init_loc``
+    "flow" (``num_flows`` IAF layers), "delta", a ``LatentGuide`` or any callable guide (e.g. a Pyro
+    autoguide: its parameters stay on it).  ``clip_norm`` clips each parameter's gradient norm (default:
+    none).  ``init_loc``
     starts the guide there (e.g. a MAP solution's ``latent``; default w_avg), ``init_scale`` gives its
     starting standard deviations (default: the prior's, ``model.prior.init_scale()``),
     ``init_scale_tril`` ("fullrank", "flow") a starting covariance's Cholesky factor (e.g.
@@ -166,7 +186,8 @@ def fit_vi(
                 loss = loss + penalty
             return loss
 
-        optimizer = pyro.optim.ClippedAdam({"lr": lr, "lrd": lr_decay, "clip_norm": 1e12})  # Adam with decay
+        clip = 1e12 if clip_norm is None else clip_norm  # ClippedAdam: Adam with decay (and no clipping at 1e12)
+        optimizer = pyro.optim.ClippedAdam({"lr": lr, "lrd": lr_decay, "clip_norm": clip})
         svi = SVI(model.model, q, optimizer, loss=loss_fn)
 
         def step() -> float:

@@ -13,7 +13,6 @@ import torch
 
 from .guides import ImageStack, LatentDistribution
 from .posterior import Posterior
-from .vi import VIPosterior
 
 __all__ = ["check_interval_scale", "widen", "widen_distribution"]
 
@@ -45,32 +44,30 @@ def check_interval_scale(scale: float) -> float:
 def widen(posterior: Posterior, scale: float) -> Posterior:
     """The posterior widened by ``scale`` about its centre (module docstring).
 
-    A ``VIPosterior`` with a Gaussian q gets q_s = N(mu, s^2 Sigma) exactly (a new
-    ``VIPosterior``; its ``q``, ``log_prob`` and the joint density test follow); any other
+    A posterior defined by a Gaussian q that can rebuild itself around another (``with_q``: a
+    ``VIPosterior``) gets q_s = N(mu, s^2 Sigma) exactly (its ``q``, ``log_prob`` and the joint
+    density test follow); any other
     posterior (MCMC draws, mixtures, flows) gets its draws mapped to c + s (w - c) about its
     ``mean_latent`` c.  ``scale`` 1 returns the posterior itself."""
     scale = check_interval_scale(scale)
     if scale == 1.0:
         return posterior
     q = getattr(posterior, "q", None)
-    if isinstance(posterior, VIPosterior) and q is not None:
+    with_q = getattr(posterior, "with_q", None)  # a posterior defined by its q (VI) rebuilds itself around q_s
+    if with_q is not None and q is not None:
         try:
-            if isinstance(q, ImageStack):
-                new_q = ImageStack([widen_distribution(c, scale) for c in q.images()])
-            else:
-                new_q = widen_distribution(q, scale)
+            new_q = ImageStack([widen_distribution(c, scale) for c in q.images()]) if isinstance(q, ImageStack) \
+                else widen_distribution(q, scale)
         except TypeError:
             new_q = None
         if new_q is not None:
-            widened = VIPosterior(posterior.model, new_q.sample, posterior.mean_latent, posterior.history,
-                                  posterior.guide, posterior.state, posterior.loc,
-                                  None if posterior.scale is None else scale * posterior.scale, new_q)
+            widened = with_q(new_q, scale)
             widened.diagnostics = {**getattr(posterior, "diagnostics", {}), "interval_scale": scale}
             return widened
     centre = posterior.mean_latent
     if centre is None:
         raise ValueError(f"this {type(posterior).__name__} has no mean_latent to widen its draws about")
-    draw = posterior._sample_latents
+    draw = posterior.sample_latents
 
     def sample_latents(n: int) -> torch.Tensor:
         w = draw(n)

@@ -7,8 +7,8 @@ from .brgm import (
     sample_corruption_parameters,
 )
 from .config import BRGMConfig, released_lambda_colin, weight_overrides
-from .likelihoods import PerceptualLikelihood, PixelLikelihood
-from .noise import inverse_gamma_on_variance, learn_noise, perceptual_noise_prior, pixel_noise_prior
+from .likelihoods import PerceptualLikelihood, PixelLikelihood, learn_noise
+from .noise import inverse_gamma_on_variance, perceptual_noise_prior, pixel_noise_prior
 from .priors import (
     ColinearityPrior, GaussianLatentPrior, LatentPrior, LocationScaleLatentPrior, SharedLatentPrior,
     StudentTLatentPrior, pairwise_cosines,

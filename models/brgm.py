@@ -24,8 +24,8 @@ from brgm_pyro.functional import image_shape
 from brgm_pyro.generators.base import PriorGenerator
 
 from .config import BRGMConfig, released_lambda_colin
-from .likelihoods import PerceptualLikelihood, PixelLikelihood
-from .priors import ColinearityPrior, GaussianLatentPrior, LatentPrior
+from .likelihoods import PerceptualLikelihood, PixelLikelihood, gaussian_pixel_noise
+from .priors import ColinearityPrior, GaussianLatentPrior, LatentPrior, gaussian_loc_scale
 
 
 def check_observation(generator: PriorGenerator, corruption: Corruption, observation: torch.Tensor) -> torch.Tensor:
@@ -195,6 +195,27 @@ class BRGMModel:
             raise ValueError(f"{what} takes one observation at a time; this model holds {self.num_images} "
                              "(build one model per image, or use map_estimate for a batch)")
 
+    def require_gaussian_prior(self, what: str) -> tuple[torch.Tensor, torch.Tensor]:
+        """(loc, scale) of a Gaussian prior site without the colinearity factor, or a ``ValueError``
+        naming the missing capability (``prior.gaussian_loc_scale()``)."""
+        loc_scale = gaussian_loc_scale(self.prior)
+        if loc_scale is None:
+            raise ValueError(f"{what} needs a Gaussian prior on w: {type(self.prior).__name__}.gaussian_loc_scale() "
+                             "is missing or returned None")
+        if self.colinearity is not None:
+            raise ValueError(f"{what} does not include the colinearity factor: use kappa=0")
+        return loc_scale
+
+    def require_gaussian_pixel_noise(self, what: str) -> float:
+        """sigma of the one likelihood, Gaussian pixel noise with a known sigma, or a ``ValueError``
+        naming the missing capability (``likelihood.gaussian_pixel_noise()``)."""
+        sigmas = [gaussian_pixel_noise(lik) for lik in self.likelihoods]
+        if len(sigmas) != 1 or sigmas[0] is None:
+            raise ValueError(f"{what} needs one likelihood with Gaussian pixel noise of known sigma "
+                             "(its gaussian_pixel_noise() returning sigma), got "
+                             f"{[type(lik).__name__ for lik in self.likelihoods]}")
+        return sigmas[0]
+
 
 def _check_generator_is_finite(generator: PriorGenerator, prior: LatentPrior) -> None:
     """One cheap probe before Pyro sees the model: the prior's mean and std and G(mean) must be
@@ -264,8 +285,8 @@ def brgm_model(
     features: torch.nn.Module | None = None,
     num_stats_samples: int = 10_000,
 ) -> BRGMModel:
-    """Compose the BRGM model: the one builder (the ``brgm`` command line, the data-set runner and
-    the deprecated ``brgm_pyro.app.reconstruction.build_problem`` all call it).
+    """Compose the BRGM model: the one builder (the ``brgm`` command line and the data-set runner
+    call it).
 
     Parts not given are built from ``config``; the default (``config=None``) is
     ``default_config(generator, corruption, features)``: the generator's recommended balance if it

@@ -18,9 +18,6 @@ import math
 from dataclasses import dataclass
 from typing import Literal
 
-WEIGHT_FIELDS = ("sigma_pixel", "sigma_perceptual", "kappa")
-
-
 @dataclass(frozen=True)
 class BRGMConfig:
     """sigma_pixel / sigma_perceptual: noise std of the two likelihoods (None: term off);

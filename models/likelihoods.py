@@ -2,7 +2,10 @@
 
 A likelihood is a callable ``likelihood(corrupted, observation, mask)`` that runs one observed
 Pyro sample statement.  ``corrupted``: (..., C', H', W') with leading particle dimensions;
-``observation``: (C', H', W'); ``mask``: (C', H', W') with 1 = observed, or None.
+``observation``: (C', H', W'); ``mask``: (C', H', W') with 1 = observed, or None.  Optional
+capability: ``gaussian_pixel_noise()`` -> sigma when the observation is f(G(w)) + N(0, sigma^2)
+pixel by pixel with a known sigma, else None (the Laplace approximation and simulated problems
+need it; a likelihood without the method is taken not to be one).
 
 ``sigma`` may be a number, ``"learn"`` or a ``LatentParameter``: an unknown noise level is sampled
 at its own site (``"sigma_pixel"`` / ``"sigma_perceptual"``, priors in ``models.noise``) just
@@ -11,8 +14,10 @@ before the observation, one value per image of a batch and per particle.
 
 from __future__ import annotations
 
-import torch
+from dataclasses import replace
+
 import pyro
+import torch
 import pyro.distributions as dist
 from torch import nn
 
@@ -52,6 +57,10 @@ class PixelLikelihood(_NoiseLevel):
         self._set_sigma(sigma, PIXEL_NOISE_SITE)
         self.site = site
 
+    def gaussian_pixel_noise(self) -> float | None:
+        """sigma: the observation is N(f(G(w)), sigma^2) per observed pixel; None when sigma is learnt."""
+        return self.sigma
+
     def __call__(self, corrupted: torch.Tensor, observation: torch.Tensor, mask: torch.Tensor | None) -> None:
         d = dist.Normal(corrupted, self._sigma(3))
         if mask is not None:
@@ -74,6 +83,10 @@ class PerceptualLikelihood(_NoiseLevel):
         self._target_key: tuple | None = None
         self._target: torch.Tensor | None = None
 
+    def gaussian_pixel_noise(self) -> None:
+        """None: the noise is in feature space, not on the pixels."""
+        return None
+
     def target(self, observation: torch.Tensor) -> torch.Tensor:
         """phi(I), computed once per observation tensor ((C', H', W') -> (F,), (B, ...) -> (B, F))."""
         key = (observation.data_ptr(), tuple(observation.shape), observation.device, observation._version)
@@ -91,3 +104,24 @@ class PerceptualLikelihood(_NoiseLevel):
         feats = self.features(corrupted.reshape(-1, *corrupted.shape[-3:]))
         feats = feats.reshape(*batch, feats.shape[-1])
         pyro.sample(self.site, dist.Normal(feats, self._sigma(1)).to_event(1), obs=self.target(observation))
+
+
+def gaussian_pixel_noise(likelihood) -> float | None:
+    """``likelihood.gaussian_pixel_noise()`` where the likelihood has that capability, else None."""
+    capability = getattr(likelihood, "gaussian_pixel_noise", None)
+    return None if capability is None else capability()
+
+
+def learn_noise(model, prior: dist.Distribution | None = None, perceptual: bool = False):
+    """A copy of ``model`` whose pixel likelihood learns sigma_pixel (prior ``prior``, default
+    ``pixel_noise_prior()``), and with ``perceptual`` the perceptual sigma too."""
+    likelihoods = []
+    for lik in model.likelihoods:
+        if isinstance(lik, PixelLikelihood):
+            lik = PixelLikelihood("learn" if prior is None else LatentParameter(prior, name=PIXEL_NOISE_SITE), lik.site)
+        elif perceptual and isinstance(lik, PerceptualLikelihood):
+            lik = PerceptualLikelihood(lik.features, "learn", lik.site)
+        likelihoods.append(lik)
+    if not any(isinstance(lik, PixelLikelihood) for lik in likelihoods):
+        raise ValueError("learn_noise needs a model with a pixel likelihood")
+    return replace(model, likelihoods=tuple(likelihoods))

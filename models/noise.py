@@ -56,22 +56,3 @@ def as_noise_parameter(sigma: float | str | LatentParameter, default_site: str) 
     if not sigma > 0:
         raise ValueError(f"sigma must be positive, got {sigma}")
     return float(sigma)
-
-
-def learn_noise(model, prior: dist.Distribution | None = None, perceptual: bool = False):
-    """A copy of ``model`` whose pixel likelihood learns sigma_pixel (prior ``prior``, default
-    ``pixel_noise_prior()``), and with ``perceptual`` the perceptual sigma too."""
-    from dataclasses import replace
-
-    from .likelihoods import PerceptualLikelihood, PixelLikelihood
-
-    likelihoods = []
-    for lik in model.likelihoods:
-        if isinstance(lik, PixelLikelihood):
-            lik = PixelLikelihood("learn" if prior is None else LatentParameter(prior, name=PIXEL_NOISE_SITE), lik.site)
-        elif perceptual and isinstance(lik, PerceptualLikelihood):
-            lik = PerceptualLikelihood(lik.features, "learn", lik.site)
-        likelihoods.append(lik)
-    if not any(isinstance(lik, PixelLikelihood) for lik in likelihoods):
-        raise ValueError("learn_noise needs a model with a pixel likelihood")
-    return replace(model, likelihoods=tuple(likelihoods))

@@ -34,8 +34,10 @@ class LatentPrior(Protocol):
       the Laplace approximation's prior scale);
     - ``ws_from_latent(value)``: the W+ latents (..., num_ws, w_dim) of site values (..., *site shape).
 
-    Optional: ``distribution()`` (the site's distribution; simulation-based calibration draws
-    from it and needs a Normal) and ``to(device, dtype)``.
+    Optional capabilities (a prior without them is taken not to have the property):
+    ``gaussian_loc_scale()`` -> (loc, scale) in the site's shape when the site is distributed
+    N(loc, diag(scale^2)), else None (the Laplace approximation and simulated problems need it);
+    ``distribution()`` (the site's distribution) and ``to(device, dtype)``.
     """
 
     site: str
@@ -102,6 +104,16 @@ class LocationScaleLatentPrior:
     def ws_from_latent(self, value: torch.Tensor) -> torch.Tensor:
         return value
 
+    def gaussian_loc_scale(self) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """None: the family D is not Gaussian (``GaussianLatentPrior`` says otherwise)."""
+        return None
+
+
+def gaussian_loc_scale(prior: LatentPrior) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """``prior.gaussian_loc_scale()`` where the prior has that capability, else None."""
+    capability = getattr(prior, "gaussian_loc_scale", None)
+    return None if capability is None else capability()
+
 
 class GaussianLatentPrior(LocationScaleLatentPrior):
     """w_i ~ N(mean, std^2) independently for every layer i of W+ (first product of Eq. 2).
@@ -112,6 +124,10 @@ class GaussianLatentPrior(LocationScaleLatentPrior):
 
     def distribution(self) -> dist.Distribution:
         return dist.Normal(self.mean, self.std).to_event(2)
+
+    def gaussian_loc_scale(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """(mean, std) in the site's shape: the site is N(mean, diag(std^2))."""
+        return self.init_loc(), self.init_scale()
 
 
 class SharedLatentPrior(GaussianLatentPrior):

@@ -248,10 +248,10 @@ def test_mcmc_diagnostics_and_method_diagnostics_are_recorded():
     exact = exact_method()
 
     def mixed(model, seed):
-        return _FakeMCMC(model, exact(model, seed)._sample_latents, chains=4, draws=150)
+        return _FakeMCMC(model, exact(model, seed).sample_latents, chains=4, draws=150)
 
     def stuck(model, seed):  # chains far apart: R-hat >> 1
-        return _FakeMCMC(model, exact(model, seed)._sample_latents, chains=4, draws=150, offset=1.0)
+        return _FakeMCMC(model, exact(model, seed).sample_latents, chains=4, draws=150, offset=1.0)
 
     report = calibrate(problems, {"mixed": mixed, "stuck": stuck}, num_draws=64, seed=0)
     good, bad = report.summary("mixed")["mcmc"], report.summary("stuck")["mcmc"]

@@ -11,7 +11,9 @@ from brgm_pyro.inference import (
     chain_statistics, fit_autoguide, mcmc_convergence, mcmc_summary, run_mcmc, run_neutra,
     run_preconditioned_nuts, to_inference_data,
 )
-from brgm_pyro.inference.neutra import gaussian_of
+from brgm_pyro.inference.nuts import (
+    GuideFit, NUTSSettings, gaussian_of, laplace_gaussian, pooled_metric, run_adapted_nuts,
+)
 
 from .inference_problems import linear_gaussian_problem
 
@@ -49,19 +51,20 @@ def problem():
 
 @pytest.fixture(scope="module")
 def fullrank(problem):
-    return fit_autoguide(problem.model, "fullrank", num_steps=250, lr=0.05, num_particles=8)
+    return fit_autoguide(problem.model, "fullrank", GuideFit(num_steps=250, lr=0.05, num_particles=8))
 
 
 def test_fullrank_guide_recovers_the_gaussian_posterior(problem, fullrank):
     # The posterior is Gaussian, so the full-rank guide's optimum is the exact posterior.
-    mean, cov = gaussian_of(fullrank.guide)
+    mean, cov = gaussian_of(fullrank)
     assert torch.allclose(mean.double(), problem.mean, atol=0.1 * problem.std.min().item() + 0.02)
     assert ((cov.diagonal().double().sqrt() - problem.std).abs() / problem.std).max() < 0.2
 
 
 def test_preconditioned_nuts_matches_closed_form(problem, fullrank):
-    result = run_preconditioned_nuts(problem.model, num_chains=4, num_samples=100, warmup_steps=60,
-                                     guide=fullrank.guide, seed=1)
+    result = run_preconditioned_nuts(
+        problem.model, NUTSSettings(num_chains=4, num_samples=100, warmup_steps=60, seed=1),
+                                     guide=fullrank)
     assert result.latents.shape == (4, 100, 2, 3)
     # Distinct starts, one per chain, and the starts are recorded.
     assert result.inits.shape == (4, 2, 3)
@@ -76,8 +79,9 @@ def test_preconditioned_nuts_matches_closed_form(problem, fullrank):
 
 
 def test_nuts_preconditioned_by_the_recommended_posterior_matches_closed_form(problem):
-    result = run_preconditioned_nuts(problem.model, num_chains=4, num_samples=100, warmup_steps=60,
-                                     guide="multistart-fullrank", map_steps=300, seed=2)
+    result = run_preconditioned_nuts(
+        problem.model, NUTSSettings(num_chains=4, num_samples=100, warmup_steps=60, seed=2),
+                                     guide="multistart-fullrank", map_steps=300)
     assert result.info["guide"] == "multistart-fullrank"
     assert_matches_exact(result, problem)
     # the full-rank fit is the exact posterior here, so the whitened target is a standard normal
@@ -85,8 +89,10 @@ def test_nuts_preconditioned_by_the_recommended_posterior_matches_closed_form(pr
 
 
 def test_target_acceptance_reaches_the_step_size_adaptation(problem, fullrank, monkeypatch):
-    runs = {t: run_preconditioned_nuts(problem.model, num_chains=2, num_samples=60, warmup_steps=60,
-                                       guide=fullrank.guide, target_accept_prob=t, seed=3) for t in (0.6, 0.95)}
+    runs = {t: run_preconditioned_nuts(
+        problem.model, NUTSSettings(num_chains=2, num_samples=60, warmup_steps=60,
+                                                                   target_accept_prob=t, seed=3), guide=fullrank)
+            for t in (0.6, 0.95)}
     assert runs[0.95].info["target_accept_prob"] == 0.95
     assert (runs[0.95].step_sizes < runs[0.6].step_sizes).all()  # a higher target: smaller steps
     assert runs[0.95].accept_probs.mean() > runs[0.6].accept_probs.mean()
@@ -94,7 +100,8 @@ def test_target_acceptance_reaches_the_step_size_adaptation(problem, fullrank, m
     from brgm_pyro.study import methods
 
     seen = {}
-    monkeypatch.setattr(methods, "run_preconditioned_nuts", lambda model, **kw: seen.update(kw) or runs[0.6])
+    monkeypatch.setattr(methods, "run_preconditioned_nuts",
+                        lambda model, settings, **kw: seen.update(kw, **vars(settings)) or runs[0.6])
     monkeypatch.setattr(methods, "mcmc_convergence", lambda result, seed=0: {})
     methods.METHODS["nuts-fullrank-long"](problem.model, seed=0)
     settings = [seen[k] for k in ("target_accept_prob", "num_chains", "warmup_steps", "num_samples")]
@@ -132,9 +139,9 @@ def test_dense_mass_matrix_is_used(problem):
 
 @pytest.mark.parametrize("kind", ["fullrank", pytest.param("iaf", marks=pytest.mark.slow)])
 def test_neutra_matches_closed_form(problem, fullrank, kind):
-    guide = fullrank.guide if kind == "fullrank" else fit_autoguide(problem.model, "iaf", num_steps=300, lr=0.01,
-                                                                    num_particles=8).guide
-    result = run_neutra(problem.model, guide=guide, num_chains=4, num_samples=100, warmup_steps=60, seed=2)
+    guide = fullrank if kind == "fullrank" else fit_autoguide(problem.model, "iaf",
+                                                              GuideFit(num_steps=300, lr=0.01, num_particles=8))
+    result = run_neutra(problem.model, guide, NUTSSettings(num_chains=4, num_samples=100, warmup_steps=60, seed=2))
     assert result.latents.shape == (4, 100, 2, 3) and result.info["base_latents"].shape == (4, 100, 6)
     assert len({tuple(x.flatten().tolist()) for x in result.inits}) == 4
     assert_matches_exact(result, problem)
@@ -159,8 +166,9 @@ def test_chain_statistics_match_arviz():
 
 
 def test_convergence_groups_match_summary(problem, fullrank):
-    result = run_preconditioned_nuts(problem.model, num_chains=2, num_samples=40, warmup_steps=30,
-                                     guide=fullrank.guide, seed=3)
+    result = run_preconditioned_nuts(
+        problem.model, NUTSSettings(num_chains=2, num_samples=40, warmup_steps=30, seed=3),
+                                     guide=fullrank)
     report = mcmc_convergence(result, num_pixels=5, seed=0)
     summary = mcmc_summary(result)  # ArviZ on the InferenceData of the same draws
     assert report["groups"]["latents"]["max_rhat"] == pytest.approx(summary["r_hat"].max(), abs=0.01)
@@ -174,8 +182,6 @@ def test_convergence_groups_match_summary(problem, fullrank):
 
 def test_laplace_is_exact_on_a_linear_generator(problem):
     """For a linear generator the Gauss-Newton Laplace approximation at the mode is the posterior."""
-    from brgm_pyro.inference.neutra import laplace_gaussian
-
     mode = problem.mean.float().reshape(2, 3)
     mean, cov = laplace_gaussian(problem.model, mode, chunk_size=5)  # several chunks of Jacobian rows
     torch.testing.assert_close(cov.double(), problem.cov, rtol=1e-4, atol=1e-7)
@@ -183,8 +189,6 @@ def test_laplace_is_exact_on_a_linear_generator(problem):
 
 
 def test_pooled_metric_learns_the_draws_covariance_in_whitened_coordinates():
-    from brgm_pyro.inference.neutra import pooled_metric
-
     g = torch.Generator().manual_seed(0)
     A = torch.tensor([[4.0, 1.0, 0.0], [1.0, 2.0, 0.5], [0.0, 0.5, 0.25]], dtype=torch.float64)
     B = torch.diag(torch.tensor([1.0, 3.0, 0.5], dtype=torch.float64))  # the pilot's metric
@@ -200,10 +204,8 @@ def test_pooled_metric_learns_the_draws_covariance_in_whitened_coordinates():
 
 
 def test_adapted_nuts_matches_closed_form(problem):
-    from brgm_pyro.inference.neutra import run_adapted_nuts
-
-    result = run_adapted_nuts(problem.model, num_chains=4, pilot_warmup=40, pilot_samples=40, warmup_steps=40,
-                              num_samples=100, map_steps=300, seed=4)
+    result = run_adapted_nuts(problem.model, NUTSSettings(num_chains=4, warmup_steps=40, num_samples=100, seed=4),
+                              pilot_warmup=40, pilot_samples=40, map_steps=300)
     assert result.latents.shape == (4, 100, 2, 3) and result.info["method"] == "adapted_nuts"
     assert_matches_exact(result, problem)
     pilot = result.info["pilot"]

@@ -58,9 +58,9 @@ def test_widen_any_posterior_moves_its_draws_about_the_centre():
     posterior = Posterior(model, lambda n: centre + torch.randn(n, 2, 3), centre)
     wide = widen(posterior, 3.0)
     torch.manual_seed(0)
-    base = posterior._sample_latents(1000)
+    base = posterior.sample_latents(1000)
     torch.manual_seed(0)
-    moved = wide._sample_latents(1000)
+    moved = wide.sample_latents(1000)
     assert torch.allclose(moved, centre + 3 * (base - centre))
     assert abs(float(moved.std()) - 3.0) < 0.15 and torch.equal(wide.mean_latent, centre)
     for bad in (0.0, -1.0, math.nan, math.inf):

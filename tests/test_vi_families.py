@@ -194,7 +194,7 @@ def test_laplace_needs_the_pixel_likelihood_and_no_colinearity():
     latent = problem.model.prior.init_loc()
     with pytest.raises(ValueError, match="colinearity"):
         laplace_approximation(replace(problem.model, colinearity=ColinearityPrior(0.1)), latent)
-    with pytest.raises(ValueError, match="pixel likelihood"):
+    with pytest.raises(ValueError, match="Gaussian pixel noise.*gaussian_pixel_noise"):
         laplace_approximation(replace(problem.model, likelihoods=()), latent)
 
 

@@ -177,11 +177,13 @@ def widened(method, scale: float):
 
     def method_widened(model, seed: int, **options):
         result = method(model, seed, **options)
-        if isinstance(result, Posterior):
+        posterior = getattr(result, "posterior", None)
+        if posterior is None:  # a point estimate
+            return result
+        if posterior is result:
             return widen(result, scale)
-        if isinstance(getattr(result, "posterior", None), Posterior):
-            result = copy.copy(result)
-            result.posterior = widen(result.posterior, scale)
+        result = copy.copy(result)
+        result.posterior = widen(posterior, scale)
         return result
 
     method_widened.__name__ = f"{getattr(method, '__name__', 'method')}_widened"
@@ -201,8 +203,8 @@ def fit_method_interval_scale(problems: Sequence, method, seed: int = 0, num_dra
     reduced = []
     for problem in problems:
         result = method(problem.model, derive_seed(seed, problem.index, 0), **used)
-        posterior = result if isinstance(result, Posterior) else getattr(result, "posterior", None)
-        if not isinstance(posterior, Posterior):
+        posterior = getattr(result, "posterior", None)
+        if posterior is None:
             raise TypeError(f"the method returned {type(result).__name__}, which has no posterior to widen")
         sample_seed = derive_seed(seed, problem.index, 1)
         reduced.append(ScaleProblem.from_posterior(problem, posterior, num_draws, seed=sample_seed))

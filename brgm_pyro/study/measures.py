@@ -124,8 +124,8 @@ def measure_problem(problem: CalibrationProblem, name: str, method: PosteriorMet
     truth_img = problem.image[0].detach().cpu()
     record: dict[str, Any] = {"index": problem.index, "method_seed": method_seed, "sample_seed": sample_seed,
                               "options": {k: v for k, v in used.items()}}
-    posterior = result if isinstance(result, Posterior) else getattr(result, "posterior", None)
-    if not isinstance(posterior, Posterior):
+    posterior = getattr(result, "posterior", None)  # the InferenceResult interface; None: a point estimate
+    if posterior is None:
         image = getattr(result, "image", None)
         if not isinstance(image, torch.Tensor):
             raise TypeError(f"method {name!r} returned {type(result).__name__}: expected a Posterior, an object with "

@@ -40,15 +40,15 @@ from brgm_pyro.inference.laplace import LaplacePosterior
 from brgm_pyro.inference.map import MAPResult, map_estimate
 from brgm_pyro.inference.mcmc import MCMCResult
 from brgm_pyro.inference.multistart import fit_multistart_flow, fit_multistart_fullrank, fit_multistart_laplace
-from brgm_pyro.inference.neutra import run_adapted_nuts, run_neutra, run_preconditioned_nuts
-from brgm_pyro.inference.posterior import Posterior
+from brgm_pyro.inference.nuts import GuideFit, NUTSSettings, run_adapted_nuts, run_neutra, run_preconditioned_nuts
+from brgm_pyro.inference.posterior import InferenceResult, Posterior
 from brgm_pyro.inference.vi import InverseGammaPenalty, VIPosterior, fit_vi
 from brgm_pyro.inference.warm_start import fullrank_from_laplace, map_then_laplace, vi_from_map
 from brgm_pyro.models.brgm import BRGMModel
 
 __all__ = ["METHODS", "PosteriorMethod", "accepted_options", "methods_from", "resolve_methods"]
 
-PosteriorMethod = Callable[..., Any]  # (model, seed, **options) -> Posterior | result with .posterior | point estimate
+PosteriorMethod = Callable[..., InferenceResult]  # (model, seed, **options) -> a runner's result
 
 
 # --------------------------------------------------------------------------- MAP and VI
@@ -148,9 +148,8 @@ def nuts_reference(model: BRGMModel, seed: int, num_chains: int = 4, num_samples
     Gauss-Newton Laplace covariance as dense mass matrix, starts drawn from it) with its
     convergence (``mcmc_convergence``: R-hat / ESS of latents, 64 unknown-region pixels and the
     log-likelihood) in ``diagnostics``."""
-    result = run_preconditioned_nuts(model, num_chains=num_chains, num_samples=num_samples, warmup_steps=warmup_steps,
-                                     max_tree_depth=max_tree_depth, guide=preconditioner, init_spread=init_spread,
-                                     target_accept_prob=target_accept_prob, seed=seed)
+    settings = NUTSSettings(num_chains, num_samples, warmup_steps, max_tree_depth, target_accept_prob, seed)
+    result = run_preconditioned_nuts(model, settings, guide=preconditioner, init_spread=init_spread)
     result.diagnostics.update(_settings(result), **mcmc_convergence(result, seed=seed))
     return result
 
@@ -187,8 +186,8 @@ def nuts_fullrank_depth7_short(model: BRGMModel, seed: int) -> MCMCResult:
 def nuts_fullrank_adapted(model: BRGMModel, seed: int) -> MCMCResult:
     """``run_adapted_nuts``: a pilot of 4 x (100 + 100) with the recommended posterior's metric,
     then 4 x (100 warmup + 300 draws) with the metric learnt from the pilot; depth 6."""
-    result = run_adapted_nuts(model, num_chains=4, pilot_warmup=100, pilot_samples=100, warmup_steps=100,
-                              num_samples=300, max_tree_depth=6, seed=seed)
+    settings = NUTSSettings(num_chains=4, num_samples=300, warmup_steps=100, max_tree_depth=6, seed=seed)
+    result = run_adapted_nuts(model, settings, pilot_warmup=100, pilot_samples=100)
     result.diagnostics.update(_settings(result), pilot=result.info["pilot"], **mcmc_convergence(result, seed=seed))
     return result
 
@@ -196,8 +195,8 @@ def nuts_fullrank_adapted(model: BRGMModel, seed: int) -> MCMCResult:
 def neutra_fullrank(model: BRGMModel, seed: int, num_chains: int = 4, num_samples: int = 200, warmup_steps: int = 150,
                     max_tree_depth: int = 6, guide_steps: int = 1500) -> MCMCResult:
     """``run_neutra`` with a full-rank Gaussian guide, diagnostics as for "nuts"."""
-    result = run_neutra(model, "fullrank", num_chains=num_chains, num_samples=num_samples, warmup_steps=warmup_steps,
-                        max_tree_depth=max_tree_depth, guide_steps=guide_steps, seed=seed)
+    settings = NUTSSettings(num_chains, num_samples, warmup_steps, max_tree_depth, seed=seed)
+    result = run_neutra(model, "fullrank", settings, GuideFit(num_steps=guide_steps))
     result.diagnostics.update(_settings(result), **mcmc_convergence(result, seed=seed))
     return result
 

@@ -8,14 +8,12 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 import numpy as np
-import pyro.distributions as dist
 import torch
 
 from brgm_pyro.functional import image_shape
 from brgm_pyro.inference.quantities import unknown_region
 from brgm_pyro.models.brgm import BRGMModel, brgm_model, corrupt, generate
 from brgm_pyro.models.config import BRGMConfig
-from brgm_pyro.models.likelihoods import PixelLikelihood
 
 __all__ = ["CalibrationProblem", "derive_seed", "problem_model", "simulate_problem", "simulate_problems"]
 
@@ -64,13 +62,10 @@ def simulate_problem(model: BRGMModel, index: int, seed: int = 0) -> Calibration
         raise NotImplementedError(
             "simulate_problem draws w from the Gaussian prior directly; with the colinearity factor "
             "(kappa > 0) the prior is not a standard distribution and needs MCMC to sample: use kappa=0")
-    sigma = _pixel_sigma(model)
+    sigma = model.require_gaussian_pixel_noise("simulate_problem")
     g = torch.Generator().manual_seed(derive_seed(seed, index))
     prior = model.prior
-    base = prior.distribution()
-    loc, scale = base.base_dist.loc, base.base_dist.scale
-    if not isinstance(base.base_dist, dist.Normal):
-        raise NotImplementedError(f"simulate_problem samples Gaussian priors only, not {type(base.base_dist).__name__}")
+    loc, scale = model.require_gaussian_prior("simulate_problem")
     shape = torch.broadcast_shapes(loc.shape, scale.shape)
     eps = torch.randn(shape, generator=g, dtype=torch.float64).to(loc)
     latent = loc + scale * eps
@@ -104,11 +99,3 @@ def simulate_problems(generator, corruption, num_problems: int, *, sigma_pixel: 
             "cannot be drawn from it exactly; calibrate with kappa=0")
     model = problem_model(generator, corruption, sigma_pixel=sigma_pixel, prior_std=prior_std, kappa=kappa)
     return [simulate_problem(model, i, seed) for i in range(start, start + num_problems)]
-
-
-def _pixel_sigma(model: BRGMModel) -> float:
-    sigmas = [lik.sigma for lik in model.likelihoods if isinstance(lik, PixelLikelihood)]
-    if len(sigmas) != 1 or len(model.likelihoods) != 1:
-        raise ValueError("simulated problems need a model with exactly one likelihood, the pixel likelihood "
-                         f"(got {[type(lik).__name__ for lik in model.likelihoods]})")
-    return sigmas[0]
