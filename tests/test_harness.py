@@ -121,3 +121,50 @@ def test_tasks_ranges_and_threads_are_checked():
             harness.thread_env(bad)
     mean, se = harness.mean_se([1.0, 2.0, 3.0, 6.0])
     assert mean == 3.0 and abs(se - (14 / 3 / 4) ** 0.5) < 1e-12
+
+
+def test_two_jobs_may_not_share_a_file(tmp_path):
+    job = harness.Job(tmp_path / "a.json", {"i": 0})
+    with pytest.raises(ValueError, match="same file"):
+        harness.run_jobs(report_threads, [job, job], log=io.StringIO())
+    with pytest.raises(ValueError, match="workers must be >= 1"):
+        harness.run_jobs(report_threads, [job], workers=0, log=io.StringIO())
+
+
+def test_the_scripts_leave_threads_pools_and_imports_to_the_harness():
+    """Only harness.py sets the thread variables or torch's threads and starts process pools; the
+    scripts import each other as ``benchmarks.NAME`` (no bare module names, no sys.path.insert)
+    and no private library name."""
+    import ast
+    from pathlib import Path
+
+    folder = Path(harness.__file__).parent
+    scripts = {p.stem for p in folder.glob("*.py")}
+    problems = []
+    for path in sorted(folder.glob("*.py")):
+        if path.name == "harness.py":
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            where = f"{path.name}:{getattr(node, 'lineno', 0)}"
+            if isinstance(node, ast.ImportFrom) and node.level == 0:
+                top = node.module.split(".")[0]
+                if top in scripts:
+                    problems.append(f"{where}: bare import of the script {node.module}")
+                if top == "brgm_pyro" and any(a.name.startswith("_") for a in node.names):
+                    problems.append(f"{where}: private name from {node.module}")
+                if top in ("multiprocessing", "concurrent"):
+                    problems.append(f"{where}: a process pool of its own")
+            elif isinstance(node, ast.Import):
+                for alias in node.names:
+                    if alias.name.split(".")[0] in scripts:
+                        problems.append(f"{where}: bare import of the script {alias.name}")
+                    if alias.name.split(".")[0] in ("multiprocessing", "concurrent"):
+                        problems.append(f"{where}: a process pool of its own")
+            elif isinstance(node, ast.Attribute) and node.attr in ("set_num_threads", "insert") \
+                    and ast.unparse(node.value) in ("torch", "sys.path"):
+                problems.append(f"{where}: {ast.unparse(node)}")
+            elif isinstance(node, ast.Constant) and node.value in harness.THREAD_VARIABLES:
+                parent_code = path.read_text().splitlines()[node.lineno - 1]
+                if "environ" in parent_code or ":" in parent_code.split(node.value)[1][:3]:
+                    problems.append(f"{where}: sets {node.value} (use harness.limit_threads / thread_env)")
+    assert not problems, "\n".join(problems)
