@@ -12,6 +12,18 @@ import pytest
 from benchmarks import harness
 
 
+@pytest.fixture(autouse=True)
+def _restore_threads(monkeypatch):
+    """run_jobs sets the thread variables and torch's threads of the calling process: undo it."""
+    import torch
+
+    for name in harness.THREAD_VARIABLES:
+        monkeypatch.setenv(name, os.environ.get(name, ""))
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
+
+
 def report_threads(params: dict) -> dict:
     """A job: what the process it runs in sees (torch threads, the thread variable), and its input."""
     import torch
