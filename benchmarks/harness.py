@@ -62,7 +62,8 @@ def limit_threads(threads: int = 1) -> None:
 # ----------------------------------------------------------------------------------- environment
 
 def environment(processes: int = 1) -> dict[str, Any]:
-    """What a measurement depends on besides its settings: machine, versions, threads, date."""
+    """What a measurement depends on besides its settings: machine, versions, this process's
+    torch threads and thread variables, ``processes`` running at once, GPU, date (now, UTC)."""
     import torch
 
     return {
@@ -227,6 +228,8 @@ class Outcome:
 
 @dataclass
 class RunSummary:
+    """Every job's ``Outcome`` (in the jobs' order), and those of each status."""
+
     outcomes: list[Outcome] = field(default_factory=list)
 
     def _with(self, status: str) -> list[Outcome]:
