@@ -4,28 +4,35 @@ at its true value (log joint including the blur prior in both).  If the free MAP
 higher, the model prefers the wrong blur (a smoother/sharper image explains the data as well):
 an identifiability limit; if lower, the free optimisation stopped in a worse local mode.
 
-    OMP_NUM_THREADS=1 python benchmarks/blind_profile.py
+    python benchmarks/blind_profile.py      # one thread (harness.limit_threads)
 """
 
 from __future__ import annotations
 
 import math
+import sys
+from pathlib import Path
 
-import pyro.distributions as dist
-import torch
+if __name__ == "__main__" and not __package__:  # run as a file: import from the repository root, not benchmarks/
+    sys.path[0] = str(Path(__file__).resolve().parents[1])
 
-from blind_recovery import CONFIG, log_joint, synthetic_blur_problem
-from brgm_pyro.corruptions import Blur
-from brgm_pyro.generators import load_generator
-from brgm_pyro.inference import map_estimate
-from brgm_pyro.models import PixelLikelihood, brgm_model
+import pyro.distributions as dist  # noqa: E402
+import torch  # noqa: E402
+
+from benchmarks import harness  # noqa: E402
+from benchmarks.blind_recovery import CONFIG, log_joint, synthetic_blur_problem  # noqa: E402
+from brgm_pyro.corruptions import Blur  # noqa: E402
+from brgm_pyro.generators import load_generator  # noqa: E402
+from brgm_pyro.inference import map_estimate  # noqa: E402
+from brgm_pyro.models import PixelLikelihood, brgm_model  # noqa: E402
 
 BLUR_PRIOR = dist.LogNormal(math.log(1.5), 0.4)
 
 
 def main() -> None:
+    harness.limit_threads(1)
     G = load_generator("fashion-mnist-32", device="cpu")
-    print(f"torch threads: {torch.get_num_threads()}")
+    print(harness.header("blind deconvolution: free MAP against the MAP with the true blur"))
     print("| noise | blur | seed | free MAP blur | log p (free) | log p (blur fixed at truth) | verdict |")
     print("|---|---|---|---|---|---|---|")
     for noise, blur, seed in ((0.05, 2.5, 102), (0.1, 2.5, 105), (0.2, 1.0, 106)):

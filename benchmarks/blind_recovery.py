@@ -13,23 +13,29 @@ that the optimiser stopped in a worse local mode.  Prints a Markdown table.
 unknown Gaussian kernel width, a sub-pixel shift under a known blur 1.0, gain and offset under a
 known blur 1.0), noise 0.1 learned too.
 
-    OMP_NUM_THREADS=1 python benchmarks/blind_recovery.py [--quick | --others]
+    python benchmarks/blind_recovery.py [--quick | --others]    # one thread (harness.limit_threads)
 """
 
 from __future__ import annotations
 
 import argparse
 import math
+import sys
 import time
+from pathlib import Path
 
-import pyro
-import pyro.distributions as dist
-import torch
+if __name__ == "__main__" and not __package__:  # run as a file: import from the repository root, not benchmarks/
+    sys.path[0] = str(Path(__file__).resolve().parents[1])
 
-from brgm_pyro.corruptions import Blur, LatentParameter
-from brgm_pyro.generators import load_generator
-from brgm_pyro.inference import fit_vi, gaussian_guide_at, map_estimate, parameter_summary
-from brgm_pyro.models import BRGMConfig, PixelLikelihood, brgm_model
+import pyro  # noqa: E402
+import pyro.distributions as dist  # noqa: E402
+import torch  # noqa: E402
+
+from benchmarks import harness  # noqa: E402
+from brgm_pyro.corruptions import Blur, LatentParameter  # noqa: E402
+from brgm_pyro.generators import load_generator  # noqa: E402
+from brgm_pyro.inference import fit_vi, gaussian_guide_at, map_estimate, parameter_summary  # noqa: E402
+from brgm_pyro.models import BRGMConfig, PixelLikelihood, brgm_model  # noqa: E402
 
 CONFIG = BRGMConfig(sigma_pixel=0.1, kappa=0.25, prior_std="per-dimension")
 
@@ -99,15 +105,15 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="two problems only")
     parser.add_argument("--others", action="store_true", help="SR kernel width, shift, gain / offset")
     args = parser.parse_args()
+    harness.limit_threads(1)
+    print(harness.header("blind deconvolution recovery" + (", other parameters" if args.others else "")))
     G = load_generator("fashion-mnist-32", device="cpu")
     if args.others:
-        print(f"torch threads: {torch.get_num_threads()}")
         other_parameters(G)
         return
     grid = [(n, b) for n in (0.05, 0.1, 0.2) for b in (1.0, 1.75, 2.5)] + [(0.2, 3.5)]
     if args.quick:
         grid = [(0.1, 1.75), (0.2, 3.5)]
-    print(f"torch threads: {torch.get_num_threads()}")
     print("| noise | blur | seed | MAP sigma | VI sigma [90%] | MAP blur | VI blur [90%] | dlogp | seconds |")
     print("|---|---|---|---|---|---|---|---|---|")
     for i, (noise, blur) in enumerate(grid):

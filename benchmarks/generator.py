@@ -3,8 +3,8 @@
 Random weights with real channel schedules (config-f: channel_base 32768, 512 max channels,
 w_dim 512; ``--bundled`` adds the bundled 32x32 model's architecture).  Each configuration runs
 in a fresh subprocess so that the peak resident memory (CPU) or peak allocated memory (CUDA)
-belongs to it alone; every subprocess runs with the same thread count (``--threads``, written
-into OMP_NUM_THREADS and set with ``torch.set_num_threads``; the header prints it).  Two
+belongs to it alone; every subprocess runs with the same thread count (``--threads``: ``harness.thread_env`` in its
+environment, ``harness.limit_threads`` in it; the harness's header prints it).  Two
 warm-up steps, then the median and minimum over ``--repeats`` timed steps; "x batch 1" is the
 median step time over that of batch 1 with the same modulation (at most B: batching pays).
 
@@ -18,11 +18,17 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
+import os
 import resource
 import subprocess
 import sys
 import time
+from pathlib import Path
+
+if __name__ == "__main__" and not __package__:  # run as a file: import from the repository root, not benchmarks/
+    sys.path[0] = str(Path(__file__).resolve().parents[1])
+
+from benchmarks import harness  # noqa: E402
 
 
 # glibc: serve every allocation from the heap and never give freed memory back to the kernel, so
@@ -38,7 +44,7 @@ def run_one(resolution: int, batch: int, fused: bool, device: str, repeats: int,
 
     from brgm_pyro.generators import StyleGAN2Config, StyleGAN2Generator
 
-    torch.set_num_threads(threads)
+    harness.limit_threads(threads)
     torch.manual_seed(0)
     if bundled:
         from brgm_pyro.training.trainer import TrainingConfig
@@ -81,8 +87,6 @@ def run_one(resolution: int, batch: int, fused: bool, device: str, repeats: int,
 
 
 def main(argv: list[str] | None = None) -> None:
-    import os
-
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--resolutions", type=int, nargs="+", default=[32, 256, 1024])
     parser.add_argument("--batches", type=int, nargs="+", default=[1, 8])
@@ -107,17 +111,17 @@ def main(argv: list[str] | None = None) -> None:
                                  args.threads, bundled)))
         return
 
-    import torch
-
-    print(f"# StyleGAN2 synthesis forward+backward, device={args.device}, torch {torch.__version__}, "
-          f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
-          f"torch.set_num_threads({args.threads}), OMP_NUM_THREADS={args.threads}, {args.repeats} timed steps"
-          f"{', torch.compile' if args.compile else ''}{', channels_last' if args.channels_last else ''}"
-          f"{', ' + ' '.join(f'{k}={v}' for k, v in KEEP_MEMORY.items()) if args.keep_freed_memory else ''}")
+    setting = harness.environment()  # this process's; each configuration's subprocess runs with --threads:
+    setting.update(torch_threads=args.threads, processes=1, **harness.thread_env(args.threads))
+    title = (f"StyleGAN2 synthesis forward+backward, device={args.device}, {args.repeats} timed steps"
+             f"{', torch.compile' if args.compile else ''}{', channels_last' if args.channels_last else ''}")
+    if args.keep_freed_memory:
+        title += ", " + " ".join(f"{k}={v}" for k, v in KEEP_MEMORY.items())
+    print(harness.header(title, setting))
     print("| generator | batch | modulation | median s/step | min s/step | median s/image | x batch 1 "
           "| peak memory (MiB) |")
     print("|---|---:|---|---:|---:|---:|---:|---:|")
-    env = {**os.environ, "OMP_NUM_THREADS": str(args.threads), "MKL_NUM_THREADS": str(args.threads)}
+    env = {**os.environ, **harness.thread_env(args.threads)}
     if args.keep_freed_memory:
         env.update(KEEP_MEMORY)
     models = [(32, True)] if args.bundled else []

@@ -8,8 +8,8 @@ diagonal Gaussian guide (VI) directly in torch, so the difference is Pyro's over
 Generators: the bundled-size StyleGAN2 (32x32, 64 channels) with the domain features, and random
 config-f StyleGAN2s at 256 and 1024 with LPIPS-VGG features (random backbone: same cost).
 
-Runs with ``--threads`` torch threads (default: all cores; written into OMP_NUM_THREADS and
-printed in the header); two warm-up steps before the timed ones. The Pyro VI rows time
+Runs with ``--threads`` torch threads (default: all cores; ``harness.limit_threads``, printed in
+the harness's environment header); two warm-up steps before the timed ones. The Pyro VI rows time
 ``fit_vi`` itself (its steps, timed by its callback: the paper's guide, the sigma_v penalty,
 per-image noise). "Pyro x 1 particle" in the last column: the cost of 6 vectorised particles
 over one; after the table, the line "VI, 6 particles vs 1 particle at 32x32" states it against
@@ -26,11 +26,17 @@ from __future__ import annotations
 import argparse
 import math
 import os
-import platform
+import sys
 import time
+from pathlib import Path
 
-import torch
-import torch.nn.functional as F
+if __name__ == "__main__" and not __package__:  # run as a file: import from the repository root, not benchmarks/
+    sys.path[0] = str(Path(__file__).resolve().parents[1])
+
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+
+from benchmarks import harness  # noqa: E402
 
 
 def build(size: int, device: str):
@@ -153,11 +159,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1,
                         help="torch threads (default: all cores, %(default)s)")
     args = parser.parse_args(argv)
-    os.environ["OMP_NUM_THREADS"] = os.environ["MKL_NUM_THREADS"] = str(args.threads)  # for any child
-    torch.set_num_threads(args.threads)
-    print(f"# MAP / VI step time, device={args.device}, torch {torch.__version__}, "
-          f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
-          f"torch.set_num_threads({torch.get_num_threads()}), OMP_NUM_THREADS={args.threads}")
+    harness.limit_threads(args.threads)
+    print(harness.header(f"MAP / VI step time, device={args.device}"))
     print("| generator | step | hand-written torch s | Pyro s | Pyro overhead | Pyro x 1 particle |")
     print("|---|---|---:|---:|---:|---:|")
     ratios: dict[int, float] = {}

@@ -1,7 +1,8 @@
 """Fit the simulation-calibrated interval scale of the recommended posterior, and check it on
 problems it was not fitted on (``brgm_pyro.study.interval_scale``).
 
-For every (task, problem seed, problem) job, in its own process with one thread: simulate the
+For every (task, problem seed, problem) job (``benchmarks/harness.py``: one process and one thread
+per job, ``--jobs`` at once, the environment stored in every file): simulate the
 calibration problem (``benchmarks/calibration.py``'s model: bundled generator, w ~ its Gaussian
 prior with per-dimension std, kappa 0, sigma_pixel 0.1), run MAP (500 steps from w_avg, the
 calibration benchmark's "map") and the recommended posterior (``fit_multistart_fullrank``,
@@ -24,15 +25,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
-import os
 import sys
-import time
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
-os.environ.setdefault("OMP_NUM_THREADS", "1")
-os.environ.setdefault("MKL_NUM_THREADS", "1")
+if __name__ == "__main__" and not __package__:  # run as a file: import from the repository root, not benchmarks/
+    sys.path[0] = str(Path(__file__).resolve().parents[1])
+
+from benchmarks import harness  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 DEFAULT_OUT = HERE / "results" / "interval_scale"
@@ -40,73 +39,56 @@ LEVELS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
 SCALES = tuple(round(0.8 + 0.05 * i, 2) for i in range(35))  # 0.80 ... 2.50
 
 
-def run_job(job: dict) -> tuple[str, float]:
+def scale_job(params: dict) -> dict:
     """One problem: MAP, the recommended posterior, and its coverage on the scale grid."""
-    import torch
+    import time
 
-    torch.set_num_threads(1)
-    sys.path.insert(0, str(HERE))
-    from calibration import _problem_model  # the calibration benchmark's model, built once per process
-
-    from brgm_pyro.study import derive_seed, simulate_problem
+    from brgm_pyro.functional import PIXEL_SCALE_255
     from brgm_pyro.inference.map import map_estimate
     from brgm_pyro.inference.multistart import fit_multistart_fullrank
-    from brgm_pyro.study import ScaleProblem, coverage_by_scale
+    from brgm_pyro.study import ScaleProblem, coverage_by_scale, derive_seed, simulate_problem
 
-    path = Path(job["path"])
-    if path.is_file():
-        return str(path), 0.0
-    t0 = time.perf_counter()
-    model = _problem_model("fashion-mnist-32", job["task"], 0.1, "per-dimension")
-    problem = simulate_problem(model, job["index"], job["problem_seed"])
-    method_seed, sample_seed = derive_seed(job["seed"], job["index"], 0), derive_seed(job["seed"], job["index"], 1)
+    model = harness.problem_model(params["task"])  # the calibration benchmark's model, built once per process
+    problem = simulate_problem(model, params["index"], params["problem_seed"])
+    seed, index = params["seed"], params["index"]
+    method_seed, sample_seed = derive_seed(seed, index, 0), derive_seed(seed, index, 1)
     unknown = problem.unknown.cpu()
     truth = problem.image[0].cpu()
 
     t = time.perf_counter()
-    mode = map_estimate(problem.model, num_steps=job["map_steps"], seed=method_seed, progress=False)
+    mode = map_estimate(problem.model, num_steps=params["map_steps"], seed=method_seed, progress=False)
     map_seconds = time.perf_counter() - t
     map_rmse = float((mode.image.detach().reshape(truth.shape).cpu()[unknown] - truth[unknown]).double()
-                     .mul(127.5).square().mean().sqrt())
+                     .mul(PIXEL_SCALE_255).square().mean().sqrt())
 
     t = time.perf_counter()
-    posterior = fit_multistart_fullrank(problem.model, num_steps=job["map_steps"], vi_steps=job["vi_steps"],
+    posterior = fit_multistart_fullrank(problem.model, num_steps=params["map_steps"], vi_steps=params["vi_steps"],
                                         seed=method_seed)
     fit_seconds = time.perf_counter() - t
-    scale_problem = ScaleProblem.from_posterior(problem, posterior, job["num_draws"], seed=sample_seed)
-    curves = coverage_by_scale(scale_problem, job["scales"], LEVELS)
-    record = {"task": job["task"], "problem_seed": job["problem_seed"], "index": job["index"], "seed": job["seed"],
-              "method_seed": method_seed, "sample_seed": sample_seed, "num_draws": job["num_draws"],
-              "map_steps": job["map_steps"], "vi_steps": job["vi_steps"], "levels": list(LEVELS),
-              "scales": list(job["scales"]), "map_seconds": map_seconds, "fit_seconds": fit_seconds,
-              "map_rmse_unknown": map_rmse, **curves, "threads": torch.get_num_threads()}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(record))
-    return str(path), time.perf_counter() - t0
+    scale_problem = ScaleProblem.from_posterior(problem, posterior, params["num_draws"], seed=sample_seed)
+    curves = coverage_by_scale(scale_problem, params["scales"], LEVELS)
+    return {"task": params["task"], "problem_seed": params["problem_seed"], "index": index, "seed": seed,
+            "method_seed": method_seed, "sample_seed": sample_seed, "num_draws": params["num_draws"],
+            "map_steps": params["map_steps"], "vi_steps": params["vi_steps"], "levels": list(LEVELS),
+            "scales": list(params["scales"]), "map_seconds": map_seconds, "fit_seconds": fit_seconds,
+            "map_rmse_unknown": map_rmse, **curves}
 
 
 def load(out: Path) -> list[dict]:
     return [json.loads(p.read_text()) for p in sorted(out.glob("*/seed_*/problem_*.json"))]
 
 
-def _mean_se(values: list[float]) -> tuple[float, float]:
-    n = len(values)
-    mean = sum(values) / n
-    se = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1) / n) if n > 1 else float("nan")
-    return mean, se
-
-
 def _row(task: str, seed: str, role: str, group: list[dict], j: int, scale: float) -> str:
     levels = group[0]["levels"]
     i90, i50 = levels.index(0.9), levels.index(0.5)
-    c90 = _mean_se([r["pixels"][j][i90] for r in group])
-    c50 = _mean_se([r["pixels"][j][i50] for r in group])
-    l90 = _mean_se([r["latents"][j][i90] for r in group])
+    c90 = harness.mean_se([r["pixels"][j][i90] for r in group])
+    c50 = harness.mean_se([r["pixels"][j][i50] for r in group])
+    l90 = harness.mean_se([r["latents"][j][i90] for r in group])
     curve = [sum(r["pixels"][j][i] for r in group) / len(group) for i in range(len(levels))]
     error = sum(abs(c - a) for c, a in zip(curve, levels)) / len(levels)
-    rmse = _mean_se([r["rmse_unknown"][j] for r in group])
-    map_rmse = _mean_se([r["map_rmse_unknown"] for r in group])
-    cost = _mean_se([r["fit_seconds"] / r["map_seconds"] for r in group])
+    rmse = harness.mean_se([r["rmse_unknown"][j] for r in group])
+    map_rmse = harness.mean_se([r["map_rmse_unknown"] for r in group])
+    cost = harness.mean_se([r["fit_seconds"] / r["map_seconds"] for r in group])
     return (f"| {task} | {seed} | {role} | {len(group)} | {scale:.2f} | {c90[0]:.3f} +- {c90[1]:.3f} "
             f"| {c50[0]:.3f} +- {c50[1]:.3f} | {error:.3f} | {l90[0]:.3f} +- {l90[1]:.3f} "
             f"| {rmse[0]:.1f} +- {rmse[1]:.1f} / {map_rmse[0]:.1f} +- {map_rmse[1]:.1f} "
@@ -150,7 +132,7 @@ def table(records: list[dict], fit_seeds: list[int]) -> tuple[str, dict[str, flo
     return "\n".join(lines), fitted
 
 
-def main(argv: list[str] | None = None) -> None:
+def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--tasks", default="inpainting,super-resolution")
     p.add_argument("--seeds", default="2", help="problem seeds to run, comma-separated")
@@ -168,49 +150,41 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--smoke", action="store_true",
                    help="at most 2 problems per seed, 5 MAP / 5 VI steps, 8 draws, 3 scales")
     args = p.parse_args(argv)
+    harness.limit_threads(1)
     scales = list(SCALES)
     if args.smoke:
         args.num_problems, args.map_steps, args.vi_steps, args.num_draws = min(args.num_problems, 2), 5, 5, 8
         scales = [0.9, 1.0, 1.5]
     fit_seeds = [int(s) for s in args.fit_seeds.split(",") if s]
+    failed = 0
     if not args.table_only:
-        jobs = [{"task": task, "problem_seed": int(seed), "index": i, "seed": args.seed, "num_draws": args.num_draws,
-                 "map_steps": args.map_steps, "vi_steps": args.vi_steps, "scales": scales,
-                 "path": str(args.out / task / f"seed_{int(seed)}" / f"problem_{i:03d}.json")}
+        jobs = [harness.Job(args.out / task / f"seed_{int(seed)}" / f"problem_{i:03d}.json",
+                            {"task": task, "problem_seed": int(seed), "index": i, "seed": args.seed,
+                             "num_draws": args.num_draws, "map_steps": args.map_steps, "vi_steps": args.vi_steps,
+                             "scales": scales},
+                            expect={"seed": args.seed, "num_draws": args.num_draws, "map_steps": args.map_steps,
+                                    "vi_steps": args.vi_steps, "scales": scales})
                 for i in range(args.start, args.start + args.num_problems) for seed in args.seeds.split(",")
-                for task in args.tasks.split(",")]  # index-major: with --deadline every seed gets the same problems
-        jobs = [j for j in jobs if not Path(j["path"]).is_file()]
-        t0 = time.time()
-        if args.jobs == 1:  # in this process (what the smoke test and CI run)
-            results = (_deadline_job(job, t0, args.deadline) for job in jobs)
-        else:
-            pool = ProcessPoolExecutor(args.jobs)
-            results = (f.result() for f in [pool.submit(_deadline_job, job, t0, args.deadline) for job in jobs])
-        for path, seconds in results:
-            if seconds:
-                print(f"{path}: {seconds:.0f} s", flush=True)
-        if args.jobs > 1:
-            pool.shutdown()
+                for task in harness.parse_tasks(args.tasks)]  # index-major: with --deadline every seed gets the same
+        failed = len(harness.run_jobs(scale_job, jobs, workers=args.jobs, deadline=args.deadline).failed)
     records = load(args.out)
     if not records:
         raise SystemExit(f"no results under {args.out}")
     text, fitted = table(records, fit_seeds)
-    header = (f"Interval scale of the recommended posterior (multistart-fullrank), fitted on problem seeds "
+    header = (harness.header("interval scale, one thread per problem", harness.environment(args.jobs)) + "\n"
+              + f"# results: {harness.recorded_environments(records)}\n\n"
+              f"Interval scale of the recommended posterior (multistart-fullrank), fitted on problem seeds "
               f"{fit_seeds} (the grid scale whose pooled pixel calibration curve, levels 0.1-0.9, is closest to "
-              f"the diagonal); {records[0]['num_draws']} draws; "
-              f"one thread per process (OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS')}); fitted: "
+              f"the diagonal); {records[0]['num_draws']} draws; fitted: "
               + ", ".join(f"{k} {v:.2f}" for k, v in fitted.items()))
     print(header + "\n\n" + text)
     if not args.smoke:
         (args.out / "interval_scale.md").write_text(header + "\n\n" + text + "\n")
         (args.out / "interval_scale.json").write_text(json.dumps({"fit_seeds": fit_seeds, "scales": fitted}, indent=1))
-
-
-def _deadline_job(job: dict, t0: float, deadline: float | None) -> tuple[str, float]:
-    if deadline is not None and time.time() - t0 > deadline:  # wall clock: comparable across processes
-        return job["path"], 0.0
-    return run_job(job)
+    if failed:
+        print(f"{failed} job(s) failed (see above); their problems are missing from the table", file=sys.stderr)
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

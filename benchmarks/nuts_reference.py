@@ -12,7 +12,8 @@ size, tree depth, coverage of the 50% / 90% intervals of the unknown pixels, pos
     python benchmarks/nuts_reference.py --sampler nuts-fullrank --num-problems 5 --jobs 2
     python benchmarks/nuts_reference.py --table-only                  # print what is there
 
-Other arguments are passed to ``benchmarks/calibration.py`` (e.g. ``--start``, ``--tasks``).
+Other arguments are passed to ``benchmarks/calibration.py`` (e.g. ``--start``, ``--tasks``), whose
+jobs it runs in this process (the harness: one JSON per problem, resume, ``--jobs`` processes).
 
 A second table compares the reference with the recommended posterior widened by its fitted
 interval scale (``benchmarks/interval_scale.py``'s results for problem seed 0, the same problems
@@ -24,13 +25,13 @@ with standard errors, and the paired differences.
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 import sys
 from pathlib import Path
 
-os.environ.setdefault("OMP_NUM_THREADS", "1")
-os.environ.setdefault("MKL_NUM_THREADS", "1")
+if __name__ == "__main__" and not __package__:  # run as a file: import from the repository root, not benchmarks/
+    sys.path[0] = str(Path(__file__).resolve().parents[1])
+
+from benchmarks import calibration, harness  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 OUT = HERE / "results" / "nuts_reference"
@@ -131,12 +132,8 @@ def reference_vs_fullrank(table: list[dict], scale_out: Path = SCALE_OUT) -> tup
 
 def _mean_se(values: list[float], digits: int = 3) -> str:
     """Mean +- its standard error across problems."""
-    n = len(values)
-    mean = sum(values) / n
-    if n < 2:
-        return f"{mean:.{digits}f}"
-    se = (sum((v - mean) ** 2 for v in values) / (n - 1) / n) ** 0.5
-    return f"{mean:.{digits}f} +- {se:.{digits}f}"
+    mean, se = harness.mean_se(values)
+    return f"{mean:.{digits}f}" if len(values) < 2 else f"{mean:.{digits}f} +- {se:.{digits}f}"
 
 
 def comparison_markdown(pairs: list[dict]) -> str:
@@ -166,9 +163,9 @@ def main(argv: list[str]) -> int:
         sampler, argv = argv[i + 1], argv[:i] + argv[i + 2:]
         if sampler not in SAMPLERS:
             raise SystemExit(f"--sampler must be one of {SAMPLERS}")
-    if "--table-only" not in argv:
-        cmd = [sys.executable, str(HERE / "calibration.py"), "--methods", f"map,{sampler}", "--out", str(OUT), *argv]
-        subprocess.run(cmd, check=True)
+    failed = False
+    if "--table-only" not in argv:  # the calibration benchmark's jobs (harness: one thread each, --jobs at once)
+        failed = calibration.main(["--methods", f"map,{sampler}", "--out", str(OUT), *argv]) != 0
     table = rows()
     text = markdown(table)
     (OUT / "nuts_reference.json").write_text(json.dumps(table, indent=1))
@@ -181,7 +178,7 @@ def main(argv: list[str]) -> int:
         (OUT / "reference_vs_fullrank.md").write_text(compared + "\n")
         print("\nThe mixing reference against the recommended posterior (multistart-fullrank), same problems:")
         print(compared)
-    return 0
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

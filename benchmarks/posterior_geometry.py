@@ -15,28 +15,24 @@ std, kappa 0) this fits the recommended posterior's Laplace step (``fit_multista
   Gauss-Newton and the exact-Hessian Laplace approximations (eigenvalues floored at the
   smallest prior precision).
 
-    OMP_NUM_THREADS=1 python benchmarks/posterior_geometry.py --task inpainting --problem-seed 1 \
+    python benchmarks/posterior_geometry.py --task inpainting --problem-seed 1 \
         --problems 0,3,5,9 [--hessian]
 """
 
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
 from pathlib import Path
 
-os.environ.setdefault("OMP_NUM_THREADS", "1")
+if __name__ == "__main__" and not __package__:  # run as a file: import from the repository root, not benchmarks/
+    sys.path[0] = str(Path(__file__).resolve().parents[1])
 
 import torch  # noqa: E402
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from calibration_variational import corruption, parse_range  # noqa: E402
-
-from brgm_pyro.generators import load_generator  # noqa: E402
-from brgm_pyro.study import derive_seed, interval_coverage, problem_model, simulate_problem  # noqa: E402
+from benchmarks import harness  # noqa: E402
+from brgm_pyro.study import derive_seed, interval_coverage, simulate_problem  # noqa: E402
 from brgm_pyro.inference.importance import differentiable_log_joint  # noqa: E402
 from brgm_pyro.inference.multistart import fit_multistart_laplace  # noqa: E402
 from brgm_pyro.models.brgm import generate  # noqa: E402
@@ -80,11 +76,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--hessian", action="store_true", help="also the exact Hessian (about 1 minute per problem)")
     args = p.parse_args(argv)
 
-    torch.set_num_threads(1)
-    generator = load_generator("fashion-mnist-32", device="cpu")
-    base = problem_model(generator, corruption(args.task), sigma_pixel=0.1, prior_std="per-dimension")
-    print(f"# {args.task}, problem seed {args.problem_seed}, method seed {args.seed}, threads=1")
-    for index in parse_range(args.problems):
+    harness.limit_threads(1)
+    base = harness.problem_model(args.task)
+    print(harness.header(f"posterior geometry, {args.task}, problem seed {args.problem_seed}, method seed {args.seed}"))
+    for index in harness.parse_range(args.problems):
         t0 = time.perf_counter()
         problem = simulate_problem(base, index, args.problem_seed)
         laplace, _ = fit_multistart_laplace(problem.model, seed=derive_seed(args.seed, index, 0))

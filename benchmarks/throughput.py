@@ -25,12 +25,16 @@ import tempfile
 import time
 from pathlib import Path
 
+if __name__ == "__main__" and not __package__:  # run as a file: import from the repository root, not benchmarks/
+    sys.path[0] = str(Path(__file__).resolve().parents[1])
+
+from benchmarks import harness  # noqa: E402
 
 KEEP_MEMORY = {"MALLOC_MMAP_MAX_": "0", "MALLOC_TRIM_THRESHOLD_": "1000000000000"}  # see generator.py
 
 
 def run_config(method: str, processes: int, threads: int, args: argparse.Namespace, out: Path) -> dict:
-    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
+    env = {**os.environ, **harness.thread_env(threads)}
     if args.keep_freed_memory:
         env.update(KEEP_MEMORY)
     env.pop("WORLD_SIZE", None)

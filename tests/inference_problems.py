@@ -101,12 +101,8 @@ def exact_linear_posterior(shrink: float = 1.0):
 
 
 def load_benchmark(name: str):
-    """The script benchmarks/NAME.py as a module (the benchmarks are scripts, not a package)."""
-    import importlib.util
-    from pathlib import Path
+    """The script benchmarks/NAME.py as the module ``benchmarks.NAME`` (benchmarks/ is a package; the
+    tests run from the repository root, ``python -m pytest``)."""
+    import importlib
 
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / f"{name}.py"
-    spec = importlib.util.spec_from_file_location(f"{name}_benchmark", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return importlib.import_module(f"benchmarks.{name}")
