@@ -19,6 +19,8 @@ from .mcmc import MCMCResult, run_mcmc
 from .neutra import AUTOGUIDE_KINDS, FittedAutoguide, fit_autoguide, run_neutra, run_preconditioned_nuts
 from .parameters import parameter_draws, parameter_summary
 from .posterior import PixelStatistics, Posterior, PosteriorSamples, single_image_model
+from .recommended import RECOMMENDED_STARTS, calibrated_model, fit_recommended_posterior
+from .run import MethodOptions, MethodOutput, run_method, run_methods
 from .vi import PENALTY_WEIGHTINGS, InverseGammaPenalty, VIPosterior, fit_vi
 
 __all__ = [
@@ -33,6 +35,8 @@ __all__ = [
     "StandardNormalNoise", "single_image_model", "MultivariateGaussianGuide", "LatentMixture", "MixturePosterior",
     "estimate_elbo", "fit_ensemble", "ImportancePosterior", "importance_resample", "log_joint", "psis_smooth",
     "LaplacePosterior", "fit_laplace", "laplace_approximation", "output_jacobian",
+    "RECOMMENDED_STARTS", "calibrated_model", "fit_recommended_posterior",
+    "MethodOptions", "MethodOutput", "run_method", "run_methods",
 ]
 
 __all__ += ["CalibrationProblem", "CalibrationReport", "calibrate", "simulate_problems"]

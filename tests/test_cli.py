@@ -303,7 +303,7 @@ def test_unparsable_flags_are_one_line_errors(capsys):
 
 
 def test_json_outputs_are_strict(tmp_path):
-    from brgm_pyro.app.reconstruction import json_safe, write_json
+    from brgm_pyro.jsonfile import json_safe, write_json
 
     data = {"psnr": float("inf"), "rmse": float("nan"), "ok": [1.5, float("-inf")], "n": 3}
     assert json_safe(data) == {"psnr": None, "rmse": None, "ok": [1.5, None], "n": 3}
@@ -314,7 +314,7 @@ def test_json_outputs_are_strict(tmp_path):
 def test_overwrite_clears_only_known_files_of_each_command(tmp_path):
     import argparse
 
-    from brgm_pyro.app.cli import clear_previous_outputs
+    from brgm_pyro.app.cli_args import clear_previous_outputs
 
     demo = tmp_path / "demo"
     for rel in ("metrics.json", "summary.png", "super-resolution/map.png", "super-resolution/vi_std.png",

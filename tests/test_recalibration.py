@@ -182,10 +182,12 @@ def test_cli_default_interval_scale_is_the_measured_one_only_in_its_setting():
     assert default_interval_scale(args(), "denoising") == 1.0
 
 
-def test_fit_fullrank_refuses_a_bad_scale_before_fitting():
-    from brgm_pyro.app.reconstruction import fit_fullrank
+def test_the_recommended_posterior_refuses_a_bad_scale_before_fitting():
+    from brgm_pyro.inference import MethodOptions, fit_recommended_posterior
 
     model = linear_gaussian_problem().model
     for bad in (0.0, -2.0, math.nan):
         with pytest.raises(ValueError, match="positive"):
-            fit_fullrank(model, interval_scale=bad)
+            fit_recommended_posterior(model, interval_scale=bad)
+        with pytest.raises(ValueError, match="positive"):
+            MethodOptions(interval_scale=bad)

@@ -1,8 +1,8 @@
 """The ``brgm`` command line: argument parsing, and commands that call the application layer.
 
-The checks of the arguments and what they mean live in ``brgm_pyro.app.cli_args``; building and
-running a reconstruction in ``brgm_pyro.app.reconstruction``; writing its images, metrics, figure and
-JSON in ``brgm_pyro.app.report``; data-set runs (several images, ``evaluate``) in ``brgm_pyro.app.dataset_cli``.
+The checks of the arguments and what they mean live in ``brgm_pyro.app.cli_args``; running the
+methods in ``brgm_pyro.inference.run``; writing images, metrics and figure in ``brgm_pyro.app.report``
+(JSON: ``brgm_pyro.jsonfile``); data-set runs (several images, ``evaluate``) in ``brgm_pyro.app.dataset_cli``.
 ``demo`` and ``reconstruct`` (one image) share one flow, ``reconstruct_problems``.
 """
 
@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import json
 import math
 import platform
 import sys
@@ -25,29 +24,25 @@ import brgm_pyro
 from ..functional import image_shape
 from .. import generators  # generators.load_generator looked up at call time (tests replace it)
 from ..bundled import load_test_images
-from .cli_args import (  # noqa: F401 - check_numbers, check_device, clear_previous_outputs: public names
-    DEMO_TASK_FOLDERS, check_args, check_device, check_numbers, check_out, clear_previous_outputs, corruption_from_args,
-    is_dataset_run, load_generator_and_features, method_list, model_from_args, read_image_arg,
+from .cli_args import (
+    DEMO_TASK_FOLDERS, check_args, check_out, clear_previous_outputs, corruption_from_args, is_dataset_run,
+    load_generator_and_features, method_list, model_from_args, read_image_arg,
 )
 from ..corruptions import BLIND_CHOICES, SR_KERNELS, TASKS, Corruption, make_corruption
 from .dataset_cli import add_dataset_options, evaluate_command, reconstruct_command
 from ..generators import CheckpointError, PriorGenerator, UnsafeCheckpointError
-from ..inference import to_inference_data
+from ..inference import MethodOptions, MethodOutput, run_methods, to_inference_data
 from ..inference.calibration import calibrate, resolve_methods, simulate_problems
 from ..inference.recalibration import BUNDLED_INTERVAL_SCALES, fit_method_interval_scale, widened
 from ..models import BRGMModel
-from .reconstruction import FEATURE_CHOICES, MethodOutput, run_methods
+from ..jsonfile import write_json
+from .features import FEATURE_CHOICES
 from .report import (
     figure_row, format_parameter_report, observation_display, parameter_report, save_outputs, summary_figure,
-    weights_report, write_json,
+    weights_report,
 )
 from ..training.data import FASHION_MNIST_DIR
 from ..training.trainer import TrainingConfig, export_generator, train_generator
-
-# Old private names, still imported by brgm_pyro.app.dataset_run.
-_save_outputs = save_outputs
-model_config_dict = weights_report
-
 
 # --- the one flow of demo and reconstruct ------------------------------------------------------
 
@@ -77,9 +72,9 @@ def reconstruct_problems(args: argparse.Namespace, out: Path, generator: PriorGe
         problem.model = model_from_args(args, generator, problem.corruption, problem.observation, features)
         if problem.interval_scale is None:
             problem.interval_scale = args.interval_scale
-        problem.outputs = run_methods(problem.model, methods, steps=args.steps, lr=args.lr, samples=args.samples,
-                                      seed=args.seed, progress=not args.no_progress,
-                                      interval_scale=problem.interval_scale)
+        options = MethodOptions(steps=args.steps, lr=args.lr, samples=args.samples, progress=not args.no_progress,
+                                interval_scale=problem.interval_scale)
+        problem.outputs = run_methods(problem.model, methods, options, seed=args.seed)[0]  # one image
         _check_finite_outputs(problem.outputs)
     clear_previous_outputs(args, out)
     entries, rows, notes = {}, [], []
@@ -262,10 +257,8 @@ def _fit_interval_scale(args: argparse.Namespace, methods: dict, problems: list,
     (name, method), = methods.items()
     fit = fit_method_interval_scale(problems, method, seed=args.seed, num_draws=args.num_draws,
                                     options={"num_steps": args.steps})
-    out.mkdir(parents=True, exist_ok=True)
-    path = out / "interval_scale.json"
-    path.write_text(json.dumps({"method": name, "settings": settings, "num_draws": args.num_draws,
-                                "seed": args.seed, **fit.__dict__}, indent=1))
+    path = write_json({"method": name, "settings": settings, "num_draws": args.num_draws, "seed": args.seed,
+                       **fit.__dict__}, out / "interval_scale.json", indent=1, sort_keys=False)
     print(f"# interval scale of {name}: {args.task} ({settings['corruption']}), {len(problems)} problems "
           f"(seed {settings['problem_seed']}), {args.num_draws} draws")
     print("| scale | " + " | ".join(f"{a:g}" for a in fit.levels) + " | mean abs error |")

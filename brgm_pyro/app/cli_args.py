@@ -20,9 +20,10 @@ from .. import generators  # generators.load_generator looked up at call time (t
 from ..corruptions import NUM_STANDARD_MASKS, Corruption, make_blind, make_corruption
 from .dataset_run import _is_glob, collect_images
 from ..generators import PriorGenerator
+from ..inference.run import METHODS
 from ..io import NonSquareImageError, check_image, check_image_file, load_image
 from ..models import BRGMModel, brgm_model, default_config, learn_noise, weight_overrides
-from .reconstruction import METHODS, build_features
+from .features import build_features
 
 # --- numeric flags -----------------------------------------------------------------------------
 

@@ -15,17 +15,16 @@ import numpy as np
 import torch
 
 from ..functional import image_shape
-from .cli_args import (  # noqa: F401 - is_dataset_run: re-exported (it lived here)
-    corruption_from_args, is_dataset_run, load_generator_and_features, method_list, model_from_args,
-    weight_overrides_from_args,
+from .cli_args import (
+    corruption_from_args, load_generator_and_features, method_list, model_from_args, weight_overrides_from_args,
 )
 from ..corruptions import NUM_STANDARD_MASKS, make_corruption, standard_mask_names
+from ..inference import MethodOptions
 from .dataset_run import (
     DatasetPlan, ImageSource, bundled_test_sources, collect_images, load_source, reconstruct_dataset,
 )
 from .distributed import DistributedContext, configure_threads, init_distributed, shutdown
-from .evaluation import evaluate
-from .report import write_tables
+from .evaluation import evaluate, write_tables
 
 
 def add_dataset_options(p: argparse.ArgumentParser, evaluate: bool = False) -> None:
@@ -73,7 +72,7 @@ def _report(rows: list[dict], methods: list[str], out: Path, total: int) -> None
 
 
 def reconstruct_command(args: argparse.Namespace) -> int:
-    """``brgm reconstruct`` on a data set (see ``is_dataset_run``)."""
+    """``brgm reconstruct`` on a data set (see ``cli_args.is_dataset_run``)."""
     if args.bundled_test_images and args.image:
         raise ValueError("give either image paths or --bundled-test-images, not both")
     if args.num_images is not None and args.num_images < 1:
@@ -92,9 +91,10 @@ def reconstruct_command(args: argparse.Namespace) -> int:
         plan = DatasetPlan(
             task=args.task, corruption_for=lambda index: corruption, methods=methods, image_shape=shape,
             build_model=lambda op, obs: model_from_args(args, generator, op, obs, features),
-            steps=args.steps, lr=args.lr, samples=args.samples, seed=args.seed, batch_size=args.batch_size,
+            options=MethodOptions(steps=args.steps, lr=args.lr, samples=args.samples,
+                                  interval_scale=float(getattr(args, "interval_scale", 1.0))),
+            seed=args.seed, batch_size=args.batch_size,
             observed=args.observed, center_crop=bool(getattr(args, "center_crop", False)),
-            interval_scale=float(getattr(args, "interval_scale", 1.0)),
             settings=_settings(args, args.task, corruption.describe(), methods, overrides))
         out = Path(args.out)
         if ctx.is_main:
@@ -134,7 +134,7 @@ def evaluate_command(args: argparse.Namespace) -> int:
 
         plan = DatasetPlan(
             task=args.task, corruption_for=corruption_for, methods=["map"], image_shape=shape,
-            build_model=build_model, steps=args.steps, lr=args.lr, samples=0, seed=args.seed,
+            build_model=build_model, options=MethodOptions(steps=args.steps, lr=args.lr, samples=0), seed=args.seed,
             batch_size=args.batch_size, center_crop=bool(getattr(args, "center_crop", True)),
             settings=_settings(args, args.task, describe, ["map"], overrides),
             label_for=None if args.task == "super-resolution" else

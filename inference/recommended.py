@@ -1,0 +1,100 @@
+"""The recommended posterior: one named pipeline, multi-start MAP -> Laplace -> full-rank VI,
+widened by its interval scale.
+
+    posterior = fit_recommended_posterior(model, interval_scale=1.35)
+    draws = posterior.sample(64)
+
+It is the ``fullrank`` method of ``brgm reconstruct`` / ``run_method`` and the calibration
+study's "multistart-fullrank" configuration.  Its coverage was measured on one model only, the
+pixel-likelihood model with the Gaussian prior on W+ (``calibrated_model``), so the pipeline fits
+that model, not the one it is given when the two differ: the returned posterior's ``.model`` says
+which model it is a posterior of.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Sequence
+
+import torch
+
+from brgm_pyro.models import BRGMModel, brgm_model
+
+from .map import latent_initial_values
+from .multistart import fit_multistart_fullrank
+from .posterior import Posterior
+from .recalibration import check_interval_scale, widen
+from .vi_methods import fullrank_from_laplace
+
+RECOMMENDED_STARTS = 8
+"""MAP starts of the recommended posterior: w_avg and 7 prior draws (the measured configuration)."""
+
+
+def calibrated_model(model: BRGMModel) -> BRGMModel:
+    """The model the recommended posterior is fitted to, the one its calibration was measured on.
+
+    It keeps ``model``'s generator, corruption, observation(s) and ``sigma_pixel``, and it
+    REPLACES the rest: the prior becomes the Gaussian on W+ with per-dimension std that
+    ``brgm_model`` builds from the generator's latent statistics, the colinearity prior is
+    dropped (kappa 0) and so is the perceptual term.  ``model`` itself when it already is that
+    model.  Raises ``ValueError`` for what it cannot keep or replace faithfully: a model without
+    a config (not built by ``brgm_model``), latent noise levels or corruption parameters
+    (``learn_noise``, ``make_blind``), and a prior passed to ``brgm_model`` by hand (it is not
+    the Gaussian prior the config describes, and would be swapped out)."""
+    if model.config is None:
+        raise ValueError("the recommended posterior needs a model built by brgm_model (it reads model.config)")
+    if latent_initial_values(model):
+        raise ValueError("the recommended posterior does not infer noise levels or corruption parameters "
+                         "(learn_noise / make_blind, --learn-noise / --blind): use map, vi or mcmc for those")
+    target = replace(model.config, sigma_perceptual=None, kappa=0.0, prior_std="per-dimension")
+    if target == model.config:
+        return model
+    if not _prior_is_the_configs(model):
+        raise ValueError(f"the recommended posterior is fitted to the Gaussian prior on W+ that brgm_model builds; "
+                         f"this model's prior ({type(model.prior).__name__}) was given by hand and would be replaced: "
+                         "fit it with map, vi or mcmc, or build the model without prior=")
+    return brgm_model(model.generator, model.corruption, model.observation, config=target)
+
+
+def _prior_is_the_configs(model: BRGMModel) -> bool:
+    """True when ``model.prior`` is the prior ``brgm_model`` builds from ``model.config`` (the
+    same site, location, scale and kind of distribution)."""
+    own = brgm_model(model.generator, model.corruption, model.observation, config=model.config,
+                     colinearity=None, likelihoods=()).prior
+    prior = model.prior
+    if getattr(prior, "site", None) != own.site:
+        return False
+    kind = type(getattr(prior, "distribution", None)), type(getattr(own, "distribution", None))
+    if kind[0] is not kind[1]:
+        return False
+    loc, scale = prior.init_loc().detach(), prior.init_scale().detach()
+    return (loc.shape == own.init_loc().shape and torch.equal(loc.cpu(), own.init_loc().detach().cpu())
+            and torch.equal(scale.cpu(), own.init_scale().detach().cpu()))
+
+
+def fit_recommended_posterior(model: BRGMModel, seed: int | Sequence[int] = 0, *, map_steps: int = 500,
+                              num_starts: int = RECOMMENDED_STARTS, interval_scale: float = 1.0) -> Posterior:
+    """The recommended, calibrated posterior of ``calibrated_model(model)``.
+
+    1. MAP (Eq. 6's objective) from w_avg and ``num_starts - 1`` prior draws, ``map_steps`` Adam
+       steps each, all in one batch (``fit_multistart_laplace``; ``num_starts=1``: w_avg only);
+    2. the Laplace approximation at the mode with the highest log joint;
+    3. the full-rank Gaussian guide (Eq. 7) fitted from there (``fullrank_at``);
+    4. widened about its mean to N(mu, s^2 Sigma) by ``interval_scale`` s (``widen``; 1: as
+       fitted; ``BUNDLED_INTERVAL_SCALES`` holds the scales measured for the bundled generator).
+
+    ``seed``: one, or one per image of a batched model (one batched fit, each image as if alone).
+    The posterior's ``.model`` is ``calibrated_model(model)``.  Errors (a bad scale, a model the
+    pipeline cannot fit) are raised before any fitting."""
+    check_interval_scale(interval_scale)
+    if num_starts < 1:
+        raise ValueError(f"num_starts must be >= 1, got {num_starts}")
+    target = calibrated_model(model)
+    try:  # the Laplace step refuses models it cannot linearise (e.g. a non-Gaussian custom prior)
+        if num_starts == 1:
+            posterior = fullrank_from_laplace(target, seed, map_steps=map_steps)
+        else:
+            posterior = fit_multistart_fullrank(target, num_starts=num_starts, num_steps=map_steps, seed=seed)
+    except ValueError as err:
+        raise ValueError(f"the recommended posterior: {err}") from None
+    return widen(posterior, interval_scale)
