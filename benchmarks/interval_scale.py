@@ -48,6 +48,7 @@ def run_job(job: dict) -> tuple[str, float]:
     sys.path.insert(0, str(HERE))
     from calibration import _problem_model  # the calibration benchmark's model, built once per process
 
+    from brgm_pyro.functional import PIXEL_SCALE_255
     from brgm_pyro.inference.calibration import _seed, simulate_problem
     from brgm_pyro.inference.map import map_estimate
     from brgm_pyro.inference.multistart import fit_multistart_fullrank
@@ -67,7 +68,7 @@ def run_job(job: dict) -> tuple[str, float]:
     mode = map_estimate(problem.model, num_steps=job["map_steps"], seed=method_seed, progress=False)
     map_seconds = time.perf_counter() - t
     map_rmse = float((mode.image.detach().reshape(truth.shape).cpu()[unknown] - truth[unknown]).double()
-                     .mul(127.5).square().mean().sqrt())
+                     .mul(PIXEL_SCALE_255).square().mean().sqrt())
 
     t = time.perf_counter()
     posterior = fit_multistart_fullrank(problem.model, num_steps=job["map_steps"], vi_steps=job["vi_steps"],

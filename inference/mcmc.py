@@ -23,6 +23,7 @@ from pyro.infer.autoguide.initialization import init_to_value
 
 from brgm_pyro.models.brgm import BRGMModel
 
+from ._runner import inference_scope
 from .posterior import Posterior
 
 
@@ -145,8 +146,6 @@ def sample_chain(
 ) -> ChainDraws:
     """One NUTS chain on ``model_fn`` started at ``init`` for ``site`` (and ``extra_init`` for the
     model's other latent sites, if any)."""
-    from ._runner import inference_scope
-
     t0 = time.perf_counter()
     with inference_scope(scope_model, seed):
         start = init_to_value(values={site: init, **(extra_init or {})})

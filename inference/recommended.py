@@ -16,8 +16,6 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Sequence
 
-import torch
-
 from brgm_pyro.models import BRGMModel, brgm_model
 
 from .map import latent_initial_values
@@ -39,8 +37,10 @@ def calibrated_model(model: BRGMModel) -> BRGMModel:
     dropped (kappa 0) and so is the perceptual term.  ``model`` itself when it already is that
     model.  Raises ``ValueError`` for what it cannot keep or replace faithfully: a model without
     a config (not built by ``brgm_model``), latent noise levels or corruption parameters
-    (``learn_noise``, ``make_blind``), and a prior passed to ``brgm_model`` by hand (it is not
-    the Gaussian prior the config describes, and would be swapped out)."""
+    (``learn_noise``, ``make_blind``), and a prior of another kind than the one it would put in its
+    place (one passed to ``brgm_model`` by hand: a Student-t, a shared w, your own), which would be
+    swapped out silently.  A Gaussian W+ prior is rebuilt from the generator's latent statistics
+    (10,000 mapping samples) even if ``model``'s was built from fewer."""
     if model.config is None:
         raise ValueError("the recommended posterior needs a model built by brgm_model (it reads model.config)")
     if latent_initial_values(model):
@@ -49,27 +49,12 @@ def calibrated_model(model: BRGMModel) -> BRGMModel:
     target = replace(model.config, sigma_perceptual=None, kappa=0.0, prior_std="per-dimension")
     if target == model.config:
         return model
-    if not _prior_is_the_configs(model):
+    calibrated = brgm_model(model.generator, model.corruption, model.observation, config=target)
+    if type(model.prior) is not type(calibrated.prior):
         raise ValueError(f"the recommended posterior is fitted to the Gaussian prior on W+ that brgm_model builds; "
                          f"this model's prior ({type(model.prior).__name__}) was given by hand and would be replaced: "
                          "fit it with map, vi or mcmc, or build the model without prior=")
-    return brgm_model(model.generator, model.corruption, model.observation, config=target)
-
-
-def _prior_is_the_configs(model: BRGMModel) -> bool:
-    """True when ``model.prior`` is the prior ``brgm_model`` builds from ``model.config`` (the
-    same site, location, scale and kind of distribution)."""
-    own = brgm_model(model.generator, model.corruption, model.observation, config=model.config,
-                     colinearity=None, likelihoods=()).prior
-    prior = model.prior
-    if getattr(prior, "site", None) != own.site:
-        return False
-    kind = type(getattr(prior, "distribution", None)), type(getattr(own, "distribution", None))
-    if kind[0] is not kind[1]:
-        return False
-    loc, scale = prior.init_loc().detach(), prior.init_scale().detach()
-    return (loc.shape == own.init_loc().shape and torch.equal(loc.cpu(), own.init_loc().detach().cpu())
-            and torch.equal(scale.cpu(), own.init_scale().detach().cpu()))
+    return calibrated
 
 
 def fit_recommended_posterior(model: BRGMModel, seed: int | Sequence[int] = 0, *, map_steps: int = 500,

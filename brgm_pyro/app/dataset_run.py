@@ -34,7 +34,8 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from ..bundled import TEST_IMAGES_FILE, load_test_images
+from ..assets import TEST_IMAGES_FILE
+from ..bundled import load_test_images
 from ..inference import MethodOptions, MethodOutput, run_methods
 from ..io import load_image
 from ..jsonfile import write_json
