@@ -257,7 +257,7 @@ def brgm_model(
     num_stats_samples: int = 10_000,
 ) -> BRGMModel:
     """Compose the BRGM model: the one builder (the ``brgm`` command line, the data-set runner and
-    the deprecated ``brgm_pyro.app.reconstruction.build_problem`` all call it).
+    the recommended posterior's ``calibrated_model`` all call it).
 
     Parts not given are built from ``config``; the default (``config=None``) is
     ``default_config(generator, corruption, features)``: the generator's recommended balance if it

@@ -126,3 +126,20 @@ def test_calibrated_model_keeps_the_observation_and_sigma_pixel_and_drops_the_re
     torch.testing.assert_close(log_joint(single, latents), log_joint(direct, latents))
     assert not torch.allclose(log_joint(model if not model.batched else brgm_model(
         G, op, y[0], features=load_domain_features()), latents), log_joint(direct, latents))
+
+
+def test_the_application_modules_import_each_other_without_a_circle():
+    from .test_layers import SOURCES, within
+
+    app = {name for name in SOURCES if within(name, "brgm_pyro.app")}
+    edges = {name: {m for t in SOURCES[name] for m in app if t == m or t.startswith(m + ".")} - {name}
+             for name in app}
+    assert "brgm_pyro.app.report" in edges["brgm_pyro.app.dataset_run"]  # the scanner sees the app's imports
+
+    def reaches(start: str, goal: str, seen: set[str]) -> bool:
+        return any(n == goal or (n not in seen and not seen.add(n) and reaches(n, goal, seen)) for n in edges[start])
+
+    circles = sorted(name for name in app if reaches(name, name, set()))
+    assert circles == []
+    # the import that made report <-> evaluation a circle is gone: the tables live with the evaluation
+    assert not any(within(t, "brgm_pyro.app.evaluation") for t in SOURCES["brgm_pyro.app.report"])
