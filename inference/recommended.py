@@ -21,8 +21,8 @@ from brgm_pyro.models import BRGMModel, brgm_model
 from .map import latent_initial_values
 from .multistart import fit_multistart_fullrank
 from .posterior import Posterior
-from .recalibration import check_interval_scale, widen
-from .vi_methods import fullrank_from_laplace
+from .warm_start import fullrank_from_laplace
+from .widening import check_interval_scale, widen
 
 RECOMMENDED_STARTS = 8
 """MAP starts of the recommended posterior: w_avg and 7 prior draws (the measured configuration)."""

@@ -23,9 +23,9 @@ from .guides import image_seeds
 from .map import map_estimate
 from .mcmc import run_mcmc
 from .posterior import single_image_model
-from .recalibration import check_interval_scale
 from .recommended import fit_recommended_posterior
 from .vi import fit_vi
+from .widening import check_interval_scale
 
 METHODS = ("map", "vi", "fullrank", "mcmc")
 """map: MAP (AutoDelta, Eq. 6); vi: the paper's mean-field Gaussian guide (Eq. 7; overconfident);
