@@ -3,7 +3,8 @@
 Python's ``json`` writes NaN and infinity as the tokens ``NaN`` / ``Infinity``, which are not JSON
 (other readers refuse them).  Here every non-finite float is written as ``null`` (e.g. the PSNR
 of an exact reconstruction is +inf), tensors and numpy values become numbers and lists, and
-files are replaced atomically (a reader never sees half a file).
+files are replaced atomically (a reader never sees half a file).  The command line, the data-set
+runner and the calibration study write their JSON through here.
 
     write_json({"psnr": float("inf"), "rmse": 1.5}, "out/metrics.json")   # {"psnr": null, "rmse": 1.5}
 """
@@ -23,10 +24,12 @@ import torch
 def json_safe(data: Any) -> Any:
     """``data`` as plain JSON values: floats that are not finite (NaN, +-inf) become None, tensors
     and numpy arrays become (nested) lists, numpy scalars Python numbers; mappings and sequences
-    are converted item by item; anything else is returned as it is."""
+    are converted item by item (keys as strings); any other object becomes its ``str()``."""
+    if data is None or isinstance(data, str):
+        return data
     if isinstance(data, (bool, np.bool_)):
         return bool(data)
-    if isinstance(data, np.integer):
+    if isinstance(data, (int, np.integer)):
         return int(data)
     if isinstance(data, (float, np.floating)):
         return float(data) if math.isfinite(data) else None
@@ -35,10 +38,10 @@ def json_safe(data: Any) -> Any:
     if isinstance(data, np.ndarray):
         return json_safe(data.tolist())
     if isinstance(data, Mapping):
-        return {k: json_safe(v) for k, v in data.items()}
+        return {str(k): json_safe(v) for k, v in data.items()}
     if isinstance(data, (list, tuple)):
         return [json_safe(v) for v in data]
-    return data
+    return str(data)
 
 
 def strict_json(data: Any, indent: int | None = 2, sort_keys: bool = True) -> str:
