@@ -34,7 +34,6 @@ from .laplace import LaplacePosterior, laplace_approximation
 from .posterior import single_image_model
 from .vi import VIPosterior, fit_vi
 from .warm_start import fullrank_at
-from .widening import widen
 
 
 @dataclass
@@ -217,15 +216,14 @@ def _choose_mode(model: BRGMModel, modes: MultistartResult, select: str) -> Late
 def fit_multistart_fullrank(model: BRGMModel, num_starts: int = 8, num_steps: int = 500, vi_steps: int = 200,
                             lr: float = 0.002, num_particles: int = 8,
                             seed: int | Sequence[int] = 0, select: str = "log-joint",
-                            keep: int | None = None, screen_steps: int = 100,
-                            interval_scale: float = 1.0) -> VIPosterior:
-    """The recommended posterior: ``fit_multistart_laplace``, then the full-rank Gaussian guide
+                            keep: int | None = None, screen_steps: int = 100) -> VIPosterior:
+    """The recommended posterior's fit: ``fit_multistart_laplace``, then the full-rank Gaussian guide
     (Eq. 7) fitted from that Laplace approximation (``warm_start.fullrank_at``: ``vi_steps`` Adam
     steps, ``lr`` decayed 10x, ``num_particles`` per step; a batched model: one batched fit, each
     image seeded as if alone: equal to separate fits).  ``.diagnostics`` records every mode's
     log joint (and Laplace evidence with ``select="evidence"``) and which start was used (lists
-    over the images for a batched model).  ``interval_scale`` s != 1 returns N(mu, s^2 Sigma)
-    (``widening.widen``; ``BUNDLED_INTERVAL_SCALES`` holds the measured ones)."""
+    over the images for a batched model).  Unwidened: ``recommended.fit_recommended_posterior``
+    is this fit widened by its interval scale."""
     seeds = image_seeds(model, seed)
     laplace, modes = fit_multistart_laplace(model, num_starts, num_steps, seeds, select=select, keep=keep,
                                             screen_steps=screen_steps)
@@ -235,7 +233,7 @@ def fit_multistart_fullrank(model: BRGMModel, num_starts: int = 8, num_steps: in
                  for m in modes]
     posterior.diagnostics = ({key: [d[key] for d in per_image] for key in per_image[0]} if model.batched
                              else per_image[0])
-    return widen(posterior, interval_scale)
+    return posterior
 
 
 def fit_multistart_flow(model: BRGMModel, num_starts: int = 8, num_steps: int = 500, flow_steps: int = 200,

@@ -15,7 +15,6 @@ from brgm_pyro.app.cli import main
 from brgm_pyro.corruptions import Inpainting
 from brgm_pyro.inference import Posterior, fit_vi
 from brgm_pyro.inference.widening import widen
-from brgm_pyro.inference.multistart import fit_multistart_fullrank
 from brgm_pyro.study import (
     BUNDLED_INTERVAL_SCALES, ScaleProblem, calibrate, choose_scale, coverage_by_scale, fit_interval_scale,
     simulate_problems, widened,
@@ -109,16 +108,6 @@ def test_widened_method_through_the_calibration_benchmark(linear_problems):
         c = report.coverage("halved-x2", "pixels", level)
         assert abs(c["mean"] - level) < 3 * c["se"] + 0.02, (level, c)
     assert report.coverage("halved", "pixels", 0.9)["mean"] < 0.75
-
-
-def test_fullrank_interval_scale_widens_the_recommended_posterior():
-    model = linear_gaussian_problem(diagonal=False).model
-    plain = fit_multistart_fullrank(model, num_starts=2, num_steps=20, vi_steps=5, seed=1)
-    wide = fit_multistart_fullrank(model, num_starts=2, num_steps=20, vi_steps=5, seed=1, interval_scale=1.35)
-    q, q_wide = plain.q.distribution, wide.q.distribution
-    assert torch.allclose(q_wide.loc, q.loc) and torch.allclose(q_wide.scale_tril, 1.35 * q.scale_tril)
-    assert wide.diagnostics["interval_scale"] == 1.35 and "best_start" in wide.diagnostics
-
 
 
 def test_bundled_scales_are_the_benchmarks_fit():

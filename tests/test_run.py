@@ -105,6 +105,7 @@ def test_the_recommended_posterior_is_widened_inside_the_pipeline(tiny_generator
     q1, q2 = fitted.q.distribution, wide.q.distribution
     torch.testing.assert_close(q2.loc, q1.loc)
     torch.testing.assert_close(q2.scale_tril, 2 * q1.scale_tril)  # N(mu, s^2 Sigma) with s = 2
+    assert wide.diagnostics["interval_scale"] == 2.0 and "best_start" in wide.diagnostics
     assert out.samples.shape == (4, 1, 16, 16) and bool((out.std > 0).all())
 
 
