@@ -21,7 +21,7 @@ import platform
 import torch
 
 from brgm_pyro import generators
-from brgm_pyro.app.reconstruction import build_features
+from brgm_pyro.app.features import build_features
 from brgm_pyro.bundled import load_test_images
 from brgm_pyro.corruptions import make_corruption
 from brgm_pyro.inference import map_estimate

@@ -6,7 +6,7 @@
   feature network of that generator and for its Frechet distance.
 - ``fashion-mnist-test-100.npz``: 100 test-split images (10 per class), never seen in training.
 
-File names and paths live in ``brgm_pyro.assets`` (re-exported here); this module loads them.
+File names and paths live in ``brgm_pyro.assets``; this module loads them.
 """
 
 from __future__ import annotations
@@ -14,20 +14,20 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from .assets import CLASSIFIER_FILE, FASHION_MNIST_CLASSES, GENERATOR_FILES, TEST_IMAGES_FILE, pretrained_path
+from .assets import CLASSIFIER_FILE, TEST_IMAGES_FILE, pretrained_path
 from .domain_classifier import FashionClassifier
+from .functional import PIXEL_SCALE_255
 from .perceptual import FeatureNetwork
 
 __all__ = [
-    "GENERATOR_FILES", "CLASSIFIER_FILE", "TEST_IMAGES_FILE", "FASHION_MNIST_CLASSES", "DOMAIN_FEATURE_LAYERS",
-    "pretrained_path", "load_test_images", "load_domain_classifier", "load_domain_features",
+    "DOMAIN_FEATURE_LAYERS", "load_test_images", "load_domain_classifier", "load_domain_features",
 ]
 
 
 def load_test_images() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """The 100 bundled Fashion-MNIST test images (100, 1, 32, 32) in [-1, 1], labels and test-split indices."""
     with np.load(pretrained_path(TEST_IMAGES_FILE)) as data:
-        images = torch.from_numpy(data["images"].astype(np.float32) / 127.5 - 1.0).unsqueeze(1)
+        images = torch.from_numpy(data["images"].astype(np.float32) / PIXEL_SCALE_255 - 1.0).unsqueeze(1)
         labels = torch.from_numpy(data["labels"].astype(np.int64))
         return images, labels, torch.from_numpy(data["indices"].astype(np.int64))
 

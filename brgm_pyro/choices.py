@@ -3,7 +3,7 @@ networks and inference methods.
 
 Standard library only (no torch), so that ``brgm --help`` builds its parser without importing
 torch; the modules that implement these names (``brgm_pyro.corruptions``, the application's
-reconstruction) import them from here.
+feature networks, the inference runner) import them from here.
 """
 
 from __future__ import annotations
@@ -18,7 +18,9 @@ BLIND_CHOICES = ("blur", "kernel", "shift", "gain")
 """Corruption parameters ``--blind`` can infer (``brgm_pyro.corruptions.make_blind``)."""
 
 FEATURE_CHOICES = ("auto", "domain", "lpips-vgg", "lpips-alex", "none")
-"""Perceptual feature networks (``brgm_pyro.app.reconstruction.build_features``)."""
+"""Perceptual feature networks (``brgm_pyro.app.features.build_features``)."""
 
 METHODS = ("map", "vi", "fullrank", "mcmc")
-"""Inference methods of ``brgm reconstruct --method``."""
+"""Inference methods of ``brgm reconstruct --method`` (``brgm_pyro.inference.run_method``): map: MAP
+(AutoDelta, Eq. 6); vi: the paper's mean-field Gaussian guide (Eq. 7; overconfident); fullrank: the
+recommended posterior (``fit_recommended_posterior``); mcmc: NUTS."""

@@ -18,6 +18,8 @@ import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 
+from .functional import PIXEL_SCALE_255
+
 MAX_IMAGE_PIXELS = 8192 * 8192
 """The largest image (width x height, about 67 megapixels) that ``load_image`` decodes."""
 
@@ -261,7 +263,7 @@ def load_image(
         im = im.convert("L" if channels == 1 else "RGB")
         if resolution is not None and im.size != (resolution, resolution):
             im = im.resize((resolution, resolution), Image.LANCZOS)
-        arr = np.asarray(im, dtype=np.float32) / 127.5 - 1.0
+        arr = np.asarray(im, dtype=np.float32) / PIXEL_SCALE_255 - 1.0
     if arr.ndim == 2:
         arr = arr[..., None]
     return torch.from_numpy(np.ascontiguousarray(arr)).permute(2, 0, 1).unsqueeze(0).contiguous()
@@ -287,7 +289,7 @@ def to_uint8(image: torch.Tensor) -> np.ndarray:
         image = image[0]
     if image.ndim != 3 or image.shape[0] not in (1, 3):
         raise ValueError(f"expected an image (C, H, W) with C in (1, 3), got shape {tuple(image.shape)}")
-    arr = ((image.detach().float().cpu().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+    arr = ((image.detach().float().cpu().clamp(-1, 1) + 1) * PIXEL_SCALE_255).round().to(torch.uint8)
     arr = arr.permute(1, 2, 0).numpy()
     return arr[..., 0] if arr.shape[2] == 1 else arr
 

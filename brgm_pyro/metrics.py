@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from .functional import gaussian_kernel_1d, mean_squared_error_255, rmse_255, to_255
+from .perceptual import build_lpips
 
 __all__ = ["to_255", "rmse", "mae", "psnr", "ssim", "LPIPSMetric", "PIXEL_METRICS", "compute_metrics", "summarize",
            "format_mean_std", "summarize_metrics"]
@@ -70,8 +71,6 @@ class LPIPSMetric:
 
     def __init__(self, net: str = "alex", pretrained: bool = True, weights: str | Path | None = None,
                  resize: int | None = None, device: str | torch.device = "cpu") -> None:
-        from .perceptual import build_lpips
-
         self.model = build_lpips(net, pretrained=pretrained, weights=weights).to(device)
         self.resize = resize
         self.device = device

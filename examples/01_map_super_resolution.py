@@ -29,8 +29,9 @@ from brgm_pyro.corruptions import SuperResolution
 from brgm_pyro.generators import load_generator
 from brgm_pyro.io import save_figure
 from brgm_pyro.metrics import rmse
-from brgm_pyro.models import BRGMModel, ColinearityPrior, GaussianLatentPrior, PerceptualLikelihood, PixelLikelihood
-from brgm_pyro.app.reconstruction import default_config
+from brgm_pyro.models import (
+    BRGMModel, ColinearityPrior, GaussianLatentPrior, PerceptualLikelihood, PixelLikelihood, default_config,
+)
 
 
 def main(args: argparse.Namespace) -> None:

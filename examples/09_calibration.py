@@ -29,7 +29,7 @@ def main(args: argparse.Namespace) -> None:
     f = make_corruption("inpainting", 32, mask_id=0)   # the right half is hidden
 
     def recommended(model, seed: int):
-        """8-start MAP, Laplace at the best mode, full-rank Gaussian VI (``fit_fullrank``)."""
+        """8-start MAP, Laplace at the best mode, full-rank Gaussian VI (``fit_recommended_posterior`` unwidened)."""
         return fit_multistart_fullrank(model, num_steps=args.steps, vi_steps=args.vi_steps, seed=seed)
 
     def paper(model, seed: int):

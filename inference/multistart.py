@@ -35,7 +35,6 @@ from .laplace import LaplacePosterior, laplace_approximation
 from .posterior import single_image_model
 from .vi import VIPosterior, fit_vi
 from .warm_start import fullrank_at
-from .widening import widen
 
 
 @dataclass
@@ -225,15 +224,15 @@ def fit_multistart_fullrank(model: BRGMModel, num_starts: int = 8, num_steps: in
                             lr: float = 0.002, num_particles: int = 8,
                             seed: int | Sequence[int] = 0, select: str = "log-joint",
                             keep: int | None = None, screen_steps: int = 100,
-                            interval_scale: float = 1.0, progress: bool = False) -> VIPosterior:
-    """The recommended posterior: ``fit_multistart_laplace``, then the full-rank Gaussian guide
+                            progress: bool = False) -> VIPosterior:
+    """The recommended posterior's fit: ``fit_multistart_laplace``, then the full-rank Gaussian guide
     (Eq. 7) fitted from that Laplace approximation (``warm_start.fullrank_at``: ``vi_steps`` Adam
     steps, ``lr`` decayed 10x, ``num_particles`` per step; a batched model: one batched fit, each
     image seeded as if alone: equal to separate fits).  ``.diagnostics`` records every mode's
     log joint (and Laplace evidence with ``select="evidence"``) and which start was used (lists
-    over the images for a batched model).  ``interval_scale`` s != 1 returns N(mu, s^2 Sigma)
-    (``widening.widen``; the bundled generator's metadata ``interval_scales`` holds the
-    measured ones).  ``progress``: a bar for each phase (MAP steps, Laplace, VI steps)."""
+    over the images for a batched model).  Unwidened: ``recommended.fit_recommended_posterior``
+    is this fit widened by its interval scale.  ``progress``: a bar for each phase (MAP steps,
+    Laplace, VI steps)."""
     seeds = image_seeds(model, seed)
     laplace, modes = fit_multistart_laplace(model, num_starts, num_steps, seeds, select=select, keep=keep,
                                             screen_steps=screen_steps, progress=progress)
@@ -244,7 +243,7 @@ def fit_multistart_fullrank(model: BRGMModel, num_starts: int = 8, num_steps: in
                  for m in modes]
     posterior.diagnostics = ({key: [d[key] for d in per_image] for key in per_image[0]} if model.batched
                              else per_image[0])
-    return widen(posterior, interval_scale)
+    return posterior
 
 
 def fit_multistart_flow(model: BRGMModel, num_starts: int = 8, num_steps: int = 500, flow_steps: int = 200,

@@ -285,8 +285,8 @@ def brgm_model(
     features: torch.nn.Module | None = None,
     num_stats_samples: int = 10_000,
 ) -> BRGMModel:
-    """Compose the BRGM model: the one builder (the ``brgm`` command line and the data-set runner
-    call it).
+    """Compose the BRGM model: the one builder (the ``brgm`` command line, the data-set runner and
+    the recommended posterior's ``calibrated_model`` all call it).
 
     Parts not given are built from ``config``; the default (``config=None``) is
     ``default_config(generator, corruption, features)``: the generator's recommended balance if it

@@ -18,6 +18,9 @@ import math
 from dataclasses import dataclass
 from typing import Literal
 
+from brgm_pyro.functional import PIXEL_SCALE_255
+
+
 @dataclass(frozen=True)
 class BRGMConfig:
     """sigma_pixel / sigma_perceptual: noise std of the two likelihoods (None: term off);
@@ -79,7 +82,8 @@ class BRGMConfig:
             raise ValueError("num_ws, w_dim and num_outputs must be positive")
         ld = num_ws * w_dim
         c = 2 * lambda_w / ld
-        sigma_pixel = (lambda_w * num_outputs / (ld * lambda_pixel * 127.5**2)) ** 0.5 if lambda_pixel > 0 else None
+        sigma_pixel = ((lambda_w * num_outputs / (ld * lambda_pixel * PIXEL_SCALE_255**2)) ** 0.5
+                       if lambda_pixel > 0 else None)
         sigma_percept = None
         if num_features is not None and lambda_percept > 0:
             sigma_percept = (lambda_w * num_features / (ld * lambda_percept)) ** 0.5

@@ -19,7 +19,7 @@ from typing import Any, Callable
 
 import torch
 
-from brgm_pyro.bundled import pretrained_path
+from brgm_pyro.assets import pretrained_path
 from brgm_pyro.generators import StyleGAN2Config, StyleGAN2Generator, save_generator
 
 from .checkpoint_writers import (HOSTILE_MODULE_SRC, Persistent, _stand_in_modules, rosinality_state,

@@ -1,6 +1,6 @@
 """Contracts of the application layer: one model builder (``brgm_model``) whose model keeps its
 config, one task factory (``make_corruption``), the command line's weights landing in
-``model.config``, and the deprecated entry points still giving the same objects (with a warning)."""
+``model.config``, and the model the recommended posterior is fitted to (``calibrated_model``)."""
 
 from __future__ import annotations
 
@@ -46,26 +46,20 @@ def fixed_latents(model, n: int = 3) -> torch.Tensor:
     return model.prior.mean + 0.5 * torch.randn(n, *model.prior.mean.shape[-2:])
 
 
-def test_one_builder_gives_the_model_of_the_old_entry_point(problem):
-    from brgm_pyro.app.reconstruction import build_problem
-
+def test_the_model_keeps_the_config_its_parts_were_built_from(problem):
     G, op, y, phi = problem
     model = brgm_model(G, op, y, features=phi)
-    with pytest.warns(DeprecationWarning, match="build_problem is deprecated"):
-        old = build_problem(G, op, y, phi)
-    assert model.config == old.config == BRGMConfig(**RECOMMENDED)
-    ws = fixed_latents(model)
-    assert torch.allclose(log_joint(model, ws), log_joint(old, ws), rtol=1e-10, atol=0)
+    assert model.config == BRGMConfig(**RECOMMENDED)
     # the parts say what the config says
     assert [lik.sigma for lik in model.likelihoods] == [0.2, 0.05] and model.colinearity.kappa == 0.3
 
-    # build_problem's overrides == brgm_model with the replaced default config
-    with pytest.warns(DeprecationWarning):
-        old = build_problem(G, op, y, phi, sigma_pixel=0.1, kappa=0.0)
-    model = brgm_model(G, op, y, features=phi, config=replace(default_config(G, op, phi), sigma_pixel=0.1, kappa=0.0))
-    assert model.config == old.config == BRGMConfig(0.1, 0.05, 0.0, "per-dimension")
-    assert model.colinearity is None and torch.allclose(log_joint(model, ws), log_joint(old, ws), rtol=1e-10, atol=0)
-    assert not torch.allclose(log_joint(model, ws), log_joint(brgm_model(G, op, y, features=phi), ws))
+    # a replaced default config gives the parts it names, and a different log joint
+    ws = fixed_latents(model)
+    changed = brgm_model(G, op, y, features=phi,
+                         config=replace(default_config(G, op, phi), sigma_pixel=0.1, kappa=0.0))
+    assert changed.config == BRGMConfig(0.1, 0.05, 0.0, "per-dimension")
+    assert changed.colinearity is None and [lik.sigma for lik in changed.likelihoods] == [0.1, 0.05]
+    assert not torch.allclose(log_joint(changed, ws), log_joint(model, ws))
 
     # no feature network: the perceptual term is off, and the config says so
     assert brgm_model(G, op, y).config == BRGMConfig(0.2, None, 0.3, "per-dimension")
@@ -106,22 +100,6 @@ def test_a_weight_given_twice_is_refused_before_loading(tmp_path, capsys):
     assert "give either --sigma-pixel or --lambda-pixel, not both" in capsys.readouterr().err
 
 
-def test_make_task_is_a_deprecated_alias_of_make_corruption():
-    from brgm_pyro.app.reconstruction import make_task
-
-    with pytest.warns(DeprecationWarning, match="make_task is deprecated"):
-        old = make_task("inpainting", 16, mask_id=3, factor=None, kernel="bicubic")  # other tasks' arguments ignored
-    assert torch.equal(old.mask, make_corruption("inpainting", 16, mask_id=3).mask)
-    for task, kwargs in (("super-resolution", {"factor": 2, "kernel": "bicubic-antialias"}),
-                         ("compressed-sensing", {"seed": 1}), ("blur", {}), ("denoising", {})):
-        with pytest.warns(DeprecationWarning):
-            old = make_task(task, 16, **({"measurements": None} if task == "compressed-sensing" else {}), **kwargs)
-        new = make_corruption(task, 16, **kwargs)
-        assert old.describe() == new.describe()
-        x = torch.rand(1, 1, 16, 16) * 2 - 1
-        assert torch.equal(old(x), new(x))
-
-
 def test_make_corruption_checks_against_the_resolution():
     assert make_corruption("compressed-sensing", 16)(torch.zeros(1, 1, 16, 16)).shape[-1] == 64  # 16^2 / 4
     with pytest.raises(ValueError, match="factor 3 must be >= 2 and divide the resolution 16"):
@@ -134,20 +112,10 @@ def test_make_corruption_checks_against_the_resolution():
         make_corruption("inpainting", mask_id=0)
 
 
-def test_moved_names_keep_their_old_import_paths():
-    from brgm_pyro.app import evaluation, reconstruction, report
-
-    for name in ("summary_figure", "observation_display", "json_safe", "write_json", "parameter_report",
-                 "format_parameter_report"):
-        assert getattr(reconstruction, name) is getattr(report, name)
-    assert evaluation.write_tables is report.write_tables
-    assert reconstruction.default_config is default_config
-
-
 def test_calibrated_model_keeps_the_observation_and_sigma_pixel_and_drops_the_rest():
     from brgm_pyro.bundled import load_domain_features
     from brgm_pyro.generators import load_generator
-    from brgm_pyro.app.reconstruction import calibrated_model
+    from brgm_pyro.inference import calibrated_model
 
     G = load_generator("fashion-mnist-32")
     op = make_corruption("super-resolution", 32, factor=4, kernel="bicubic-antialias")
@@ -166,3 +134,20 @@ def test_calibrated_model_keeps_the_observation_and_sigma_pixel_and_drops_the_re
     torch.testing.assert_close(log_joint(single, latents), log_joint(direct, latents))
     assert not torch.allclose(log_joint(model if not model.batched else brgm_model(
         G, op, y[0], features=load_domain_features()), latents), log_joint(direct, latents))
+
+
+def test_the_application_modules_import_each_other_without_a_circle():
+    from .test_layers import SOURCES, within
+
+    app = {name for name in SOURCES if within(name, "brgm_pyro.app")}
+    edges = {name: {m for t in SOURCES[name] for m in app if t == m or t.startswith(m + ".")} - {name}
+             for name in app}
+    assert "brgm_pyro.app.report" in edges["brgm_pyro.app.dataset_run"]  # the scanner sees the app's imports
+
+    def reaches(start: str, goal: str, seen: set[str]) -> bool:
+        return any(n == goal or (n not in seen and not seen.add(n) and reaches(n, goal, seen)) for n in edges[start])
+
+    circles = sorted(name for name in app if reaches(name, name, set()))
+    assert circles == []
+    # the import that made report <-> evaluation a circle is gone: the tables live with the evaluation
+    assert not any(within(t, "brgm_pyro.app.evaluation") for t in SOURCES["brgm_pyro.app.report"])

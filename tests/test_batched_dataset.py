@@ -8,7 +8,7 @@ import pytest
 
 from brgm_pyro.bundled import load_test_images
 from brgm_pyro.app.cli import main
-from brgm_pyro.app.dataset_run import BATCHED_METHODS
+from brgm_pyro.inference.run import BATCHED_METHODS
 from brgm_pyro.io import save_image
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # fixture in conftest.py

@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from brgm_pyro.baselines import bicubic_upsample, mean_fill
-from brgm_pyro.bundled import load_domain_classifier, load_domain_features, load_test_images, pretrained_path
+from brgm_pyro.assets import pretrained_path
+from brgm_pyro.bundled import load_domain_classifier, load_domain_features, load_test_images
 from brgm_pyro.corruptions import Inpainting, SuperResolution, standard_mask
 from brgm_pyro.app.evaluation import generator_mean_image
 from brgm_pyro.frechet import frechet_distance

@@ -303,7 +303,7 @@ def test_unparsable_flags_are_one_line_errors(capsys):
 
 
 def test_json_outputs_are_strict(tmp_path):
-    from brgm_pyro.app.reconstruction import json_safe, write_json
+    from brgm_pyro.jsonfile import json_safe, write_json
 
     data = {"psnr": float("inf"), "rmse": float("nan"), "ok": [1.5, float("-inf")], "n": 3}
     assert json_safe(data) == {"psnr": None, "rmse": None, "ok": [1.5, None], "n": 3}

@@ -217,7 +217,7 @@ def test_info_prints_the_installed_versions(capsys):
 def test_draws_the_domain_classifier_cannot_place_are_counted():
     """The demo figure's dark blobs: posterior draws that match no garment the generator makes are
     reported (the classifier's top probability below the 1% quantile of the generator's own samples)."""
-    from brgm_pyro.app.reconstruction import MethodOutput
+    from brgm_pyro.inference import MethodOutput
     from brgm_pyro.app.report import unplaced_draws_report
     from brgm_pyro.bundled import load_domain_classifier
     from brgm_pyro.generators import load_generator

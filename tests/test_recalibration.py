@@ -15,7 +15,6 @@ from brgm_pyro.app.cli import main
 from brgm_pyro.corruptions import Inpainting
 from brgm_pyro.inference import Posterior, fit_vi
 from brgm_pyro.inference.widening import widen
-from brgm_pyro.inference.multistart import fit_multistart_fullrank
 from brgm_pyro.study import (
     ScaleProblem, calibrate, choose_scale, coverage_by_scale, fit_interval_scale, simulate_problems, widened,
 )
@@ -110,14 +109,6 @@ def test_widened_method_through_the_calibration_benchmark(linear_problems):
     assert report.coverage("halved", "pixels", 0.9)["mean"] < 0.75
 
 
-def test_fullrank_interval_scale_widens_the_recommended_posterior():
-    model = linear_gaussian_problem(diagonal=False).model
-    plain = fit_multistart_fullrank(model, num_starts=2, num_steps=20, vi_steps=5, seed=1)
-    wide = fit_multistart_fullrank(model, num_starts=2, num_steps=20, vi_steps=5, seed=1, interval_scale=1.35)
-    q, q_wide = plain.q.distribution, wide.q.distribution
-    assert torch.allclose(q_wide.loc, q.loc) and torch.allclose(q_wide.scale_tril, 1.35 * q.scale_tril)
-    assert wide.diagnostics["interval_scale"] == 1.35 and "best_start" in wide.diagnostics
-
 
 
 def test_cli_fits_and_applies_an_interval_scale(tmp_path, capsys):
@@ -193,10 +184,12 @@ def test_bundled_generator_records_the_benchmarks_fitted_scales():
                         interval_setting("super-resolution", 4, "bicubic-antialias"): fitted["super-resolution"]}
 
 
-def test_fit_fullrank_refuses_a_bad_scale_before_fitting():
-    from brgm_pyro.app.reconstruction import fit_fullrank
+def test_the_recommended_posterior_refuses_a_bad_scale_before_fitting():
+    from brgm_pyro.inference import MethodOptions, fit_recommended_posterior
 
     model = linear_gaussian_problem().model
     for bad in (0.0, -2.0, math.nan):
         with pytest.raises(ValueError, match="positive"):
-            fit_fullrank(model, interval_scale=bad)
+            fit_recommended_posterior(model, interval_scale=bad)
+        with pytest.raises(ValueError, match="positive"):
+            MethodOptions(interval_scale=bad)

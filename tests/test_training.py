@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 import torch
 
-from brgm_pyro.training.classifier import FashionClassifier, classifier_accuracy, train_classifier
+from brgm_pyro.domain_classifier import FashionClassifier
+from brgm_pyro.training.classifier import classifier_accuracy, train_classifier
 from brgm_pyro.training.data import FASHION_MNIST_DIR, load_fashion_mnist, load_training_images, read_idx
 from brgm_pyro.training.discriminator import Conv2dLayer, Discriminator, MinibatchStd
 from brgm_pyro.training.trainer import TrainingConfig, train_generator

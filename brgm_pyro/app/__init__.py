@@ -1,4 +1,5 @@
 """The application on top of the library: the ``brgm`` command line (``cli``, its argument checks in
-``cli_args``), single-image and data-set runs (``reconstruction``, ``dataset_run``, ``dataset_cli``,
-``distributed`` for torchrun), the evaluation against classical baselines (``evaluation``) and the
-written outputs (``report``). Nothing below this package imports it."""
+``cli_args``), the feature network by name (``features``), data-set runs (``dataset_run``,
+``dataset_cli``, ``distributed`` for torchrun), the evaluation against classical baselines
+(``evaluation``) and the written outputs (``report``).  The methods themselves run through
+``brgm_pyro.inference.run_method``.  Nothing below this package imports it."""

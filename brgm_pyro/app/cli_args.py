@@ -20,7 +20,7 @@ from ..generators import PriorGenerator
 from ..io import NonSquareImageError
 from ..models import BRGMModel, brgm_model, default_config, learn_noise
 from ..preparation import ImagePreparation, PreparedImage, prepare_mask, prepare_pixels
-from .reconstruction import build_features
+from .features import build_features
 from .settings import Settings
 
 

@@ -1,6 +1,6 @@
 """The ``brgm`` commands, each run on a resolved command line (``brgm_pyro.app.settings.Settings``).
 
-Building and running a reconstruction lives in ``brgm_pyro.app.reconstruction``; writing its
+Running the methods lives in ``brgm_pyro.inference.run``; writing its
 images, metrics, figure and JSON in ``brgm_pyro.app.report``; data-set runs (several images,
 ``evaluate``) in ``brgm_pyro.app.dataset_cli``.  ``demo`` and ``reconstruct`` (one image) share one
 flow, ``reconstruct_problems``.
@@ -25,17 +25,17 @@ from ..bundled import load_test_images
 from ..corruptions import Corruption, make_corruption
 from ..functional import image_shape
 from ..generators import PriorGenerator
-from ..inference import to_inference_data
+from ..inference import MethodOptions, MethodOutput, run_methods, to_inference_data
+from ..jsonfile import write_json
 from ..study import calibrate, methods_from, resolve_methods, simulate_problems
 from ..study.interval_scale import fit_method_interval_scale, widened
 from ..models import BRGMModel
 from ..training.trainer import TrainingConfig, export_generator, train_generator
 from .cli_args import corruption_from_settings, load_generator_and_features, model_from_settings, read_image
 from .dataset_cli import evaluate_command, reconstruct_command
-from .reconstruction import MethodOutput, run_methods
 from .report import (
     figure_row, format_parameter_report, observation_display, parameter_report, save_outputs, summary_figure,
-    unplaced_draws_report, weights_report, write_json,
+    unplaced_draws_report, weights_report,
 )
 from .settings import DEMO_TASK_FOLDERS, Settings, clear_previous_outputs, interval_scale_for
 
@@ -68,9 +68,9 @@ def reconstruct_problems(settings: Settings, generator: PriorGenerator, features
         problem.model = model_from_settings(settings, generator, problem.corruption, problem.observation, features)
         if settings.progress:
             print(f"{problem.title or problem.task}: {', '.join(settings.methods)}", flush=True)
-        problem.outputs = run_methods(problem.model, settings.methods, steps=settings.steps, lr=settings.lr,
-                                      samples=settings.samples, seed=settings.seed, progress=settings.progress,
-                                      interval_scale=problem.interval_scale)
+        options = MethodOptions(steps=settings.steps, lr=settings.lr, samples=settings.samples,
+                                progress=settings.progress, interval_scale=problem.interval_scale)
+        problem.outputs = run_methods(problem.model, settings.methods, options, seed=settings.seed)[0]  # one image
         _check_finite_outputs(problem.outputs)
     clear_previous_outputs(settings)
     entries, rows, notes = {}, [], []
@@ -243,10 +243,8 @@ def _fit_interval_scale(o: Mapping[str, Any], methods: dict, problems: list, set
     (name, method), = methods.items()
     fit = fit_method_interval_scale(problems, method, seed=o['seed'], num_draws=o['num_draws'],
                                     options={"num_steps": o['steps']})
-    out.mkdir(parents=True, exist_ok=True)
-    path = out / "interval_scale.json"
-    path.write_text(json.dumps({"method": name, "settings": settings, "num_draws": o['num_draws'],
-                                "seed": o['seed'], **fit.__dict__}, indent=1))
+    path = write_json({"method": name, "settings": settings, "num_draws": o['num_draws'], "seed": o['seed'],
+                       **fit.__dict__}, out / "interval_scale.json", indent=1, sort_keys=False)
     print(f"# interval scale of {name}: {o['task']} ({settings['corruption']}), {len(problems)} problems "
           f"(seed {settings['problem_seed']}), {o['num_draws']} draws")
     print("| scale | " + " | ".join(f"{a:g}" for a in fit.levels) + " | mean abs error |")

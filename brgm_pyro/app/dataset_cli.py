@@ -18,10 +18,10 @@ import torch
 from ..functional import image_shape
 from .cli_args import corruption_from_settings, image_preparation, load_generator_and_features, model_from_settings
 from ..corruptions import NUM_STANDARD_MASKS, make_corruption, standard_mask_names
+from ..inference import MethodOptions
 from .dataset_run import DatasetPlan, Interrupted, load_source, reconstruct_dataset
 from .distributed import DistributedContext, configure_threads, init_distributed, shutdown
-from .evaluation import evaluate
-from .report import write_tables
+from .evaluation import evaluate, write_tables
 from .settings import Settings, interval_scale_for
 
 
@@ -76,9 +76,9 @@ def reconstruct_command(settings: Settings) -> int:
         plan = DatasetPlan(
             task=settings.task, corruption_for=lambda index: corruption, methods=methods, image_shape=shape,
             build_model=lambda op, obs: model_from_settings(settings, generator, op, obs, features),
-            steps=settings.steps, lr=settings.lr, samples=settings.samples, seed=settings.seed,
-            batch_size=settings.batch_size, observed=settings.observed, center_crop=settings.center_crop,
-            interval_scale=scale, preparation=image_preparation(generator),
+            options=MethodOptions(steps=settings.steps, lr=settings.lr, samples=settings.samples, interval_scale=scale),
+            seed=settings.seed, batch_size=settings.batch_size, observed=settings.observed,
+            center_crop=settings.center_crop, preparation=image_preparation(generator),
             settings=_run_identity(settings, corruption.describe(), methods, settings.samples, scale))
         out = settings.out
         if ctx.is_main:
@@ -114,7 +114,8 @@ def evaluate_command(settings: Settings) -> int:
 
         plan = DatasetPlan(
             task=settings.task, corruption_for=corruption_for, methods=["map"], image_shape=shape,
-            build_model=build_model, steps=settings.steps, lr=settings.lr, samples=0, seed=settings.seed,
+            build_model=build_model, options=MethodOptions(steps=settings.steps, lr=settings.lr, samples=0),
+            seed=settings.seed,
             batch_size=settings.batch_size, center_crop=settings.center_crop,
             preparation=image_preparation(generator),
             settings=_run_identity(settings, describe, ["map"], 0),

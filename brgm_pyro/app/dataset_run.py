@@ -13,7 +13,8 @@ whose ``done.json`` exists is finished: ``resume`` skips it, an interruption nev
 
 Images are processed in batches of ``batch_size`` in data-set order; the batches are dealt
 round-robin to the ranks, and each image's random seed comes from the run's seed and the
-image's index in the data set, so N processes give the same results as one.
+image's index in the data set, so N processes give the same results as one.  Each batch is one
+batched model, solved by ``brgm_pyro.inference.run_methods``.
 """
 
 from __future__ import annotations
@@ -32,16 +33,19 @@ from typing import Any, Callable, Iterable, Sequence
 import numpy as np
 import torch
 
+from tqdm.auto import tqdm
+
+from ..assets import TEST_IMAGES_FILE
+from ..bundled import load_test_images
+from ..inference import MethodOptions, MethodOutput, run_methods
 from ..io import NonSquareImageError
+from ..jsonfile import write_json
 from ..preparation import prepare_image
 from .distributed import DistributedContext, broadcast_object, gather_objects, shard
-from .report import save_outputs, weights_report
+from .report import observation_display, save_outputs, weights_report
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".npy")
 DONE_MARKER = "done.json"
-# Methods that run a whole batch of observations as one batched model (each image equal to a run
-# on it alone with its seed); the others (MCMC) fall back to one image at a time (``reconstruct_batch``).
-BATCHED_METHODS = frozenset({"map", "vi", "fullrank"})
 SUMMARY_LEADING_COLUMNS = ("index", "name", "source", "corruption")
 """summary.csv starts with these columns; the metric columns follow in sorted order (fresh,
 interrupted and resumed runs write the same order)."""
@@ -131,8 +135,6 @@ def collect_images(inputs: Sequence[str | Path]) -> list[ImageSource]:
 
 def bundled_test_sources(num_images: int | None = None) -> list[ImageSource]:
     """The bundled Fashion-MNIST test images as ``test-000`` ... ``test-099``."""
-    from ..bundled import TEST_IMAGES_FILE, load_test_images
-
     images, labels, indices = load_test_images()
     n = len(images) if num_images is None else min(num_images, len(images))
     return [ImageSource(i, f"test-{i:03d}", tensor=images[i:i + 1],
@@ -153,8 +155,9 @@ class DatasetPlan:
     ``corruption_for(index)`` gives the corruption of each image (one for all, or e.g. standard
     mask ``index % 7`` in the evaluation) and ``corruption_label(index)`` names it (default: its
     ``describe()``); images with the same label share batches, so distinct corruptions need
-    distinct labels. ``observed``: the files are observations, not truths. ``settings``
-    identifies the run in ``done.json`` (resuming with other settings is refused).
+    distinct labels. ``options``: the methods' settings (steps, lr, samples, the recommended
+    posterior's interval scale). ``observed``: the files are observations, not truths.
+    ``settings`` identifies the run in ``done.json`` (resuming with other settings is refused).
     """
 
     task: str
@@ -162,14 +165,11 @@ class DatasetPlan:
     methods: Sequence[str]
     image_shape: tuple[int, int, int]
     build_model: Callable[[Any, torch.Tensor], Any]
-    steps: int = 500
-    lr: float = 0.1
-    samples: int = 64
+    options: MethodOptions = MethodOptions()
     seed: int = 0
     batch_size: int = 8
     observed: bool = False
     center_crop: bool = False
-    interval_scale: float = 1.0  # widens the fullrank posterior (``fit_fullrank``)
     settings: dict = field(default_factory=dict)
     preparation: Any = None  # the generator's declared ``preparation.ImagePreparation`` (None: none declared)
     label_for: Callable[[int], str] | None = None
@@ -205,82 +205,12 @@ def load_source(source: ImageSource, plan: DatasetPlan) -> tuple[torch.Tensor | 
     return image, corruption(image), notes
 
 
-def reconstruct_batch(build_model: Callable[[torch.Tensor], Any], observations: torch.Tensor,
-                      methods: Sequence[str], seeds: Sequence[int], steps: int, lr: float,
-                      samples: int, interval_scale: float = 1.0) -> list[dict[str, Any]]:
-    """Each method's ``MethodOutput`` for each of B observations (B, ...) sharing one corruption.
-
-    Methods in ``BATCHED_METHODS`` (MAP, VI, full-rank) run once on the batched model (one plate
-    over the B images, image i's noise and draws seeded ``seeds[i]``: equal to B separate runs);
-    the others run one image at a time, image i with seed ``seeds[i]``. This is the one place to
-    switch a method to batched inference.
-    """
-    from .reconstruction import MethodOutput, run_methods
-
-    n = len(observations)
-    out: list[dict[str, Any]] = [{} for _ in range(n)]
-    for method in methods:
-        if method not in BATCHED_METHODS:
-            for i in range(n):
-                single = run_methods(build_model(observations[i:i + 1]), [method], steps=steps, lr=lr,
-                                     samples=samples, seed=seeds[i], progress=False, interval_scale=interval_scale)
-                out[i][method] = single[method]
-            continue
-        t0 = time.perf_counter()
-        model = build_model(observations)
-        if method == "map":
-            from ..inference import map_estimate
-
-            res = map_estimate(model, num_steps=steps, lr=lr, seed=seeds[0], progress=False)  # deterministic
-            images = res.image.detach().reshape(n, *res.image.shape[-3:]).cpu()
-            seconds = (time.perf_counter() - t0) / n
-            for i in range(n):
-                out[i][method] = MethodOutput(method, images[i:i + 1], seconds=seconds)
-            continue
-        posterior = _fit_batched(method, model, list(seeds), steps, lr, interval_scale)
-        for i in range(n):
-            # what ``run_methods`` does with image i's posterior and seed
-            image_posterior = posterior.image(i)
-            draws = image_posterior.sample(samples, seed=seeds[i])
-            stats = image_posterior.pixel_statistics(max(samples, 2), seed=seeds[i])
-            image = image_posterior.mean_image().cpu() if method == "vi" else stats.mean.unsqueeze(0)
-            out[i][method] = MethodOutput(method, image, draws.images, stats.std.unsqueeze(0).cpu(), 0.0,
-                                          image_posterior)
-        seconds = (time.perf_counter() - t0) / n
-        for i in range(n):
-            out[i][method].seconds = seconds
-    return out
-
-
-def _fit_batched(method: str, model: Any, seeds: list[int], steps: int, lr: float,
-                 interval_scale: float = 1.0) -> Any:
-    """The posterior of a batched method (``run_methods``' settings), one seed per image."""
-    from ..inference import fit_vi
-    from .reconstruction import fit_fullrank
-
-    if method == "vi":
-        return fit_vi(model, num_steps=steps, lr=lr, seed=seeds, progress=False)
-    return fit_fullrank(model, seed=seeds, map_steps=steps, interval_scale=interval_scale)
-
 
 def _atomic_write_text(path: Path, text: str) -> None:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     tmp.write_text(text)
     os.replace(tmp, path)
 
-
-def strict_json(data: Any) -> str:
-    """JSON with NaN / infinity written as null (strict JSON, which Python's default is not)."""
-    def clean(v: Any) -> Any:
-        if isinstance(v, float) and not math.isfinite(v):
-            return None
-        if isinstance(v, dict):
-            return {k: clean(x) for k, x in v.items()}
-        if isinstance(v, (list, tuple)):
-            return [clean(x) for x in v]
-        return v
-
-    return json.dumps(clean(data), indent=2, sort_keys=True, allow_nan=False)
 
 
 def is_done(folder: Path, settings: dict) -> bool:
@@ -302,11 +232,10 @@ def is_done(folder: Path, settings: dict) -> bool:
 
 
 def save_image_outputs(folder: Path, source: ImageSource, plan: DatasetPlan, truth: torch.Tensor | None,
-                       observation: torch.Tensor, outputs: dict[str, Any], weights: dict | None = None) -> dict:
+                       observation: torch.Tensor, outputs: dict[str, MethodOutput],
+                       weights: dict | None = None) -> dict:
     """Write one image's outputs and its ``done.json`` (last, atomically); return its summary row.
     ``weights``: the model's sigmas and kappa, recorded in metrics.json."""
-    from .reconstruction import observation_display
-
     corruption = plan.corruption_for(source.index)
     label = plan.corruption_label(source.index)
     display = observation_display(corruption, observation, plan.image_shape)
@@ -315,11 +244,11 @@ def save_image_outputs(folder: Path, source: ImageSource, plan: DatasetPlan, tru
         name = "map" if method == "map" else f"{method}_mean"
         np.save(folder / f"{name}.npy", o.image[0].detach().cpu().float().numpy(), allow_pickle=False)
     row = summary_row(source, label, metrics)
-    _atomic_write_text(folder / "metrics.json", strict_json({
+    write_json({
         "name": source.name, "index": source.index, "source": source.origin, "task": plan.task,
         "corruption": label, "seed": image_seed(plan.seed, source.index), "metrics": metrics,
-        "config": weights or {}}))
-    _atomic_write_text(folder / DONE_MARKER, strict_json({"settings": plan.settings, "row": row}))
+        "config": weights or {}}, folder / "metrics.json")
+    write_json({"settings": plan.settings, "row": row}, folder / DONE_MARKER)
     return row
 
 
@@ -356,8 +285,6 @@ def reconstruct_dataset(sources: Sequence[ImageSource], plan: DatasetPlan, out_d
     it.  A single process interrupted by Ctrl-C writes the summary of the finished images and
     raises ``Interrupted`` (a ``KeyboardInterrupt``) with their count.
     """
-    from tqdm.auto import tqdm
-
     ctx = DistributedContext() if ctx is None else ctx
     out = Path(out_dir)
     if plan.batch_size < 1:
@@ -400,10 +327,8 @@ def reconstruct_dataset(sources: Sequence[ImageSource], plan: DatasetPlan, out_d
                     if notes:
                         tqdm.write(f"image {s.origin}: " + "; ".join(notes))
             observations = torch.cat([obs for _, obs, _ in loaded])
-            corruption = plan.corruption_for(batch[0].index)
-            outputs = reconstruct_batch(lambda o: plan.build_model(corruption, o), observations, plan.methods,
-                                        [image_seed(plan.seed, s.index) for s in batch], plan.steps, plan.lr,
-                                        plan.samples, plan.interval_scale)
+            model = plan.build_model(plan.corruption_for(batch[0].index), observations)
+            outputs = run_methods(model, plan.methods, plan.options, [image_seed(plan.seed, s.index) for s in batch])
             for s, (truth, obs, _), result in zip(batch, loaded, outputs):
                 rows.append(save_image_outputs(out / s.name, s, plan, truth, obs, result, weights))
                 bar.update(1)
@@ -480,7 +405,6 @@ def write_summary(rows: Sequence[dict], out: Path, complete: bool = True, run: d
         writer.writerow({k: ("" if isinstance(v, float) and not math.isfinite(v) else v) for k, v in row.items()})
     csv_path, json_path = out / "summary.csv", out / "summary.json"
     _atomic_write_text(csv_path, buf.getvalue())
-    _atomic_write_text(json_path, strict_json({"complete": complete, "num_images": len(rows),
-                                               "images": list(rows), "aggregate": _aggregate(rows),
-                                               "run": run or {}}))
+    write_json({"complete": complete, "num_images": len(rows), "images": list(rows), "aggregate": _aggregate(rows),
+                "run": run or {}}, json_path)
     return csv_path, json_path

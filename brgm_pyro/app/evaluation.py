@@ -4,13 +4,17 @@ Super-resolution: BRGM vs bicubic up-sampling vs total-variation reconstruction.
 In-painting: image n gets standard mask n % 7 (as in the paper); BRGM vs mean fill vs TV.
 Metrics per image (``compute_metrics``): LPIPS when its backbone weights are present, RMSE, PSNR,
 SSIM, MAE; plus the squared distance in the generator's feature space when one is used, and for
-in-painting the RMSE inside the hidden region. Reported as mean +- std over the images; the
-tables are rendered and written by ``brgm_pyro.app.report`` (``write_tables`` is re-exported here).
+in-painting the RMSE inside the hidden region. Reported as mean +- std over the images, as
+markdown and CSV tables (``write_tables``).  BRGM's MAP images come from
+``brgm_pyro.inference.run_method`` (or from the data-set runner, which calls it too).
 """
 
 from __future__ import annotations
 
+import csv
+import io
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Callable
 
 import torch
@@ -18,16 +22,10 @@ from tqdm.auto import tqdm
 
 from ..functional import image_shape, rmse_255
 from ..baselines import bicubic_upsample, mean_fill, total_variation_reconstruction
-from ..corruptions import NUM_STANDARD_MASKS, Inpainting, SuperResolution, standard_mask
-from ..inference import map_estimate
+from ..corruptions import NUM_STANDARD_MASKS, Inpainting, SuperResolution, standard_mask, standard_mask_names
+from ..inference import MethodOptions, run_method
 from ..metrics import LPIPSMetric, compute_metrics, summarize
 from ..perceptual import MissingWeightsError
-from .report import (
-    evaluation_csv,
-    evaluation_group_markdown,
-    evaluation_markdown,
-    write_tables,  # noqa: F401 - re-exported: it lived here before brgm_pyro.app.report
-)
 
 
 @dataclass
@@ -50,7 +48,6 @@ class EvaluationTable:
             names += [k for k in metrics if k not in names]
         return names
 
-    # The rendered tables live in brgm_pyro.app.report (reporting); these methods are kept for callers.
     def markdown(self) -> str:
         return evaluation_markdown(self)
 
@@ -88,15 +85,14 @@ def _append(table: EvaluationTable, method: str, values: dict[str, torch.Tensor]
         current[k] = torch.cat([current[k], v]) if k in current else v
 
 
-def map_batched(build_model: Callable[[torch.Tensor], object], observations: torch.Tensor, steps: int, lr: float,
+def _map_images(build_model: Callable[[torch.Tensor], object], observations: torch.Tensor, steps: int, lr: float,
                 batch_size: int, progress: bool) -> torch.Tensor:
-    """MAP images for many observations, ``batch_size`` at a time (one batched Pyro model each)."""
+    """MAP images (``run_method``) for many observations, ``batch_size`` at a time (one batched model each)."""
+    options = MethodOptions(steps=steps, lr=lr, samples=0, progress=progress)
     images = []
     for start in range(0, len(observations), batch_size):
-        model = build_model(observations[start:start + batch_size])
-        result = map_estimate(model, num_steps=steps, lr=lr, progress=progress)
-        image = result.image if result.image.ndim == 4 else result.image.reshape(-1, *result.image.shape[-3:])
-        images.append(image.detach().cpu())
+        outputs = run_method(build_model(observations[start:start + batch_size]), "map", options)
+        images.extend(o.image for o in outputs)
     return torch.cat(images)
 
 
@@ -141,7 +137,7 @@ def evaluate(generator, images: torch.Tensor, task: str, build_model: Callable, 
         op = SuperResolution(factor, kernel=kernel)
         low = op(images)
         brgm = (reconstructions.to(images.device) if reconstructions is not None
-                else map_batched(lambda obs: build_model(op, obs), low, steps, lr, batch_size, progress))
+                else _map_images(lambda obs: build_model(op, obs), low, steps, lr, batch_size, progress))
         _append(table, "BRGM (MAP)", _metrics(brgm, images, lpips, features, None))
         _append(table, "bicubic", _metrics(bicubic_upsample(low, factor), images, lpips, features, None))
         tv = total_variation_reconstruction(op, low, shape, steps=tv_steps)
@@ -160,7 +156,7 @@ def evaluate(generator, images: torch.Tensor, task: str, build_model: Callable, 
             obs = op(truth)
             hidden = (1 - mask).expand(len(idx), *shape)
             brgm = (reconstructions[idx].to(images.device) if reconstructions is not None
-                    else map_batched(lambda o: build_model(op, o), obs, steps, lr, batch_size, False))
+                    else _map_images(lambda o: build_model(op, o), obs, steps, lr, batch_size, False))
             _append(table, "BRGM (MAP)", _metrics(brgm, truth, lpips, features, hidden), mask_id)
             _append(table, "mean fill", _metrics(mean_fill(obs, mask, mean_image), truth, lpips, features, hidden),
                     mask_id)
@@ -168,3 +164,62 @@ def evaluate(generator, images: torch.Tensor, task: str, build_model: Callable, 
             _append(table, "total variation", _metrics(tv, truth, lpips, features, hidden), mask_id)
         return table
     raise ValueError(f"evaluate supports the tasks super-resolution and inpainting, got {task!r}")
+
+
+# --- evaluation tables (the paper's Table 1) ---------------------------------------------------
+
+METRIC_ARROWS = {"lpips": "↓", "rmse": "↓", "mae": "↓", "psnr": "↑", "ssim": "↑", "feature_distance": "↓",
+                 "rmse_hidden": "↓"}
+
+
+def evaluation_markdown(table: EvaluationTable) -> str:
+    """Method x metric, mean ± std over the images, as a markdown table."""
+    names = table.metric_names()
+    lines = ["| method | " + " | ".join(f"{n} {METRIC_ARROWS.get(n, '')}".strip() for n in names) + " |",
+             "|---" * (len(names) + 1) + "|"]
+    for method, stats in table.summary().items():
+        cells = [f"{stats[n][0]:.3f} ± {stats[n][1]:.3f}" if n in stats else "–" for n in names]
+        lines.append(f"| {method} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def evaluation_group_markdown(table: EvaluationTable, metric: str = "rmse_hidden") -> str:
+    """In-painting: ``metric`` (mean over the images of each mask) per standard mask and method."""
+    if not table.groups:
+        return ""
+    methods = list(next(iter(table.groups.values())))
+    names = standard_mask_names()
+    lines = ["| mask | images | " + " | ".join(methods) + " |", "|---" * (len(methods) + 2) + "|"]
+    for gid in sorted(table.groups):
+        row = table.groups[gid]
+        n = len(next(iter(row.values()))[metric])
+        lines.append(f"| {gid}: {names[gid]} | {n} | " + " | ".join(f"{float(row[m][metric].mean()):.2f}"
+                                                                for m in methods) + " |")
+    return "\n".join(lines)
+
+
+def evaluation_csv(table: EvaluationTable) -> str:
+    """task, method, metric, mean, std, num_images: one row per method and metric."""
+    buf = io.StringIO()
+    writer = csv.writer(buf)
+    writer.writerow(["task", "method", "metric", "mean", "std", "num_images"])
+    for method, stats in table.summary().items():
+        for name, (mean, std) in stats.items():
+            writer.writerow([table.task, method, name, f"{mean:.6g}", f"{std:.6g}", table.num_images])
+    return buf.getvalue()
+
+
+def write_tables(table: EvaluationTable, out_dir: str | Path) -> tuple[Path, Path]:
+    """``evaluation-<task>.md`` (the table, per-mask RMSE for in-painting, notes) and ``.csv``."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    md = out / f"evaluation-{table.task}.md"
+    body = f"## {table.task}, {table.num_images} images\n\n{evaluation_markdown(table)}\n"
+    if table.groups:
+        body += f"\nRMSE inside the hidden region (0-255) per standard mask:\n\n{evaluation_group_markdown(table)}\n"
+    if table.notes:
+        body += "\n" + "\n".join(f"- {n}" for n in table.notes) + "\n"
+    md.write_text(body)
+    csv_path = out / f"evaluation-{table.task}.csv"
+    csv_path.write_text(evaluation_csv(table))
+    return md, csv_path

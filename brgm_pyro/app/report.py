@@ -1,37 +1,31 @@
 """Reporting what a reconstruction gave: saved images and their metrics, the summary figure,
-strict JSON, the weights and inferred parameters of a run, and the evaluation tables.
+and the weights and inferred parameters of a run.
 
-Nothing here builds a model or runs inference (that is ``brgm_pyro.app.reconstruction``):
+Nothing here builds a model or runs inference (that is ``brgm_pyro.inference.run_methods``):
 
-    outputs = run_methods(model, ["map", "vi"])                     # reconstruction.py
+    outputs = run_methods(model, ["map", "vi"])[0]                   # inference: image 0's outputs
     metrics = save_outputs(out, truth, display, outputs)            # report.py: images + metrics
     write_json({"metrics": metrics, "config": weights_report(model)}, out / "metrics.json")
     summary_figure([figure_row(display, truth, outputs)], out / "summary.png")
+
+Strict JSON is written by ``brgm_pyro.jsonfile``; the evaluation tables by ``brgm_pyro.app.evaluation``.
 """
 
 from __future__ import annotations
 
-import csv
-import io
-import json
-import math
 from dataclasses import asdict
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 import torch
 import torch.nn.functional as F
 
 from ..bundled import load_domain_classifier
 from ..corruptions import Corruption, standard_mask_names
-from ..inference import parameter_summary
+from ..inference import MethodOutput, parameter_summary
 from ..io import save_figure, save_grid, save_image
 from ..metrics import compute_metrics, summarize_metrics
-
-if TYPE_CHECKING:  # type hints only: reconstruction / evaluation import this module
-    from .evaluation import EvaluationTable
-    from ..models import BRGMModel
-    from .reconstruction import MethodOutput
+from ..models import BRGMModel
 
 
 # --- images and their metrics ------------------------------------------------------------------
@@ -150,28 +144,6 @@ def _top_probability(classifier: torch.nn.Module, images: torch.Tensor) -> torch
     return torch.softmax(classifier(images), dim=-1).amax(dim=-1)
 
 
-# --- JSON --------------------------------------------------------------------------------------
-
-def json_safe(data: Any) -> Any:
-    """``data`` with every float that is not finite (NaN, +-inf) replaced by None, so that it can be
-    written as strict JSON (e.g. the PSNR of an exact reconstruction is +inf and is written as null)."""
-    if isinstance(data, dict):
-        return {k: json_safe(v) for k, v in data.items()}
-    if isinstance(data, (list, tuple)):
-        return [json_safe(v) for v in data]
-    if isinstance(data, float) and not math.isfinite(data):
-        return None
-    return data
-
-
-def write_json(data: Any, path: str | Path) -> Path:
-    """Strict JSON (no NaN / Infinity tokens): non-finite floats are written as null (``json_safe``)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(json_safe(data), indent=2, sort_keys=True, allow_nan=False))
-    return path
-
-
 # --- the summary figure ------------------------------------------------------------------------
 
 def figure_row(display: torch.Tensor, truth: torch.Tensor | None,
@@ -255,62 +227,3 @@ def summary_figure(rows: Sequence[Mapping[str, torch.Tensor | None]], path: str 
         fig.subplots_adjust(bottom=extra / (height + extra))
         fig.text(0.01, 0.01, notes, fontsize=6, family="monospace", va="bottom")
     return save_figure(fig, path, dpi=150)
-
-
-# --- evaluation tables (the paper's Table 1) ---------------------------------------------------
-
-METRIC_ARROWS = {"lpips": "↓", "rmse": "↓", "mae": "↓", "psnr": "↑", "ssim": "↑", "feature_distance": "↓",
-                 "rmse_hidden": "↓"}
-
-
-def evaluation_markdown(table: EvaluationTable) -> str:
-    """Method x metric, mean ± std over the images, as a markdown table."""
-    names = table.metric_names()
-    lines = ["| method | " + " | ".join(f"{n} {METRIC_ARROWS.get(n, '')}".strip() for n in names) + " |",
-             "|---" * (len(names) + 1) + "|"]
-    for method, stats in table.summary().items():
-        cells = [f"{stats[n][0]:.3f} ± {stats[n][1]:.3f}" if n in stats else "–" for n in names]
-        lines.append(f"| {method} | " + " | ".join(cells) + " |")
-    return "\n".join(lines)
-
-
-def evaluation_group_markdown(table: EvaluationTable, metric: str = "rmse_hidden") -> str:
-    """In-painting: ``metric`` (mean over the images of each mask) per standard mask and method."""
-    if not table.groups:
-        return ""
-    methods = list(next(iter(table.groups.values())))
-    names = standard_mask_names()
-    lines = ["| mask | images | " + " | ".join(methods) + " |", "|---" * (len(methods) + 2) + "|"]
-    for gid in sorted(table.groups):
-        row = table.groups[gid]
-        n = len(next(iter(row.values()))[metric])
-        lines.append(f"| {gid}: {names[gid]} | {n} | " + " | ".join(f"{float(row[m][metric].mean()):.2f}"
-                                                                for m in methods) + " |")
-    return "\n".join(lines)
-
-
-def evaluation_csv(table: EvaluationTable) -> str:
-    """task, method, metric, mean, std, num_images: one row per method and metric."""
-    buf = io.StringIO()
-    writer = csv.writer(buf)
-    writer.writerow(["task", "method", "metric", "mean", "std", "num_images"])
-    for method, stats in table.summary().items():
-        for name, (mean, std) in stats.items():
-            writer.writerow([table.task, method, name, f"{mean:.6g}", f"{std:.6g}", table.num_images])
-    return buf.getvalue()
-
-
-def write_tables(table: EvaluationTable, out_dir: str | Path) -> tuple[Path, Path]:
-    """``evaluation-<task>.md`` (the table, per-mask RMSE for in-painting, notes) and ``.csv``."""
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    md = out / f"evaluation-{table.task}.md"
-    body = f"## {table.task}, {table.num_images} images\n\n{evaluation_markdown(table)}\n"
-    if table.groups:
-        body += f"\nRMSE inside the hidden region (0-255) per standard mask:\n\n{evaluation_group_markdown(table)}\n"
-    if table.notes:
-        body += "\n" + "\n".join(f"- {n}" for n in table.notes) + "\n"
-    md.write_text(body)
-    csv_path = out / f"evaluation-{table.task}.csv"
-    csv_path.write_text(evaluation_csv(table))
-    return md, csv_path

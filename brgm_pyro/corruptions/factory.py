@@ -1,5 +1,5 @@
-"""The one task factory: a forward operator f by task name (the command line, the calibration
-command and the deprecated ``brgm_pyro.app.reconstruction.make_task`` all call ``make_corruption``)."""
+"""The one task factory: a forward operator f by task name (the command line and the calibration
+command call ``make_corruption``)."""
 
 from __future__ import annotations
 

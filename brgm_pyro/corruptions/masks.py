@@ -9,6 +9,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..io import read_pixels  # size limit, bit depth and mode checks of load_image
+
 # Hidden boxes (y0, y1, x0, x1), rows y0:y1 and columns x0:x1 with the end excluded, of the seven
 # masks the BRGM authors released, in pixels of a 1024x1024 image.  Other resolutions scale every
 # edge by R / 1024 and round half up (at 256x256 this reproduces the released 256 files to within
@@ -62,8 +64,6 @@ def as_binary_mask(mask: torch.Tensor | np.ndarray | str | Path) -> torch.Tensor
     Image files: white (255) = observed, black (0) = hidden; any other grey level is an error.
     """
     if isinstance(mask, (str, Path)):
-        from brgm_pyro.io import read_pixels  # size limit, bit depth and mode checks of load_image
-
         pixels = read_pixels(mask)  # (H, W, C) in [0, 1]
         if pixels.shape[2] == 3 and not (pixels == pixels[..., :1]).all():
             raise ValueError(f"mask image {mask} has coloured pixels; use black (hidden) and white (observed)")

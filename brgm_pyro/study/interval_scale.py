@@ -1,7 +1,7 @@
 """Fitting the interval scale: widen a posterior about its centre by a factor s fitted on
 problems simulated from the model, so that its central intervals hold the truth at the nominal rate.
 
-Why: on in-painting the recommended Gaussian posterior (``fit_fullrank``) is narrower than the
+Why: on in-painting the recommended Gaussian posterior (``fit_recommended_posterior``) is narrower than the
 exact one (the posterior's log density falls more slowly away from the mode than its curvature
 says; ``benchmarks/posterior_geometry.py``), and no approximation within 10x MAP's cost that was
 tried fixes that (README, "Calibration").  Simulation-based calibration measures the shortfall

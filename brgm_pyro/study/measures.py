@@ -21,13 +21,13 @@ import torch
 from brgm_pyro.functional import mean_squared_error_255
 from brgm_pyro.inference.posterior import Posterior
 from brgm_pyro.inference.quantities import log_likelihood
+from brgm_pyro.jsonfile import json_safe
 from brgm_pyro.models.brgm import BRGMModel, generate
 
 from .methods import PosteriorMethod, accepted_options
 from .problems import CalibrationProblem, derive_seed
 
-__all__ = ["DEFAULT_LEVELS", "SBCQuantities", "interval_coverage", "joint_density_test", "json_safe",
-           "measure_problem"]
+__all__ = ["DEFAULT_LEVELS", "SBCQuantities", "interval_coverage", "joint_density_test", "measure_problem"]
 
 DEFAULT_LEVELS: tuple[float, ...] = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
 
@@ -203,22 +203,3 @@ def _collect_diagnostics(*objects: Any) -> dict[str, Any] | None:
         if isinstance(d, Mapping):
             out.update(d)
     return out or None
-
-
-def json_safe(value: Any) -> Any:
-    """Plain JSON values: NaN / inf become None, tensors and numpy values become lists / numbers."""
-    if value is None or isinstance(value, (str, bool)):
-        return value
-    if isinstance(value, (int, np.integer)):
-        return int(value)
-    if isinstance(value, (float, np.floating)):
-        return float(value) if math.isfinite(value) else None
-    if isinstance(value, torch.Tensor):
-        return json_safe(value.detach().cpu().tolist())
-    if isinstance(value, np.ndarray):
-        return json_safe(value.tolist())
-    if isinstance(value, Mapping):
-        return {str(k): json_safe(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [json_safe(v) for v in value]
-    return str(value)

@@ -11,8 +11,8 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from brgm_pyro.io import save_figure
+from brgm_pyro.jsonfile import json_safe, write_json
 
-from .measures import json_safe
 from .statistics import summarize_method
 
 __all__ = ["CalibrationReport"]
@@ -54,10 +54,7 @@ class CalibrationReport:
         })
 
     def to_json(self, path: str | Path) -> Path:
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(self.to_dict(), indent=1, allow_nan=False))
-        return path
+        return write_json(self.to_dict(), path, indent=1, sort_keys=False)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "CalibrationReport":

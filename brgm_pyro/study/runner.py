@@ -23,7 +23,9 @@ from typing import Any, Mapping, Sequence
 
 from tqdm.auto import tqdm
 
-from .measures import DEFAULT_LEVELS, SBCQuantities, json_safe, measure_problem
+from brgm_pyro.jsonfile import json_safe
+
+from .measures import DEFAULT_LEVELS, SBCQuantities, measure_problem
 from .methods import PosteriorMethod, resolve_methods
 from .problems import CalibrationProblem
 from .report import CalibrationReport

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..functional import PIXEL_SCALE_255
 from .classifier import train_classifier
 from .data import FASHION_MNIST_DIR, load_fashion_mnist, select_test_images
 
@@ -20,7 +21,7 @@ from .data import FASHION_MNIST_DIR, load_fashion_mnist, select_test_images
 def write_test_images(out_dir: Path, root: Path = FASHION_MNIST_DIR) -> Path:
     images, labels, indices = select_test_images(10, root)
     path = out_dir / "fashion-mnist-test-100.npz"
-    pixels = ((images[:, 0] + 1) * 127.5).round().clamp(0, 255).to(torch.uint8).numpy()
+    pixels = ((images[:, 0] + 1) * PIXEL_SCALE_255).round().clamp(0, 255).to(torch.uint8).numpy()
     np.savez_compressed(path, images=pixels, labels=labels.numpy().astype(np.uint8), indices=indices.numpy())
     return path
 

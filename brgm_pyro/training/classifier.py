@@ -1,5 +1,5 @@
 """Training the domain feature network ``FashionClassifier`` (defined, for run time, in
-``brgm_pyro.domain_classifier``; re-exported here for old imports)."""
+``brgm_pyro.domain_classifier``)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from tqdm.auto import tqdm
 
 from ..domain_classifier import FashionClassifier
 
-__all__ = ["FashionClassifier", "ClassifierReport", "train_classifier", "classifier_accuracy"]
+__all__ = ["ClassifierReport", "train_classifier", "classifier_accuracy"]
 
 
 @dataclass

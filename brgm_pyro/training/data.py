@@ -12,8 +12,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..assets import FASHION_MNIST_CLASSES as FASHION_MNIST_CLASSES  # re-exported (old import path)
 from ..assets import FASHION_MNIST_DIR
+from ..functional import PIXEL_SCALE_255
+from ..io import load_image
 
 FASHION_MNIST_INSTALL_HINT = (
     "Fashion-MNIST is packaged by Debian: run `apt-get install -y dataset-fashion-mnist` "
@@ -72,7 +73,7 @@ def load_fashion_mnist(
     labels = read_idx(_find_idx(root, f"{prefix}-labels-idx1-ubyte"))
     if images.ndim != 3 or labels.shape != (images.shape[0],):
         raise ValueError(f"unexpected IDX shapes: images {images.shape}, labels {labels.shape}")
-    x = torch.from_numpy(images.astype(np.float32) / 127.5 - 1.0).unsqueeze(1)
+    x = torch.from_numpy(images.astype(np.float32) / PIXEL_SCALE_255 - 1.0).unsqueeze(1)
     pad = resolution - x.shape[-1]
     if pad < 0 or pad % 2:
         raise ValueError(f"cannot pad {x.shape[-1]}x{x.shape[-1]} images to {resolution}x{resolution}")
@@ -83,8 +84,6 @@ def load_fashion_mnist(
 
 def load_image_folder(root: str | Path, resolution: int, channels: int) -> torch.Tensor:
     """All PNG/JPEG images of a folder as (N, C, R, R) in [-1, 1] (centre crop + Lanczos resize)."""
-    from ..io import load_image  # local import: io is an optional part of training
-
     root = Path(root)
     files = sorted(p for p in root.iterdir() if p.suffix.lower() in (".png", ".jpg", ".jpeg"))
     if not files:

@@ -22,6 +22,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from ..generators.native_format import save_generator
 from ..generators.stylegan2 import StyleGAN2Config, StyleGAN2Generator
 from ..io import save_grid
 from .data import FASHION_MNIST_DIR, load_training_images
@@ -244,8 +245,6 @@ def save_sample_grid(G: StyleGAN2Generator, z: torch.Tensor, path: Path) -> None
 
 def export_generator(checkpoint: str | Path, path: str | Path, metadata: dict[str, Any] | None = None) -> None:
     """Write the EMA generator of a training checkpoint in the project's own format."""
-    from ..generators.native_format import save_generator
-
     ckpt = torch.load(checkpoint, map_location="cpu", weights_only=True)
     config = TrainingConfig(**ckpt["config"])
     G = StyleGAN2Generator(config.generator_config())

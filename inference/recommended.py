@@ -1,0 +1,87 @@
+"""The recommended posterior: one named pipeline, multi-start MAP -> Laplace -> full-rank VI,
+widened by its interval scale.
+
+    posterior = fit_recommended_posterior(model, interval_scale=1.35)
+    draws = posterior.sample(64)
+
+It is the ``fullrank`` method of ``brgm reconstruct`` / ``run_method`` and the calibration
+study's "multistart-fullrank" configuration.  Its coverage was measured on one model only, the
+pixel-likelihood model with the Gaussian prior on W+ (``calibrated_model``), so the pipeline fits
+that model, not the one it is given when the two differ: the returned posterior's ``.model`` says
+which model it is a posterior of.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Sequence
+
+from brgm_pyro.models import BRGMModel, brgm_model
+
+from .map import latent_initial_values
+from .multistart import fit_multistart_fullrank
+from .posterior import Posterior
+from .warm_start import fullrank_from_laplace
+from .widening import check_interval_scale, widen
+
+RECOMMENDED_STARTS = 8
+"""MAP starts of the recommended posterior: w_avg and 7 prior draws (the measured configuration)."""
+
+
+def calibrated_model(model: BRGMModel) -> BRGMModel:
+    """The model the recommended posterior is fitted to, the one its calibration was measured on.
+
+    It keeps ``model``'s generator, corruption, observation(s) and ``sigma_pixel``, and it
+    REPLACES the rest: the prior becomes the Gaussian on W+ with per-dimension std that
+    ``brgm_model`` builds from the generator's latent statistics, the colinearity prior is
+    dropped (kappa 0) and so is the perceptual term.  ``model`` itself when it already is that
+    model.  Raises ``ValueError`` for what it cannot keep or replace faithfully: a model without
+    a config (not built by ``brgm_model``), latent noise levels or corruption parameters
+    (``learn_noise``, ``make_blind``), and a prior of another kind than the one it would put in its
+    place (one passed to ``brgm_model`` by hand: a Student-t, a shared w, your own), which would be
+    swapped out silently.  A Gaussian W+ prior is rebuilt from the generator's latent statistics
+    (10,000 mapping samples) even if ``model``'s was built from fewer."""
+    if model.config is None:
+        raise ValueError("the recommended posterior needs a model built by brgm_model (it reads model.config)")
+    if latent_initial_values(model):
+        raise ValueError("the recommended posterior does not infer noise levels or corruption parameters "
+                         "(learn_noise / make_blind, --learn-noise / --blind): use map, vi or mcmc for those")
+    target = replace(model.config, sigma_perceptual=None, kappa=0.0, prior_std="per-dimension")
+    if target == model.config:
+        return model
+    calibrated = brgm_model(model.generator, model.corruption, model.observation, config=target)
+    if type(model.prior) is not type(calibrated.prior):
+        raise ValueError(f"the recommended posterior is fitted to the Gaussian prior on W+ that brgm_model builds; "
+                         f"this model's prior ({type(model.prior).__name__}) was given by hand and would be replaced: "
+                         "fit it with map, vi or mcmc, or build the model without prior=")
+    return calibrated
+
+
+def fit_recommended_posterior(model: BRGMModel, seed: int | Sequence[int] = 0, *, map_steps: int = 500,
+                              num_starts: int = RECOMMENDED_STARTS, interval_scale: float = 1.0,
+                              progress: bool = False) -> Posterior:
+    """The recommended, calibrated posterior of ``calibrated_model(model)``.
+
+    1. MAP (Eq. 6's objective) from w_avg and ``num_starts - 1`` prior draws, ``map_steps`` Adam
+       steps each, all in one batch (``fit_multistart_laplace``; ``num_starts=1``: w_avg only);
+    2. the Laplace approximation at the mode with the highest log joint;
+    3. the full-rank Gaussian guide (Eq. 7) fitted from there (``fullrank_at``);
+    4. widened about its mean to N(mu, s^2 Sigma) by ``interval_scale`` s (``widen``; 1: as
+       fitted; the bundled generator's metadata ``interval_scales`` holds the scales measured for it).
+
+    ``seed``: one, or one per image of a batched model (one batched fit, each image as if alone).
+    The posterior's ``.model`` is ``calibrated_model(model)``.  Errors (a bad scale, a model the
+    pipeline cannot fit) are raised before any fitting.  ``progress``: a bar for each phase."""
+    check_interval_scale(interval_scale)
+    if num_starts < 1:
+        raise ValueError(f"num_starts must be >= 1, got {num_starts}")
+    target = calibrated_model(model)
+    try:  # the Laplace step refuses models it cannot linearise (e.g. a non-Gaussian custom prior)
+        if num_starts == 1:
+            posterior = fullrank_from_laplace(target, seed, map_steps=map_steps)
+        else:
+            posterior = fit_multistart_fullrank(target, num_starts=num_starts, num_steps=map_steps, seed=seed,
+                                                progress=progress)
+    except ValueError as err:
+        raise ValueError(f"the recommended posterior: {err}") from None
+    return widen(posterior, interval_scale)
