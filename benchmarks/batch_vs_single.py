@@ -15,18 +15,25 @@ their RMSE against the truth (0-255 scale), batch of B vs B separate runs.
 from __future__ import annotations
 
 import argparse
-import os
-import platform
+import sys
+from pathlib import Path
 
-import torch
+if __name__ == "__main__" and not __package__:  # run as a file: import from the repository root, not benchmarks/
+    sys.path[0] = str(Path(__file__).resolve().parents[1])
 
-from brgm_pyro import generators
-from brgm_pyro.app.features import build_features
-from brgm_pyro.bundled import load_test_images
-from brgm_pyro.corruptions import make_corruption
-from brgm_pyro.inference import map_estimate
-from brgm_pyro.metrics import compute_metrics
-from brgm_pyro.models import brgm_model, default_config
+from benchmarks import harness  # noqa: E402
+
+harness.limit_threads(1)
+
+import torch  # noqa: E402
+
+from brgm_pyro import generators  # noqa: E402
+from brgm_pyro.app.features import build_features  # noqa: E402
+from brgm_pyro.bundled import load_test_images  # noqa: E402
+from brgm_pyro.corruptions import make_corruption  # noqa: E402
+from brgm_pyro.inference import map_estimate  # noqa: E402
+from brgm_pyro.metrics import compute_metrics  # noqa: E402
+from brgm_pyro.models import brgm_model, default_config  # noqa: E402
 
 
 def main() -> None:
@@ -41,11 +48,8 @@ def main() -> None:
     op = make_corruption("super-resolution", 32, factor=4, kernel="bicubic-antialias")
     y = op(truth)
     config = default_config(generator, op, features)
-    print(f"# batch of {args.images} bundled test images vs {args.images} one-image runs; x4 SR "
-          f"bicubic-antialias, MAP lr 0.1, features {args.features}; torch {torch.__version__}, "
-          f"{torch.get_num_threads()} thread(s) "
-          f"(OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}), "
-          f"{platform.processor() or platform.machine()}")
+    print(harness.header(f"batch of {args.images} bundled test images vs {args.images} one-image runs; x4 SR "
+                         f"bicubic-antialias, MAP lr 0.1, features {args.features}"))
     print("| steps | max abs pixel diff ([-1, 1]) | median over images | max abs RMSE diff (0-255) "
           "| mean RMSE single |")
     print("|---:|---:|---:|---:|---:|")

@@ -17,6 +17,7 @@ from dataclasses import replace
 from typing import Sequence
 
 from brgm_pyro.models import BRGMModel, brgm_model
+from brgm_pyro.models.priors import gaussian_loc_scale
 
 from .map import latent_initial_values
 from .multistart import fit_multistart_fullrank
@@ -50,10 +51,12 @@ def calibrated_model(model: BRGMModel) -> BRGMModel:
     if target == model.config:
         return model
     calibrated = brgm_model(model.generator, model.corruption, model.observation, config=target)
-    if type(model.prior) is not type(calibrated.prior):
+    own, gaussian = gaussian_loc_scale(model.prior), gaussian_loc_scale(calibrated.prior)
+    if own is None or own[0].shape != gaussian[0].shape:
         raise ValueError(f"the recommended posterior is fitted to the Gaussian prior on W+ that brgm_model builds; "
-                         f"this model's prior ({type(model.prior).__name__}) was given by hand and would be replaced: "
-                         "fit it with map, vi or mcmc, or build the model without prior=")
+                         f"this model's prior ({type(model.prior).__name__}: "
+                         f"{'not Gaussian' if own is None else 'a Gaussian of another shape'}) was given by hand and "
+                         "would be replaced: fit it with map, vi or mcmc, or build the model without prior=")
     return calibrated
 
 

@@ -121,7 +121,7 @@ def test_the_recommended_posterior_replaces_only_what_its_config_describes(tiny_
     stats = tiny_generator.latent_stats(500)
     student = StudentTLatentPrior(stats.mean, stats.std, tiny_generator.num_ws)
     custom = _inpainting_model(tiny_generator, observation, config=config, prior=student)
-    with pytest.raises(ValueError, match=r"this model's prior \(StudentTLatentPrior\) was given by hand"):
+    with pytest.raises(ValueError, match=r"this model's prior \(StudentTLatentPrior: not Gaussian\) was given by hand"):
         calibrated_model(custom)
     with pytest.raises(ValueError, match="given by hand"):
         run_method(custom, "fullrank", MethodOptions(steps=2, samples=2))

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import importlib
 import importlib.metadata
-import json
 import platform
 from dataclasses import dataclass, field
 from pathlib import Path

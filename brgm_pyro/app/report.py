@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 
 from ..bundled import load_domain_classifier
-from ..corruptions import Corruption, standard_mask_names
+from ..corruptions import Corruption
 from ..inference import MethodOutput, parameter_summary
 from ..io import save_figure, save_grid, save_image
 from ..metrics import compute_metrics, summarize_metrics
