@@ -383,6 +383,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_interval_scale_option(p, None, "default: the measured scale of each row's setting, 1.35 for in-painting "
                                "mask 0 and 0.95 for SR x4 with the bundled generator, else 1")
     _add_kernel_option(p, "bicubic-antialias")
+    p.add_argument("--threads", type=int, default=None, help="torch threads (default: OMP_NUM_THREADS, else one "
+                   "for a small generator such as the bundled one, else all cores; see docs/speed.md)")
     p.set_defaults(func=_cmd_demo)
 
     p = sub.add_parser("reconstruct", help="reconstruct images (MAP / VI / MCMC): one, several, a folder, a glob",

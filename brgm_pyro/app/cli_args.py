@@ -22,6 +22,7 @@ from .dataset_run import _is_glob, collect_images
 from ..generators import PriorGenerator
 from ..io import NonSquareImageError, check_image, check_image_file, load_image
 from ..models import BRGMModel, brgm_model, default_config, learn_noise, weight_overrides
+from ..threads import apply_thread_policy
 from .reconstruction import METHODS, build_features
 
 # --- numeric flags -----------------------------------------------------------------------------
@@ -247,8 +248,11 @@ def check_args(args: argparse.Namespace) -> None:
 # --- the objects the arguments ask for ---------------------------------------------------------
 
 def load_generator_and_features(args: argparse.Namespace) -> tuple[PriorGenerator, torch.nn.Module | None]:
-    """--generator on --device, and the --features network for it."""
+    """--generator on --device, and the --features network for it; sets torch's threads for the
+    generator (``brgm_pyro.threads``: --threads, else OMP_NUM_THREADS, else from the generator's size;
+    never more than a data-set rank's share) and records the choice in ``args.thread_choice``."""
     generator = generators.load_generator(args.generator, device=args.device)
+    args.thread_choice = apply_thread_policy(generator, getattr(args, "threads", None))
     return generator, build_features(args.features, generator, generator.device)
 
 

@@ -40,8 +40,8 @@ def add_dataset_options(p: argparse.ArgumentParser, evaluate: bool = False) -> N
     g.add_argument("--resume", action="store_true",
                    help="skip images already finished in --out (their done.json exists)")
     g.add_argument("--threads", type=int, default=None,
-                   help="torch threads per process (default: all cores for one process; under torchrun "
-                        "OMP_NUM_THREADS, else cores / processes per node)")
+                   help="torch threads per process (default: OMP_NUM_THREADS, else one for a small generator "
+                        "such as the bundled one, else the process's share of the cores; see docs/speed.md)")
 
 
 def _settings(args: argparse.Namespace, task: str, corruption: str, methods: list[str], overrides: dict) -> dict:
@@ -98,7 +98,7 @@ def reconstruct_command(args: argparse.Namespace) -> int:
             settings=_settings(args, args.task, corruption.describe(), methods, overrides))
         out = Path(args.out)
         if ctx.is_main:
-            print(f"{len(sources)} images, {ctx.world_size} process(es), {threads} thread(s) each, device {ctx.device}")
+            print(f"{len(sources)} images, {ctx.world_size} process(es), {torch.get_num_threads()} thread(s) each, device {ctx.device}")
         rows = reconstruct_dataset(sources, plan, out, ctx, resume=args.resume,
                                    overwrite=bool(getattr(args, "overwrite", False)), progress=not args.no_progress)
         if ctx.is_main and rows is not None:
@@ -141,7 +141,7 @@ def evaluate_command(args: argparse.Namespace) -> int:
             (lambda index: f"in-painting, standard mask {index % n_masks} ({names[index % n_masks]})"))
         out = Path(args.out) / args.task
         if ctx.is_main:
-            print(f"{len(sources)} images, {ctx.world_size} process(es), {threads} thread(s) each, device {ctx.device}")
+            print(f"{len(sources)} images, {ctx.world_size} process(es), {torch.get_num_threads()} thread(s) each, device {ctx.device}")
         rows = reconstruct_dataset(sources, plan, out, ctx, resume=args.resume,
                                    overwrite=bool(getattr(args, "overwrite", False)), progress=not args.no_progress)
         if not ctx.is_main or rows is None:
