@@ -60,8 +60,6 @@ def limit_times(model, steps: int, particles: int, device: str) -> list[float]:
     """Mean time per step of the floor over ``steps`` steps (one clock reading at each end: a CPU-clock
     reading costs about a millisecond on some virtual machines): forward through G, f and phi,
     the likelihoods' residuals, backward."""
-    import torch
-
     from brgm_pyro.models.brgm import corrupt, generate
     from brgm_pyro.models.likelihoods import PerceptualLikelihood
 
@@ -77,7 +75,7 @@ def limit_times(model, steps: int, particles: int, device: str) -> list[float]:
             loss = loss + (lik.features(out) - target).square().sum() / (2 * lik.sigma ** 2)
         loss.backward()
         w.grad = None
-        float(loss)  # as every MAP step reads its loss
+        float(loss.detach())  # as every MAP step reads its loss
     _sync(device)
     return [(clock() - t) / steps]
 
@@ -153,7 +151,8 @@ def main(argv: list[str] | None = None) -> int:
     load = os.getloadavg()
     print(f"# step overhead on the bundled model (x4 SR, demo defaults); device {args.device}; "
           f"torch.set_num_threads({torch.get_num_threads()}), OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY')}; "
-          f"{args.repeats} interleaved rounds of {args.steps} steps, {args.clock} ms per step (median over rounds of each run's mean); torch {torch.__version__}, "
+          f"{args.repeats} interleaved rounds of {args.steps} steps, {args.clock} ms per step (median over "
+          f"rounds of each run's mean); torch {torch.__version__}, "
           f"{platform.machine()}, {os.cpu_count()} cpus; load average {load[0]:.2f}/{load[1]:.2f}/{load[2]:.2f}"
           + (f"; compile time {compile_seconds:.0f} s" if compile_seconds is not None else ""))
     print()

@@ -86,6 +86,7 @@ def reconstruct_command(args: argparse.Namespace) -> int:
     ctx, threads = _start(args)
     try:
         generator, features = load_generator_and_features(args)
+        threads = torch.get_num_threads()  # the thread policy may have lowered it (brgm_pyro.threads)
         shape = image_shape(generator)
         corruption = corruption_from_args(args, generator.img_resolution)
         overrides = weight_overrides_from_args(args)
@@ -98,7 +99,7 @@ def reconstruct_command(args: argparse.Namespace) -> int:
             settings=_settings(args, args.task, corruption.describe(), methods, overrides))
         out = Path(args.out)
         if ctx.is_main:
-            print(f"{len(sources)} images, {ctx.world_size} process(es), {torch.get_num_threads()} thread(s) each, device {ctx.device}")
+            print(f"{len(sources)} images, {ctx.world_size} process(es), {threads} thread(s) each, device {ctx.device}")
         rows = reconstruct_dataset(sources, plan, out, ctx, resume=args.resume,
                                    overwrite=bool(getattr(args, "overwrite", False)), progress=not args.no_progress)
         if ctx.is_main and rows is not None:
@@ -117,6 +118,7 @@ def evaluate_command(args: argparse.Namespace) -> int:
     ctx, threads = _start(args)
     try:
         generator, features = load_generator_and_features(args)
+        threads = torch.get_num_threads()  # the thread policy may have lowered it (brgm_pyro.threads)
         shape = image_shape(generator)
         factor = args.factor or 4
         n_masks = NUM_STANDARD_MASKS
@@ -141,7 +143,7 @@ def evaluate_command(args: argparse.Namespace) -> int:
             (lambda index: f"in-painting, standard mask {index % n_masks} ({names[index % n_masks]})"))
         out = Path(args.out) / args.task
         if ctx.is_main:
-            print(f"{len(sources)} images, {ctx.world_size} process(es), {torch.get_num_threads()} thread(s) each, device {ctx.device}")
+            print(f"{len(sources)} images, {ctx.world_size} process(es), {threads} thread(s) each, device {ctx.device}")
         rows = reconstruct_dataset(sources, plan, out, ctx, resume=args.resume,
                                    overwrite=bool(getattr(args, "overwrite", False)), progress=not args.no_progress)
         if not ctx.is_main or rows is None:
