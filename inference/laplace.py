@@ -23,19 +23,46 @@ from .posterior import Posterior, single_image_model
 
 def output_jacobian(model: BRGMModel, latent: torch.Tensor, chunk_size: int = 256) -> torch.Tensor:
     """J = d vec(f(G(w))) / d vec(w) at ``latent`` (the prior site's value): (outputs, latent numel),
-    rows of the observed outputs only (all outputs without a mask)."""
-    prior = model.prior
-    out_shape = model.observation.shape
-    mask = model.mask
-    rows = torch.arange(out_shape.numel(), device=latent.device)
-    if mask is not None:
-        rows = rows[mask.expand(out_shape).reshape(-1).bool().to(rows.device)]
+    rows of the observed outputs only (all outputs without a mask).
+
+    One forward pass and ``chunk_size`` vector-Jacobian products at a time (``torch.func.vmap`` of
+    ``vjp``: 0.6x the CPU time of repeating the forward per chunk on the bundled in-painting model,
+    ``docs/speed.md``); a generator whose operations ``vmap`` cannot batch falls back to a batched
+    forward + backward per chunk, which gives the same matrix."""
+    rows = torch.arange(model.observation.numel(), device=latent.device)
+    if model.mask is not None:
+        rows = rows[model.mask.expand(model.observation.shape).reshape(-1).bool().to(rows.device)]
+    try:
+        return _vmapped_jacobian(model, latent, rows, chunk_size)
+    except (RuntimeError, NotImplementedError):  # an operation without a batching rule
+        return _batched_jacobian(model, latent, rows, chunk_size)
+
+
+def _outputs(model: BRGMModel, value: torch.Tensor) -> torch.Tensor:
+    """f(G(w)) for latents ``value`` (n, *site shape): (n, C', H', W')."""
+    return corrupt(model.corruption, generate(model.generator, model.prior.ws_from_latent(value)))
+
+
+def _vmapped_jacobian(model: BRGMModel, latent: torch.Tensor, rows: torch.Tensor, chunk_size: int) -> torch.Tensor:
+    from torch.func import vjp, vmap
+
+    out, pull = vjp(lambda w: _outputs(model, w.unsqueeze(0)).reshape(-1), latent.detach())
+    jac = []
+    for start in range(0, rows.numel(), chunk_size):
+        idx = rows[start:start + chunk_size]
+        cotangents = torch.zeros(idx.numel(), out.numel(), dtype=out.dtype, device=out.device)
+        cotangents[torch.arange(idx.numel(), device=out.device), idx] = 1
+        grad, = vmap(pull)(cotangents)
+        jac.append(grad.reshape(idx.numel(), -1))
+    return torch.cat(jac)
+
+
+def _batched_jacobian(model: BRGMModel, latent: torch.Tensor, rows: torch.Tensor, chunk_size: int) -> torch.Tensor:
     jac = []
     for start in range(0, rows.numel(), chunk_size):
         idx = rows[start:start + chunk_size]
         value = latent.detach().unsqueeze(0).repeat(idx.numel(), *[1] * latent.ndim).requires_grad_(True)
-        out = corrupt(model.corruption, generate(model.generator, prior.ws_from_latent(value)))
-        picked = out.reshape(idx.numel(), -1).gather(1, idx.unsqueeze(1)).sum()
+        picked = _outputs(model, value).reshape(idx.numel(), -1).gather(1, idx.unsqueeze(1)).sum()
         grad, = torch.autograd.grad(picked, value)
         jac.append(grad.reshape(idx.numel(), -1))
     return torch.cat(jac)

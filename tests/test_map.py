@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import pyro
 import pytest
 import torch
@@ -84,3 +86,32 @@ def test_mcmc_refuses_batched_models_and_vi_fits_them(tiny_generator):
         run_mcmc(model, num_samples=1, warmup_steps=1, progress=False)
     with pytest.raises(ValueError, match=r"observation has shape \(2, 1, 5, 5\)"):
         brgm_model(tiny_generator, op, torch.zeros(2, 1, 5, 5), num_stats_samples=500)
+
+
+def test_validation_only_on_the_first_step_changes_no_number(tiny_generator, monkeypatch):
+    """run_steps checks distributions on step 0 only; with validation on every step (as before) MAP
+    and VI give the same losses on a fixed seed."""
+    from brgm_pyro.inference import fit_vi
+
+    torch.manual_seed(3)
+    truth = tiny_generator.synthesis(tiny_generator.mapping(torch.randn(1, tiny_generator.z_dim))).detach()
+    op = SuperResolution(2)
+    model = brgm_model(tiny_generator, op, op(truth), config=BRGMConfig(sigma_pixel=0.05, kappa=0.1),
+                       num_stats_samples=500)
+    fast_map = map_estimate(model, num_steps=20, progress=False, seed=2).loss
+    fast_vi = fit_vi(model, num_steps=10, progress=False, seed=2).history.loss
+    seen = []
+    monkeypatch.setattr(pyro, "validation_enabled", lambda flag: seen.append(flag) or contextlib.nullcontext())
+    slow_map = map_estimate(model, num_steps=20, progress=False, seed=2).loss
+    slow_vi = fit_vi(model, num_steps=10, progress=False, seed=2).history.loss
+    assert seen and not any(seen)  # the patched switch was asked to turn validation off, and did not
+    assert slow_map == pytest.approx(fast_map, rel=1e-6, abs=1e-6)
+    assert slow_vi == pytest.approx(fast_vi, rel=1e-6, abs=1e-6)
+
+
+def test_a_nan_loss_stops_the_run():
+    from brgm_pyro.inference._runner import run_steps
+
+    losses = iter([1.0, 0.5, float("nan"), 0.1])
+    with pytest.raises(ValueError, match="MAP step 2: the loss is NaN"):
+        run_steps(lambda: next(losses), 4, None, False, None, "MAP")

@@ -3,3 +3,7 @@
 ``dataset_cli``, ``distributed`` for torchrun), the evaluation against classical baselines
 (``evaluation``) and the written outputs (``report``).  The methods themselves run through
 ``brgm_pyro.inference.run_method``.  Nothing below this package imports it."""
+
+from ..threads import prefer_passive_wait as _prefer_passive_wait
+
+_prefer_passive_wait()  # before torch is imported: libgomp reads OMP_WAIT_POLICY once (brgm_pyro.threads)

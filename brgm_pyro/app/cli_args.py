@@ -21,6 +21,7 @@ from ..io import NonSquareImageError
 from ..models import BRGMModel, brgm_model, default_config, learn_noise
 from ..preparation import ImagePreparation, PreparedImage, prepare_mask, prepare_pixels
 from .features import build_features
+from ..threads import apply_thread_policy
 from .settings import Settings
 
 
@@ -32,8 +33,11 @@ def announce(prepared: PreparedImage, name: str) -> None:
 
 
 def load_generator_and_features(settings: Settings) -> tuple[PriorGenerator, torch.nn.Module | None]:
-    """--generator on --device, and the --features network for it."""
+    """--generator on --device, and the --features network for it; sets torch's threads for the
+    generator (``brgm_pyro.threads.apply_thread_policy``: --threads, else OMP_NUM_THREADS, else from
+    the generator's size; never more than a data-set rank's share)."""
     generator = generators.load_generator(settings.generator, device=settings.device)
+    apply_thread_policy(generator, settings.threads)
     return generator, build_features(settings.features, generator, generator.device)
 
 

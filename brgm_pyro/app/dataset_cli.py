@@ -70,6 +70,7 @@ def reconstruct_command(settings: Settings) -> int:
     ctx, threads = _start(settings)
     try:
         generator, features = load_generator_and_features(replace(settings, device=ctx.device))
+        threads = torch.get_num_threads()  # the thread policy may have lowered it (brgm_pyro.threads)
         shape = image_shape(generator)
         corruption = corruption_from_settings(settings, generator)
         scale = interval_scale_for(settings, getattr(generator, "metadata", None), settings.task, settings.mask_id)
@@ -98,6 +99,7 @@ def evaluate_command(settings: Settings) -> int:
     ctx, threads = _start(settings)
     try:
         generator, features = load_generator_and_features(replace(settings, device=ctx.device))
+        threads = torch.get_num_threads()  # the thread policy may have lowered it (brgm_pyro.threads)
         shape = image_shape(generator)
         factor = settings.factor
         n_masks = NUM_STANDARD_MASKS

@@ -122,6 +122,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--samples", type=int, default=64, help="posterior samples to draw (default: %(default)s)")
     _add_interval_scale_option(p, None, "default: the scale the generator's metadata records for each row's "
                                "setting (interval_scales), else 1")
+    p.add_argument("--threads", type=int, default=None, help="torch threads (default: OMP_NUM_THREADS, else one "
+                   "for a small generator such as the bundled one, else all cores; see the docs' speed page)")
     _add_kernel_option(p, "bicubic-antialias")
 
     p = sub.add_parser("reconstruct", help="reconstruct images (MAP / VI / MCMC): one, several, a folder, a glob",
@@ -223,5 +225,5 @@ def add_dataset_options(p: argparse.ArgumentParser, evaluate: bool = False) -> N
     g.add_argument("--resume", action="store_true",
                    help="skip images already finished in --out (their done.json exists); says how many it skipped")
     g.add_argument("--threads", type=int, default=None,
-                   help="torch threads per process (default: all cores for one process; under torchrun "
-                        "OMP_NUM_THREADS, else cores / processes per node)")
+                   help="torch threads per process (default: OMP_NUM_THREADS, else one for a small generator "
+                        "such as the bundled one, else the process's share of the cores; see the docs' speed page)")

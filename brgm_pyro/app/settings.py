@@ -72,7 +72,7 @@ _MODEL_RULES: dict[str, _Rule] = {
 }
 _RULES: dict[str, dict[str, _Rule]] = {
     "demo": {**_MODEL_RULES, "image_index": _int_between(0, 99), "mask_id": _int_between(0, NUM_STANDARD_MASKS - 1),
-             "samples": _int_at_least(1)},
+             "samples": _int_at_least(1), "threads": _int_at_least(1)},
     "reconstruct": {**_MODEL_RULES, "factor": _int_at_least(2), "mask_id": _int_between(0, NUM_STANDARD_MASKS - 1),
                     "samples": _int_at_least(1), "num_images": _int_at_least(1), "batch_size": _int_at_least(1),
                     "threads": _int_at_least(1)},
