@@ -1,13 +1,15 @@
 """Cheaper settings of the recommended posterior, checked against the current method on the same problems.
 
 For each (task, problem seed, problem) this re-runs ``benchmarks/interval_scale.py``'s job with
-other settings of ``fit_multistart_fullrank`` (starts, MAP steps, successive halving, VI steps):
+other settings of ``fit_multistart_fullrank`` (the fit inside
+``brgm_pyro.inference.fit_recommended_posterior``, before its widening; its starts, MAP steps,
+successive halving and VI steps are the settings compared here):
 the same simulated problem, the same method and draw seeds, 256 draws, coverage on the same scale
 grid.  It pairs every problem with the current method's stored record
 (``benchmarks/results/interval_scale/TASK/seed_S/problem_XXX.json``: 8 starts x 500 MAP steps,
 200 VI steps) and prints, per task and setting, the coverage of the unknown pixels at 90% / 50%
 and the posterior-mean RMSE at scale 1 and at the task's shipped interval scale
-(``BUNDLED_INTERVAL_SCALES``), with standard errors across problems and the paired difference
+(the bundled generator's metadata ``interval_scales``, ``shipped_scale``), with standard errors across problems and the paired difference
 to the current method, and the fit's time over a 500-step MAP run in the same process.
 
 A configuration of ``benchmarks/harness.py``: one process and one thread per job, ``--jobs`` at
