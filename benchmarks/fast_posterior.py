@@ -8,9 +8,10 @@ the same simulated problem, the same method and draw seeds, 256 draws, coverage 
 grid.  It pairs every problem with the current method's stored record
 (``benchmarks/results/interval_scale/TASK/seed_S/problem_XXX.json``: 8 starts x 500 MAP steps,
 200 VI steps) and prints, per task and setting, the coverage of the unknown pixels at 90% / 50%
-and the posterior-mean RMSE at scale 1 and at the task's shipped interval scale
-(the bundled generator's metadata ``interval_scales``, ``shipped_scale``), with standard errors across problems and the paired difference
-to the current method, and the fit's time over a 500-step MAP run in the same process.
+and the posterior-mean RMSE at scale 1 and at the task's shipped interval scale (the bundled
+generator's metadata ``interval_scales``, ``shipped_scale``), with standard errors across
+problems and the paired difference to the current method, and the fit's time over a 500-step
+MAP run in the same process.
 
 A configuration of ``benchmarks/harness.py``: one process and one thread per job, ``--jobs`` at
 once, the environment stored in every file; one JSON per (setting, task, seed, problem) under
