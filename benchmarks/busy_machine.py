@@ -7,7 +7,7 @@ one CPU-bound process (a Python loop started here, bounded in time, killed at th
 beside it.  It prints the median time per step (after ``--warmup`` steps) and the ratio.
 
 Rows: ``default`` (what ``brgm`` does now: ``brgm_pyro.threads``, no thread flags or variables);
-``old-default`` (torch imported before the application, all cores, OpenMP's own active wait: the
+``old-default`` (torch imported before the application, torch's own thread count, OpenMP's own active wait: the
 behaviour before the thread policy); ``all-cores-passive`` (``--threads`` = the cores, with the
 passive wait the application sets); ``one-thread``.
 
@@ -15,8 +15,10 @@ passive wait the application sets); ``one-thread``.
     python benchmarks/busy_machine.py --rows default,old-default --steps 200
     python benchmarks/busy_machine.py --device cuda
 
-OMP_NUM_THREADS / OMP_WAIT_POLICY of the calling shell are removed for the children (each row sets
-its own); the header prints the rows' settings and the machine's load average before the run.
+OMP_NUM_THREADS / MKL_NUM_THREADS / OMP_WAIT_POLICY of the calling shell are removed for the
+children (``harness.env_without_thread_settings``; each row sets its own through the CLI's
+``--threads`` or, for ``old-default``, ``harness.apply_torch_default_threads``); the header prints
+the rows' settings and the machine's load average before the run.
 """
 
 from __future__ import annotations
@@ -27,9 +29,15 @@ import os
 import platform
 import statistics
 import subprocess
-import tempfile
 import sys
+import tempfile
 import time
+from pathlib import Path
+
+if __name__ == "__main__" and not __package__:  # run as a file: import from the repository root, not benchmarks/
+    sys.path[0] = str(Path(__file__).resolve().parents[1])
+
+from benchmarks import harness  # noqa: E402 - imports no torch: the rows decide when torch is loaded
 
 ROWS = ("default", "old-default", "all-cores-passive", "one-thread")
 
@@ -38,9 +46,7 @@ def child(row: str, device: str, steps: int, warmup: int) -> dict:
     """One MAP run in this (fresh) process, configured as ``row``; per-step wall times."""
     cores = os.cpu_count() or 1
     if row == "old-default":
-        import torch  # before the application: libgomp keeps its default (active) wait policy
-
-        torch.set_num_threads(cores)
+        import torch  # noqa: F401 - before the application: libgomp keeps its default (active) wait policy
     import brgm_pyro.app  # noqa: F401 - sets OMP_WAIT_POLICY=PASSIVE when torch is not loaded yet
     import torch
 
@@ -60,9 +66,8 @@ def child(row: str, device: str, steps: int, warmup: int) -> dict:
     argv += ["--out", tempfile.mkdtemp(prefix="busy-machine-")]
     settings = resolve_settings(build_parser().parse_args(argv), argv)
     generator, features = load_generator_and_features(settings)
-    if row == "old-default":
-        torch.set_num_threads(cores)  # the old default: torch's own, all cores
-        reason = "torch default (all cores), active wait"
+    if row == "old-default":  # the old default: torch's own thread count, undoing the policy applied above
+        reason = f"torch default ({harness.apply_torch_default_threads()} threads), active wait"
     else:
         reason = apply_thread_policy(generator, settings.threads).reason
     truth = load_test_images()[0][:1]
@@ -80,15 +85,16 @@ def child(row: str, device: str, steps: int, warmup: int) -> dict:
 
 
 def run_row(row: str, device: str, steps: int, warmup: int, busy: bool) -> dict:
-    env = {k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OMP_WAIT_POLICY")}
+    env = harness.env_without_thread_settings()
     hog = None
     if busy:  # one CPU-bound process, bounded in time in case this script dies
         hog = subprocess.Popen([sys.executable, "-c", "import time\nt = time.time() + 900\nx = 0\n"
                                 "while time.time() < t:\n    x += 1\n"], env=env)
         time.sleep(0.5)
     try:
-        out = subprocess.run([sys.executable, __file__, "--child", row, "--device", device, "--steps", str(steps),
-                              "--warmup", str(warmup)], env=env, capture_output=True, text=True, check=True).stdout
+        out = subprocess.run([sys.executable, str(Path(__file__).resolve()), "--child", row, "--device", device,
+                              "--steps", str(steps), "--warmup", str(warmup)],
+                             env=env, capture_output=True, text=True, check=True).stdout
     finally:
         if hog is not None:
             hog.kill()

@@ -5,7 +5,10 @@ per-problem job runner that the scripts of ``benchmarks/`` are configurations of
   antialiased bicubic kernel, in-painting with standard mask k), each with its sigma_pixel, and
   ``problem_model`` (the study's model of a task on a generator, built once per process).
 * ``thread_env`` / ``limit_threads``: the one place that sets ``OMP_NUM_THREADS`` (and
-  ``MKL_NUM_THREADS``), for this process or for a child's environment.
+  ``MKL_NUM_THREADS``), for this process or for a child's environment;
+  ``env_without_thread_settings`` (a child's environment with none of them, nor
+  ``OMP_WAIT_POLICY``) and ``apply_torch_default_threads`` (torch's own thread count) for the
+  measurements of the defaults.
 * ``environment`` / ``header``: machine, Python, torch, torch threads, the thread variables,
   processes at once and the date, printed above every table and stored in every job's JSON.
 * ``run_jobs``: one JSON file per job (a problem x method x seed, say); a job whose file exists
@@ -57,6 +60,37 @@ def limit_threads(threads: int = 1) -> None:
     import torch
 
     torch.set_num_threads(threads)
+
+
+WAIT_POLICY_VARIABLE = "OMP_WAIT_POLICY"
+
+
+def env_without_thread_settings(environ: Mapping[str, str] | None = None) -> dict[str, str]:
+    """A copy of ``environ`` (this process's by default) without the thread variables and
+    ``OMP_WAIT_POLICY``: a child started with it gets torch's and the application's own choices."""
+    source = os.environ if environ is None else environ
+    return {k: v for k, v in source.items() if k not in (*THREAD_VARIABLES, WAIT_POLICY_VARIABLE)}
+
+
+def torch_default_threads() -> int:
+    """The intra-op thread count torch chooses by itself: ``torch.get_num_threads()`` in a fresh
+    interpreter started with ``env_without_thread_settings()`` (no variable, nothing set)."""
+    import subprocess
+
+    out = subprocess.run([sys.executable, "-c", "import torch; print(torch.get_num_threads())"],
+                         env=env_without_thread_settings(), capture_output=True, text=True, check=True).stdout
+    return int(out.strip().splitlines()[-1])
+
+
+def apply_torch_default_threads() -> int:
+    """Give this process's torch the thread count torch chooses by itself (``torch_default_threads``),
+    whatever set it since; the environment is left alone.  For a measurement whose point is torch's
+    own default (e.g. the behaviour before the application's thread policy); returns the count."""
+    import torch
+
+    threads = torch_default_threads()
+    torch.set_num_threads(threads)
+    return threads
 
 
 # ----------------------------------------------------------------------------------- environment

@@ -135,6 +135,19 @@ def test_tasks_ranges_and_threads_are_checked():
     assert mean == 3.0 and abs(se - (14 / 3 / 4) ** 0.5) < 1e-12
 
 
+def test_the_defaults_environment_drops_every_thread_setting_and_torch_default_ignores_them(monkeypatch):
+    """A child meant to show the defaults gets none of the thread variables nor OMP_WAIT_POLICY;
+    torch's own thread count is measured without them (a variable above the cores is not obeyed)."""
+    env = {"OMP_NUM_THREADS": "3", "MKL_NUM_THREADS": "3", "OMP_WAIT_POLICY": "PASSIVE", "PATH": "/bin", "X": "1"}
+    assert harness.env_without_thread_settings(env) == {"PATH": "/bin", "X": "1"}
+    assert env["OMP_NUM_THREADS"] == "3"  # the given mapping is left alone
+    cores = os.cpu_count() or 1
+    monkeypatch.setenv("OMP_NUM_THREADS", str(cores + 1))
+    monkeypatch.setenv("MKL_NUM_THREADS", str(cores + 1))
+    assert "OMP_NUM_THREADS" not in harness.env_without_thread_settings()
+    assert 1 <= harness.torch_default_threads() <= cores
+
+
 def test_two_jobs_may_not_share_a_file(tmp_path):
     job = harness.Job(tmp_path / "a.json", {"i": 0})
     with pytest.raises(ValueError, match="same file"):
