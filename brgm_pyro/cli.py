@@ -145,6 +145,9 @@ def _cmd_train_generator(args: argparse.Namespace) -> int:
         z_dim=args.z_dim, w_dim=args.w_dim, mapping_layers=args.mapping_layers,
         channel_base=args.channel_base, channel_max=args.channel_max, batch_size=args.batch_size,
         iterations=args.iterations, max_minutes=args.max_minutes, lr=args.lr, r1_gamma=args.r1_gamma,
+        r1_interval=args.r1_interval, style_mixing_prob=args.style_mixing, ema_kimg=args.ema_kimg,
+        ema_rampup=None if args.ema_rampup <= 0 else args.ema_rampup,
+        d_channel_base=args.d_channel_base, d_channel_max=args.d_channel_max,
         seed=args.seed, snapshot_every=args.snapshot_every, device=args.device,
     )
     state = train_generator(config, resume=not args.no_resume, progress=not args.no_progress)
@@ -363,6 +366,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-minutes", type=float, default=None, help="stop after this much wall time")
     p.add_argument("--lr", type=float, default=0.0025)
     p.add_argument("--r1-gamma", type=float, default=0.01)
+    p.add_argument("--r1-interval", type=int, default=16, help="lazy R1: every this many D steps (default: %(default)s)")
+    p.add_argument("--style-mixing", type=float, default=0.9, help="style-mixing probability (default: %(default)s)")
+    p.add_argument("--ema-kimg", type=float, default=10.0,
+                   help="EMA half-life of G in thousands of images (default: %(default)s)")
+    p.add_argument("--ema-rampup", type=float, default=0.05,
+                   help="cap the EMA half-life at this fraction of the images seen; 0 = no ramp (default: %(default)s)")
+    p.add_argument("--d-channel-base", type=int, default=2048)
+    p.add_argument("--d-channel-max", type=int, default=64)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--snapshot-every", type=int, default=500)
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")

@@ -57,6 +57,10 @@ class TrainingConfig:
     snapshot_every: int = 1000
     device: str = "cpu"
 
+    # Fields that may differ between the sessions of one run (how long, where, how often to save);
+    # every other field defines the run and must match the checkpoint on resume.
+    SESSION_FIELDS = ("data", "out_dir", "iterations", "max_minutes", "snapshot_every", "device")
+
     def generator_config(self) -> StyleGAN2Config:
         return StyleGAN2Config(
             img_resolution=self.resolution, img_channels=self.channels, z_dim=self.z_dim,
@@ -114,6 +118,18 @@ def save_checkpoint(state: TrainingState, opt_G: torch.optim.Optimizer, opt_D: t
     tmp.replace(path)
 
 
+def check_resume_config(config: TrainingConfig, saved: dict[str, Any]) -> None:
+    """Raise ``ValueError`` naming every run-defining field of ``config`` that differs from the
+    checkpoint's ``saved`` config (resuming with another learning rate, width, EMA... would silently
+    mix two runs: the optimiser state even restores the old learning rate)."""
+    current = asdict(config)
+    differ = [f"{k}: checkpoint {saved.get(k)!r}, now {v!r}" for k, v in current.items()
+              if k not in TrainingConfig.SESSION_FIELDS and saved.get(k) != v]
+    if differ:
+        raise ValueError("cannot resume: the run's options differ from its checkpoint's (" + "; ".join(differ)
+                         + "); pass the checkpoint's options, or start afresh in another folder")
+
+
 def train_generator(
     config: TrainingConfig,
     resume: bool = True,
@@ -124,7 +140,10 @@ def train_generator(
     """Train a StyleGAN2 generator on ``config.data`` (or on ``images``, (N, C, R, R) in [-1, 1]).
 
     Writes ``checkpoint.pt`` (resumable), ``samples_XXXXXX.png`` grids, ``log.jsonl`` and
-    ``training_config.json`` to ``config.out_dir``; resumes from the checkpoint when present.
+    ``training_config.json`` to ``config.out_dir``; resumes from the checkpoint when present (the
+    options that define the run must match it, see ``check_resume_config``).  A run stopped and
+    resumed on the same device continues exactly as if it had not stopped: the checkpoint holds both
+    networks, both optimisers, the EMA, the counters and the random-number state.
     """
     out = Path(config.out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -150,6 +169,7 @@ def train_generator(
     ckpt_path = out / "checkpoint.pt"
     if resume and ckpt_path.is_file():
         ckpt = torch.load(ckpt_path, map_location=device, weights_only=True)
+        check_resume_config(config, ckpt["config"])
         G.load_state_dict(ckpt["G"])
         G_ema.load_state_dict(ckpt["G_ema"])
         D.load_state_dict(ckpt["D"])
