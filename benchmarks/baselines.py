@@ -36,14 +36,15 @@ from brgm_pyro.metrics import compute_metrics
 from brgm_pyro.training.data import FASHION_MNIST_DIR, load_fashion_mnist
 
 SHAPE = (1, 32, 32)
-GRIDS = {  # a first pass over wider grids (1 image) put every optimum inside these
+GRIDS = {  # every optimum inside its grid, or at the end where lambda -> 0 (the start image wins)
     "super-resolution": {
         "tv": [BaselineSetting(w, iterations=200) for w in (1e-3, 2e-3, 5e-3, 1e-2)],
-        "wavelet": [BaselineSetting(w, iterations=200, wavelet="db4", level=2) for w in (3e-6, 1e-5, 3e-5, 1e-4)],
+        "wavelet": [BaselineSetting(w, iterations=200, wavelet=wv, level=lv)
+                    for wv, lv in (("db4", 2), ("haar", 3)) for w in (1e-7, 1e-6, 3e-6, 1e-5, 3e-5)],
     },
     "inpainting": {
-        "tv": [BaselineSetting(w, iterations=200) for w in (1e-4, 1e-3, 1e-2)],
-        "wavelet": [BaselineSetting(w, iterations=200, wavelet="db4", level=2) for w in (1e-4, 1e-3, 1e-2)],
+        "tv": [BaselineSetting(w, iterations=200) for w in (1e-4, 3e-4, 1e-3, 3e-3, 1e-2)],
+        "wavelet": [BaselineSetting(w, iterations=200, wavelet="db4", level=2) for w in (1e-5, 1e-4, 1e-3, 1e-2)],
     },
 }
 MASKS = (0, 1)
