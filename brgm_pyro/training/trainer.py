@@ -112,6 +112,7 @@ def save_checkpoint(state: TrainingState, opt_G: torch.optim.Optimizer, opt_D: t
             "iteration": state.iteration, "images_seen": state.images_seen,
             "wall_seconds": state.wall_seconds, "history": state.history,
             "torch_rng": torch.get_rng_state(),
+            **({"cuda_rng": torch.cuda.get_rng_state()} if next(state.G.parameters()).is_cuda else {}),
         },
         tmp,
     )
@@ -142,8 +143,10 @@ def train_generator(
     Writes ``checkpoint.pt`` (resumable), ``samples_XXXXXX.png`` grids, ``log.jsonl`` and
     ``training_config.json`` to ``config.out_dir``; resumes from the checkpoint when present (the
     options that define the run must match it, see ``check_resume_config``).  A run stopped and
-    resumed on the same device continues exactly as if it had not stopped: the checkpoint holds both
-    networks, both optimisers, the EMA, the counters and the random-number state.
+    resumed on the CPU continues exactly as if it had not stopped (tested): the checkpoint holds both
+    networks, both optimisers, the EMA, the counters and the random-number state (on a GPU also the
+    CUDA generator's, though GPU kernels need not be bitwise reproducible).  A CPU checkpoint resumes
+    on a GPU (``--device cuda``) and back.
     """
     out = Path(config.out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -177,7 +180,9 @@ def train_generator(
         opt_D.load_state_dict(ckpt["opt_D"])
         state.iteration, state.images_seen = ckpt["iteration"], ckpt["images_seen"]
         state.wall_seconds, state.history = ckpt["wall_seconds"], ckpt["history"]
-        torch.set_rng_state(ckpt["torch_rng"])
+        torch.set_rng_state(ckpt["torch_rng"].cpu())  # map_location may have moved it to the GPU
+        if device.type == "cuda" and "cuda_rng" in ckpt:
+            torch.cuda.set_rng_state(ckpt["cuda_rng"].cpu())
     (out / "training_config.json").write_text(json.dumps(asdict(config), indent=2))
 
     grid_z = torch.randn(64, config.z_dim, generator=torch.Generator().manual_seed(123)).to(device)
