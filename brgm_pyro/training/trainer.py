@@ -145,8 +145,8 @@ def train_generator(
     options that define the run must match it, see ``check_resume_config``).  A run stopped and
     resumed on the CPU continues exactly as if it had not stopped (tested): the checkpoint holds both
     networks, both optimisers, the EMA, the counters and the random-number state (on a GPU also the
-    CUDA generator's, though GPU kernels need not be bitwise reproducible).  A CPU checkpoint resumes
-    on a GPU (``--device cuda``) and back.
+    CUDA generator's, though GPU kernels need not be bitwise reproducible).  Tensors are loaded onto
+    ``config.device``, so a CPU checkpoint can continue on a GPU (not tested here: no GPU).
     """
     out = Path(config.out_dir)
     out.mkdir(parents=True, exist_ok=True)
