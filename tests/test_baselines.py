@@ -1,4 +1,5 @@
-"""Classical baselines: bicubic up-sampling, total-variation reconstruction, mean fill."""
+"""Classical baselines: bicubic up-sampling, mean fill, DeepInverse's TV and wavelet reconstructions on
+the project's operators (those tests skip without the optional extra: pip install -e ".[baselines]")."""
 
 from __future__ import annotations
 
@@ -6,25 +7,13 @@ import math
 
 import pytest
 import torch
-import torch.nn.functional as F
 
-from brgm_pyro.baselines import bicubic_upsample, mean_fill, total_variation, total_variation_reconstruction
-from brgm_pyro.corruptions.base import Corruption
-
-
-class AveragePool(Corruption):
-    def __init__(self, factor: int) -> None:
-        super().__init__()
-        self.factor = factor
-
-    def forward(self, x):
-        self.check_input(x)
-        return F.avg_pool2d(x, self.factor)
-
-    def output_shape(self, s):
-        if s[1] % self.factor:
-            raise ValueError("size")
-        return (s[0], s[1] // self.factor, s[2] // self.factor)
+import brgm_pyro.baselines as baselines
+from brgm_pyro.baselines import (
+    BaselineSetting, MissingBaselineDependency, bicubic_upsample, check_linear, corruption_physics, mean_fill,
+    operator_norm_squared, require_deepinv, tv_reconstruction, wavelet_reconstruction,
+)
+from brgm_pyro.corruptions import Intensity, Inpainting, SuperResolution, make_blind, standard_mask
 
 
 def keys_bicubic_1d(v: list[float], factor: int, a: float = -0.75) -> list[float]:
@@ -59,30 +48,6 @@ def test_bicubic_matches_cubic_convolution_formula():
         bicubic_upsample(torch.zeros(8, 8), 2)
 
 
-def test_total_variation_of_a_step_edge():
-    x = torch.zeros(1, 1, 5, 6)
-    x[..., 3:] = 0.8
-    eps = 1e-3
-    edges = 4  # rows with a horizontal difference across the step
-    flat = 4 * 5 - edges
-    expected = edges * math.sqrt(0.8**2 + eps**2) + flat * eps
-    assert total_variation(x, eps).item() == pytest.approx(expected, rel=1e-5)
-
-
-def test_tv_reconstruction_fits_observation_and_beats_zero_init():
-    torch.manual_seed(0)
-    truth = torch.full((2, 1, 16, 16), -0.5)
-    truth[:, :, 4:12, 4:12] = 0.6
-    op = AveragePool(4)
-    y = op(truth)
-    rec = total_variation_reconstruction(op, y, (1, 16, 16), tv_weight=0.001, steps=400)
-    assert rec.shape == truth.shape
-    assert (op(rec) - y).abs().max() < 0.05
-    assert (rec - truth).square().mean() < 0.5 * truth.square().mean()
-    with pytest.raises(ValueError, match="observation must have shape"):
-        total_variation_reconstruction(op, torch.zeros(2, 1, 5, 5), (1, 16, 16))
-
-
 def test_mean_fill_keeps_observed_pixels():
     obs = torch.rand(1, 1, 4, 4)
     mask = torch.zeros(1, 1, 4, 4)
@@ -93,3 +58,136 @@ def test_mean_fill_keeps_observed_pixels():
     assert (out[..., 2:] == 0.25).all()
     with pytest.raises(ValueError, match="shapes differ"):
         mean_fill(obs, mask[..., :3], mean)
+
+
+def test_missing_deepinv_names_the_extra(monkeypatch):
+    real = baselines.importlib.import_module
+
+    def fake(name, *a):
+        if name in ("deepinv", "ptwt"):
+            raise ImportError(f"No module named {name!r}")
+        return real(name, *a)
+
+    monkeypatch.setattr(baselines.importlib, "import_module", fake)
+    with pytest.raises(MissingBaselineDependency, match=r'pip install -e "\.\[baselines\]"'):
+        require_deepinv()
+    assert not baselines.baselines_available()
+    with pytest.raises(MissingBaselineDependency, match="deepinv"):
+        tv_reconstruction(Inpainting(torch.ones(1, 8, 8)), torch.zeros(1, 1, 8, 8), (1, 8, 8), BaselineSetting(0.1))
+
+
+def test_check_linear_rejects_affine_and_latent_operators():
+    check_linear(SuperResolution(4, kernel="bicubic-antialias"), (1, 16, 16))
+    with pytest.raises(ValueError, match="not linear"):
+        check_linear(Intensity(1.0, 0.2), (1, 8, 8))
+    with pytest.raises(ValueError, match="latent"):
+        check_linear(make_blind(SuperResolution(2, kernel="gaussian"), ["kernel"]), (1, 8, 8))
+
+
+deepinv_only = pytest.mark.skipif(not baselines.baselines_available(wavelets=False),
+                                  reason='needs DeepInverse: pip install -e ".[baselines]"')
+wavelets_only = pytest.mark.skipif(not baselines.baselines_available(wavelets=True),
+                                   reason='needs DeepInverse and ptwt: pip install -e ".[baselines]"')
+
+
+@deepinv_only
+@pytest.mark.parametrize("op", [SuperResolution(4, kernel="bicubic-antialias"), Inpainting(standard_mask(0, 16))],
+                         ids=["sr", "inpainting"])
+def test_physics_is_the_operator_and_its_adjoint(op):
+    """A is the corruption (times its observation mask); <A x, y> = <x, A^T y> (the dot test)."""
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(3, 1, 16, 16, generator=g, dtype=torch.float64)
+    physics = corruption_physics(op, (1, 16, 16))
+    torch.testing.assert_close(physics.A(x.float()), op(x.float()))
+    y = torch.randn(physics.A(x).shape, generator=g, dtype=torch.float64)
+    lhs = (physics.A(x) * y).sum()
+    rhs = (x * physics.A_adjoint(y)).sum()
+    assert lhs.item() == pytest.approx(rhs.item(), rel=1e-5)
+    with pytest.raises(ValueError, match="A\\^T expects"):
+        physics.A_adjoint(torch.zeros(1, 1, 3, 3))
+
+
+@deepinv_only
+def test_operator_norm_of_a_mask_and_of_a_block_mean():
+    assert operator_norm_squared(Inpainting(standard_mask(1, 16)), (1, 16, 16)) == pytest.approx(1.0, rel=1e-4)
+    box = SuperResolution(4, kernel="box")  # mean of 16 pixels: A A^T = I / 16
+    assert operator_norm_squared(box, (1, 16, 16)) == pytest.approx(1 / 16, rel=1e-4)
+
+
+@deepinv_only
+def test_project_operators_agree_with_deepinv_up_to_stated_conventions():
+    """Our x4 bicubic-antialias down-sampling is DeepInverse's Downsampling(filter="bicubic", factor=4)
+    of the image shifted one pixel up and left (we sample the filtered image at block centres,
+    4i + 1.5; DeepInverse at 4i + 0.5): equal wherever the 16-tap filter stays inside the image
+    (output rows/columns 2-5 of 8); at the border PyTorch renormalises the truncated filter where
+    DeepInverse pads.  In-painting is the same product x . M in both."""
+    dinv = require_deepinv()
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(4, 1, 32, 32, generator=g, dtype=torch.float64) * 2 - 1
+    ours = SuperResolution(4, kernel="bicubic-antialias")(x)
+    theirs = dinv.physics.Downsampling(img_size=(1, 32, 32), filter="bicubic", factor=4,
+                                       padding="circular").double().A(torch.roll(x, (-1, -1), dims=(-2, -1)))
+    torch.testing.assert_close(theirs[..., 2:6, 2:6], ours[..., 2:6, 2:6], rtol=0, atol=1e-10)
+    assert (theirs - ours).abs().max() > 1e-3  # the border convention differs
+    unshifted = dinv.physics.Downsampling(img_size=(1, 32, 32), filter="bicubic", factor=4,
+                                          padding="circular").double().A(x)
+    assert (unshifted - ours)[..., 2:6, 2:6].abs().max() > 1e-2  # and the phase matters
+    mask = standard_mask(0, 32)
+    torch.testing.assert_close(dinv.physics.Inpainting(img_size=(1, 32, 32), mask=mask.double()).A(x),
+                               Inpainting(mask)(x))
+
+
+@deepinv_only
+def test_tv_denoising_of_a_step_matches_the_closed_form():
+    """A = identity (nothing hidden), y a vertical step a | b: the TV-L2 minimiser keeps the step,
+    each side moved towards the other by lambda / (its number of columns)."""
+    y = torch.full((1, 1, 8, 10), -0.4)
+    y[..., 4:] = 0.5
+    lam = 0.3
+    rec = tv_reconstruction(Inpainting(torch.ones(1, 8, 10)), y, (1, 8, 10), BaselineSetting(lam, iterations=20))
+    expected = torch.full_like(y, -0.4 + lam / 4)
+    expected[..., 4:] = 0.5 - lam / 6
+    torch.testing.assert_close(rec, expected, rtol=0, atol=2e-3)
+
+
+@wavelets_only
+def test_wavelet_denoising_is_soft_thresholding_of_the_detail_coefficients():
+    """A = identity: the l1-wavelet minimiser soft-thresholds the Haar detail coefficients at lambda
+    (computed independently with PyWavelets on numpy)."""
+    pywt = pytest.importorskip("pywt")
+    g = torch.Generator().manual_seed(3)
+    y = (torch.rand(2, 1, 16, 16, generator=g) * 1.2 - 0.6)
+    lam = 0.15
+    rec = wavelet_reconstruction(Inpainting(torch.ones(1, 16, 16)), y, (1, 16, 16),
+                                 BaselineSetting(lam, iterations=5, wavelet="haar", level=2))
+    for b in range(2):
+        coeffs = pywt.wavedec2(y[b, 0].double().numpy(), "haar", level=2)
+        shrunk = [coeffs[0]] + [tuple(pywt.threshold(c, lam, "soft") for c in level) for level in coeffs[1:]]
+        expected = torch.from_numpy(pywt.waverec2(shrunk, "haar")).float().clamp(-1, 1)
+        torch.testing.assert_close(rec[b, 0], expected, rtol=0, atol=1e-5)
+
+
+@wavelets_only
+def test_tv_and_wavelet_super_resolution_beat_bicubic_on_blocks():
+    """x4 SR of noisy piecewise-constant images: both regularised inverses beat bicubic up-sampling."""
+    g = torch.Generator().manual_seed(0)
+    truth = torch.full((3, 1, 32, 32), -0.8)
+    truth[0, :, 8:24, 4:20] = 0.7
+    truth[1, :, 4:28, 12:20] = 0.3
+    truth[2, :, 16:, :] = 0.9
+    op = SuperResolution(4, kernel="bicubic-antialias")
+    y = op(truth) + 0.05 * torch.randn(3, 1, 8, 8, generator=g)
+    init = bicubic_upsample(y, 4)
+
+    def err(x):
+        return (x - truth).square().mean().item()
+
+    tv = tv_reconstruction(op, y, (1, 32, 32), BaselineSetting(5e-3, iterations=200), init=init)
+    wav = wavelet_reconstruction(op, y, (1, 32, 32), BaselineSetting(1e-5, iterations=200, wavelet="haar", level=3),
+                                 init=init)
+    assert err(tv) < 0.8 * err(init)
+    assert err(wav) < err(init)
+    with pytest.raises(ValueError, match="observation must have shape"):
+        tv_reconstruction(op, torch.zeros(3, 1, 4, 4), (1, 32, 32), BaselineSetting(0.1))
+    with pytest.raises(ValueError, match="weight must be >= 0"):
+        tv_reconstruction(op, y, (1, 32, 32), BaselineSetting(-1.0))

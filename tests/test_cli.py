@@ -9,6 +9,7 @@ import pytest
 import torch
 from PIL import Image
 
+from brgm_pyro.baselines import baselines_available
 from brgm_pyro.bundled import load_test_images
 from brgm_pyro.app.cli import main
 from brgm_pyro.io import save_image
@@ -90,10 +91,15 @@ def test_evaluate_writes_markdown_and_csv(tmp_path):
     assert main(["evaluate", "--task", "super-resolution", "--num-images", "3", "--steps", "2", "--no-lpips",
                  "--out", str(out), "--no-progress"]) == 0
     md = (out / "evaluation-super-resolution.md").read_text()
-    for method in ("BRGM (MAP)", "bicubic", "total variation"):
+    methods = ["BRGM (MAP)", "bicubic"]
+    if baselines_available():  # the optional extra (installed by the test extra, so in CI)
+        methods += ["TV (DeepInverse)", "wavelet (DeepInverse)"]
+    else:
+        assert 'pip install -e ".[baselines]"' in md
+    for method in methods:
         assert f"| {method} |" in md
     rows = (out / "evaluation-super-resolution.csv").read_text().splitlines()
-    assert rows[0] == "task,method,metric,mean,std,num_images" and len(rows) == 1 + 3 * 5
+    assert rows[0] == "task,method,metric,mean,std,num_images" and len(rows) == 1 + len(methods) * 5
     assert main(["evaluate", "--task", "inpainting", "--num-images", "8", "--steps", "2", "--no-lpips",
                  "--out", str(out), "--no-progress"]) == 0
     md = (out / "evaluation-inpainting.md").read_text()

@@ -117,6 +117,39 @@ def test_train_generator_runs_checkpoints_and_resumes(tmp_path: Path):
         train_generator(tiny_training_config(tmp_path / "x", 1), images=torch.zeros(4, 3, 16, 16), progress=False)
 
 
+def test_stopped_and_resumed_run_equals_an_uninterrupted_one(tmp_path: Path):
+    """Stop after 3 iterations (between snapshots), resume to 6: every weight, optimiser moment and
+    counter equals a run that went to 6 at once (the RNG state travels in the checkpoint)."""
+    torch.set_num_threads(1)
+    images = torch.rand(16, 1, 16, 16) * 2 - 1
+    straight = train_generator(tiny_training_config(tmp_path / "a", 6), images=images, progress=False)
+    train_generator(tiny_training_config(tmp_path / "b", 3), images=images, progress=False)
+    resumed = train_generator(tiny_training_config(tmp_path / "b", 6), images=images, progress=False)
+    assert resumed.iteration == straight.iteration == 6
+    for name in ("G", "G_ema", "D"):
+        a, b = getattr(straight, name).state_dict(), getattr(resumed, name).state_dict()
+        for key in a:
+            torch.testing.assert_close(b[key], a[key], rtol=0, atol=0, msg=f"{name}.{key}")
+    ca = torch.load(tmp_path / "a" / "checkpoint.pt", weights_only=True)
+    cb = torch.load(tmp_path / "b" / "checkpoint.pt", weights_only=True)
+    for opt in ("opt_G", "opt_D"):
+        for k, st in ca[opt]["state"].items():
+            torch.testing.assert_close(cb[opt]["state"][k]["exp_avg_sq"], st["exp_avg_sq"], rtol=0, atol=0)
+    assert [r["loss_G"] for r in cb["history"]] == [r["loss_G"] for r in ca["history"]]
+
+
+def test_resume_refuses_other_run_options(tmp_path: Path):
+    images = torch.rand(8, 1, 16, 16) * 2 - 1
+    train_generator(tiny_training_config(tmp_path, 2), images=images, progress=False)
+    other = tiny_training_config(tmp_path, 4)
+    other.lr, other.ema_kimg = 0.001, 500.0
+    with pytest.raises(ValueError, match=r"cannot resume.*lr: checkpoint 0.0025, now 0.001.*ema_kimg"):
+        train_generator(other, images=images, progress=False)
+    longer = tiny_training_config(tmp_path, 4)
+    longer.max_minutes, longer.snapshot_every = 5.0, 1  # session options may change
+    assert train_generator(longer, images=images, progress=False).iteration == 4
+
+
 def test_classifier_learns_a_separable_problem():
     torch.manual_seed(0)
     x = torch.full((256, 1, 32, 32), -1.0)

@@ -146,6 +146,9 @@ def cmd_train_generator(settings: Settings) -> int:
         z_dim=o["z_dim"], w_dim=o["w_dim"], mapping_layers=o["mapping_layers"],
         channel_base=o["channel_base"], channel_max=o["channel_max"], batch_size=o["batch_size"],
         iterations=o["iterations"], max_minutes=o["max_minutes"], lr=o["lr"], r1_gamma=o["r1_gamma"],
+        r1_interval=o["r1_interval"], style_mixing_prob=o["style_mixing"], ema_kimg=o["ema_kimg"],
+        ema_rampup=None if o["ema_rampup"] <= 0 else o["ema_rampup"],
+        d_channel_base=o["d_channel_base"], d_channel_max=o["d_channel_max"],
         seed=o["seed"], snapshot_every=o["snapshot_every"],
         device=o["device"] or ("cuda" if torch.cuda.is_available() else "cpu"),
     )

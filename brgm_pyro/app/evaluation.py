@@ -1,7 +1,10 @@
 """Running the paper's Table 1 for our setting: BRGM (MAP) against classical baselines on a test set.
 
-Super-resolution: BRGM vs bicubic up-sampling vs total-variation reconstruction.
-In-painting: image n gets standard mask n % 7 (as in the paper); BRGM vs mean fill vs TV.
+Super-resolution: BRGM vs bicubic up-sampling vs DeepInverse's TV and wavelet reconstructions.
+In-painting: image n gets standard mask n % 7 (as in the paper); BRGM vs mean fill vs TV and wavelet.
+The TV / wavelet rows use the weights of ``baselines.TUNED_WEIGHTS`` (tuned on training images by
+``benchmarks/baselines.py``) and need the optional extra (``pip install -e ".[baselines]"``); without
+it the table says so in a note and has no such rows.
 Metrics per image (``compute_metrics``): LPIPS when its backbone weights are present, RMSE, PSNR,
 SSIM, MAE; plus the squared distance in the generator's feature space when one is used, and for
 in-painting the RMSE inside the hidden region. Reported as mean +- std over the images, as
@@ -21,7 +24,10 @@ import torch
 from tqdm.auto import tqdm
 
 from ..functional import image_shape, rmse_255
-from ..baselines import bicubic_upsample, mean_fill, total_variation_reconstruction
+from ..baselines import (
+    INSTALL_HINT, TUNED_WEIGHTS, baselines_available, bicubic_upsample, mean_fill, tv_reconstruction,
+    wavelet_reconstruction,
+)
 from ..corruptions import NUM_STANDARD_MASKS, Inpainting, SuperResolution, standard_mask, standard_mask_names
 from ..inference import MethodOptions, run_method
 from ..metrics import LPIPSMetric, compute_metrics, summarize
@@ -112,7 +118,7 @@ def generator_mean_image(generator, num_samples: int = 10_000, chunk: int = 500,
 
 def evaluate(generator, images: torch.Tensor, task: str, build_model: Callable, features: torch.nn.Module | None,
              factor: int = 4, kernel: str = "bicubic", steps: int = 500, lr: float = 0.1, batch_size: int = 50,
-             tv_steps: int = 300, progress: bool = True, lpips_net: str | None = "alex",
+             progress: bool = True, lpips_net: str | None = "alex",
              reconstructions: torch.Tensor | None = None) -> EvaluationTable:
     """Run BRGM (MAP) and the baselines of ``task`` on ``images`` (N, C, H, W) in [-1, 1].
 
@@ -133,15 +139,31 @@ def evaluate(generator, images: torch.Tensor, task: str, build_model: Callable, 
     lpips, why = (None, None) if lpips_net is None else try_lpips(lpips_net)
     if why:
         table.notes.append(why)
+    classical = baselines_available(wavelets=True) and task in TUNED_WEIGHTS
+    if classical:
+        weights = "; ".join(f"{m} lambda={s.weight:g}" for m, s in TUNED_WEIGHTS[task].items())
+        table.notes.append(f"TV and wavelet: DeepInverse PGD on the same operator, weights tuned on Fashion-MNIST "
+                           f"training images by benchmarks/baselines.py ({weights})")
+    elif task in TUNED_WEIGHTS:
+        table.notes.append(f"TV and wavelet baselines left out: DeepInverse is not installed ({INSTALL_HINT})")
+
+    def add_classical(op, obs, init, truth, hidden, group=None):
+        if not classical:
+            return
+        for key, method, solve in (("tv", "TV (DeepInverse)", tv_reconstruction),
+                                   ("wavelet", "wavelet (DeepInverse)", wavelet_reconstruction)):
+            recon = solve(op, obs, shape, TUNED_WEIGHTS[task][key], init=init)
+            _append(table, method, _metrics(recon, truth, lpips, features, hidden), group)
+
     if task == "super-resolution":
         op = SuperResolution(factor, kernel=kernel)
         low = op(images)
         brgm = (reconstructions.to(images.device) if reconstructions is not None
                 else _map_images(lambda obs: build_model(op, obs), low, steps, lr, batch_size, progress))
         _append(table, "BRGM (MAP)", _metrics(brgm, images, lpips, features, None))
-        _append(table, "bicubic", _metrics(bicubic_upsample(low, factor), images, lpips, features, None))
-        tv = total_variation_reconstruction(op, low, shape, steps=tv_steps)
-        _append(table, "total variation", _metrics(tv, images, lpips, features, None))
+        bicubic = bicubic_upsample(low, factor)
+        _append(table, "bicubic", _metrics(bicubic, images, lpips, features, None))
+        add_classical(op, low, bicubic, images, None)
         return table
     if task == "inpainting":
         mean_image = generator_mean_image(generator)
@@ -158,10 +180,9 @@ def evaluate(generator, images: torch.Tensor, task: str, build_model: Callable, 
             brgm = (reconstructions[idx].to(images.device) if reconstructions is not None
                     else _map_images(lambda o: build_model(op, o), obs, steps, lr, batch_size, False))
             _append(table, "BRGM (MAP)", _metrics(brgm, truth, lpips, features, hidden), mask_id)
-            _append(table, "mean fill", _metrics(mean_fill(obs, mask, mean_image), truth, lpips, features, hidden),
-                    mask_id)
-            tv = total_variation_reconstruction(op, obs, shape, steps=tv_steps)
-            _append(table, "total variation", _metrics(tv, truth, lpips, features, hidden), mask_id)
+            filled = mean_fill(obs, mask, mean_image)
+            _append(table, "mean fill", _metrics(filled, truth, lpips, features, hidden), mask_id)
+            add_classical(op, obs, filled, truth, hidden, mask_id)
         return table
     raise ValueError(f"evaluate supports the tasks super-resolution and inpainting, got {task!r}")
 

@@ -102,6 +102,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-minutes", type=float, default=None, help="stop after this much wall time")
     p.add_argument("--lr", type=float, default=0.0025)
     p.add_argument("--r1-gamma", type=float, default=0.01)
+    p.add_argument("--r1-interval", type=int, default=16, help="lazy R1 every this many D steps (default: %(default)s)")
+    p.add_argument("--style-mixing", type=float, default=0.9, help="style-mixing probability (default: %(default)s)")
+    p.add_argument("--ema-kimg", type=float, default=10.0,
+                   help="EMA half-life of G in thousands of images (default: %(default)s)")
+    p.add_argument("--ema-rampup", type=float, default=0.05,
+                   help="cap the EMA half-life at this fraction of the images seen; 0 = no ramp (default: %(default)s)")
+    p.add_argument("--d-channel-base", type=int, default=2048)
+    p.add_argument("--d-channel-max", type=int, default=64)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--snapshot-every", type=int, default=500)
     p.add_argument("--device", default=None, help="cuda or cpu (default: cuda when available)")

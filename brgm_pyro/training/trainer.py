@@ -58,6 +58,10 @@ class TrainingConfig:
     snapshot_every: int = 1000
     device: str = "cpu"
 
+    # Fields that may differ between the sessions of one run (how long, where, how often to save);
+    # every other field defines the run and must match the checkpoint on resume.
+    SESSION_FIELDS = ("data", "out_dir", "iterations", "max_minutes", "snapshot_every", "device")
+
     def generator_config(self) -> StyleGAN2Config:
         return StyleGAN2Config(
             img_resolution=self.resolution, img_channels=self.channels, z_dim=self.z_dim,
@@ -109,10 +113,23 @@ def save_checkpoint(state: TrainingState, opt_G: torch.optim.Optimizer, opt_D: t
             "iteration": state.iteration, "images_seen": state.images_seen,
             "wall_seconds": state.wall_seconds, "history": state.history,
             "torch_rng": torch.get_rng_state(),
+            **({"cuda_rng": torch.cuda.get_rng_state()} if next(state.G.parameters()).is_cuda else {}),
         },
         tmp,
     )
     tmp.replace(path)
+
+
+def check_resume_config(config: TrainingConfig, saved: dict[str, Any]) -> None:
+    """Raise ``ValueError`` naming every run-defining field of ``config`` that differs from the
+    checkpoint's ``saved`` config (resuming with another learning rate, width, EMA... would silently
+    mix two runs: the optimiser state even restores the old learning rate)."""
+    current = asdict(config)
+    differ = [f"{k}: checkpoint {saved.get(k)!r}, now {v!r}" for k, v in current.items()
+              if k not in TrainingConfig.SESSION_FIELDS and saved.get(k) != v]
+    if differ:
+        raise ValueError("cannot resume: the run's options differ from its checkpoint's (" + "; ".join(differ)
+                         + "); pass the checkpoint's options, or start afresh in another folder")
 
 
 def train_generator(
@@ -125,7 +142,12 @@ def train_generator(
     """Train a StyleGAN2 generator on ``config.data`` (or on ``images``, (N, C, R, R) in [-1, 1]).
 
     Writes ``checkpoint.pt`` (resumable), ``samples_XXXXXX.png`` grids, ``log.jsonl`` and
-    ``training_config.json`` to ``config.out_dir``; resumes from the checkpoint when present.
+    ``training_config.json`` to ``config.out_dir``; resumes from the checkpoint when present (the
+    options that define the run must match it, see ``check_resume_config``).  A run stopped and
+    resumed on the CPU continues exactly as if it had not stopped (tested): the checkpoint holds both
+    networks, both optimisers, the EMA, the counters and the random-number state (on a GPU also the
+    CUDA generator's, though GPU kernels need not be bitwise reproducible).  Tensors are loaded onto
+    ``config.device``, so a CPU checkpoint can continue on a GPU (not tested here: no GPU).
     """
     out = Path(config.out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -151,6 +173,7 @@ def train_generator(
     ckpt_path = out / "checkpoint.pt"
     if resume and ckpt_path.is_file():
         ckpt = torch.load(ckpt_path, map_location=device, weights_only=True)
+        check_resume_config(config, ckpt["config"])
         G.load_state_dict(ckpt["G"])
         G_ema.load_state_dict(ckpt["G_ema"])
         D.load_state_dict(ckpt["D"])
@@ -158,7 +181,9 @@ def train_generator(
         opt_D.load_state_dict(ckpt["opt_D"])
         state.iteration, state.images_seen = ckpt["iteration"], ckpt["images_seen"]
         state.wall_seconds, state.history = ckpt["wall_seconds"], ckpt["history"]
-        torch.set_rng_state(ckpt["torch_rng"])
+        torch.set_rng_state(ckpt["torch_rng"].cpu())  # map_location may have moved it to the GPU
+        if device.type == "cuda" and "cuda_rng" in ckpt:
+            torch.cuda.set_rng_state(ckpt["cuda_rng"].cpu())
     (out / "training_config.json").write_text(json.dumps(asdict(config), indent=2))
 
     grid_z = torch.randn(64, config.z_dim, generator=torch.Generator().manual_seed(123)).to(device)
