@@ -16,6 +16,7 @@ import torch
 
 from brgm_pyro.models.brgm import BRGMModel, corrupt, generate
 from brgm_pyro.models.likelihoods import PixelLikelihood
+from brgm_pyro.models.misfit import MisfitPixelLikelihood
 from brgm_pyro.models.priors import GaussianLatentPrior, SharedLatentPrior
 
 from .guides import ImageStack, LatentDistribution
@@ -53,14 +54,17 @@ def laplace_approximation(model: BRGMModel, latent: torch.Tensor, chunk_size: in
         raise ValueError(f"the Laplace approximation needs a Gaussian prior, not {type(model.prior).__name__}")
     if model.colinearity is not None:
         raise ValueError("the Laplace approximation does not include the colinearity factor: use kappa=0")
-    if len(model.likelihoods) != 1 or not isinstance(model.likelihoods[0], PixelLikelihood):
+    if len(model.likelihoods) != 1 or not isinstance(model.likelihoods[0], (PixelLikelihood, MisfitPixelLikelihood)):
         raise ValueError("the Laplace approximation needs the pixel likelihood as the only likelihood")
     model.require_single("laplace_approximation")
-    sigma = model.likelihoods[0].sigma
+    likelihood = model.likelihoods[0]
     with torch.enable_grad():
         jac = output_jacobian(model, latent, chunk_size).double()
     prior_std = model.prior.init_scale().reshape(-1).double().to(jac.device)
-    precision = jac.T @ jac / sigma**2 + torch.diag(prior_std.pow(-2))
+    if isinstance(likelihood, MisfitPixelLikelihood):  # S = sigma^2 I + tau^2 A A^T (models.misfit)
+        precision = likelihood.gauss_newton(jac) + torch.diag(prior_std.pow(-2))
+    else:
+        precision = jac.T @ jac / likelihood.sigma**2 + torch.diag(prior_std.pow(-2))
     cov = torch.cholesky_inverse(torch.linalg.cholesky(precision))
     cov = 0.5 * (cov + cov.T)
     loc = latent.detach().reshape(-1)
