@@ -285,7 +285,8 @@ def fit_multistart_fullrank(model: BRGMModel, num_starts: int = 8, num_steps: in
     steps, ``lr`` decayed 10x, ``num_particles`` per step; a batched model: one batched fit, each
     image seeded as if alone: equal to separate fits).  ``.diagnostics`` records every mode's
     log joint (and Laplace evidence with ``select="evidence"``) and which start was used (lists
-    over the images for a batched model).  ``interval_scale`` s != 1 returns N(mu, s^2 Sigma)
+    over the images for a batched model); ``.modes`` the ``MultistartResult`` of each image (its
+    mode 0 is ``map_estimate``'s result from w_avg).  ``interval_scale`` s != 1 returns N(mu, s^2 Sigma)
     (``recalibration.widen``; ``BUNDLED_INTERVAL_SCALES`` holds the measured ones)."""
     seeds = image_seeds(model, seed)
     laplace, modes = fit_multistart_laplace(model, num_starts, num_steps, seeds, select=select, keep=keep,
@@ -296,6 +297,7 @@ def fit_multistart_fullrank(model: BRGMModel, num_starts: int = 8, num_steps: in
                  for m in modes]
     posterior.diagnostics = ({key: [d[key] for d in per_image] for key in per_image[0]} if model.batched
                              else per_image[0])
+    posterior.modes = modes  # per image: every mode (mode 0 is map_estimate's own result), its log joint
     return widen(posterior, interval_scale)
 
 
