@@ -110,3 +110,33 @@ def test_real_image_calibration_end_to_end_with_resume(tmp_path, one_thread):
     with pytest.raises(ValueError, match="other settings"):
         real_image_calibration(G, f, split, misfit=None, alpha=0.2, scales=(0.5, 1.0), num_draws=64,
                                fit_options=options, out=out, num_stats_samples=200)
+
+
+def test_calibrate_images_cli_on_a_folder_of_real_images(tmp_path, monkeypatch, capsys, tiny_generator, one_thread):
+    import json
+
+    from PIL import Image
+
+    from brgm_pyro import generators
+    from brgm_pyro.app.cli import main
+
+    folder = tmp_path / "images"
+    folder.mkdir()
+    g = np.random.default_rng(0)
+    for i in range(5):
+        Image.fromarray(g.integers(0, 256, (16, 16), dtype=np.uint8)).save(folder / f"img{i}.png")
+    monkeypatch.setattr(generators, "load_generator", lambda *a, **k: tiny_generator)
+    out = tmp_path / "out"
+    assert main(["calibrate", "--task", "inpainting", "--mask-id", "0", "--images", str(folder),
+                 "--num-calibration", "2", "--num-evaluation", "2", "--steps", "5", "--num-draws", "16",
+                 "--misfit-scale", "0.2", "--alpha", "0.5", "--out", str(out), "--no-progress"]) == 0
+    printed = capsys.readouterr().out
+    assert "| plain | 1: 1 |" in printed and "| misfit | 1: 1 |" in printed and "conformal scale" in printed
+    data = json.loads((out / "real_calibration.json").read_text())
+    assert data["settings"]["misfit_scale"] == 0.2 and data["settings"]["setting"] == "inpainting-mask0"
+    assert set(data["settings"]["calibration_ids"]).isdisjoint(data["settings"]["evaluation_ids"])
+    stored = json.loads((out / "interval_scales.json").read_text())
+    assert stored["interval_calibration"]["inpainting-mask0"]["num_images"] == 2
+    assert main(["calibrate", "--task", "inpainting", "--images", str(folder), "--num-calibration", "4",
+                 "--num-evaluation", "2", "--out", str(tmp_path / "o2")]) == 2
+    assert "4 + 2 images asked for, 5 available" in capsys.readouterr().err
