@@ -166,3 +166,27 @@ def test_misfit_errors_and_learnt_scale():
     assert MISFIT_SITE in trace.nodes and trace.nodes[MISFIT_SITE]["value"] > 0
     with pytest.raises(ValueError, match="fixed sigma_pixel and misfit scale"):
         predictive_images(model, torch.zeros(1, 1, 8, 8))
+
+
+def test_the_command_line_plumbs_misfit_scale_into_the_model(tiny_generator):
+    from brgm_pyro.app.cli import build_parser
+    from brgm_pyro.app.cli_args import model_from_args
+
+    mask = torch.ones(1, 16, 16)
+    mask[..., 8:] = 0
+    corruption = Inpainting(mask)
+    observation = torch.zeros(1, 16, 16)
+    parser = build_parser()
+    args = parser.parse_args(["reconstruct", "x.png", "--task", "inpainting", "--mask-id", "0",
+                              "--misfit-scale", "0.15", "--features", "none"])
+    model = model_from_args(args, tiny_generator, corruption, observation, None)
+    assert model.config.misfit_scale == 0.15
+    assert isinstance(model.likelihoods[0], MisfitPixelLikelihood) and model.likelihoods[0].tau == 0.15
+    plain = model_from_args(parser.parse_args(["reconstruct", "x.png", "--task", "inpainting", "--mask-id", "0",
+                                               "--features", "none"]), tiny_generator, corruption, observation, None)
+    assert plain.config.misfit_scale is None and type(plain.likelihoods[0]).__name__ == "PixelLikelihood"
+    learn = parser.parse_args(["reconstruct", "x.png", "--task", "inpainting", "--mask-id", "0",
+                               "--misfit-scale", "learn"])
+    assert learn.misfit_scale == "learn"
+    with pytest.raises(SystemExit):
+        parser.parse_args(["reconstruct", "x.png", "--task", "inpainting", "--misfit-scale", "-1"])

@@ -335,9 +335,17 @@ def _add_model_options(p: argparse.ArgumentParser, steps: int = 500) -> None:
     g.add_argument("--sigma-pixel", type=float)
     g.add_argument("--sigma-perceptual", type=float)
     g.add_argument("--kappa", type=float, help="von Mises concentration of the colinearity prior (0: off)")
+    g.add_argument("--misfit-scale", type=misfit_scale_arg, default=None,
+                   help="tau of the generator's misfit x = G(w) + r, r ~ N(0, tau^2) per pixel, integrated out of "
+                        "the pixel likelihood (a number, or 'learn'); draws of the image then include r (default: off)")
     g.add_argument("--lambda-pixel", type=float, help="paper's Eq. 6 weight: sigma_pixel = lambda^-1/2")
     g.add_argument("--lambda-perceptual", type=float, help="paper's Eq. 6 weight: sigma_perceptual = lambda^-1/2")
     g.add_argument("--lambda-colin", type=float, help="paper's Eq. 6 weight: kappa = lambda_colin / 2")
+
+
+def misfit_scale_arg(text: str) -> float | str:
+    """argparse type of --misfit-scale: 'learn' or a finite number > 0."""
+    return "learn" if text == "learn" else positive_float(text)
 
 
 def positive_float(text: str) -> float:

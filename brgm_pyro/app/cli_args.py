@@ -272,8 +272,10 @@ def model_from_args(args: argparse.Namespace, generator: PriorGenerator, corrupt
                     observation: torch.Tensor, features: torch.nn.Module | None) -> BRGMModel:
     """The model the command line asks for: ``default_config`` with the weight flags applied,
     built by ``brgm_model``; --blind makes the named corruption parameters latent and
-    --learn-noise infers sigma_pixel (prior HalfNormal(0.5))."""
+    --learn-noise infers sigma_pixel (prior HalfNormal(0.5)); --misfit-scale adds the generator's misfit."""
     config = replace(default_config(generator, corruption, features), **weight_overrides_from_args(args))
+    if getattr(args, "misfit_scale", None) is not None:  # the generator's misfit (brgm_pyro.models.misfit)
+        config = replace(config, misfit_scale=args.misfit_scale)
     model = brgm_model(generator, corruption, observation.to(generator.device), config=config, features=features)
     if getattr(args, "blind", None):
         model = replace(model, corruption=make_blind(model.corruption, args.blind))
