@@ -58,10 +58,11 @@ def main(argv: list[str] | None = None) -> int:
             print_report(report, path)
         return 0
 
-    from brgm_pyro.bundled import load_domain_classifier
+    from brgm_pyro.bundled import load_domain_classifier, load_test_images
     from brgm_pyro.corruptions import make_corruption
     from brgm_pyro.generators import load_generator
-    from brgm_pyro.inference.real_images import fashion_mnist_split, real_image_calibration
+    from brgm_pyro.inference.real_images import real_image_calibration, split_images
+    from brgm_pyro.training.data import FASHION_MNIST_DIR, load_fashion_mnist
 
     G = load_generator("fashion-mnist-32", device="cpu")
     if args.task == "inpainting":
@@ -70,7 +71,9 @@ def main(argv: list[str] | None = None) -> int:
     else:
         corruption = make_corruption("super-resolution", 32, factor=args.factor, kernel=args.kernel)
         setting = f"super-resolution-x{args.factor}-{args.kernel}"
-    split = fashion_mnist_split(args.num_calibration, args.num_evaluation, seed=args.split_seed)
+    test, _ = load_fashion_mnist("test", FASHION_MNIST_DIR, 32)
+    split = split_images(test, range(test.shape[0]), args.num_calibration, args.num_evaluation, seed=args.split_seed,
+                         exclude_ids=load_test_images()[2].tolist(), source=f"{FASHION_MNIST_DIR} (test split)")
     misfit = None if args.misfit == "none" else (args.misfit if args.misfit == "fit" else float(args.misfit))
     t0 = time.perf_counter()
     report = real_image_calibration(

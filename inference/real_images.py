@@ -2,7 +2,8 @@
 intervals measured, and their scale fitted with a finite-sample guarantee, on real images rather
 than on problems drawn from the model.
 
-    split = fashion_mnist_split(num_calibration=30, num_evaluation=30, seed=25)
+    x, _ = load_fashion_mnist("test")                        # brgm_pyro.training.data
+    split = split_images(x, range(len(x)), 30, 30, seed=25, exclude_ids=load_test_images()[2].tolist())
     report = real_image_calibration(G, make_corruption("inpainting", 32, mask_id=0), split,
                                     misfit="fit", alpha=0.1, out="real.json")
     print(report.table())
@@ -50,9 +51,9 @@ DEFAULT_SCALES: tuple[float, ...] = (0.8, 0.9, 1.0, 1.1, 1.2, 1.35, 1.5, 1.75, 2
 REAL_LEVELS: tuple[float, ...] = (0.5, 0.9)
 UNPLACEABLE_BELOW = 0.5
 """A draw the domain classifier "cannot place": its highest class probability is below 0.5."""
-SPLIT_RULE = ("Fashion-MNIST test split without the 100 bundled images (brgm_pyro/pretrained/"
-              "fashion-mnist-test-100.npz indices); numpy default_rng(seed).permutation of the remaining "
-              "indices (ascending); the first num_calibration are calibration images, the next "
+SPLIT_RULE = ("the images without the excluded ids (for Fashion-MNIST: its test split without the 100 bundled "
+              "images, brgm_pyro/pretrained/fashion-mnist-test-100.npz), in ascending id order; numpy "
+              "default_rng(seed).permutation of them; the first num_calibration are calibration images, the next "
               "num_evaluation evaluation images")
 
 
@@ -83,47 +84,41 @@ class RealImageSplit:
                 raise ValueError(f"{name} images must lie in [-1, 1], got [{float(x.min()):.3g}, {float(x.max()):.3g}]")
 
 
-def _split_indices(num_items: int, num_calibration: int, num_evaluation: int, seed: int) -> tuple[list, list]:
+def split_images(images: torch.Tensor, ids: Sequence[int], num_calibration: int, num_evaluation: int,
+                 seed: int = 25, exclude_ids: Sequence[int] = (), source: str = "") -> RealImageSplit:
+    """Calibration and evaluation images by the recorded rule ``SPLIT_RULE``: the images whose id is
+    not in ``exclude_ids`` (ascending id order), permuted by numpy ``default_rng(seed)``; the first
+    ``num_calibration`` calibrate, the next ``num_evaluation`` evaluate."""
     if num_calibration < 1 or num_evaluation < 0:
         raise ValueError(f"need >= 1 calibration and >= 0 evaluation images, got {num_calibration}, {num_evaluation}")
-    if num_calibration + num_evaluation > num_items:
-        raise ValueError(f"{num_calibration} + {num_evaluation} images asked for, {num_items} available")
-    perm = np.random.default_rng(seed).permutation(num_items)
-    return perm[:num_calibration].tolist(), perm[num_calibration:num_calibration + num_evaluation].tolist()
+    ids = [int(i) for i in ids]
+    if len(ids) != images.shape[0] or len(set(ids)) != len(ids):
+        raise ValueError(f"need one distinct id per image, got {len(ids)} ids for {images.shape[0]} images")
+    excluded = {int(i) for i in exclude_ids}
+    remaining = sorted((i, k) for k, i in enumerate(ids) if i not in excluded)
+    if num_calibration + num_evaluation > len(remaining):
+        raise ValueError(f"{num_calibration} + {num_evaluation} images asked for, {len(remaining)} available")
+    perm = np.random.default_rng(seed).permutation(len(remaining))
+    cal = [remaining[j] for j in perm[:num_calibration]]
+    ev = [remaining[j] for j in perm[num_calibration:num_calibration + num_evaluation]]
+    rule = SPLIT_RULE + f" (seed {seed}; {len(excluded)} ids excluded)"
+    return RealImageSplit(images[[k for _, k in cal]], [i for i, _ in cal], images[[k for _, k in ev]],
+                          [i for i, _ in ev], rule, source)
 
 
-def fashion_mnist_split(num_calibration: int, num_evaluation: int, seed: int = 25, root: str | Path | None = None,
-                        resolution: int = 32) -> RealImageSplit:
-    """Real Fashion-MNIST test images (28x28 padded with -1 to ``resolution``) that are not among
-    the 100 bundled ones, split by ``SPLIT_RULE``; ids are test-split indices."""
-    from brgm_pyro.bundled import load_test_images
-    from brgm_pyro.training.data import FASHION_MNIST_DIR, load_fashion_mnist
+def folder_images(folder: str | Path, resolution: int, channels: int = 1) -> tuple[torch.Tensor, list[int]]:
+    """The PNG / JPEG images of a folder, sorted by file name, as (N, C, R, R) in [-1, 1] (centre crop,
+    Lanczos resize: ``brgm_pyro.io.load_image``); ids are their positions."""
+    from brgm_pyro.io import load_image
 
-    x, _ = load_fashion_mnist("test", FASHION_MNIST_DIR if root is None else root, resolution)
-    bundled = set(load_test_images()[2].tolist())
-    remaining = [i for i in range(x.shape[0]) if i not in bundled]
-    cal, ev = _split_indices(len(remaining), num_calibration, num_evaluation, seed)
-    cal_ids, ev_ids = [remaining[i] for i in cal], [remaining[i] for i in ev]
-    return RealImageSplit(x[cal_ids], cal_ids, x[ev_ids], ev_ids, SPLIT_RULE + f" (seed {seed})",
-                          f"fashion-mnist test split ({FASHION_MNIST_DIR if root is None else root})")
-
-
-def folder_split(folder: str | Path, num_calibration: int, num_evaluation: int, seed: int = 25,
-                 resolution: int = 32, channels: int = 1) -> RealImageSplit:
-    """Images of a folder: a Fashion-MNIST IDX folder (``fashion_mnist_split`` of its test split)
-    or PNG / JPEG files (sorted by name, ids their positions; split by a seeded permutation)."""
     folder = Path(folder)
     if not folder.is_dir():
         raise FileNotFoundError(f"image folder {folder} does not exist")
-    if any(folder.glob("t10k-images-idx3-ubyte*")):
-        return fashion_mnist_split(num_calibration, num_evaluation, seed, folder, resolution)
-    from brgm_pyro.training.data import load_image_folder
-
-    x = load_image_folder(folder, resolution, channels)
-    cal, ev = _split_indices(x.shape[0], num_calibration, num_evaluation, seed)
-    rule = (f"files of {folder} sorted by name (id = position); numpy default_rng({seed}).permutation: the "
-            f"first {num_calibration} calibration, the next {num_evaluation} evaluation")
-    return RealImageSplit(x[cal], cal, x[ev], ev, rule, str(folder))
+    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in (".png", ".jpg", ".jpeg"))
+    if not files:
+        raise FileNotFoundError(f"no .png / .jpg images found in {folder}")
+    images = torch.cat([load_image(p, resolution=resolution, channels=channels) for p in files])
+    return images, list(range(len(files)))
 
 
 # --------------------------------------------------------------------------- problems

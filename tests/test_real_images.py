@@ -10,7 +10,7 @@ from brgm_pyro.corruptions import Inpainting
 from brgm_pyro.generators import LinearGenerator
 from brgm_pyro.inference.conformal import conformal_scale, monotone_losses, required_mean_loss
 from brgm_pyro.inference.real_images import (
-    RealCalibrationReport, RealImageSplit, real_image_calibration, real_problems,
+    RealCalibrationReport, RealImageSplit, real_image_calibration, real_problems, split_images,
 )
 
 
@@ -60,6 +60,23 @@ def _setup():
     real = (torch.rand(7, 1, 8, 8, generator=g) * 1.6 - 0.8)  # "real" images: not of the generator's range
     split = RealImageSplit(real[:3], [10, 11, 12], real[3:], [20, 21, 22, 23], "test rule", "test")
     return G, Inpainting(mask), split
+
+
+def test_split_images_follows_the_recorded_rule_and_excludes_ids():
+    images = torch.linspace(-1, 1, 20).reshape(20, 1, 1, 1).expand(20, 1, 2, 2).clone()
+    ids = list(range(100, 120))[::-1]  # any order: the rule sorts by id
+    split = split_images(images, ids, 4, 5, seed=7, exclude_ids=[100, 101, 102])
+    remaining = list(range(103, 120))
+    perm = np.random.default_rng(7).permutation(len(remaining))  # the rule, computed independently
+    assert split.calibration_ids == [remaining[j] for j in perm[:4]]
+    assert split.evaluation_ids == [remaining[j] for j in perm[4:9]]
+    for x, i in zip(split.calibration, split.calibration_ids):  # each image travels with its id
+        assert torch.equal(x, images[ids.index(i)])
+    assert "seed 7" in split.rule and "3 ids excluded" in split.rule
+    with pytest.raises(ValueError, match="asked for, 17 available"):
+        split_images(images, ids, 10, 8, exclude_ids=[100, 101, 102])
+    with pytest.raises(ValueError, match="one distinct id per image"):
+        split_images(images, [1] * 20, 2, 2)
 
 
 def test_real_problems_are_seeded_per_image_and_the_split_must_be_disjoint():

@@ -262,12 +262,20 @@ def _calibrate_real(args: argparse.Namespace) -> int:
     """``calibrate --images DIR``: coverage, RMSE against MAP, std / error and draw plausibility of the
     recommended posterior on real images, and its conformal interval scale (``inference.real_images``)."""
     from ..bundled import load_domain_classifier
-    from ..inference.real_images import folder_split, real_image_calibration
+    from ..inference.real_images import folder_images, real_image_calibration, split_images
+    from ..training.data import load_fashion_mnist
 
     generator = generators.load_generator(args.generator, device=args.device)
     corruption = corruption_from_args(args, generator.img_resolution)
-    split = folder_split(args.images, args.num_calibration, args.num_evaluation, seed=args.split_seed,
-                         resolution=generator.img_resolution, channels=generator.img_channels)
+    folder = Path(args.images)
+    if any(folder.glob("t10k-images-idx3-ubyte*")):  # Fashion-MNIST IDX files: the test split, bundled 100 excluded
+        images, _ = load_fashion_mnist("test", folder, generator.img_resolution)
+        ids, exclude, source = range(images.shape[0]), load_test_images()[2].tolist(), f"{folder} (test split)"
+    else:
+        images, ids = folder_images(folder, generator.img_resolution, generator.img_channels)
+        exclude, source = (), f"{folder} (files sorted by name, id = position)"
+    split = split_images(images, ids, args.num_calibration, args.num_evaluation, seed=args.split_seed,
+                         exclude_ids=exclude, source=source)
     misfit = {"none": None, "fit": "fit"}.get(args.misfit_scale, None)
     if args.misfit_scale not in ("none", "fit"):
         misfit = positive_float(args.misfit_scale)
