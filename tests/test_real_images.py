@@ -157,3 +157,20 @@ def test_calibrate_images_cli_on_a_folder_of_real_images(tmp_path, monkeypatch, 
     assert main(["calibrate", "--task", "inpainting", "--images", str(folder), "--num-calibration", "4",
                  "--num-evaluation", "2", "--out", str(tmp_path / "o2")]) == 2
     assert "4 + 2 images asked for, 5 available" in capsys.readouterr().err
+
+
+def test_plausibility_counts_draws_the_classifier_cannot_place():
+    from brgm_pyro.inference.real_images import UNPLACEABLE_BELOW, plausibility
+
+    class Fixed(torch.nn.Module):  # logits from the mean pixel: bright images are sure, dark ones are not
+        def forward(self, x):
+            m = x.mean((1, 2, 3))
+            return torch.stack([4 * m, torch.zeros_like(m), torch.zeros_like(m)], -1)
+
+    x = torch.stack([torch.full((1, 4, 4), v) for v in (-1.0, 0.0, 0.5, 1.0, 3.0)])  # 3.0 is clamped to 1
+    probs = torch.softmax(Fixed()(x.clamp(-1, 1)), -1).max(-1).values.double()
+    got = plausibility(Fixed(), x)
+    assert got["max_softmax"] == pytest.approx(float(probs.mean()))
+    assert got["unplaceable"] == pytest.approx(float((probs < UNPLACEABLE_BELOW).double().mean()))
+    assert 0 < got["unplaceable"] < 1
+    assert plausibility(None, x) is None
