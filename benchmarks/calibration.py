@@ -3,7 +3,7 @@
 Problems are drawn from the model itself on the bundled generator (w ~ its Gaussian prior with
 per-dimension std, kappa 0; x = G(w); y = f(x) + N(0, sigma_pixel^2)), for x4 super-resolution
 (bicubic-antialias) and in-painting with standard mask 0; every method in ``--methods`` (names
-from ``brgm_pyro.inference.calibration.METHODS``) is run on every problem, each problem in its
+from ``brgm_pyro.study.METHODS``) is run on every problem, each problem in its
 own job with one thread (``OMP_NUM_THREADS=1``; ``--jobs`` processes at once).
 
 Results are saved per task, method and problem (OUT/TASK/METHOD/problem_007.json), so a run is
@@ -11,7 +11,7 @@ resumable (finished problems are skipped) and methods run at different times are
 one table per task (OUT/TASK/calibration.json and .png, OUT/calibration.md).
 
     python benchmarks/calibration.py --methods map,vi-meanfield --num-problems 20 --steps 500 --jobs 2
-    python benchmarks/calibration.py --methods fullrank --import brgm_pyro.inference.guides   # add a method
+    python benchmarks/calibration.py --methods mine --methods-from mymodule   # mymodule.METHODS = {"mine": fn}
     python benchmarks/calibration.py --table-only                   # merge what is there and print
     python benchmarks/calibration.py --smoke --out /tmp/cal         # 2 problems, 5 steps (CI)
 """
@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import importlib
 import json
 import os
 import platform
@@ -42,12 +41,10 @@ DEFAULT_OUT = Path(__file__).resolve().parent / "results" / "calibration"
 _CACHE: dict = {}
 
 
-def _setup(imports: list[str]) -> None:
+def _setup() -> None:
     import torch
 
     torch.set_num_threads(1)
-    for module in imports:
-        importlib.import_module(module)
 
 
 def _problem_model(generator_name: str, task: str, sigma_pixel: float, prior_std: str):
@@ -55,7 +52,7 @@ def _problem_model(generator_name: str, task: str, sigma_pixel: float, prior_std
     key = (generator_name, task, sigma_pixel, prior_std)
     if key not in _CACHE:
         from brgm_pyro.generators import load_generator
-        from brgm_pyro.inference.calibration import problem_model
+        from brgm_pyro.study import problem_model
         from brgm_pyro.corruptions import make_corruption
 
         if generator_name not in _CACHE:
@@ -68,15 +65,18 @@ def _problem_model(generator_name: str, task: str, sigma_pixel: float, prior_std
 
 def run_job(job: dict) -> tuple[str, float]:
     """Simulate problem ``job["index"]`` of a task, run one method on it, save its report."""
-    _setup(job["imports"])
-    from brgm_pyro.inference.calibration import calibrate, simulate_problem
+    _setup()
+    from brgm_pyro.study import calibrate, simulate_problem
 
     t0 = time.perf_counter()
     if not job["force"] and Path(job["path"]).is_file():  # finished meanwhile by another run
         return job["path"], 0.0
     model = _problem_model(job["generator"], job["task"], job["sigma_pixel"], job["prior_std"])
     problem = simulate_problem(model, job["index"], job["problem_seed"])
-    report = calibrate([problem], [job["method"]], num_draws=job["num_draws"], seed=job["seed"],
+    from brgm_pyro.study import methods_from
+
+    method = methods_from(job["imports"])[job["method"]]
+    report = calibrate([problem], {job["method"]: method}, num_draws=job["num_draws"], seed=job["seed"],
                        options={"num_steps": job["steps"]}, settings=job["settings"])
     report.to_json(job["path"])
     return job["path"], time.perf_counter() - t0
@@ -102,7 +102,7 @@ def _check_existing(path: Path, settings: dict, num_draws: int, seed: int) -> bo
 
 def merge_task(task_dir: Path):
     """One CalibrationReport of every method's per-problem files in OUT/TASK (or None)."""
-    from brgm_pyro.inference.calibration import CalibrationReport
+    from brgm_pyro.study import CalibrationReport
 
     files = sorted(task_dir.glob("*/problem_*.json"))
     if not files:
@@ -143,8 +143,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--prior-std", default="per-dimension", choices=("per-dimension", "scalar"))
     p.add_argument("--generator", default="fashion-mnist-32")
     p.add_argument("--jobs", type=int, default=1, help="problems run at once, one process each")
-    p.add_argument("--import", dest="imports", action="append", default=[],
-                   help="module that registers more methods in METHODS (repeatable)")
+    p.add_argument("--methods-from", dest="imports", action="append", default=[], metavar="MODULE",
+                   help="module whose METHODS dict (name -> method) adds methods to the table (repeatable)")
     p.add_argument("--out", default=str(DEFAULT_OUT))
     p.add_argument("--force", action="store_true", help="rerun problems that already have results")
     p.add_argument("--table-only", action="store_true", help="only merge the results in OUT and print the tables")
@@ -152,10 +152,10 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     if args.smoke:
         args.num_problems, args.steps, args.num_draws = 2, 5, 16
-    _setup(args.imports)
-    from brgm_pyro.inference.calibration import resolve_methods
+    _setup()
+    from brgm_pyro.study import methods_from, resolve_methods
 
-    methods = list(resolve_methods(args.methods))
+    methods = list(resolve_methods(args.methods, methods_from(args.imports)))
     tasks = [t.strip() for t in args.tasks.split(",") if t.strip()]
     unknown = [t for t in tasks if t not in TASKS]
     if unknown:

@@ -3,7 +3,7 @@
 The problems of issue 10: w ~ the bundled generator's Gaussian prior (per-dimension std, kappa 0),
 x = G(w), y = f(x) + N(0, 0.1^2), pixel likelihood only (sigma_pixel 0.1); x4 super-resolution
 (bicubic-antialias) and in-painting with standard mask 0 (right half hidden).  Each (task, method,
-problem) is measured by ``brgm_pyro.inference.calibration.calibrate`` and saved as its own JSON
+problem) is measured by ``brgm_pyro.study.calibrate`` and saved as its own JSON
 (OUT/TASK/METHOD/problem_007.json), so runs resume and merge; ``--table`` merges them, prints the
 calibration table per task and each method's wall time per problem relative to MAP's on the same
 problems (paired ratios, mean +- se), and writes OUT/TASK.json.
@@ -49,7 +49,7 @@ def parse_range(text: str) -> list[int]:
 
 def run(args: argparse.Namespace) -> None:
     from brgm_pyro.generators import load_generator
-    from brgm_pyro.inference.calibration import calibrate, problem_model, resolve_methods, simulate_problem
+    from brgm_pyro.study import calibrate, problem_model, resolve_methods, simulate_problem
 
     torch.set_num_threads(1)
     methods = resolve_methods(args.methods)
@@ -72,7 +72,7 @@ def run(args: argparse.Namespace) -> None:
 
 
 def table(out: Path) -> str:
-    from brgm_pyro.inference.calibration import CalibrationReport
+    from brgm_pyro.study import CalibrationReport
 
     lines = []
     for task in TASKS:

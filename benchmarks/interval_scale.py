@@ -1,5 +1,5 @@
 """Fit the simulation-calibrated interval scale of the recommended posterior, and check it on
-problems it was not fitted on (``brgm_pyro.inference.recalibration``).
+problems it was not fitted on (``brgm_pyro.study.interval_scale``).
 
 For every (task, problem seed, problem) job, in its own process with one thread: simulate the
 calibration problem (``benchmarks/calibration.py``'s model: bundled generator, w ~ its Gaussian
@@ -7,10 +7,10 @@ prior with per-dimension std, kappa 0, sigma_pixel 0.1), run MAP (500 steps from
 calibration benchmark's "map") and the recommended posterior (``fit_multistart_fullrank``,
 method seed as in the calibration benchmark), draw 256 latents, and record the coverage of the
 unknown-region pixels and of the latents at every level for each scale of a grid
-(``recalibration.coverage_by_scale``, the same draws at every scale).  One JSON per problem
+(``study.coverage_by_scale``, the same draws at every scale).  One JSON per problem
 (OUT/TASK/seed_S/problem_007.json), so a run resumes where it stopped.
 
-The table fits the scale on the ``--fit-seeds`` problems (``recalibration.choose_scale``: the grid
+The table fits the scale on the ``--fit-seeds`` problems (``study.choose_scale``: the grid
 scale whose pooled calibration curve of the pixels, levels 0.1 ... 0.9, is closest to the
 diagonal) and reports, for every other seed, coverage at scale
 1 and at the fitted scale with standard errors across problems, RMSE against MAP's, and time.
@@ -48,10 +48,10 @@ def run_job(job: dict) -> tuple[str, float]:
     sys.path.insert(0, str(HERE))
     from calibration import _problem_model  # the calibration benchmark's model, built once per process
 
-    from brgm_pyro.inference.calibration import _seed, simulate_problem
+    from brgm_pyro.study import derive_seed, simulate_problem
     from brgm_pyro.inference.map import map_estimate
     from brgm_pyro.inference.multistart import fit_multistart_fullrank
-    from brgm_pyro.inference.recalibration import ScaleProblem, coverage_by_scale
+    from brgm_pyro.study import ScaleProblem, coverage_by_scale
 
     path = Path(job["path"])
     if path.is_file():
@@ -59,7 +59,7 @@ def run_job(job: dict) -> tuple[str, float]:
     t0 = time.perf_counter()
     model = _problem_model("fashion-mnist-32", job["task"], 0.1, "per-dimension")
     problem = simulate_problem(model, job["index"], job["problem_seed"])
-    method_seed, sample_seed = _seed(job["seed"], job["index"], 0), _seed(job["seed"], job["index"], 1)
+    method_seed, sample_seed = derive_seed(job["seed"], job["index"], 0), derive_seed(job["seed"], job["index"], 1)
     unknown = problem.unknown.cpu()
     truth = problem.image[0].cpu()
 
@@ -114,12 +114,12 @@ def _row(task: str, seed: str, role: str, group: list[dict], j: int, scale: floa
 
 
 def table(records: list[dict], fit_seeds: list[int]) -> tuple[str, dict[str, float]]:
-    """Fit the scale per task on ``fit_seeds`` (``recalibration.choose_scale``: the grid scale whose
+    """Fit the scale per task on ``fit_seeds`` (``study.choose_scale``: the grid scale whose
     pooled pixel calibration curve is closest to the diagonal); rows per (task, seed) and for all
     held-out seeds pooled, at scale 1 and at the fitted scale."""
     import numpy as np
 
-    from brgm_pyro.inference.recalibration import choose_scale
+    from brgm_pyro.study import choose_scale
 
     lines = ["| task | problem seed | role | problems | scale | 90% holds (pixels) | 50% holds (pixels) "
              "| mean abs calibration error (pixels, levels 0.1-0.9) | 90% holds (latents) "

@@ -42,7 +42,7 @@ def main() -> None:
     args = parser.parse_args()
 
     from brgm_pyro.generators import load_generator
-    from brgm_pyro.inference.calibration import problem_model, resolve_methods, simulate_problem
+    from brgm_pyro.study import problem_model, resolve_methods, simulate_problem
 
     torch.set_num_threads(1)
     methods = resolve_methods(["map", *[m for m in args.methods.split(",") if m and m != "map"]])

@@ -1,7 +1,7 @@
 """The NUTS reference on the calibration problems: does it mix, is it calibrated, what does it cost?
 
 Runs the calibration benchmark (``benchmarks/calibration.py``) with the methods "map" and "nuts"
-(``brgm_pyro.inference.neutra.nuts_reference``: MAP + Gauss-Newton Laplace covariance as a dense,
+(``brgm_pyro.study.methods.nuts_reference``: MAP + Gauss-Newton Laplace covariance as a dense,
 fixed mass matrix, 4 chains started at draws of that Gaussian) into
 ``benchmarks/results/nuts_reference``, then prints one row per problem: max R-hat / min bulk and
 tail ESS over the latents, 64 unknown-region pixels and the log-likelihood, divergences, step

@@ -36,7 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from calibration_variational import corruption, parse_range  # noqa: E402
 
 from brgm_pyro.generators import load_generator  # noqa: E402
-from brgm_pyro.inference.calibration import _coverage, _seed, problem_model, simulate_problem  # noqa: E402
+from brgm_pyro.study import derive_seed, interval_coverage, problem_model, simulate_problem  # noqa: E402
 from brgm_pyro.inference.importance import differentiable_log_joint  # noqa: E402
 from brgm_pyro.inference.multistart import fit_multistart_laplace  # noqa: E402
 from brgm_pyro.models.brgm import generate  # noqa: E402
@@ -68,7 +68,7 @@ def pixel_coverage(problem, mode: torch.Tensor, scale_tril: torch.Tensor, n: int
     draws = (mode.flatten().double() + z @ scale_tril.T).float().reshape(n, *mode.shape)
     with torch.no_grad():
         images = torch.cat([generate(m.generator, m.prior.ws_from_latent(c)) for c in draws.split(64)])
-    return _coverage(images[:, problem.unknown], problem.image[0][problem.unknown], [0.5, 0.9])
+    return interval_coverage(images[:, problem.unknown], problem.image[0][problem.unknown], [0.5, 0.9])
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -87,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
     for index in parse_range(args.problems):
         t0 = time.perf_counter()
         problem = simulate_problem(base, index, args.problem_seed)
-        laplace, _ = fit_multistart_laplace(problem.model, seed=_seed(args.seed, index, 0))
+        laplace, _ = fit_multistart_laplace(problem.model, seed=derive_seed(args.seed, index, 0))
         q = laplace.q.distribution
         mode = laplace.q.mean.detach().clone()
         truth = problem.latent.to(mode)

@@ -1,7 +1,7 @@
 """The recommended posterior on real Fashion-MNIST test images (issue 25): coverage of its 90% / 50%
 pixel intervals, posterior-mean RMSE against MAP's, std over error and the plausibility of its
 draws, with and without the misfit term, and the conformal interval scale fitted on separate
-calibration images (``brgm_pyro.inference.real_images``, ``brgm_pyro.inference.conformal``).
+calibration images (``brgm_pyro.study.real_images``, ``brgm_pyro.study.conformal``).
 
 Images: the test split without the 100 bundled images, split into calibration and evaluation
 images by ``real_images.SPLIT_RULE`` (seed 25); noise sigma 0.1 on [-1, 1]; one torch thread.
@@ -50,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     torch.set_num_threads(args.threads)
-    from brgm_pyro.inference.real_images import RealCalibrationReport
+    from brgm_pyro.study.real_images import RealCalibrationReport
 
     if args.table_only:
         for path in sorted(args.out.glob("*.json")):
@@ -61,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
     from brgm_pyro.bundled import load_domain_classifier, load_test_images
     from brgm_pyro.corruptions import make_corruption
     from brgm_pyro.generators import load_generator
-    from brgm_pyro.inference.real_images import real_image_calibration, split_images
+    from brgm_pyro.study.real_images import real_image_calibration, split_images
     from brgm_pyro.training.data import FASHION_MNIST_DIR, load_fashion_mnist
 
     G = load_generator("fashion-mnist-32", device="cpu")

@@ -20,9 +20,8 @@ from pathlib import Path
 from brgm_pyro.corruptions import make_corruption
 from brgm_pyro.generators import load_generator
 from brgm_pyro.inference import fit_vi
-from brgm_pyro.inference.calibration import calibrate, simulate_problems
 from brgm_pyro.inference.multistart import fit_multistart_fullrank
-from brgm_pyro.inference.recalibration import fit_method_interval_scale, widened
+from brgm_pyro.study import calibrate, fit_method_interval_scale, simulate_problems, widened
 
 
 def main(args: argparse.Namespace) -> None:

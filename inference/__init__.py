@@ -1,8 +1,7 @@
-"""Inference for BRGM: guides, MAP / SVI / MCMC runners and diagnostics (imported as ``brgm_pyro.inference``)."""
+"""Inference for BRGM (imported as ``brgm_pyro.inference``): guides, MAP / VI / Laplace / multi-start /
+MCMC runners, posteriors, widening and diagnostics."""
 
-from . import multistart, vi_methods  # noqa: F401 - register the posterior methods in calibration.METHODS
 from .auxiliary import AuxiliaryGuide, gaussian_guide_at, with_auxiliary
-from .calibration import CalibrationProblem, CalibrationReport, calibrate, simulate_problems
 from .diagnostics import (
     ChainStatistics, Coverage, chain_statistics, compare, credible_interval_coverage, format_table,
     mcmc_convergence, mcmc_summary, psis_khat, to_inference_data,
@@ -16,23 +15,36 @@ from .importance import ImportancePosterior, importance_resample, log_joint, psi
 from .laplace import LaplacePosterior, fit_laplace, laplace_approximation, output_jacobian
 from .map import MAPResult, map_estimate
 from .mcmc import MCMCResult, run_mcmc
-from .neutra import AUTOGUIDE_KINDS, FittedAutoguide, fit_autoguide, run_neutra, run_preconditioned_nuts
+from .multistart import fit_multistart_flow, fit_multistart_fullrank, fit_multistart_laplace, multistart_map
+from .neutra import (
+    AUTOGUIDE_KINDS, FittedAutoguide, fit_autoguide, run_adapted_nuts, run_neutra, run_preconditioned_nuts,
+)
 from .parameters import parameter_draws, parameter_summary
 from .posterior import PixelStatistics, Posterior, PosteriorSamples, single_image_model
+from .quantities import log_likelihood, unknown_region
 from .vi import PENALTY_WEIGHTINGS, InverseGammaPenalty, VIPosterior, fit_vi
+from .warm_start import fullrank_at, fullrank_from_laplace, map_then_laplace, vi_from_map
+from .widening import check_interval_scale, widen, widen_distribution
 
 __all__ = [
-    "ChainStatistics", "chain_statistics", "mcmc_convergence", "AUTOGUIDE_KINDS",
-    "FittedAutoguide", "fit_autoguide", "run_neutra", "run_preconditioned_nuts",
-    "Coverage", "compare", "credible_interval_coverage", "format_table", "mcmc_summary", "psis_khat",
-    "to_inference_data", "GUIDES", "GaussianGuide", "SharedGaussianGuide", "make_guide", "MAPResult",
-    "map_estimate", "MCMCResult", "run_mcmc", "PixelStatistics", "Posterior", "PosteriorSamples",
-    "InverseGammaPenalty", "VIPosterior", "fit_vi", "PENALTY_WEIGHTINGS",
-    "AuxiliaryGuide", "gaussian_guide_at", "with_auxiliary", "parameter_draws", "parameter_summary",
-    "FlowGuide", "LatentDistribution", "LatentGuide", "AutoGuideAdapter", "CallableGuide", "ImageStack",
-    "StandardNormalNoise", "single_image_model", "MultivariateGaussianGuide", "LatentMixture", "MixturePosterior",
-    "estimate_elbo", "fit_ensemble", "ImportancePosterior", "importance_resample", "log_joint", "psis_smooth",
+    # guides
+    "GUIDES", "AutoGuideAdapter", "AuxiliaryGuide", "CallableGuide", "FlowGuide", "GaussianGuide", "ImageStack",
+    "LatentDistribution", "LatentGuide", "MultivariateGaussianGuide", "SharedGaussianGuide", "StandardNormalNoise",
+    "gaussian_guide_at", "make_guide", "with_auxiliary",
+    # runners
+    "MAPResult", "map_estimate", "InverseGammaPenalty", "PENALTY_WEIGHTINGS", "VIPosterior", "fit_vi",
     "LaplacePosterior", "fit_laplace", "laplace_approximation", "output_jacobian",
+    "fullrank_at", "fullrank_from_laplace", "map_then_laplace", "vi_from_map",
+    "fit_multistart_flow", "fit_multistart_fullrank", "fit_multistart_laplace", "multistart_map",
+    "LatentMixture", "MixturePosterior", "estimate_elbo", "fit_ensemble",
+    "ImportancePosterior", "importance_resample", "log_joint", "psis_smooth",
+    "MCMCResult", "run_mcmc", "AUTOGUIDE_KINDS", "FittedAutoguide", "fit_autoguide", "run_adapted_nuts", "run_neutra",
+    "run_preconditioned_nuts",
+    # posteriors and widening
+    "PixelStatistics", "Posterior", "PosteriorSamples", "single_image_model",
+    "check_interval_scale", "widen", "widen_distribution",
+    # diagnostics
+    "ChainStatistics", "Coverage", "chain_statistics", "compare", "credible_interval_coverage", "format_table",
+    "mcmc_convergence", "mcmc_summary", "psis_khat", "to_inference_data", "log_likelihood", "unknown_region",
+    "parameter_draws", "parameter_summary",
 ]
-
-__all__ += ["CalibrationProblem", "CalibrationReport", "calibrate", "simulate_problems"]

@@ -18,6 +18,7 @@ from .map import MAPResult
 from .mcmc import MCMCResult
 from .parameters import parameter_draws, parameter_summary
 from .posterior import Posterior
+from .quantities import log_likelihood, unknown_region
 from .vi import VIPosterior
 
 Result = MAPResult | VIPosterior | MCMCResult
@@ -146,13 +147,11 @@ def mcmc_convergence(result: MCMCResult, num_pixels: int = 64, seed: int = 0) ->
     """Convergence of a multi-chain run over a documented set of quantities.
 
     Groups: "latents" (every coordinate of w), "pixels" (``num_pixels`` pixels of the unknown
-    region, ``calibration.unknown_region``, chosen at random with ``seed``; all of them if fewer), and
+    region, ``quantities.unknown_region``, chosen at random with ``seed``; all of them if fewer), and
     "log_likelihood" (log p(I | w) of each draw).  Returns per group and overall: max R-hat
     (rank-normalised split), min bulk / tail ESS; plus divergences (total and per chain), the
     adapted step size per chain, the mean tree depth and leapfrog steps per draw.
     """
-    from .calibration import log_likelihood, unknown_region
-
     model = result.posterior.model
     chains, draws = result.latents.shape[:2]
     flat = result.latents.reshape(chains * draws, *result.latents.shape[2:])

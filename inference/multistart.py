@@ -32,15 +32,14 @@ from pyro import poutine
 
 from brgm_pyro.models.brgm import BRGMModel
 
-from .calibration import register_method
 from .importance import differentiable_log_joint, trace_log_joint
 from .guides import ImageStack, LatentDistribution, image_seeds
 from .laplace import LaplacePosterior, laplace_approximation
 from .map import map_estimate
 from .posterior import single_image_model
-from .recalibration import widen
 from .vi import VIPosterior, fit_vi
-from .vi_methods import fullrank_at
+from .warm_start import fullrank_at
+from .widening import widen
 
 
 @dataclass
@@ -281,13 +280,13 @@ def fit_multistart_fullrank(model: BRGMModel, num_starts: int = 8, num_steps: in
                             keep: int | None = None, screen_steps: int = 100,
                             interval_scale: float = 1.0) -> VIPosterior:
     """The recommended posterior: ``fit_multistart_laplace``, then the full-rank Gaussian guide
-    (Eq. 7) fitted from that Laplace approximation (``vi_methods.fullrank_at``: ``vi_steps`` Adam
+    (Eq. 7) fitted from that Laplace approximation (``warm_start.fullrank_at``: ``vi_steps`` Adam
     steps, ``lr`` decayed 10x, ``num_particles`` per step; a batched model: one batched fit, each
     image seeded as if alone: equal to separate fits).  ``.diagnostics`` records every mode's
     log joint (and Laplace evidence with ``select="evidence"``) and which start was used (lists
     over the images for a batched model); ``.modes`` the ``MultistartResult`` of each image (its
     mode 0 is ``map_estimate``'s result from w_avg).  ``interval_scale`` s != 1 returns N(mu, s^2 Sigma)
-    (``recalibration.widen``; ``BUNDLED_INTERVAL_SCALES`` holds the measured ones)."""
+    (``widening.widen``; ``BUNDLED_INTERVAL_SCALES`` holds the measured ones)."""
     seeds = image_seeds(model, seed)
     laplace, modes = fit_multistart_laplace(model, num_starts, num_steps, seeds, select=select, keep=keep,
                                             screen_steps=screen_steps)
@@ -317,28 +316,3 @@ def fit_multistart_flow(model: BRGMModel, num_starts: int = 8, num_steps: int = 
                        lr_decay=0.1 ** (1 / flow_steps), num_particles=num_particles, seed=seed, progress=False)
     posterior.diagnostics = {**gaussian.diagnostics, "flow_steps": flow_steps}
     return posterior
-
-
-@register_method("multistart-laplace")
-def _multistart_laplace(model: BRGMModel, seed: int) -> LaplacePosterior:
-    return fit_multistart_laplace(model, seed=seed)[0]
-
-
-@register_method("multistart-fullrank")
-def _multistart_fullrank(model: BRGMModel, seed: int) -> VIPosterior:
-    return fit_multistart_fullrank(model, seed=seed)
-
-
-@register_method("multistart-fullrank-evidence")
-def _multistart_fullrank_evidence(model: BRGMModel, seed: int) -> VIPosterior:
-    return fit_multistart_fullrank(model, seed=seed, select="evidence")
-
-
-@register_method("multistart32-fullrank")
-def _multistart32_fullrank(model: BRGMModel, seed: int) -> VIPosterior:
-    return fit_multistart_fullrank(model, seed=seed, num_starts=32, keep=4, screen_steps=100)
-
-
-@register_method("multistart-fullrank-flow")
-def _multistart_fullrank_flow(model: BRGMModel, seed: int) -> VIPosterior:
-    return fit_multistart_flow(model, seed=seed)

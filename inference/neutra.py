@@ -34,7 +34,6 @@ from pyro.infer.reparam import NeuTraReparam
 from brgm_pyro.models.brgm import BRGMModel
 
 from ._runner import inference_scope
-from .calibration import register_method
 from .mcmc import MCMCResult, chains_result, run_mcmc, sample_chain
 
 GuideKind = Literal["fullrank", "lowrank", "iaf"]
@@ -307,86 +306,3 @@ def run_neutra(
                             "init_spread": init_spread}
     return chains_result(model, chains, latents.detach().cpu(), init_latents.detach().cpu(),
                          time.perf_counter() - t0, setup, info)
-
-
-# --------------------------------------------------------------------------- calibration methods
-
-
-@register_method("nuts")
-def nuts_reference(model: BRGMModel, seed: int, num_chains: int = 4, num_samples: int = 100, warmup_steps: int = 100,
-                   max_tree_depth: int = 5, preconditioner: str = "laplace", init_spread: float = 1.0,
-                   target_accept_prob: float = 0.8) -> MCMCResult:
-    """The reference sampler of the calibration benchmark: ``run_preconditioned_nuts`` (MAP +
-    Gauss-Newton Laplace covariance as dense mass matrix, starts drawn from it) with its
-    convergence (``mcmc_convergence``: R-hat / ESS of latents, 64 unknown-region pixels and the
-    log-likelihood) in ``diagnostics``."""
-    from .diagnostics import mcmc_convergence
-
-    result = run_preconditioned_nuts(model, num_chains=num_chains, num_samples=num_samples, warmup_steps=warmup_steps,
-                                     max_tree_depth=max_tree_depth, guide=preconditioner, init_spread=init_spread,
-                                     target_accept_prob=target_accept_prob, seed=seed)
-    result.diagnostics.update(_settings(result), **mcmc_convergence(result, seed=seed))
-    return result
-
-
-@register_method("nuts-fullrank")
-def nuts_fullrank(model: BRGMModel, seed: int, num_chains: int = 4, num_samples: int = 200, warmup_steps: int = 150,
-                  max_tree_depth: int = 6) -> MCMCResult:
-    """``nuts_reference`` with the covariance and starts of the recommended posterior
-    (multi-start MAP, Laplace, full-rank VI) instead of the Laplace approximation at one MAP."""
-    return nuts_reference(model, seed, num_chains=num_chains, num_samples=num_samples, warmup_steps=warmup_steps,
-                          max_tree_depth=max_tree_depth, preconditioner="multistart-fullrank")
-
-
-@register_method("nuts-fullrank-long")
-def nuts_fullrank_long(model: BRGMModel, seed: int) -> MCMCResult:
-    """``nuts-fullrank`` with twice the draws (4 x (300 warmup + 400 draws)) and target acceptance
-    0.9 (smaller steps, against the divergences seen at 0.8): about 2.5x its cost."""
-    return nuts_reference(model, seed, num_chains=4, num_samples=400, warmup_steps=300, max_tree_depth=6,
-                          preconditioner="multistart-fullrank", target_accept_prob=0.9)
-
-
-@register_method("nuts-fullrank-depth7")
-def nuts_fullrank_depth7(model: BRGMModel, seed: int) -> MCMCResult:
-    """``nuts-fullrank`` with trees up to depth 7 (127 leapfrog steps) and 4 x (300 warmup + 500
-    draws), target acceptance 0.8: for in-painting, where every depth-6 tree hits the limit."""
-    return nuts_reference(model, seed, num_chains=4, num_samples=500, warmup_steps=300, max_tree_depth=7,
-                          preconditioner="multistart-fullrank", target_accept_prob=0.8)
-
-
-@register_method("nuts-fullrank-depth7-short")
-def nuts_fullrank_depth7_short(model: BRGMModel, seed: int) -> MCMCResult:
-    """``nuts-fullrank-depth7`` with 4 x (150 warmup + 300 draws), 0.56x its cost: the metric is
-    fixed, so warmup only adapts the step size, and depth 7 gave ~0.2 bulk ESS per draw."""
-    return nuts_reference(model, seed, num_chains=4, num_samples=300, warmup_steps=150, max_tree_depth=7,
-                          preconditioner="multistart-fullrank", target_accept_prob=0.8)
-
-
-@register_method("nuts-fullrank-adapted")
-def nuts_fullrank_adapted(model: BRGMModel, seed: int) -> MCMCResult:
-    """``run_adapted_nuts``: a pilot of 4 x (100 + 100) with the recommended posterior's metric,
-    then 4 x (100 warmup + 300 draws) with the metric learnt from the pilot; depth 6."""
-    from .diagnostics import mcmc_convergence
-
-    result = run_adapted_nuts(model, num_chains=4, pilot_warmup=100, pilot_samples=100, warmup_steps=100,
-                              num_samples=300, max_tree_depth=6, seed=seed)
-    result.diagnostics.update(_settings(result), pilot=result.info["pilot"], **mcmc_convergence(result, seed=seed))
-    return result
-
-
-@register_method("neutra")
-def neutra_fullrank(model: BRGMModel, seed: int, num_chains: int = 4, num_samples: int = 200, warmup_steps: int = 150,
-                    max_tree_depth: int = 6, guide_steps: int = 1500) -> MCMCResult:
-    """``run_neutra`` with a full-rank Gaussian guide, diagnostics as for "nuts"."""
-    from .diagnostics import mcmc_convergence
-
-    result = run_neutra(model, "fullrank", num_chains=num_chains, num_samples=num_samples, warmup_steps=warmup_steps,
-                        max_tree_depth=max_tree_depth, guide_steps=guide_steps, seed=seed)
-    result.diagnostics.update(_settings(result), **mcmc_convergence(result, seed=seed))
-    return result
-
-
-def _settings(result: MCMCResult) -> dict[str, Any]:
-    keep = {k: v for k, v in result.info.items() if isinstance(v, (str, int, float))}
-    return {**keep, "setup_seconds": result.setup_seconds, "chain_seconds": result.chain_seconds.tolist(),
-            "accept_probs": result.accept_probs.tolist()}

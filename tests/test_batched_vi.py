@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from brgm_pyro.inference import GUIDES, fit_vi
-from brgm_pyro.inference.vi_methods import fullrank_from_laplace
+from brgm_pyro.inference.warm_start import fullrank_from_laplace
 
 from .inference_problems import linear_gaussian_problem
 
@@ -109,7 +109,7 @@ def test_the_initial_scale_is_the_priors():
 
 @pytest.mark.parametrize("guide", ["fullrank", "gaussian"])
 def test_widened_batched_posterior_is_each_image_widened(guide):
-    from brgm_pyro.inference.recalibration import widen
+    from brgm_pyro.inference.widening import widen
 
     batched, singles = batch_and_singles(2)
     fit = fit_vi(batched, guide=guide, num_steps=5, num_particles=2, seed=SEEDS[:2], progress=False)

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import inspect
 import json
 import math
+import sys
+import types
 
 import numpy as np
 import pytest
@@ -11,8 +14,9 @@ import torch
 
 from brgm_pyro.corruptions import Inpainting, SuperResolution
 from brgm_pyro.inference import LatentDistribution, Posterior
-from brgm_pyro.inference.calibration import (
-    METHODS, CalibrationReport, calibrate, chi_square_uniformity, joint_density_test, rank_bins, simulate_problems,
+from brgm_pyro.study import (
+    METHODS, CalibrationReport, calibrate, chi_square_uniformity, joint_density_test, methods_from, rank_bins,
+    resolve_methods, simulate_problems,
 )
 
 from .inference_problems import exact_linear_posterior as exact_method
@@ -165,6 +169,27 @@ def test_report_json_table_figure_and_merge(tmp_path):
     with pytest.raises(ValueError, match="unknown method"):
         calibrate(problems, ["no-such-method"])
     assert {"map", "vi-meanfield"} <= set(METHODS)
+
+
+def test_the_method_table_names_every_configuration_once(monkeypatch):
+    # the one table: every study configuration, each a method(model, seed, ...) of its own
+    assert len(METHODS) == 23 and len(set(map(id, METHODS.values()))) == 23
+    for name, method in METHODS.items():
+        params = list(inspect.signature(method).parameters)
+        assert params[:2] == ["model", "seed"], name
+    assert {"map", "vi-meanfield", "multistart-fullrank", "nuts-fullrank-depth7-short", "neutra"} <= set(METHODS)
+    # methods of one's own come from a module's METHODS dict, added to a copy of the table
+    mine = types.ModuleType("my_methods")
+    mine.METHODS = {"mine": lambda model, seed: None}
+    monkeypatch.setitem(sys.modules, "my_methods", mine)
+    table = methods_from(["my_methods"])
+    assert set(table) == set(METHODS) | {"mine"} and "mine" not in METHODS
+    assert list(resolve_methods("map, mine", table)) == ["map", "mine"]
+    with pytest.raises(ValueError, match="unknown method"):
+        resolve_methods("mine")
+    monkeypatch.setitem(sys.modules, "no_table", types.ModuleType("no_table"))
+    with pytest.raises(ValueError, match="no METHODS dict"):
+        methods_from(["no_table"])
 
 
 def test_calibrate_cli_on_the_bundled_generator(tmp_path, capsys):

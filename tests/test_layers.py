@@ -12,6 +12,9 @@ ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = {"brgm_pyro": "brgm_pyro", "models": "brgm_pyro.models", "inference": "brgm_pyro.inference"}
 # The application (command line, data-set runs, reports) is the sub-package brgm_pyro.app.
 APPLICATION = {"brgm_pyro.app"}
+# The calibration study (simulated problems, SBC report, interval-scale fit, the named methods) sits on
+# top of the algorithms: brgm_pyro.study.
+STUDY = "brgm_pyro.study"
 # The command line is the top of the house: its `train-generator` command runs the training scripts;
 # `python -m brgm_pyro` (brgm_pyro.__main__) starts it.
 MAY_IMPORT_TRAINING = {"brgm_pyro.app.cli"}
@@ -87,8 +90,19 @@ def test_substrate_packages_import_only_what_lies_below(package, allowed):
 
 
 def test_models_and_inference_do_not_reach_up():
-    assert violations("brgm_pyro.models", {"brgm_pyro.inference", "brgm_pyro.bundled", *APPLICATION}) == []
-    assert violations("brgm_pyro.inference", {"brgm_pyro.bundled", *APPLICATION}) == []
+    assert violations("brgm_pyro.models", {"brgm_pyro.inference", "brgm_pyro.bundled", STUDY, *APPLICATION}) == []
+    assert violations("brgm_pyro.inference", {"brgm_pyro.bundled", STUDY, *APPLICATION}) == []
+
+
+def test_the_study_sits_above_inference_and_below_the_application():
+    # nothing below the study (substrate, models, inference) imports it; the study imports no application code
+    below = sorted(f"{name} imports {target}" for name, targets in SOURCES.items()
+                   if not any(within(name, top) for top in (STUDY, "brgm_pyro.app", "brgm_pyro.training",
+                                                             "brgm_pyro.__main__"))
+                   for target in targets if within(target, STUDY))
+    assert below == []
+    assert violations(STUDY, set(APPLICATION)) == []
+    assert "brgm_pyro.study.methods" in SOURCES and "brgm_pyro.inference.calibration" not in SOURCES
 
 
 def test_only_the_application_and_the_tools_above_it_import_the_application():

@@ -91,23 +91,23 @@ def test_target_acceptance_reaches_the_step_size_adaptation(problem, fullrank, m
     assert (runs[0.95].step_sizes < runs[0.6].step_sizes).all()  # a higher target: smaller steps
     assert runs[0.95].accept_probs.mean() > runs[0.6].accept_probs.mean()
     # the long reference configuration asks for 0.9 and 4 x (300 + 400)
-    from brgm_pyro.inference import neutra
+    from brgm_pyro.study import methods
 
     seen = {}
-    monkeypatch.setattr(neutra, "run_preconditioned_nuts", lambda model, **kw: seen.update(kw) or runs[0.6])
-    monkeypatch.setattr("brgm_pyro.inference.diagnostics.mcmc_convergence", lambda result, seed=0: {})
-    neutra.nuts_fullrank_long(problem.model, seed=0)
+    monkeypatch.setattr(methods, "run_preconditioned_nuts", lambda model, **kw: seen.update(kw) or runs[0.6])
+    monkeypatch.setattr(methods, "mcmc_convergence", lambda result, seed=0: {})
+    methods.METHODS["nuts-fullrank-long"](problem.model, seed=0)
     settings = [seen[k] for k in ("target_accept_prob", "num_chains", "warmup_steps", "num_samples")]
     assert settings == [0.9, 4, 300, 400]
     assert seen["guide"] == "multistart-fullrank"
     # the in-painting one: trees to depth 7, 4 x (300 + 500), target 0.8
     seen.clear()
-    neutra.nuts_fullrank_depth7(problem.model, seed=0)
+    methods.METHODS["nuts-fullrank-depth7"](problem.model, seed=0)
     settings = [seen[k] for k in ("target_accept_prob", "num_chains", "warmup_steps", "num_samples", "max_tree_depth")]
     assert settings == [0.8, 4, 300, 500, 7] and seen["guide"] == "multistart-fullrank"
     # its shorter run for the >= 5 problems: 4 x (150 + 300), same trees and metric
     seen.clear()
-    neutra.nuts_fullrank_depth7_short(problem.model, seed=0)
+    methods.METHODS["nuts-fullrank-depth7-short"](problem.model, seed=0)
     settings = [seen[k] for k in ("target_accept_prob", "num_chains", "warmup_steps", "num_samples", "max_tree_depth")]
     assert settings == [0.8, 4, 150, 300, 7] and seen["guide"] == "multistart-fullrank"
 

@@ -1,4 +1,4 @@
-"""Real-image calibration (inference/real_images.py) and its conformal scale (inference/conformal.py)."""
+"""Real-image calibration (brgm_pyro/study/real_images.py) and its conformal scale (brgm_pyro/study/conformal.py)."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import torch
 
 from brgm_pyro.corruptions import Inpainting
 from brgm_pyro.generators import LinearGenerator
-from brgm_pyro.inference.conformal import conformal_scale, monotone_losses, required_mean_loss
-from brgm_pyro.inference.real_images import (
+from brgm_pyro.study.conformal import conformal_scale, monotone_losses, required_mean_loss
+from brgm_pyro.study.real_images import (
     RealCalibrationReport, RealImageSplit, real_image_calibration, real_problems, split_images,
 )
 
@@ -160,7 +160,7 @@ def test_calibrate_images_cli_on_a_folder_of_real_images(tmp_path, monkeypatch, 
 
 
 def test_plausibility_counts_draws_the_classifier_cannot_place():
-    from brgm_pyro.inference.real_images import UNPLACEABLE_BELOW, plausibility
+    from brgm_pyro.study.real_images import UNPLACEABLE_BELOW, plausibility
 
     class Fixed(torch.nn.Module):  # logits from the mean pixel: bright images are sure, dark ones are not
         def forward(self, x):

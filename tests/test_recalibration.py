@@ -14,10 +14,11 @@ import torch
 from brgm_pyro.app.cli import main
 from brgm_pyro.corruptions import Inpainting
 from brgm_pyro.inference import Posterior, fit_vi
-from brgm_pyro.inference.calibration import calibrate, simulate_problems
+from brgm_pyro.inference.widening import widen
 from brgm_pyro.inference.multistart import fit_multistart_fullrank
-from brgm_pyro.inference.recalibration import (
-    BUNDLED_INTERVAL_SCALES, ScaleProblem, choose_scale, coverage_by_scale, fit_interval_scale, widen, widened,
+from brgm_pyro.study import (
+    BUNDLED_INTERVAL_SCALES, ScaleProblem, calibrate, choose_scale, coverage_by_scale, fit_interval_scale,
+    simulate_problems, widened,
 )
 
 from .inference_problems import (

@@ -33,8 +33,8 @@ from ..corruptions import BLIND_CHOICES, SR_KERNELS, TASKS, Corruption, make_cor
 from .dataset_cli import add_dataset_options, evaluate_command, reconstruct_command
 from ..generators import CheckpointError, PriorGenerator, UnsafeCheckpointError
 from ..inference import to_inference_data
-from ..inference.calibration import calibrate, resolve_methods, simulate_problems
-from ..inference.recalibration import BUNDLED_INTERVAL_SCALES, fit_method_interval_scale, widened
+from ..study import calibrate, methods_from, resolve_methods, simulate_problems
+from ..study.interval_scale import BUNDLED_INTERVAL_SCALES, fit_method_interval_scale, widened
 from ..models import BRGMModel
 from .reconstruction import FEATURE_CHOICES, MethodOutput, run_methods
 from .report import (
@@ -225,9 +225,7 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
     (``--images DIR``: the recommended posterior on real images with ground truth instead)."""
     if args.images is not None:
         return _calibrate_real(args)
-    for module in args.imports:
-        importlib.import_module(module)
-    methods = resolve_methods(args.methods)
+    methods = resolve_methods(args.methods, methods_from(args.imports))
     for name, value in (("--num-problems", args.num_problems), ("--num-draws", args.num_draws),
                         ("--steps", args.steps)):
         if value < 1:
@@ -260,9 +258,9 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
 
 def _calibrate_real(args: argparse.Namespace) -> int:
     """``calibrate --images DIR``: coverage, RMSE against MAP, std / error and draw plausibility of the
-    recommended posterior on real images, and its conformal interval scale (``inference.real_images``)."""
+    recommended posterior on real images, and its conformal interval scale (``study.real_images``)."""
     from ..bundled import load_domain_classifier
-    from ..inference.real_images import folder_images, real_image_calibration, split_images
+    from ..study.real_images import folder_images, real_image_calibration, split_images
     from ..training.data import load_fashion_mnist
 
     generator = generators.load_generator(args.generator, device=args.device)
@@ -498,9 +496,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--mask-id", type=int, default=0, help="standard in-painting mask 0..6 (default: %(default)s)")
     _add_kernel_option(p, "bicubic-antialias")
     p.add_argument("--methods", default="map,vi-meanfield",
-                   help="comma-separated names from brgm_pyro.inference.calibration.METHODS (default: %(default)s)")
+                   help="comma-separated names from brgm_pyro.study.METHODS (default: %(default)s)")
     p.add_argument("--import", dest="imports", action="append", default=[],
-                   help="module that registers more methods (repeatable)")
+                   help="module whose METHODS dict (name -> method) adds methods (repeatable)")
     p.add_argument("--num-problems", type=int, default=20)
     p.add_argument("--num-draws", type=int, default=256, help="posterior draws per problem (default: %(default)s)")
     p.add_argument("--steps", type=int, default=500, help="optimisation steps of the methods (default: %(default)s)")

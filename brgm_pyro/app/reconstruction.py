@@ -24,8 +24,8 @@ from ..corruptions import Corruption, make_corruption
 from ..generators import PriorGenerator
 from ..inference import fit_vi, map_estimate, run_mcmc
 from ..inference.multistart import fit_multistart_fullrank
-from ..inference.recalibration import check_interval_scale, widen
-from ..inference.vi_methods import fullrank_from_laplace
+from ..inference.widening import check_interval_scale, widen
+from ..inference.warm_start import fullrank_from_laplace
 from ..models import BRGMModel, brgm_model, default_config
 from ..perceptual import LPIPSFeatures
 from .report import (  # noqa: F401 - re-exported: they lived here before brgm_pyro.app.report
@@ -105,7 +105,7 @@ def fit_fullrank(model: BRGMModel, seed: int | Sequence[int] = 0, map_steps: int
     highest log joint, then the full-rank Gaussian guide started there.  It is fitted to
     ``calibrated_model(model)`` (pixel likelihood and Gaussian prior only); the returned
     posterior's ``.model`` is that model.  A batched model: per-image starts, one batched fit.
-    ``interval_scale`` s widens it to N(mu, s^2 Sigma) (``inference.recalibration``: 1.35 is the
+    ``interval_scale`` s widens it to N(mu, s^2 Sigma) (``inference.widening``: 1.35 is the
     measured scale for in-painting with the bundled generator, ``BUNDLED_INTERVAL_SCALES``)."""
     check_interval_scale(interval_scale)  # before the fit, not after it
     target = calibrated_model(model)

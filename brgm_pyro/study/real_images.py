@@ -42,10 +42,14 @@ from brgm_pyro.models.brgm import BRGMModel, brgm_model, corrupt, generate
 from brgm_pyro.models.config import BRGMConfig
 from brgm_pyro.models.misfit import MisfitPixelLikelihood, predictive_images
 
-from .calibration import _coverage, _json_safe, _mean_se, _pooled_ratio, _seed, unknown_region
+from brgm_pyro.inference.multistart import fit_multistart_fullrank
+from brgm_pyro.inference.posterior import single_image_model
+from brgm_pyro.inference.quantities import unknown_region
+
 from .conformal import conformal_scale
-from .multistart import fit_multistart_fullrank
-from .posterior import single_image_model
+from .measures import interval_coverage, json_safe
+from .problems import derive_seed
+from .statistics import _pooled_ratio, mean_se
 
 DEFAULT_SCALES: tuple[float, ...] = (0.8, 0.9, 1.0, 1.1, 1.2, 1.35, 1.5, 1.75, 2.0, 2.5, 3.0, 4.0)
 REAL_LEVELS: tuple[float, ...] = (0.5, 0.9)
@@ -145,7 +149,7 @@ def real_problems(corruption, images: torch.Tensor, ids: Sequence[int], sigma_pi
     out = []
     for x, i in zip(images, ids):
         clean = corruption(x.unsqueeze(0))[0]
-        g = torch.Generator().manual_seed(_seed(seed, int(i), 77))
+        g = torch.Generator().manual_seed(derive_seed(seed, int(i), 77))
         noise = torch.randn(clean.shape, generator=g, dtype=torch.float64).to(clean) * sigma_pixel
         if mask is not None:
             noise = noise * mask.to(clean)
@@ -180,7 +184,7 @@ def reference_plausibility(model: BRGMModel, classifier: torch.nn.Module, real: 
     for name, x in (("prior draws", images), ("real images", real)):
         probs = torch.softmax(classifier(x.clamp(-1, 1).float()), -1).max(-1).values.double().numpy()
         bad = (probs < UNPLACEABLE_BELOW).astype(float)
-        out[name] = {"n": int(probs.size), "max_softmax": _mean_se(probs), "unplaceable": _mean_se(bad)}
+        out[name] = {"n": int(probs.size), "max_softmax": mean_se(probs), "unplaceable": mean_se(bad)}
     return out
 
 
@@ -209,7 +213,7 @@ def _measure_image(model: BRGMModel, posterior, problem: RealProblem, map_latent
                 "residual_ms_observed": float(residual.square().mean()),
                 "residual_sd_observed": float(residual.std())},
     }
-    latents = posterior.sample(num_draws, images=False, seed=_seed(seed, problem.index, 1)).latents
+    latents = posterior.sample(num_draws, images=False, seed=derive_seed(seed, problem.index, 1)).latents
     latents = latents.to(model.observation.device)
     centre = posterior.mean_latent.to(latents)
     by_scale = {}
@@ -217,11 +221,11 @@ def _measure_image(model: BRGMModel, posterior, problem: RealProblem, map_latent
         widened = centre + float(s) * (latents - centre)
         gen = torch.cat([generate(model.generator, model.prior.ws_from_latent(widened[i:i + 64]))
                          for i in range(0, num_draws, 64)])
-        images = predictive_images(model, gen, torch.Generator().manual_seed(_seed(seed, problem.index, 2))).cpu()
+        images = predictive_images(model, gen, torch.Generator().manual_seed(derive_seed(seed, problem.index, 2))).cpu()
         draws = images[:, unknown].double()
         mean = images.double().mean(0)
         by_scale[f"{float(s):g}"] = {
-            "coverage": _coverage(draws, truth[unknown], levels),
+            "coverage": interval_coverage(draws, truth[unknown], levels),
             "rmse_unknown": math.sqrt(_mse(mean[unknown], truth[unknown])),
             "rmse_image": math.sqrt(_mse(mean, truth)),
             "mse_pixels": _mse(draws.mean(0), truth[unknown]),
@@ -239,7 +243,7 @@ def measure_real_batch(base: BRGMModel, problems: Sequence[RealProblem], *, scal
     image seeded as if alone) and measure each image (``_measure_image``)."""
     observations = torch.stack([p.observation for p in problems])
     model = replace(base, observation=observations if len(problems) > 1 else observations[0])
-    seeds = [_seed(seed, p.index, 0) for p in problems]
+    seeds = [derive_seed(seed, p.index, 0) for p in problems]
     t0 = time.perf_counter()
     posterior = fit_multistart_fullrank(model, seed=seeds if model.batched else seeds[0], **dict(fit_options or {}))
     fit_seconds = (time.perf_counter() - t0) / len(problems)
@@ -306,19 +310,19 @@ class RealCalibrationReport:
         cov = np.asarray([a["coverage"] for a in at], float)
         out: dict[str, Any] = {
             "variant": variant, "split": split, "scale": float(scale), "num_images": len(recs),
-            "coverage": [dict(level=a, **_mean_se(cov[:, j])) for j, a in enumerate(self.levels)],
-            "rmse_unknown": _mean_se(a["rmse_unknown"] for a in at),
-            "rmse_unknown_map": _mean_se(r["map"]["rmse_unknown"] for r in recs),
-            "rmse_unknown_minus_map": _mean_se(a["rmse_unknown"] - r["map"]["rmse_unknown"] for a, r in zip(at, recs)),
+            "coverage": [dict(level=a, **mean_se(cov[:, j])) for j, a in enumerate(self.levels)],
+            "rmse_unknown": mean_se(a["rmse_unknown"] for a in at),
+            "rmse_unknown_map": mean_se(r["map"]["rmse_unknown"] for r in recs),
+            "rmse_unknown_minus_map": mean_se(a["rmse_unknown"] - r["map"]["rmse_unknown"] for a, r in zip(at, recs)),
             "mean_beats_map": int(sum(a["rmse_unknown"] < r["map"]["rmse_unknown"] for a, r in zip(at, recs))),
             "std_error_ratio": _pooled_ratio([a["var_pixels"] for a in at], [a["mse_pixels"] for a in at]),
             "modes_below_map": int(sum(r["mode_log_joint"] < r["map_log_joint"] - 1e-6 for r in recs)),
-            "map_residual_sd_observed": _mean_se(r["map"]["residual_sd_observed"] for r in recs),
+            "map_residual_sd_observed": mean_se(r["map"]["residual_sd_observed"] for r in recs),
         }
         plaus = [a["plausibility"] for a in at if a.get("plausibility")]
         if plaus:
-            out["max_softmax"] = _mean_se(p["max_softmax"] for p in plaus)
-            out["unplaceable"] = _mean_se(p["unplaceable"] for p in plaus)
+            out["max_softmax"] = mean_se(p["max_softmax"] for p in plaus)
+            out["unplaceable"] = mean_se(p["unplaceable"] for p in plaus)
         return out
 
     def chosen_scales(self, variant: str) -> dict[str, float | None]:
@@ -373,13 +377,13 @@ class RealCalibrationReport:
         out: dict[str, Any] = {"interval_calibration": {setting: record}}
         if fit["scale"] is not None:
             out["interval_scales"] = {setting: fit["scale"]}
-        return _json_safe(out)
+        return json_safe(out)
 
     def to_dict(self) -> dict[str, Any]:
         fits = {v: self.fit(v) for v in self.records if self.records[v].get("calibration")}
         summaries = {v: {name: self.summary(v, "evaluation", s) for name, s in self.chosen_scales(v).items()
                          if s is not None} for v in fits if self.records[v].get("evaluation")}
-        return _json_safe({"settings": self.settings, "fits": fits, "summary": summaries,
+        return json_safe({"settings": self.settings, "fits": fits, "summary": summaries,
                            "reference": self.reference, "records": self.records})
 
     def to_json(self, path: str | Path) -> Path:
@@ -441,7 +445,7 @@ def real_image_calibration(generator, corruption, split: RealImageSplit, *, sigm
     if out is not None and Path(out).is_file():
         old = RealCalibrationReport.from_json(out)
         same = {k: v for k, v in old.settings.items() if k not in ("misfit_scale", "torch_threads")}
-        if same != {k: v for k, v in _json_safe(settings).items() if k != "torch_threads"}:
+        if same != {k: v for k, v in json_safe(settings).items() if k != "torch_threads"}:
             raise ValueError(f"{out} holds a run with other settings; choose another --out or remove it")
         records, reference = old.records, old.reference
         if "misfit_scale" in old.settings:

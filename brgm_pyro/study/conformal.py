@@ -6,7 +6,7 @@ noise) from the same source; the pixels of one image are not exchangeable with e
 share the image's fit), so no pixel-level guarantee is claimed.  For image i and scale s let
 
     L_i(s) = the fraction of its unknown pixels that the central level-(1 - alpha) interval of the
-             s-widened posterior (N(mu, s^2 Sigma) in latent space, ``recalibration.widen``) misses.
+             s-widened posterior (N(mu, s^2 Sigma) in latent space, ``brgm_pyro.inference.widening.widen``) misses.
 
 L_i is in [0, 1].  It need not fall monotonically in s (the generator is nonlinear), so it is
 replaced by its running maximum from the right on the scale grid, L~_i(s_k) = max_{k' >= k} L_i(s_k'),

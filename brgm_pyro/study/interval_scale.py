@@ -1,12 +1,12 @@
-"""Simulation-calibrated interval width: widen a posterior about its centre by a factor s fitted on
+"""Fitting the interval scale: widen a posterior about its centre by a factor s fitted on
 problems simulated from the model, so that its central intervals hold the truth at the nominal rate.
 
 Why: on in-painting the recommended Gaussian posterior (``fit_fullrank``) is narrower than the
 exact one (the posterior's log density falls more slowly away from the mode than its curvature
 says; ``benchmarks/posterior_geometry.py``), and no approximation within 10x MAP's cost that was
 tried fixes that (README, "Calibration").  Simulation-based calibration measures the shortfall
-on problems drawn from the model itself (``inference.calibration``); this module turns that
-measurement into a correction:
+on problems drawn from the model itself (``brgm_pyro.study``); this module turns that measurement
+into a correction (``brgm_pyro.inference.widening``):
 
     q_s(w) = N(mu, s^2 Sigma)        for a Gaussian q = N(mu, Sigma)  (exact)
     w_s    = c + s (w - c)           for any other posterior's draws w, about its centre c
@@ -33,16 +33,16 @@ from typing import Sequence
 import numpy as np
 import torch
 
+from brgm_pyro.inference.posterior import Posterior
+from brgm_pyro.inference.widening import check_interval_scale, widen
 from brgm_pyro.models.brgm import generate
 
-from .calibration import _accepted_options, _coverage, _seed
-from .guides import ImageStack, LatentDistribution
-from .posterior import Posterior
-from .vi import VIPosterior
+from .measures import DEFAULT_LEVELS, interval_coverage
+from .methods import accepted_options
+from .problems import derive_seed
 
-__all__ = ["check_interval_scale", "widen", "widen_distribution", "widened", "ScaleProblem", "ScaleFit",
-           "coverage_by_scale", "choose_scale", "fit_interval_scale", "fit_method_interval_scale", "DEFAULT_SCALES",
-           "BUNDLED_INTERVAL_SCALES"]
+__all__ = ["BUNDLED_INTERVAL_SCALES", "DEFAULT_SCALES", "ScaleFit", "ScaleProblem", "choose_scale", "coverage_by_scale",
+           "fit_interval_scale", "fit_method_interval_scale", "widened"]
 
 
 BUNDLED_INTERVAL_SCALES: dict[str, float] = {"inpainting": 1.35, "super-resolution": 0.95}
@@ -53,68 +53,6 @@ super-resolution), fitted on problem seed 2 (24 problems each) by ``benchmarks/i
 (``benchmarks/results/interval_scale/interval_scale.json``) and checked on 49-50 held-out problems
 of seeds 0, 1, 3, 4 (README, "Calibration").  For SR the fitted 0.95 is within noise of 1.
 They hold for that setting only; fit your own with ``brgm calibrate --fit-interval-scale``."""
-
-
-def widen_distribution(q: LatentDistribution, scale: float) -> LatentDistribution:
-    """q_s = N(mu, s^2 Sigma) for a Gaussian ``LatentDistribution`` (full-rank, low-rank or
-    diagonal); other families raise ``TypeError`` (widen their draws with ``widen`` instead)."""
-    d = q.distribution
-    D = torch.distributions
-    if isinstance(d, D.MultivariateNormal):
-        new = D.MultivariateNormal(d.loc, scale_tril=scale * d.scale_tril)
-    elif isinstance(d, D.LowRankMultivariateNormal):
-        new = D.LowRankMultivariateNormal(d.loc, scale * d.cov_factor, scale ** 2 * d.cov_diag)
-    elif isinstance(d, D.Independent) and isinstance(d.base_dist, D.Normal):
-        new = D.Independent(D.Normal(d.base_dist.loc, scale * d.base_dist.scale), d.reinterpreted_batch_ndims)
-    else:
-        raise TypeError(f"cannot widen a {type(d).__name__} in closed form; widen(posterior, scale) widens its draws")
-    return LatentDistribution(new, q.shape, q.mean, q.has_log_prob)
-
-
-def check_interval_scale(scale: float) -> float:
-    """``scale`` as a float, or a ``ValueError`` unless it is a finite number > 0."""
-    scale = float(scale)
-    if not math.isfinite(scale) or scale <= 0:
-        raise ValueError(f"the interval scale must be a positive number, got {scale}")
-    return scale
-
-
-def widen(posterior: Posterior, scale: float) -> Posterior:
-    """The posterior widened by ``scale`` about its centre (module docstring).
-
-    A ``VIPosterior`` with a Gaussian q gets q_s = N(mu, s^2 Sigma) exactly (a new
-    ``VIPosterior``; its ``q``, ``log_prob`` and the joint density test follow); any other
-    posterior (MCMC draws, mixtures, flows) gets its draws mapped to c + s (w - c) about its
-    ``mean_latent`` c.  ``scale`` 1 returns the posterior itself."""
-    scale = check_interval_scale(scale)
-    if scale == 1.0:
-        return posterior
-    q = getattr(posterior, "q", None)
-    if isinstance(posterior, VIPosterior) and q is not None:
-        try:
-            if isinstance(q, ImageStack):
-                new_q = ImageStack([widen_distribution(c, scale) for c in q.images()])
-            else:
-                new_q = widen_distribution(q, scale)
-        except TypeError:
-            new_q = None
-        if new_q is not None:
-            widened = VIPosterior(posterior.model, new_q.sample, posterior.mean_latent, posterior.history,
-                                  posterior.guide, posterior.state, posterior.loc,
-                                  None if posterior.scale is None else scale * posterior.scale, new_q)
-            widened.diagnostics = {**getattr(posterior, "diagnostics", {}), "interval_scale": scale}
-            return widened
-    centre = posterior.mean_latent
-    if centre is None:
-        raise ValueError(f"this {type(posterior).__name__} has no mean_latent to widen its draws about")
-    draw = posterior._sample_latents
-
-    def sample_latents(n: int) -> torch.Tensor:
-        w = draw(n)
-        c = centre.to(w)
-        return c + scale * (w - c)
-
-    return Posterior(posterior.model, sample_latents, centre)
 
 
 # --------------------------------------------------------------------------- fitting the scale
@@ -166,8 +104,8 @@ def coverage_by_scale(problem: ScaleProblem, scales: Sequence[float], levels: Se
             ws = model.prior.ws_from_latent(latents[start:start + chunk_size].to(device))
             images.append(generate(model.generator, ws).cpu())
         pix = torch.cat(images)[:, unknown]
-        out["pixels"].append(_coverage(pix, truth_pix, levels))
-        out["latents"].append(_coverage(latents.reshape(latents.shape[0], -1), flat_truth, levels))
+        out["pixels"].append(interval_coverage(pix, truth_pix, levels))
+        out["latents"].append(interval_coverage(latents.reshape(latents.shape[0], -1), flat_truth, levels))
         out["rmse_unknown"].append(float((pix.double().mean(0) - truth_pix.double()).mul(127.5).square().mean().sqrt()))
     return out
 
@@ -214,8 +152,7 @@ def choose_scale(scales: Sequence[float], coverage: np.ndarray, levels: Sequence
     return float(scales[int(np.argmin(error))]), error
 
 
-def fit_interval_scale(problems: Sequence[ScaleProblem], levels: Sequence[float] = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6,
-                                                                                     0.7, 0.8, 0.9),
+def fit_interval_scale(problems: Sequence[ScaleProblem], levels: Sequence[float] = DEFAULT_LEVELS,
                        target: str = "pixels", scales: Sequence[float] = DEFAULT_SCALES) -> ScaleFit:
     """The interval scale s whose widened posteriors are best calibrated over ``problems``: on the
     grid ``scales``, the s minimising the mean over ``levels`` of |pooled coverage - level|
@@ -260,19 +197,20 @@ def widened(method, scale: float):
 
 
 def fit_method_interval_scale(problems: Sequence, method, seed: int = 0, num_draws: int = 256,
-                              levels: Sequence[float] = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9),
+                              levels: Sequence[float] = DEFAULT_LEVELS,
                               target: str = "pixels", scales: Sequence[float] = DEFAULT_SCALES,
                               options: dict | None = None) -> ScaleFit:
     """Run ``method`` (``model, seed -> Posterior`` or a result with ``.posterior``) on every
     ``calibration.CalibrationProblem`` with the calibration benchmark's seeds (method seed
-    ``_seed(seed, index, 0)``, draws ``_seed(seed, index, 1)``; of ``options`` those the method
+    ``derive_seed(seed, index, 0)``, draws ``derive_seed(seed, index, 1)``; of ``options`` those the method
     takes), then ``fit_interval_scale``."""
-    used = _accepted_options(method, options or {})
+    used = accepted_options(method, options or {})
     reduced = []
     for problem in problems:
-        result = method(problem.model, _seed(seed, problem.index, 0), **used)
+        result = method(problem.model, derive_seed(seed, problem.index, 0), **used)
         posterior = result if isinstance(result, Posterior) else getattr(result, "posterior", None)
         if not isinstance(posterior, Posterior):
             raise TypeError(f"the method returned {type(result).__name__}, which has no posterior to widen")
-        reduced.append(ScaleProblem.from_posterior(problem, posterior, num_draws, seed=_seed(seed, problem.index, 1)))
+        sample_seed = derive_seed(seed, problem.index, 1)
+        reduced.append(ScaleProblem.from_posterior(problem, posterior, num_draws, seed=sample_seed))
     return fit_interval_scale(reduced, levels, target, scales)
