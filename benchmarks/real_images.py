@@ -45,6 +45,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--out", type=Path, default=DEFAULT_OUT)
     p.add_argument("--table-only", action="store_true", help="print the tables of the JSON files in --out")
+    p.add_argument("--split", choices=("evaluation", "calibration"), default="evaluation",
+                   help="the images the table reports (default: %(default)s; calibration images are not held out "
+                        "from the scale fit)")
     args = p.parse_args(argv)
 
     import torch
@@ -55,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.table_only:
         for path in sorted(args.out.glob("*.json")):
             report = RealCalibrationReport.from_json(path)
-            print_report(report, path)
+            print_report(report, path, args.split)
         return 0
 
     from brgm_pyro.bundled import load_domain_classifier, load_test_images
@@ -85,11 +88,12 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def print_report(report, path: Path) -> None:
+def print_report(report, path: Path, split: str = "evaluation") -> None:
     s = report.settings
     print(f"\n## {s['setting']} ({s['corruption']}), sigma {s['sigma_pixel']}, alpha {s['alpha']}, "
           f"misfit tau {s.get('misfit_scale', '-')}, torch threads {s.get('torch_threads')} ({path})\n")
-    print(report.table())
+    print(f"{split} images:\n")
+    print(report.table(split))
     for variant in report.records:
         if report.records[variant].get("calibration"):
             fit = report.fit(variant)

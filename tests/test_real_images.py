@@ -21,7 +21,8 @@ def test_conformal_scale_is_the_smallest_scale_meeting_the_risk_bound():
     fit = conformal_scale(losses, scales, alpha=0.1)
     assert fit.scale == 2.0 and fit.num_images == 19
     np.testing.assert_allclose(fit.bound, 19 / 20 * losses[0] + 1 / 20)
-    assert fit.plug_in_scale == 2.0  # mean loss 0.05 is closest to 0.1
+    assert fit.plug_in_scale == 2.0  # the smallest scale with mean loss <= 0.1
+    assert conformal_scale([[0.5, 0.3, 0.2, 0.25]], scales, 0.1).plug_in_scale == 2.0  # none reaches: least loss
     assert required_mean_loss(0.1, 19) == pytest.approx(1 / 19)
     # a non-monotone loss is replaced by its running maximum from the right
     np.testing.assert_allclose(monotone_losses([[0.3, 0.1, 0.2, 0.0]]), [[0.3, 0.2, 0.2, 0.0]])

@@ -21,7 +21,8 @@ bound at small n: the calibration mean miscoverage must reach (alpha (n + 1) - 1
 alpha 0.1 and n 10, 0.07 for n 30, 0.089 for n 100), so small calibration sets give wide
 intervals.  When no grid scale meets it the fit says so (``scale`` None).
 
-``plug_in_scale`` is the scale whose calibration mean coverage is closest to 1 - alpha: no
+``plug_in_scale`` is the smallest scale whose calibration mean miscoverage mean_i L~_i(s) is at most
+alpha (without the finite-sample correction; the scale of least miscoverage when none is): no
 finite-sample guarantee (consistent as n grows), reported next to the guaranteed one.
 """
 
@@ -44,7 +45,7 @@ class ConformalScale:
     scales: list[float]
     mean_loss: list[float]  # mean_i L~_i(s) over the calibration images, per grid scale
     bound: list[float]  # n / (n + 1) * mean L~ + 1 / (n + 1), per grid scale
-    plug_in_scale: float  # calibration mean coverage closest to 1 - alpha (no finite-sample guarantee)
+    plug_in_scale: float  # smallest scale with calibration mean miscoverage <= alpha (no finite-sample guarantee)
     guarantee: str = ("E[fraction of a new exchangeable image's unknown pixels held by its (1 - alpha) "
                       "intervals] >= 1 - alpha (conformal risk control, images exchangeable)")
 
@@ -75,8 +76,8 @@ def conformal_scale(losses: Sequence[Sequence[float]], scales: Sequence[float], 
     bound = n / (n + 1) * mean + 1 / (n + 1)
     ok = np.nonzero(bound <= alpha + 1e-12)[0]
     chosen = float(s[ok[0]]) if ok.size else None
-    raw_mean = L.mean(0)
-    plug = float(s[int(np.argmin(np.abs(raw_mean - alpha)))])
+    reached = np.nonzero(mean <= alpha + 1e-12)[0]  # plug-in: no finite-sample correction
+    plug = float(s[reached[0]]) if reached.size else float(s[int(np.argmin(mean))])
     return ConformalScale(chosen, float(alpha), int(n), s.tolist(), mean.tolist(), bound.tolist(), plug)
 
 

@@ -53,6 +53,8 @@ from .statistics import _pooled_ratio, mean_se
 
 DEFAULT_SCALES: tuple[float, ...] = (0.8, 0.9, 1.0, 1.1, 1.2, 1.35, 1.5, 1.75, 2.0, 2.5, 3.0, 4.0)
 REAL_LEVELS: tuple[float, ...] = (0.5, 0.9)
+CONFORMAL_MAX_SCALE = 2.0
+"""The largest scale the conformal fit may choose (``RealCalibrationReport.conformal_scales``)."""
 UNPLACEABLE_BELOW = 0.5
 """A draw the domain classifier "cannot place": its highest class probability is below 0.5."""
 SPLIT_RULE = ("the images without the excluded ids (for Fashion-MNIST: its test split without the 100 bundled "
@@ -293,13 +295,22 @@ class RealCalibrationReport:
                 return j
         raise KeyError(f"level {level} not measured (levels {self.levels})")
 
+    @property
+    def conformal_scales(self) -> list[float]:
+        """The grid the conformal scale is chosen on: the measured scales up to ``CONFORMAL_MAX_SCALE``
+        (fixed before any data: beyond it widening w pushes draws off the generator's range and
+        coverage falls again, which the monotone loss would carry down to every smaller scale)."""
+        top = float(self.settings.get("conformal_max_scale", CONFORMAL_MAX_SCALE))
+        return [s for s in self.scales if s <= top]
+
     def fit(self, variant: str) -> dict[str, Any]:
         """The conformal scale of ``variant`` from its calibration images (``conformal.conformal_scale``)."""
         alpha = float(self.settings["alpha"])
         j = self._level_index(1 - alpha)
         recs = self.records[variant]["calibration"]
-        losses = [[1 - r["by_scale"][_scale_key(s)]["coverage"][j] for s in self.scales] for r in recs]
-        return conformal_scale(losses, self.scales, alpha).to_dict()
+        grid = self.conformal_scales
+        losses = [[1 - r["by_scale"][_scale_key(s)]["coverage"][j] for s in grid] for r in recs]
+        return conformal_scale(losses, grid, alpha).to_dict()
 
     def summary(self, variant: str, split: str, scale: float) -> dict[str, Any]:
         """Mean +- se over images at one scale: coverage per level, posterior-mean and MAP RMSE (and their
@@ -439,6 +450,7 @@ def real_image_calibration(generator, corruption, split: RealImageSplit, *, sigm
                 "seed": seed, "split_rule": split.rule, "source": split.source,
                 "calibration_ids": split.calibration_ids, "evaluation_ids": split.evaluation_ids,
                 "fit_options": dict(fit_options or {}), "misfit": misfit,
+                "conformal_max_scale": CONFORMAL_MAX_SCALE,
                 "torch_threads": torch.get_num_threads()}
     records: dict[str, dict[str, list]] = {}
     reference: dict[str, Any] = {}
