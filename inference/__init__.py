@@ -15,7 +15,9 @@ from .importance import ImportancePosterior, importance_resample, log_joint, psi
 from .laplace import LaplacePosterior, fit_laplace, laplace_approximation, output_jacobian
 from .map import MAPResult, map_estimate
 from .mcmc import MCMCResult, run_mcmc
-from .multistart import fit_multistart_flow, fit_multistart_fullrank, fit_multistart_laplace, multistart_map
+from .multistart import (
+    fit_multistart_flow, fit_multistart_fullrank, fit_multistart_laplace, multistart_containing_map, multistart_map,
+)
 from .nuts import (
     AUTOGUIDE_KINDS, GuideFit, NUTSSettings, fit_autoguide, run_adapted_nuts, run_neutra, run_preconditioned_nuts,
 )
@@ -37,7 +39,8 @@ __all__ = [
     "MAPResult", "map_estimate", "InverseGammaPenalty", "PENALTY_WEIGHTINGS", "VIPosterior", "fit_vi",
     "LaplacePosterior", "fit_laplace", "laplace_approximation", "output_jacobian",
     "fullrank_at", "fullrank_from_laplace", "map_then_laplace", "vi_from_map",
-    "fit_multistart_flow", "fit_multistart_fullrank", "fit_multistart_laplace", "multistart_map",
+    "fit_multistart_flow", "fit_multistart_fullrank", "fit_multistart_laplace", "multistart_containing_map",
+    "multistart_map",
     "LatentMixture", "MixturePosterior", "estimate_elbo", "fit_ensemble",
     "ImportancePosterior", "importance_resample", "log_joint", "psis_smooth",
     "MCMCResult", "run_mcmc", "AUTOGUIDE_KINDS", "GuideFit", "NUTSSettings", "fit_autoguide", "run_adapted_nuts",

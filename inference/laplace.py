@@ -72,15 +72,21 @@ def laplace_approximation(model: BRGMModel, latent: torch.Tensor, chunk_size: in
     """N(w*, H^-1) with the Gauss-Newton precision H at ``latent`` = w* (e.g. ``map_estimate(model).latent``).
 
     Needs a Gaussian prior (``prior.gaussian_loc_scale()``) without the colinearity factor and one
-    likelihood with Gaussian pixel noise (``likelihood.gaussian_pixel_noise()``).
+    likelihood with Gaussian pixel noise (``likelihood.gaussian_pixel_noise()``) or with a Gauss-Newton
+    precision of its own (``likelihood.gauss_newton(J)``: the misfit term of ``models.misfit``).
     """
     _, prior_scale = model.require_gaussian_prior("the Laplace approximation")
-    sigma = model.require_gaussian_pixel_noise("the Laplace approximation")
     model.require_single("laplace_approximation")
+    likelihood = model.likelihoods[0] if len(model.likelihoods) == 1 else None
+    gauss_newton = getattr(likelihood, "gauss_newton", None)  # J^T S^-1 J of a correlated Gaussian (models.misfit)
+    sigma = None if gauss_newton is not None else model.require_gaussian_pixel_noise("the Laplace approximation")
     with torch.enable_grad():
         jac = output_jacobian(model, latent, chunk_size).double()
     prior_std = prior_scale.reshape(-1).double().to(jac.device)
-    precision = jac.T @ jac / sigma**2 + torch.diag(prior_std.pow(-2))
+    if gauss_newton is not None:
+        precision = gauss_newton(jac) + torch.diag(prior_std.pow(-2))
+    else:
+        precision = jac.T @ jac / sigma**2 + torch.diag(prior_std.pow(-2))
     cov = torch.cholesky_inverse(torch.linalg.cholesky(precision))
     cov = 0.5 * (cov + cov.T)
     loc = latent.detach().reshape(-1)

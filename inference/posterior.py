@@ -10,12 +10,14 @@ from typing import Any, Callable, Protocol, Sequence, runtime_checkable
 import torch
 
 from brgm_pyro.models.brgm import BRGMModel, generate
+from brgm_pyro.models.misfit import predictive_images
 
 
 @dataclass
 class PosteriorSamples:
     """latents: (n, *prior site shape); ws: (n, num_ws, w_dim); images: (n, C, H, W) on the CPU
-    (None if not requested).  Row i of each belongs to the same draw.  For a batched posterior
+    (None if not requested): G(w), or the clean image's predictive draw G(w) + r for a model with a
+    misfit term (``models.misfit``).  Row i of each belongs to the same draw.  For a batched posterior
     each has an image axis after the draw axis: (n, B, ...)."""
 
     latents: torch.Tensor
@@ -25,8 +27,8 @@ class PosteriorSamples:
 
 @dataclass
 class PixelStatistics:
-    """Per-pixel posterior mean and standard deviation of G(w), (C, H, W) ((B, C, H, W) for a
-    batched posterior), over n samples."""
+    """Per-pixel posterior mean and standard deviation of G(w) (of G(w) + r for a model with a misfit
+    term, ``models.misfit``), (C, H, W) ((B, C, H, W) for a batched posterior), over n samples."""
 
     mean: torch.Tensor
     std: torch.Tensor
@@ -165,8 +167,8 @@ class Posterior:
             ws = self.model.prior.ws_from_latent(latents)
             all_latents.append(latents.cpu())
             all_ws.append(ws.cpu())
-            if images:
-                all_images.append(generate(self.model.generator, ws).cpu())
+            if images:  # G(w), plus the misfit r | y, w when the model has one (models.misfit)
+                all_images.append(predictive_images(self.model, generate(self.model.generator, ws)).cpu())
         return PosteriorSamples(torch.cat(all_latents), torch.cat(all_ws), torch.cat(all_images) if images else None)
 
     @torch.no_grad()
@@ -195,7 +197,8 @@ class Posterior:
         total = total_sq = None
         for start in range(0, n, chunk_size):
             k = min(chunk_size, n - start)
-            imgs = generate(self.model.generator, self.model.prior.ws_from_latent(self.sample_latents(k))).double()
+            imgs = generate(self.model.generator, self.model.prior.ws_from_latent(self.sample_latents(k)))
+            imgs = predictive_images(self.model, imgs).double()
             s, s2 = imgs.sum(0), imgs.square().sum(0)
             total = s if total is None else total + s
             total_sq = s2 if total_sq is None else total_sq + s2

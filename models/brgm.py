@@ -25,6 +25,7 @@ from brgm_pyro.generators.base import PriorGenerator
 
 from .config import BRGMConfig, released_lambda_colin
 from .likelihoods import PerceptualLikelihood, PixelLikelihood, gaussian_pixel_noise
+from .misfit import MisfitPixelLikelihood
 from .priors import ColinearityPrior, GaussianLatentPrior, LatentPrior, gaussian_loc_scale
 
 
@@ -295,7 +296,8 @@ def brgm_model(
     prior: Gaussian on W+ with mu, sigma from 10,000 mapping samples (scalar sigma unless
     ``config.prior_std == "per-dimension"``); colinearity: ``ColinearityPrior(config.kappa)``
     (None switches it off); likelihoods: pixel (``config.sigma_pixel``) and, when ``features``
-    is given and ``config.sigma_perceptual`` is set, perceptual.
+    is given and ``config.sigma_perceptual`` is set, perceptual; with ``config.misfit_scale`` the
+    pixel likelihood integrates out the generator's misfit (``models.misfit``).
 
     The model keeps the config it was built from as ``model.config`` (``sigma_perceptual`` set to
     None when there are no ``features``: that term is off); parts passed in explicitly are not
@@ -314,7 +316,10 @@ def brgm_model(
         colinearity = ColinearityPrior(config.kappa) if config.kappa > 0 else None
     if likelihoods is None:
         likelihoods = []
-        if config.sigma_pixel is not None:
+        if config.sigma_pixel is not None and config.misfit_scale is not None:
+            likelihoods.append(MisfitPixelLikelihood.from_corruption(corruption, image_shape(generator),
+                                                                     config.sigma_pixel, config.misfit_scale))
+        elif config.sigma_pixel is not None:
             likelihoods.append(PixelLikelihood(config.sigma_pixel))
         if features is not None and config.sigma_perceptual is not None:
             likelihoods.append(PerceptualLikelihood(features, config.sigma_perceptual))

@@ -25,14 +25,23 @@ from brgm_pyro.functional import PIXEL_SCALE_255
 class BRGMConfig:
     """sigma_pixel / sigma_perceptual: noise std of the two likelihoods (None: term off);
     kappa: von Mises concentration of the colinearity prior (0: off);
-    prior_std: "scalar" (the authors' single sigma) or "per-dimension"."""
+    prior_std: "scalar" (the authors' single sigma) or "per-dimension";
+    misfit_scale: tau of the generator's misfit x = G(w) + r, r ~ N(0, tau^2) per pixel, integrated
+    out of the pixel likelihood (``models.misfit``; a number, "learn", or None: off, the paper's model)."""
 
     sigma_pixel: float | None = 0.1
     sigma_perceptual: float | None = None
     kappa: float = 0.0
     prior_std: Literal["scalar", "per-dimension"] = "scalar"
+    misfit_scale: float | str | None = None
 
     def __post_init__(self) -> None:
+        tau = self.misfit_scale
+        if tau is not None and tau != "learn" and not (isinstance(tau, (int, float)) and not isinstance(tau, bool)
+                                                       and tau > 0 and math.isfinite(tau)):
+            raise ValueError(f"misfit_scale must be a positive finite number, 'learn' or None, got {tau!r}")
+        if tau is not None and self.sigma_pixel is None:
+            raise ValueError("misfit_scale needs the pixel likelihood (sigma_pixel is None)")
         for name in ("sigma_pixel", "sigma_perceptual"):
             value = getattr(self, name)
             if value is not None and not (value > 0 and math.isfinite(value)):

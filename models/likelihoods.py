@@ -26,7 +26,7 @@ from brgm_pyro.corruptions.latent import LatentParameter
 from .noise import PERCEPTUAL_NOISE_SITE, PIXEL_NOISE_SITE, as_noise_parameter
 
 
-class _NoiseLevel:
+class NoiseLevel:
     """The sigma of a likelihood: fixed (``sigma`` a float) or latent (``sigma`` None, ``sigma_prior`` set)."""
 
     def _set_sigma(self, sigma: float | str | LatentParameter, default_site: str) -> None:
@@ -47,7 +47,7 @@ class _NoiseLevel:
         return sigma.reshape(*sigma.shape, *(1,) * event_dims) if sigma.ndim else sigma
 
 
-class PixelLikelihood(_NoiseLevel):
+class PixelLikelihood(NoiseLevel):
     """I ~ N(f(G(w)), sigma^2) on the observed pixels only (first factor of Eq. 4).
 
     Unobserved values (mask 0) are left out of the likelihood, not compared with a fill value.
@@ -68,7 +68,7 @@ class PixelLikelihood(_NoiseLevel):
         pyro.sample(self.site, d.to_event(3), obs=observation)
 
 
-class PerceptualLikelihood(_NoiseLevel):
+class PerceptualLikelihood(NoiseLevel):
     """phi(I) ~ N(phi(f(G(w))), sigma^2) in a feature space (second factor of Eq. 4).
 
     Together with the pixel likelihood this is a *composite* likelihood: phi(I) is a function of

@@ -91,7 +91,7 @@ def test_model_config_is_what_the_command_line_asked_for(problem, tmp_path):
     report = weights_report(learned)
     assert report["sigma_pixel"] == "learned, latent ~ HalfNormal(scale=0.5)"
     assert {k: v for k, v in report.items() if k != "sigma_pixel"} == {
-        "sigma_perceptual": 0.02, "kappa": 0.25, "prior_std": "per-dimension"}
+        "sigma_perceptual": 0.02, "kappa": 0.25, "prior_std": "per-dimension", "misfit_scale": None}
 
 
 def test_a_weight_given_twice_is_refused_before_loading(tmp_path, capsys):

@@ -155,3 +155,44 @@ def test_batched_successive_halving_equals_each_image_alone(tiny_generator, one_
         torch.testing.assert_close(together[b].latents, alone.latents, atol=2e-4, rtol=1e-4)
     post = fit_multistart_fullrank(model, num_starts=5, num_steps=12, vi_steps=2, keep=2, screen_steps=4, seed=0)
     assert len(post.diagnostics["best_start"]) == 2 and all(0 <= s < 5 for s in post.diagnostics["best_start"])
+
+
+def test_the_multistart_contains_the_single_map_run_on_a_batch_of_images(tiny_generator, one_thread):
+    """Issue 25: the w_avg start is map_estimate's own path, so on every image of a batch the chosen
+    mode's log joint is at least MAP's, and start 0's final latent is MAP's latent."""
+    from brgm_pyro.inference.multistart import fit_multistart_laplace, multistart_containing_map
+    from brgm_pyro.inference.posterior import single_image_model
+
+    torch.manual_seed(5)
+    images = torch.stack([tiny_generator.synthesis(tiny_generator.mapping(torch.randn(1, 16)))[0].detach()
+                          for _ in range(2)] + [torch.rand(1, 16, 16) * 2 - 1])  # 2 model images, 1 noise image
+    model = _masked_model(tiny_generator, images)
+    steps = 30
+    single_map = map_estimate(model, num_steps=steps, lr=0.1, progress=False)
+    map_log_joints = torch.stack([log_joint(single_image_model(model, b), single_map.latent[b][None])[0]
+                                  for b in range(3)])
+    laplace, modes = fit_multistart_laplace(model, num_starts=4, num_steps=steps, seed=[0, 1, 2])
+    for b, m in enumerate(modes):
+        assert m.start_indices[0] == 0
+        torch.testing.assert_close(m.latents[0], single_map.latent[b], atol=1e-6, rtol=1e-6)
+        assert m.log_joints[m.chosen] == m.log_joints.max()
+        chosen = log_joint(single_image_model(model, b), m.latents[m.chosen][None])[0]
+        assert chosen >= map_log_joints[b] - 1e-3  # float32 generator: batched and single evaluations differ ~1e-4
+    # each image alone: the same MAP path (map_estimate of one image) and so the same guarantee
+    for b in range(3):
+        alone = multistart_containing_map(single_image_model(model, b), torch.stack(
+            [model.prior.init_loc(), *prior_starts(single_image_model(model, b), 3, seed=b)[1:]]), num_steps=steps)[0]
+        map_alone = map_estimate(single_image_model(model, b), num_steps=steps, lr=0.1, progress=False)
+        torch.testing.assert_close(alone.latents[0], map_alone.latent, atol=1e-6, rtol=1e-6)
+        map_lj = float(log_joint(single_image_model(model, b), map_alone.latent[None])[0])
+        assert alone.log_joints.max() >= map_lj - 1e-3
+    # successive halving keeps start 0 and the best keep - 1 others; keep 1 is MAP alone
+    halved = multistart_containing_map(model, torch.stack([prior_starts(single_image_model(model, b), 5, seed=b)
+                                                           for b in range(3)], 1), num_steps=steps, keep=2,
+                                       screen_steps=5)
+    assert all(h.latents.shape[0] == 2 and h.start_indices[0] == 0 and h.start_indices[1] >= 1 for h in halved)
+    only = multistart_containing_map(model, torch.stack([prior_starts(single_image_model(model, b), 3, seed=b)
+                                                         for b in range(3)], 1), num_steps=steps, keep=1)
+    assert all(o.latents.shape[0] == 1 for o in only)
+    with pytest.raises(ValueError, match="keep must be in 1..3"):
+        multistart_containing_map(model, torch.zeros(3, 3, *model.prior.init_loc().shape), num_steps=2, keep=4)

@@ -68,8 +68,11 @@ def model_from_settings(settings: Settings, generator: PriorGenerator, corruptio
                         observation: torch.Tensor, features: torch.nn.Module | None) -> BRGMModel:
     """The model the command line asks for: ``default_config`` with the weight flags applied,
     built by ``brgm_model``; --blind makes the named corruption parameters latent and
-    --learn-noise infers sigma_pixel (prior HalfNormal(0.5))."""
+    --learn-noise infers sigma_pixel (prior HalfNormal(0.5)); --misfit-scale adds the generator's misfit
+    (``brgm_pyro.models.misfit``)."""
     config = replace(default_config(generator, corruption, features), **settings.weights)
+    if settings.misfit_scale is not None:
+        config = replace(config, misfit_scale=settings.misfit_scale)
     model = brgm_model(generator, corruption, observation.to(generator.device), config=config, features=features)
     if settings.blind:
         model = replace(model, corruption=make_blind(model.corruption, list(settings.blind)))

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.metadata
+import math
 import platform
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,15 +21,17 @@ import torch
 import brgm_pyro
 
 from .. import generators  # generators.load_generator looked up at call time (tests replace it)
-from ..bundled import load_test_images
+from ..bundled import load_domain_classifier, load_test_images
 from ..corruptions import Corruption, make_corruption
 from ..functional import image_shape
 from ..generators import PriorGenerator
 from ..inference import MethodOptions, MethodOutput, run_methods, to_inference_data
 from ..jsonfile import write_json
 from ..study import calibrate, methods_from, resolve_methods, simulate_problems
+from ..study.real_images import folder_images, real_image_calibration, split_images
 from ..study.interval_scale import fit_method_interval_scale, widened
 from ..models import BRGMModel
+from ..training.data import load_fashion_mnist
 from ..training.trainer import TrainingConfig, export_generator, train_generator
 from .cli_args import corruption_from_settings, load_generator_and_features, model_from_settings, read_image
 from .dataset_cli import evaluate_command, reconstruct_command
@@ -207,8 +210,11 @@ def cmd_evaluate(settings: Settings) -> int:
 
 
 def cmd_calibrate(settings: Settings) -> int:
-    """Simulation-based calibration of posterior methods on problems drawn from the model."""
+    """Simulation-based calibration of posterior methods on problems drawn from the model
+    (``--images DIR``: the recommended posterior on real images with ground truth instead)."""
     o = settings.options  # read-only: calibrate's options go straight into its calls
+    if o['images'] is not None:
+        return _calibrate_real(o)
     methods = resolve_methods(o['methods'], methods_from(o['imports']))
     generator = generators.load_generator(o['generator'], device=o['device'])
     corruption = make_corruption(o['task'], generator.img_resolution,
@@ -235,6 +241,56 @@ def cmd_calibrate(settings: Settings) -> int:
           f"{o['num_draws']} draws, {o['steps']} steps, method seed {o['seed']}")
     print(report.table())
     print(f"written: {json_path} and {figure}")
+    return 0
+
+
+def _calibrate_misfit(text: str) -> float | str | None:
+    """calibrate's --misfit-scale: 'none' (None), 'fit' or a finite number > 0."""
+    if text in ("none", "fit"):
+        return None if text == "none" else "fit"
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (value > 0 and math.isfinite(value)):
+        raise ValueError(f"--misfit-scale must be 'none', 'fit' or a positive number, got {text!r}")
+    return value
+
+
+def _calibrate_real(o: Mapping[str, Any]) -> int:
+    """``calibrate --images DIR``: coverage, RMSE against MAP, std / error and draw plausibility of the
+    recommended posterior on real images, and its conformal interval scale (``study.real_images``)."""
+    generator = generators.load_generator(o['generator'], device=o['device'])
+    corruption = make_corruption(o['task'], generator.img_resolution,
+                                 **({"factor": o['factor'], "kernel": o['kernel']} if o['task'] == "super-resolution"
+                                    else {"mask_id": o['mask_id']}))
+    folder = Path(o['images'])
+    if any(folder.glob("t10k-images-idx3-ubyte*")):  # Fashion-MNIST IDX files: the test split, bundled 100 excluded
+        images, _ = load_fashion_mnist("test", folder, generator.img_resolution)
+        ids, exclude, source = range(images.shape[0]), load_test_images()[2].tolist(), f"{folder} (test split)"
+    else:
+        images, ids = folder_images(folder, generator.img_resolution, generator.img_channels)
+        exclude, source = (), f"{folder} (files sorted by name, id = position)"
+    split = split_images(images, ids, o['num_calibration'], o['num_evaluation'], seed=o['split_seed'],
+                         exclude_ids=exclude, source=source)
+    misfit = _calibrate_misfit(o['misfit_scale'])
+    domain = (generator.img_channels, generator.img_resolution) == (1, 32) and o['generator'] == "fashion-mnist-32"
+    setting = (f"inpainting-mask{o['mask_id']}" if o['task'] == "inpainting"
+               else f"super-resolution-x{o['factor']}-{o['kernel']}")
+    out = Path(o['out'])
+    report = real_image_calibration(
+        generator, corruption, split, sigma_pixel=o['sigma_pixel'], misfit=misfit, alpha=o['alpha'],
+        num_draws=o['num_draws'], seed=o['seed'], batch_size=o['batch_size'],
+        classifier=load_domain_classifier(o['device'] or "cpu") if domain else None, setting=setting,
+        fit_options={"num_steps": o['steps']},
+        out=out / "real_calibration.json", log=None if o['no_progress'] else print)
+    write_json(report.interval_scales("plain"), out / "interval_scales.json", indent=1)
+    print(f"# {o['task']} ({corruption.describe()}) on real images of {o['images']}: {len(split.calibration_ids)} "
+          f"calibration, {len(split.evaluation_ids)} evaluation ({split.rule}); sigma {o['sigma_pixel']}")
+    print(report.table())
+    fit = report.fit("plain")
+    print(f"conformal scale (alpha {o['alpha']}, n = {fit['num_images']}): {fit['scale']} "
+          f"(plug-in, no guarantee: {fit['plug_in_scale']}); metadata to store: {out / 'interval_scales.json'}")
     return 0
 
 

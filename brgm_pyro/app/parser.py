@@ -39,6 +39,9 @@ def _add_model_options(p: argparse.ArgumentParser, steps: int = 500) -> None:
     g.add_argument("--lambda-pixel", type=float, help="paper's Eq. 6 weight: sigma_pixel = lambda^-1/2")
     g.add_argument("--lambda-perceptual", type=float, help="paper's Eq. 6 weight: sigma_perceptual = lambda^-1/2")
     g.add_argument("--lambda-colin", type=float, help="paper's Eq. 6 weight: kappa = lambda_colin / 2")
+    g.add_argument("--misfit-scale", type=misfit_scale_arg, default=None,
+                   help="tau of the generator's misfit x = G(w) + r, r ~ N(0, tau^2) per pixel, integrated out of "
+                        "the pixel likelihood (a number, or 'learn'); draws of the image then include r (default: off)")
 
 
 def positive_float(text: str) -> float:
@@ -50,6 +53,11 @@ def positive_float(text: str) -> float:
     if not (value > 0 and math.isfinite(value)):
         raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
     return value
+
+
+def misfit_scale_arg(text: str) -> float | str:
+    """argparse type of --misfit-scale: 'learn' or a finite number > 0."""
+    return "learn" if text == "learn" else positive_float(text)
 
 
 def _add_interval_scale_option(p: argparse.ArgumentParser, default: float | None, default_help: str) -> None:
@@ -216,6 +224,19 @@ def build_parser() -> argparse.ArgumentParser:
                    help="instead of the coverage report, fit the interval scale of the one method in --methods "
                         "(the scale whose calibration curve is closest to the diagonal); writes interval_scale.json")
     p.add_argument("--no-progress", action="store_true", help="print no progress bars")
+    r = p.add_argument_group("real images (--images: the recommended posterior on real images with ground truth)")
+    r.add_argument("--images", default=None,
+                   help="folder of real images (PNG / JPEG, or Fashion-MNIST IDX files: its test split without "
+                        "the 100 bundled images); split into calibration and evaluation images by a seeded rule")
+    r.add_argument("--num-calibration", type=int, default=30, help="calibration images (default: %(default)s)")
+    r.add_argument("--num-evaluation", type=int, default=30, help="evaluation images (default: %(default)s)")
+    r.add_argument("--split-seed", type=int, default=25, help="seed of the split (default: %(default)s)")
+    r.add_argument("--alpha", type=float, default=0.1,
+                   help="the conformal scale guarantees coverage >= 1 - alpha (default: %(default)s)")
+    r.add_argument("--misfit-scale", default="none",
+                   help="also measure the model with the generator's misfit term: 'fit' (tau from calibration "
+                        "MAP residuals) or a number; 'none' (default) measures the paper's model only")
+    r.add_argument("--batch-size", type=int, default=5, help="images fitted together (default: %(default)s)")
     return parser
 
 

@@ -89,7 +89,9 @@ _RULES: dict[str, dict[str, _Rule]] = {
         "d_channel_base": _int_at_least(1), "d_channel_max": _int_at_least(1),
     },
     "calibrate": {"num_problems": _int_at_least(1), "num_draws": _int_at_least(1), "steps": _int_at_least(1),
-                  "seed": _int_between(0, MAX_SEED)},
+                  "seed": _int_between(0, MAX_SEED), "num_calibration": _int_at_least(1),
+                  "num_evaluation": _int_at_least(1), "split_seed": _int_between(0, MAX_SEED),
+                  "alpha": ("a number in (0, 1)", lambda v: _finite(v) and 0 < v < 1), "batch_size": _int_at_least(1)},
 }
 
 # --sigma-* / --kappa and the paper's Eq. 6 --lambda-* flags: (flag dest, weight_overrides keyword)
@@ -267,6 +269,7 @@ class Settings:
     batch_size: int = 8
     resume: bool = False
     threads: int | None = None
+    misfit_scale: float | str | None = None  # --misfit-scale (models.misfit; None: the paper's model)
     image_index: int = 0
     no_lpips: bool = False
 
@@ -341,6 +344,7 @@ def resolve_settings(args: argparse.Namespace, argv: Sequence[str] = ()) -> Sett
         weights=MappingProxyType(weight_overrides(**{key: v.get(dest) for dest, key in _WEIGHT_FLAGS})),
         kernel=v["kernel"], samples=v.get("samples", 0), interval_scale=v.get("interval_scale"),
         mask_id=v.get("mask_id"), resume=v.get("resume", False), threads=v.get("threads"),
+        misfit_scale=v.get("misfit_scale"),
     )
     if command == "demo":
         settings = Settings(command, options, methods=("map", "fullrank"), image_index=v["image_index"], **common)

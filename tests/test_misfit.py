@@ -1,0 +1,199 @@
+"""The generator's misfit x = G(w) + r integrated out of the pixel likelihood (models/misfit.py):
+exact against dense closed forms (linear-Gaussian), the default model unchanged, clear errors."""
+
+from __future__ import annotations
+
+import math
+
+import pyro
+import pytest
+import torch
+from pyro import poutine
+
+from brgm_pyro.corruptions import Inpainting, Intensity, LatentParameter, SuperResolution
+from brgm_pyro.generators import LinearGenerator
+from brgm_pyro.models import BRGMConfig, MisfitPixelLikelihood, brgm_model, operator_matrix, predictive_images
+from brgm_pyro.models.misfit import MISFIT_SITE
+
+
+def _dense_operator(corruption, shape):
+    """A by autograd (independent of operator_matrix's unit-image responses)."""
+    op = corruption.double()
+    jac = torch.autograd.functional.jacobian(lambda x: op(x.reshape(1, *shape)).reshape(-1),
+                                             torch.zeros(math.prod(shape), dtype=torch.float64))
+    corruption.float()
+    return jac
+
+
+def _half_mask(size=8):
+    mask = torch.ones(1, size, size)
+    mask[..., :, size // 2:] = 0
+    return mask
+
+
+@pytest.mark.parametrize("corruption", [SuperResolution(2, kernel="bicubic-antialias"), Inpainting(_half_mask())],
+                         ids=["sr", "mask"])
+def test_likelihood_is_the_marginal_normal_with_sigma2_plus_tau2_AAT(corruption):
+    shape = (1, 8, 8)
+    sigma, tau = 0.1, 0.3
+    lik = MisfitPixelLikelihood.from_corruption(corruption, shape, sigma, tau)
+    assert lik.diagonal == isinstance(corruption, Inpainting)  # masks: A A^T = I on the observed pixels
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(3, *shape, generator=g) * 2 - 1  # three G(w) at once (particle dimension)
+    y = corruption(torch.rand(1, *shape, generator=g) * 2 - 1)[0]
+    mask = corruption.observation_mask(shape)
+    trace = poutine.trace(lambda: lik(corruption(x), y, mask)).get_trace()
+    got = trace.nodes["obs_pixel"]["fn"].log_prob(trace.nodes["obs_pixel"]["value"]).double()
+    A = _dense_operator(corruption, shape)
+    observed = torch.ones(A.shape[0], dtype=torch.bool) if mask is None else mask.reshape(-1) > 0
+    A_obs = A[observed]
+    cov = sigma ** 2 * torch.eye(A_obs.shape[0], dtype=torch.float64) + tau ** 2 * A_obs @ A_obs.T
+    expected = torch.distributions.MultivariateNormal(x.double().reshape(3, -1) @ A_obs.T, cov).log_prob(
+        y.double().reshape(-1)[observed])
+    torch.testing.assert_close(got, expected, atol=2e-3, rtol=1e-5)
+    if isinstance(corruption, Inpainting):  # the diagonal case in words: variance sigma^2 + tau^2 per pixel
+        assert torch.allclose(lik.variances(sigma, tau), torch.full((32,), sigma ** 2 + tau ** 2, dtype=torch.float64))
+
+
+@pytest.mark.parametrize("corruption", [SuperResolution(2, kernel="bicubic-antialias"), Inpainting(_half_mask())],
+                         ids=["sr", "mask"])
+def test_conditional_residual_draws_match_the_gaussian_conditional(corruption):
+    shape = (1, 8, 8)
+    sigma, tau = 0.2, 0.3
+    lik = MisfitPixelLikelihood.from_corruption(corruption, shape, sigma, tau)
+    g = torch.Generator().manual_seed(1)
+    generated = torch.rand(1, *shape, generator=g) * 2 - 1
+    y = corruption(torch.rand(1, *shape, generator=g) * 2 - 1)[0]
+    n = 40_000
+    r = lik.conditional_residual(generated.expand(n, *shape), y, torch.Generator().manual_seed(2))
+    r = r.reshape(n, -1).double()
+    A = _dense_operator(corruption, shape)
+    mask = corruption.observation_mask(shape)
+    observed = torch.ones(A.shape[0], dtype=torch.bool) if mask is None else mask.reshape(-1) > 0
+    A_obs = A[observed]
+    S = sigma ** 2 * torch.eye(A_obs.shape[0], dtype=torch.float64) + tau ** 2 * A_obs @ A_obs.T
+    e = y.double().reshape(-1)[observed] - A_obs @ generated.double().reshape(-1)
+    mean = tau ** 2 * A_obs.T @ torch.linalg.solve(S, e)
+    cov = tau ** 2 * torch.eye(64, dtype=torch.float64) - tau ** 4 * A_obs.T @ torch.linalg.solve(S, A_obs)
+    sd = cov.diagonal().sqrt()
+    assert ((r.mean(0) - mean).abs() / (sd / math.sqrt(n))).max() < 5  # 5 standard errors
+    torch.testing.assert_close(torch.cov(r.T), cov, atol=4 * tau ** 2 * math.sqrt(2 / n) * 2, rtol=0)
+    if isinstance(corruption, Inpainting):  # hidden pixels keep the prior N(0, tau^2)
+        hidden = (_half_mask() == 0).reshape(-1)
+        assert torch.allclose(cov.diagonal()[hidden], torch.full((32,), tau ** 2, dtype=torch.float64))
+
+
+def _linear_problem(corruption, misfit):
+    G = LinearGenerator.random(num_ws=2, w_dim=3, img_resolution=8, scale=0.4, seed=3)
+    y = corruption(torch.rand(1, 1, 8, 8, generator=torch.Generator().manual_seed(4)) * 2 - 1)[0]
+    config = BRGMConfig(0.2, None, 0.0, "per-dimension", misfit_scale=misfit)
+    return G, brgm_model(G, corruption, y, config=config, num_stats_samples=200)
+
+
+def test_model_log_joint_is_the_closed_form_and_the_default_is_unchanged():
+    corruption = SuperResolution(2, kernel="bicubic-antialias")
+    G, plain = _linear_problem(corruption, None)
+    _, with_misfit = _linear_problem(corruption, 0.25)
+    pyro.set_rng_seed(0)
+    trace_plain = poutine.trace(plain.model).get_trace()
+    trace_misfit = poutine.trace(with_misfit.model).get_trace()
+    sites = [n for n, s in trace_plain.nodes.items() if s["type"] == "sample"]
+    assert sites == [n for n, s in trace_misfit.nodes.items() if s["type"] == "sample"] == ["w", "obs_pixel"]
+    # the default (misfit_scale None) is the paper's plain pixel likelihood, log joint unchanged
+    assert type(plain.likelihoods[0]).__name__ == "PixelLikelihood"
+    w = trace_plain.nodes["w"]["value"]
+    conditioned = poutine.trace(poutine.condition(plain.model, data={"w": w})).get_trace()
+    x = G.synthesis(plain.prior.ws_from_latent(w)[None]).double().reshape(-1)
+    A = _dense_operator(corruption, (1, 8, 8))
+    y = plain.observation.double().reshape(-1)
+    prior_lp = conditioned.nodes["w"]["fn"].log_prob(w).double()
+    plain_lp = torch.distributions.Normal(A @ x, 0.2).log_prob(y).sum()
+    torch.testing.assert_close(conditioned.log_prob_sum().double(), prior_lp + plain_lp, atol=1e-3, rtol=1e-6)
+    misfit_trace = poutine.trace(poutine.condition(with_misfit.model, data={"w": w})).get_trace()
+    cov = 0.04 * torch.eye(16, dtype=torch.float64) + 0.0625 * A @ A.T
+    misfit_lp = torch.distributions.MultivariateNormal(A @ x, cov).log_prob(y)
+    torch.testing.assert_close(misfit_trace.log_prob_sum().double(), prior_lp + misfit_lp, atol=1e-3, rtol=1e-6)
+
+
+def test_laplace_with_misfit_is_the_exact_linear_gaussian_posterior():
+    from brgm_pyro.inference.laplace import laplace_approximation
+
+    corruption = Inpainting(_half_mask())
+    G, model = _linear_problem(corruption, 0.3)
+    q = laplace_approximation(model, model.prior.init_loc())  # linear model: exact at any point
+    F = _dense_operator(corruption, (1, 8, 8))[(_half_mask().reshape(-1) > 0)]
+    H = F @ G.A.double()
+    S = 0.04 * torch.eye(32, dtype=torch.float64) + 0.09 * F @ F.T
+    prior_var = model.prior.init_scale().reshape(-1).double() ** 2
+    precision = torch.diag(1 / prior_var) + H.T @ torch.linalg.solve(S, H)
+    torch.testing.assert_close(q.distribution.covariance_matrix.double(), torch.linalg.inv(precision),
+                               atol=1e-5, rtol=1e-4)
+
+
+def test_posterior_draws_of_the_clean_image_carry_the_residual():
+    from brgm_pyro.inference import Posterior
+
+    corruption = Inpainting(_half_mask())
+    _, model = _linear_problem(corruption, 0.3)
+    loc = model.prior.init_loc()
+    posterior = Posterior(model, lambda k: loc.expand(k, *loc.shape).clone())  # w fixed: spread is r alone
+    images = posterior.sample(4000, seed=0).images.reshape(4000, -1)
+    hidden = (_half_mask() == 0).reshape(-1)
+    assert abs(float(images[:, hidden].std(0).mean()) - 0.3) < 0.01  # tau on the hidden half
+    shrunk = 0.3 * math.sqrt(0.04 / (0.04 + 0.09))  # observed: sd tau sigma / sqrt(sigma^2 + tau^2)
+    assert abs(float(images[:, ~hidden].std(0).mean()) - shrunk) < 0.01
+    stats = posterior.pixel_statistics(4000, seed=1)
+    assert abs(float(stats.std.reshape(-1)[hidden].mean()) - 0.3) < 0.01
+    x = predictive_images(model, torch.zeros(2, 1, 8, 8))
+    assert x.shape == (2, 1, 8, 8)
+
+
+def test_misfit_errors_and_learnt_scale():
+    with pytest.raises(ValueError, match="not linear"):
+        operator_matrix(Intensity(offset=0.3), (1, 8, 8))
+    blind = SuperResolution(2, kernel="gaussian", sigma=LatentParameter(pyro.distributions.LogNormal(0.0, 0.3)))
+    with pytest.raises(ValueError, match="latent parameters"):
+        operator_matrix(blind, (1, 8, 8))
+    with pytest.raises(ValueError, match="misfit_scale must be a positive finite number"):
+        BRGMConfig(misfit_scale=-1.0)
+    with pytest.raises(ValueError, match="misfit_scale needs the pixel likelihood"):
+        BRGMConfig(sigma_pixel=None, misfit_scale=0.1)
+    with pytest.raises(ValueError, match="tau"):
+        MisfitPixelLikelihood.from_corruption(Inpainting(_half_mask()), (1, 8, 8), 0.1, "guess")
+    _, model = _linear_problem(Inpainting(_half_mask()), "learn")
+    assert MISFIT_SITE in model.latent_parameters()
+    trace = poutine.trace(model.model).get_trace()
+    assert MISFIT_SITE in trace.nodes and trace.nodes[MISFIT_SITE]["value"] > 0
+    with pytest.raises(ValueError, match="fixed sigma_pixel and misfit scale"):
+        predictive_images(model, torch.zeros(1, 1, 8, 8))
+
+
+def test_the_command_line_plumbs_misfit_scale_into_the_model(tiny_generator, tmp_path):
+    from brgm_pyro.app.cli_args import model_from_settings
+    from brgm_pyro.app.parser import build_parser
+    from brgm_pyro.app.settings import resolve_settings
+    from brgm_pyro.io import save_image
+
+    mask = torch.ones(1, 16, 16)
+    mask[..., 8:] = 0
+    corruption = Inpainting(mask)
+    observation = torch.zeros(1, 16, 16)
+    image = tmp_path / "x.png"
+    save_image(torch.zeros(1, 1, 16, 16), image)
+    parser = build_parser()
+
+    def settings(*flags):
+        argv = ["reconstruct", str(image), "--task", "inpainting", "--mask-id", "0", "--features", "none",
+                "--out", str(tmp_path / "out"), *flags]
+        return resolve_settings(parser.parse_args(argv), argv)
+
+    model = model_from_settings(settings("--misfit-scale", "0.15"), tiny_generator, corruption, observation, None)
+    assert model.config.misfit_scale == 0.15
+    assert isinstance(model.likelihoods[0], MisfitPixelLikelihood) and model.likelihoods[0].tau == 0.15
+    plain = model_from_settings(settings(), tiny_generator, corruption, observation, None)
+    assert plain.config.misfit_scale is None and type(plain.likelihoods[0]).__name__ == "PixelLikelihood"
+    learn = parser.parse_args(["reconstruct", "x.png", "--task", "inpainting", "--mask-id", "0",
+                               "--misfit-scale", "learn"])
+    assert learn.misfit_scale == "learn"
+    with pytest.raises(SystemExit):
+        parser.parse_args(["reconstruct", "x.png", "--task", "inpainting", "--misfit-scale", "-1"])
