@@ -38,6 +38,7 @@ import numpy as np
 import torch
 
 from brgm_pyro.functional import image_shape, mean_squared_error_255
+from brgm_pyro.io import load_image
 from brgm_pyro.models.brgm import BRGMModel, brgm_model, corrupt, generate
 from brgm_pyro.models.config import BRGMConfig
 from brgm_pyro.models.misfit import MisfitPixelLikelihood, predictive_images
@@ -49,7 +50,7 @@ from brgm_pyro.inference.quantities import unknown_region
 from .conformal import conformal_scale
 from .measures import interval_coverage, json_safe
 from .problems import derive_seed
-from .statistics import _pooled_ratio, mean_se
+from .statistics import pooled_ratio, mean_se
 
 DEFAULT_SCALES: tuple[float, ...] = (0.8, 0.9, 1.0, 1.1, 1.2, 1.35, 1.5, 1.75, 2.0, 2.5, 3.0, 4.0)
 REAL_LEVELS: tuple[float, ...] = (0.5, 0.9)
@@ -115,8 +116,6 @@ def split_images(images: torch.Tensor, ids: Sequence[int], num_calibration: int,
 def folder_images(folder: str | Path, resolution: int, channels: int = 1) -> tuple[torch.Tensor, list[int]]:
     """The PNG / JPEG images of a folder, sorted by file name, as (N, C, R, R) in [-1, 1] (centre crop,
     Lanczos resize: ``brgm_pyro.io.load_image``); ids are their positions."""
-    from brgm_pyro.io import load_image
-
     folder = Path(folder)
     if not folder.is_dir():
         raise FileNotFoundError(f"image folder {folder} does not exist")
@@ -326,7 +325,7 @@ class RealCalibrationReport:
             "rmse_unknown_map": mean_se(r["map"]["rmse_unknown"] for r in recs),
             "rmse_unknown_minus_map": mean_se(a["rmse_unknown"] - r["map"]["rmse_unknown"] for a, r in zip(at, recs)),
             "mean_beats_map": int(sum(a["rmse_unknown"] < r["map"]["rmse_unknown"] for a, r in zip(at, recs))),
-            "std_error_ratio": _pooled_ratio([a["var_pixels"] for a in at], [a["mse_pixels"] for a in at]),
+            "std_error_ratio": pooled_ratio([a["var_pixels"] for a in at], [a["mse_pixels"] for a in at]),
             "modes_below_map": int(sum(r["mode_log_joint"] < r["map_log_joint"] - 1e-6 for r in recs)),
             "map_residual_sd_observed": mean_se(r["map"]["residual_sd_observed"] for r in recs),
         }

@@ -11,7 +11,7 @@ from typing import Any, Iterable, Mapping, Sequence
 import numpy as np
 import torch
 
-__all__ = ["chi_square_uniformity", "mean_se", "rank_bins", "sbc_summary", "summarize_method"]
+__all__ = ["chi_square_uniformity", "mean_se", "pooled_ratio", "rank_bins", "sbc_summary", "summarize_method"]
 
 
 def mean_se(values: Iterable[float | None]) -> dict[str, float | None]:
@@ -22,7 +22,7 @@ def mean_se(values: Iterable[float | None]) -> dict[str, float | None]:
     return {"mean": float(x.mean()), "se": se, "n": int(x.size)}
 
 
-def _pooled_ratio(var: Sequence[float], mse: Sequence[float]) -> dict[str, float | None]:
+def pooled_ratio(var: Sequence[float], mse: Sequence[float]) -> dict[str, float | None]:
     """sqrt(mean posterior variance) / sqrt(mean squared error of the posterior mean), pooled over
     problems, with a jackknife standard error over problems (1.0 for a calibrated posterior)."""
     v, m = np.asarray(var, float), np.asarray(mse, float)
@@ -108,7 +108,7 @@ def summarize_method(records: Sequence[Mapping[str, Any]], levels: Sequence[floa
         for part in ("latents", "pixels"):
             cov = np.asarray([r[f"coverage_{part}"] for r in records], float)  # (P, levels)
             out[f"coverage_{part}"] = [dict(level=float(a), **mean_se(cov[:, j])) for j, a in enumerate(levels)]
-            out[f"std_error_ratio_{part}"] = _pooled_ratio([r[f"var_{part}"] for r in records],
+            out[f"std_error_ratio_{part}"] = pooled_ratio([r[f"var_{part}"] for r in records],
                                                            [r[f"mse_{part}"] for r in records])
         out["sbc"] = sbc_summary(records, sbc_draws)
         joint = [r["joint_density"] for r in records if r.get("joint_density")]
