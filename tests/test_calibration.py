@@ -266,3 +266,15 @@ def test_mcmc_diagnostics_and_method_diagnostics_are_recorded():
     assert report.summary("stuck")["diagnostics"]["k_hat"]["max"] == pytest.approx(1.25)
     # the rank statistics use L draws thinned evenly over the chains
     assert all(0 <= r <= report.sbc_draws for r in record["sbc_ranks"].values())
+
+
+def test_an_import_of_a_missing_module_is_one_clear_line(tmp_path, capsys):
+    from brgm_pyro.app.cli import main
+    from brgm_pyro.study import methods_from
+
+    with pytest.raises(ValueError, match="no module named 'no_such_module_xyz'"):
+        methods_from(["no_such_module_xyz"])
+    code = main(["calibrate", "--task", "inpainting", "--import", "no_such_module_xyz", "--num-problems", "1",
+                 "--out", str(tmp_path / "c")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and "no module named 'no_such_module_xyz'" in err[0]

@@ -258,7 +258,14 @@ def methods_from(modules: Sequence[str]) -> dict[str, PosteriorMethod]:
     ``brgm calibrate --import`` adds methods of your own."""
     table = dict(METHODS)
     for name in modules:
-        extra = getattr(importlib.import_module(name), "METHODS", None)
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as err:
+            if err.name is None or not (name == err.name or name.startswith(err.name + ".")):
+                raise  # the module exists but one of its own imports is missing: a real error, with its traceback
+            raise ValueError(f"no module named {name!r} to import methods from (a module on the Python path, "
+                             "e.g. my_methods for my_methods.py in the current folder)") from None
+        extra = getattr(module, "METHODS", None)
         if not isinstance(extra, Mapping):
             raise ValueError(f"module {name!r} has no METHODS dict (name -> method) to add")
         table.update(extra)
