@@ -15,13 +15,14 @@ One JSON per task (OUT/<setting>.json), written after every batch, so a run resu
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
 from pathlib import Path
 
-os.environ.setdefault("OMP_NUM_THREADS", "1")
-os.environ.setdefault("MKL_NUM_THREADS", "1")
+if __name__ == "__main__" and not __package__:  # run as a file: import from the repository root, not benchmarks/
+    sys.path[0] = str(Path(__file__).resolve().parents[1])
+
+from benchmarks import harness  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 DEFAULT_OUT = HERE / "results" / "real_images"
@@ -50,9 +51,7 @@ def main(argv: list[str] | None = None) -> int:
                         "from the scale fit)")
     args = p.parse_args(argv)
 
-    import torch
-
-    torch.set_num_threads(args.threads)
+    harness.limit_threads(args.threads)
     from brgm_pyro.study.real_images import RealCalibrationReport
 
     if args.table_only:
