@@ -242,3 +242,41 @@ def test_draws_the_domain_classifier_cannot_place_are_counted():
     assert report["blobs"]["count"] == int((top < report["blobs"]["threshold"]).sum())
     G.metadata = {}
     assert unplaced_draws_report(outputs, G) == {}  # a generator without the domain classifier: not assessed
+
+
+def test_draws_that_do_not_reproduce_the_observation_are_reported():
+    """A draw that matches the observed half (up to the noise) passes; a dark blob does not."""
+    from brgm_pyro.app.report import chi_square_quantile, inconsistent_draws_report
+    from brgm_pyro.corruptions import Inpainting
+    from brgm_pyro.inference import MethodOutput
+
+    torch.manual_seed(0)
+    mask = torch.zeros(1, 32, 32)
+    mask[..., :16] = 1
+    op = Inpainting(mask)
+    truth = torch.rand(1, 1, 32, 32) * 2 - 1
+    sigma = 0.1
+    y = op(truth) + sigma * torch.randn(1, 1, 32, 32) * mask
+    consistent = truth + 0.5 * (1 - mask) * torch.randn(3, 1, 32, 32)  # differs only where nothing is observed
+    blob = torch.full((1, 1, 32, 32), -1.0)
+    draws = torch.cat([consistent, blob])
+    outputs = {"fullrank": MethodOutput("fullrank", truth, draws), "map": MethodOutput("map", truth)}
+    # the threshold is the typical (median) draw's statistic plus the chi-square allowance
+    k = 512
+    statistics = ((op(draws) - y).square() * mask).flatten(1).sum(1) / sigma ** 2
+    report = inconsistent_draws_report(outputs, op, y, sigma, (1, 32, 32))
+    assert set(report) == {"fullrank"} and report["fullrank"]["count"] == 1 and report["fullrank"]["draws"] == 4
+    centre = statistics.median()
+    spread = 1.4826 * float((statistics - centre).abs().median())
+    expected = float(centre) + max(chi_square_quantile(k) - k, 5 * spread)
+    assert report["fullrank"]["threshold"] == pytest.approx(expected)
+    # a generator that misfits (the reconstruction itself off by 0.2 on the observed half): consistent draws
+    # that share the misfit are not flagged, the blob still is
+    shifted = {"fullrank": MethodOutput("fullrank", truth + 0.2, torch.cat([consistent + 0.2, blob]))}
+    assert inconsistent_draws_report(shifted, op, y, sigma, (1, 32, 32))["fullrank"]["count"] == 1
+    assert inconsistent_draws_report(outputs, op, y, None, (1, 32, 32)) == {}  # learnt noise: no fixed test
+    # the quantile against scipy's
+    from scipy.stats import chi2
+
+    for dof in (16, 512, 4096):
+        assert chi_square_quantile(dof) == pytest.approx(chi2.ppf(0.999, dof), rel=1e-9)

@@ -31,13 +31,14 @@ from ..study import calibrate, methods_from, resolve_methods, simulate_problems
 from ..study.real_images import folder_images, real_image_calibration, split_images
 from ..study.interval_scale import fit_method_interval_scale, widened
 from ..models import BRGMModel
+from ..models.likelihoods import gaussian_pixel_noise
 from ..training.data import load_fashion_mnist
 from ..training.trainer import TrainingConfig, export_generator, train_generator
 from .cli_args import corruption_from_settings, load_generator_and_features, model_from_settings, read_image
 from .dataset_cli import evaluate_command, reconstruct_command
 from .report import (
     figure_row, format_parameter_report, observation_display, parameter_report, save_outputs, summary_figure,
-    unplaced_draws_report, weights_report,
+    inconsistent_draws_report, unplaced_draws_report, weights_report,
 )
 from .settings import DEMO_TASK_FOLDERS, Settings, clear_previous_outputs, interval_scale_for
 
@@ -90,8 +91,17 @@ def reconstruct_problems(settings: Settings, generator: PriorGenerator, features
         unplaced = unplaced_draws_report(problem.outputs, generator, seed=settings.seed)
         if unplaced:
             entry["unplaced_draws"] = unplaced
+        sigma = next((s for s in map(gaussian_pixel_noise, problem.model.likelihoods) if s is not None), None)
+        inconsistent = ({} if problem.model.latent_parameters() else  # f or sigma inferred: no fixed test
+                        inconsistent_draws_report(problem.outputs, problem.model.corruption, problem.observation,
+                                                  sigma, problem.model.image_shape))
+        if inconsistent:
+            entry["inconsistent_draws"] = inconsistent
         flagged = [f"{method}: {r['count']} of {r['draws']} draws match no garment the generator makes (the domain "
                    "classifier cannot place them)" for method, r in unplaced.items() if r["count"]]
+        flagged += [f"{method}: {r['count']} of {r['draws']} draws do not reproduce the observation (their residual "
+                    "exceeds the typical draw's by more than the pixel noise's 0.1% level)"
+                    for method, r in inconsistent.items() if r["count"]]
         if flagged:
             notes.append(f"{problem.title or problem.task}: " + "; ".join(flagged))
         parameters = parameter_report(problem.outputs)

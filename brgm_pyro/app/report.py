@@ -13,6 +13,7 @@ Strict JSON is written by ``brgm_pyro.jsonfile``; the evaluation tables by ``brg
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -142,6 +143,69 @@ def unplaced_draws_report(outputs: Mapping[str, MethodOutput], generator: Any, r
 
 def _top_probability(classifier: torch.nn.Module, images: torch.Tensor) -> torch.Tensor:
     return torch.softmax(classifier(images), dim=-1).amax(dim=-1)
+
+
+INCONSISTENT_LEVEL = 0.999
+"""A draw is "inconsistent with the observation" when its observed-value residual exceeds the typical
+(median) draw's by more than this quantile of the noise's chi-square spread and by more than
+``OUTLIER_SPREADS`` robust standard deviations of the draws' own residuals."""
+
+OUTLIER_SPREADS = 5.0
+
+
+def chi_square_quantile(dof: int, level: float = INCONSISTENT_LEVEL) -> float:
+    """The ``level`` quantile of a chi-square law with ``dof`` degrees of freedom: the root of
+    P(dof / 2, q / 2) = level (regularised lower incomplete gamma, ``torch.special.gammainc``) by
+    bisection, to float64 precision."""
+    half = torch.tensor(dof / 2, dtype=torch.float64)
+    lo, hi = 0.0, float(dof) + 10.0 * math.sqrt(2.0 * dof) + 100.0
+    for _ in range(200):
+        mid = 0.5 * (lo + hi)
+        if torch.special.gammainc(half, torch.tensor(mid / 2, dtype=torch.float64)).item() < level:
+            lo = mid
+        else:
+            hi = mid
+    return 0.5 * (lo + hi)
+
+
+def inconsistent_draws_report(outputs: Mapping[str, MethodOutput], corruption: Corruption,
+                              observation: torch.Tensor, sigma: float | None,
+                              image_shape: tuple[int, int, int]) -> dict[str, dict[str, Any]]:
+    """Method -> {"count", "draws", "threshold"}: how many posterior draws x reproduce the observation y
+    much worse than the method's typical draw.  With T(x) = sum over observed values of
+    (f(x) - y)^2 / sigma^2, a draw counts when T(x) > median(T) + max(q - k, 5 * 1.4826 * MAD(T)), where
+    k is the number of observed values, q the 0.999 quantile of a chi-square law with k degrees of
+    freedom (``INCONSISTENT_LEVEL``) and MAD the draws' median absolute deviation
+    (``OUTLIER_SPREADS``): its residual exceeds the typical draw's by more than the noise's 0.1%
+    fluctuation allows and it is an outlier among the draws.  Relative to the draws, not to the
+    noise alone, so that neither a
+    generator that cannot fit a real image exactly (its misfit) nor a posterior widened on the
+    observed pixels too flags every draw; an outlying draw that leaves what was seen (e.g. a dark blob
+    over the observed half of an in-painting problem) is counted.  {} when the noise level is not a
+    known number (``sigma`` None: learnt) or no method has draws."""
+    sampled = {method: o for method, o in outputs.items() if o.samples is not None}
+    if sigma is None or not sampled:
+        return {}
+    y = observation.detach().float().cpu().reshape(1, *observation.shape[-3:])
+    mask = corruption.observation_mask(image_shape)
+    observed = torch.ones_like(y) if mask is None else mask.float().cpu().expand_as(y)
+    k = int(observed.sum().item())
+    allowance = chi_square_quantile(k) - k
+
+    def statistic(images: torch.Tensor) -> torch.Tensor:
+        fx = corruption(images.float().to(observation.device)).cpu()
+        return ((fx - y).square() * observed).flatten(1).sum(1) / sigma ** 2
+
+    report = {}
+    with torch.no_grad():
+        for method, o in sampled.items():
+            values = statistic(o.samples)
+            centre = values.median()
+            spread = 1.4826 * float((values - centre).abs().median())
+            threshold = float(centre) + max(allowance, OUTLIER_SPREADS * spread)
+            count = int((values > threshold).sum())
+            report[method] = {"count": count, "draws": int(o.samples.shape[0]), "threshold": threshold}
+    return report
 
 
 # --- the summary figure ------------------------------------------------------------------------
