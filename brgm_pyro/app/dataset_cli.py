@@ -36,10 +36,17 @@ def _run_identity(settings: Settings, corruption: str, methods: list[str], sampl
             **({"interval_scale": interval_scale} if interval_scale != 1.0 else {})}
 
 
-def _start(settings: Settings) -> tuple[DistributedContext, int]:
+def _start(settings: Settings) -> DistributedContext:
     ctx = init_distributed(settings.device)
-    threads = configure_threads(settings.threads, ctx)
-    return ctx, threads
+    configure_threads(settings.threads, ctx)  # this rank's share of the cores
+    return ctx
+
+
+def _load(settings: Settings, ctx: DistributedContext):
+    """The generator and feature network on this rank's device, and the torch threads the run uses
+    (the thread policy of ``load_generator_and_features`` may lower the rank's share)."""
+    generator, features = load_generator_and_features(replace(settings, device=ctx.device))
+    return generator, features, torch.get_num_threads()
 
 
 def _run(sources, plan: DatasetPlan, out: Path, ctx: DistributedContext, settings: Settings) -> list[dict] | None:
@@ -67,10 +74,9 @@ def reconstruct_command(settings: Settings) -> int:
     """``brgm reconstruct`` on a data set (``Settings.dataset``)."""
     methods = list(settings.methods)
     sources = list(settings.sources)
-    ctx, threads = _start(settings)
+    ctx = _start(settings)
     try:
-        generator, features = load_generator_and_features(replace(settings, device=ctx.device))
-        threads = torch.get_num_threads()  # the thread policy may have lowered it (brgm_pyro.threads)
+        generator, features, threads = _load(settings, ctx)
         shape = image_shape(generator)
         corruption = corruption_from_settings(settings, generator)
         scale = interval_scale_for(settings, getattr(generator, "metadata", None), settings.task, settings.mask_id)
@@ -96,10 +102,9 @@ def evaluate_command(settings: Settings) -> int:
     """``brgm evaluate``: BRGM (MAP) through the data-set runner (per-image outputs in
     OUT/<task>/, resumable, sharded under torchrun), then rank 0 adds the baselines and tables."""
     sources = list(settings.sources)
-    ctx, threads = _start(settings)
+    ctx = _start(settings)
     try:
-        generator, features = load_generator_and_features(replace(settings, device=ctx.device))
-        threads = torch.get_num_threads()  # the thread policy may have lowered it (brgm_pyro.threads)
+        generator, features, threads = _load(settings, ctx)
         shape = image_shape(generator)
         factor = settings.factor
         n_masks = NUM_STANDARD_MASKS
