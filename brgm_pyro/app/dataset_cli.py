@@ -93,8 +93,10 @@ def reconstruct_command(settings: Settings) -> int:
         rows = _run(sources, plan, out, ctx, settings)
         if ctx.is_main and rows is not None:
             _report(rows, methods, out, len(sources))
-    finally:
-        shutdown(ctx)
+    except BaseException:
+        shutdown(ctx, wait_for_all=False)
+        raise
+    shutdown(ctx)
     return 0
 
 
@@ -132,18 +134,25 @@ def evaluate_command(settings: Settings) -> int:
         if ctx.is_main:
             print(f"{len(sources)} images, {ctx.world_size} process(es), {threads} thread(s) each, device {ctx.device}")
         rows = _run(sources, plan, out, ctx, settings)
-        if not ctx.is_main or rows is None:
-            return 0
-        truths = torch.cat([load_source(s, plan)[0] for s in sources])
-        recon = torch.cat([torch.from_numpy(np.load(out / s.name / "map.npy", allow_pickle=False))[None]
-                           for s in sources])
-        table = evaluate(generator, truths.to(generator.device), settings.task, build_model, features,
-                         factor=factor, kernel=settings.kernel, steps=settings.steps, lr=settings.lr,
-                         batch_size=settings.batch_size, progress=settings.progress,
-                         lpips_net=None if settings.no_lpips else "alex", reconstructions=recon)
-        md, csv_path = write_tables(table, settings.out)
-        print(md.read_text())
-        print(f"written: {md} and {csv_path}; per-image outputs and summary in {out}")
-    finally:
-        shutdown(ctx)
+        if ctx.is_main and rows is not None:
+            _write_evaluation(settings, generator, features, build_model, sources, plan, out, factor)
+    except BaseException:
+        shutdown(ctx, wait_for_all=False)
+        raise
+    shutdown(ctx)
     return 0
+
+
+def _write_evaluation(settings: Settings, generator, features, build_model, sources, plan: DatasetPlan, out: Path,
+                      factor: int) -> None:
+    """Rank 0, after the data-set run: the baselines on the same images and the tables."""
+    truths = torch.cat([load_source(s, plan)[0] for s in sources])
+    recon = torch.cat([torch.from_numpy(np.load(out / s.name / "map.npy", allow_pickle=False))[None]
+                       for s in sources])
+    table = evaluate(generator, truths.to(generator.device), settings.task, build_model, features,
+                     factor=factor, kernel=settings.kernel, steps=settings.steps, lr=settings.lr,
+                     batch_size=settings.batch_size, progress=settings.progress,
+                     lpips_net=None if settings.no_lpips else "alex", reconstructions=recon)
+    md, csv_path = write_tables(table, settings.out)
+    print(md.read_text())
+    print(f"written: {md} and {csv_path}; per-image outputs and summary in {out}")

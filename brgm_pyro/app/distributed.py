@@ -141,10 +141,19 @@ def barrier(ctx: DistributedContext) -> None:
         dist.barrier()
 
 
-def shutdown(ctx: DistributedContext) -> None:
-    """Leave the process group (no-op for a single process)."""
+def shutdown(ctx: DistributedContext, *, wait_for_all: bool = True) -> None:
+    """Leave the process group (no-op for a single process).
+
+    With ``wait_for_all`` (a normal end) every rank first waits at a barrier, so that no rank
+    tears down its gloo connections while another still uses the group (rank 0 writes the
+    tables of ``brgm evaluate`` after the others are done; a rank that left early could abort
+    with "terminate called without an active exception"). After an error the barrier is
+    skipped: the failing rank must not wait for ranks that may never arrive.
+    """
     if ctx.initialized:
         import torch.distributed as dist
 
         if dist.is_initialized():
+            if wait_for_all:
+                dist.barrier()
             dist.destroy_process_group()
