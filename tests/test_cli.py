@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -362,3 +363,33 @@ def test_fullrank_method_gives_a_posterior_of_the_pixel_likelihood_model(shirt, 
     # it does not infer noise levels: a clear error, not a silently different model
     _one_line_error(["reconstruct", str(shirt), "--task", "super-resolution", "--method", "fullrank", "--steps", "2",
                      "--learn-noise", "--no-progress", "--out", str(tmp_path / "x")], capsys, "--learn-noise")
+
+def _without_seconds(report: dict) -> dict:
+    return {task: {**entry, "metrics": {m: {k: v for k, v in values.items() if k != "seconds"}
+                                        for m, values in entry["metrics"].items()}}
+            for task, entry in report.items()}
+
+
+@pytest.mark.slow
+def test_demo_rows_in_two_processes_equal_the_sequential_run(tmp_path, capsys):
+    """``brgm demo`` solves its two rows in two processes where the cores allow (one thread each);
+    every number and image equals the one-process run's."""
+    from brgm_pyro.app.parallel import problem_processes
+
+    runs = {}
+    for processes in ("1", "2"):
+        out = tmp_path / f"p{processes}"
+        assert main(["demo", "--steps", "4", "--samples", "6", "--out", str(out), "--processes", processes]) == 0
+        runs[processes] = out
+    printed = capsys.readouterr().out
+    assert "in-painting, mask 0: map, fullrank (in a second process, no progress bar)" in printed
+    one, two = (json.loads((runs[p] / "metrics.json").read_text()) for p in ("1", "2"))
+    assert _without_seconds(one) == _without_seconds(two)
+    for task in one:
+        for name in ("map", "fullrank_mean", "fullrank_samples", "fullrank_std"):
+            a, b = (np.asarray(Image.open(runs[p] / task / f"{name}.png")) for p in ("1", "2"))
+            assert np.array_equal(a, b), (task, name)
+    tiny = SimpleNamespace(device=torch.device("cpu"))
+    assert problem_processes(2, tiny, cores=2) == 2 and problem_processes(2, tiny, cores=1) == 1
+    assert problem_processes(1, tiny, cores=8) == 1 and problem_processes(2, tiny, requested=1) == 1
+    assert problem_processes(2, SimpleNamespace(device=torch.device("meta")), cores=8) == 1  # not a CPU: one process

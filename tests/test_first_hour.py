@@ -240,6 +240,13 @@ def test_draws_the_domain_classifier_cannot_place_are_counted():
     with torch.no_grad():  # the count, computed independently
         top = torch.softmax(load_domain_classifier()(blobs), -1).amax(-1)
     assert report["blobs"]["count"] == int((top < report["blobs"]["threshold"]).sum())
+    calls = []  # a second report (demo's second row) reuses the threshold: no 1000 new samples
+    original = G.synthesis.forward
+    G.synthesis.forward = lambda *a, **k: calls.append(a[0].shape[0]) or original(*a, **k)
+    again = unplaced_draws_report(outputs, G, reference_draws=1000)
+    assert again == report and calls == []
+    assert unplaced_draws_report(outputs, G, reference_draws=500, seed=3)["own"]["threshold"] != \
+        report["own"]["threshold"] and calls == [500]  # another draw count / seed: computed anew
     G.metadata = {}
     assert unplaced_draws_report(outputs, G) == {}  # a generator without the domain classifier: not assessed
 

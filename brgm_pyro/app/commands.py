@@ -25,7 +25,7 @@ from ..bundled import load_domain_classifier, load_test_images
 from ..corruptions import Corruption, make_corruption
 from ..functional import image_shape
 from ..generators import PriorGenerator
-from ..inference import MethodOptions, MethodOutput, run_methods, to_inference_data
+from ..inference import MethodOutput, to_inference_data
 from ..jsonfile import write_json
 from ..study import calibrate, methods_from, resolve_methods, simulate_problems
 from ..study.real_images import folder_images, real_image_calibration, split_images
@@ -34,8 +34,9 @@ from ..models import BRGMModel
 from ..models.likelihoods import gaussian_pixel_noise
 from ..training.data import load_fashion_mnist
 from ..training.trainer import TrainingConfig, export_generator, train_generator
-from .cli_args import corruption_from_settings, load_generator_and_features, model_from_settings, read_image
+from .cli_args import corruption_from_settings, load_generator_and_features, read_image
 from .dataset_cli import evaluate_command, reconstruct_command
+from .parallel import problem_processes, solve_problems
 from .report import (
     figure_row, format_parameter_report, observation_display, parameter_report, save_outputs, summary_figure,
     inconsistent_draws_report, unplaced_draws_report, weights_report,
@@ -67,13 +68,15 @@ def reconstruct_problems(settings: Settings, generator: PriorGenerator, features
     per problem; a problem written into --out itself is the whole file) and summary.png.
     Returns the metrics.json content and the figure's path."""
     out = settings.out
-    for problem in problems:
-        problem.model = model_from_settings(settings, generator, problem.corruption, problem.observation, features)
-        if settings.progress:
-            print(f"{problem.title or problem.task}: {', '.join(settings.methods)}", flush=True)
-        options = MethodOptions(steps=settings.steps, lr=settings.lr, samples=settings.samples,
-                                progress=settings.progress, interval_scale=problem.interval_scale)
-        problem.outputs = run_methods(problem.model, settings.methods, options, seed=settings.seed)[0]  # one image
+    processes = problem_processes(len(problems), generator, settings.processes)
+    if settings.progress:
+        for i, problem in enumerate(problems):
+            where = "" if processes == 1 or i == 0 else " (in a second process, no progress bar)"
+            print(f"{problem.title or problem.task}: {', '.join(settings.methods)}{where}", flush=True)
+    solved = solve_problems(settings, generator, features,
+                            [(p.corruption, p.observation, p.interval_scale) for p in problems], processes)
+    for problem, (model, outputs) in zip(problems, solved):
+        problem.model, problem.outputs = model, outputs
         _check_finite_outputs(problem.outputs)
     clear_previous_outputs(settings)
     entries, rows, notes = {}, [], []

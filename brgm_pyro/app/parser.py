@@ -140,6 +140,9 @@ def build_parser() -> argparse.ArgumentParser:
                                "setting (interval_scales), else 1")
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: OMP_NUM_THREADS, else one "
                    "for a small generator such as the bundled one, else all cores; see the docs' speed page)")
+    p.add_argument("--processes", type=int, default=None, help="rows solved at once, each in its own process "
+                   "(default: as many as the cores hold at the run's thread count, 1 on a GPU; the outputs are the "
+                   "same numbers either way)")
     _add_kernel_option(p, "bicubic-antialias")
 
     p = sub.add_parser("reconstruct", help="reconstruct images (MAP / VI / MCMC): one, several, a folder, a glob",

@@ -14,6 +14,7 @@ Strict JSON is written by ``brgm_pyro.jsonfile``; the evaluation tables by ``brg
 from __future__ import annotations
 
 import math
+import weakref
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -129,16 +130,32 @@ def unplaced_draws_report(outputs: Mapping[str, MethodOutput], generator: Any, r
     if not sampled:
         return {}
     classifier = load_domain_classifier("cpu")
-    rng = torch.Generator().manual_seed(seed)
-    z = torch.randn(reference_draws, generator.z_dim, generator=rng)
+    threshold = _unplaced_threshold(generator, classifier, reference_draws, seed)
     with torch.no_grad():
-        own = generator.synthesis(generator.mapping(z.to(generator.device))).float().cpu().clamp(-1, 1)
-        threshold = float(torch.quantile(_top_probability(classifier, own), UNPLACED_QUANTILE))
         report = {}
         for method, draws in sampled.items():
             unplaced = _top_probability(classifier, draws.float().cpu().clamp(-1, 1)) < threshold
             report[method] = {"count": int(unplaced.sum()), "draws": int(unplaced.numel()), "threshold": threshold}
     return report
+
+
+_THRESHOLDS: "weakref.WeakKeyDictionary[Any, dict[tuple[int, int], float]]" = weakref.WeakKeyDictionary()
+
+
+def _unplaced_threshold(generator: Any, classifier: torch.nn.Module, reference_draws: int, seed: int) -> float:
+    """The ``UNPLACED_QUANTILE`` quantile of the bundled classifier's top class probability on
+    ``reference_draws`` of the generator's own samples (z drawn with ``seed``).  Computed once per
+    generator, draw count and seed and kept while the generator lives: ``brgm demo`` asks for it
+    for each of its rows (1000 generator samples and classifier calls, seconds on a CPU)."""
+    cached = _THRESHOLDS.setdefault(generator, {})
+    key = (reference_draws, seed)
+    if key not in cached:
+        rng = torch.Generator().manual_seed(seed)
+        z = torch.randn(reference_draws, generator.z_dim, generator=rng)
+        with torch.no_grad():
+            own = generator.synthesis(generator.mapping(z.to(generator.device))).float().cpu().clamp(-1, 1)
+            cached[key] = float(torch.quantile(_top_probability(classifier, own), UNPLACED_QUANTILE))
+    return cached[key]
 
 
 def _top_probability(classifier: torch.nn.Module, images: torch.Tensor) -> torch.Tensor:

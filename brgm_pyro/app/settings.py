@@ -72,7 +72,7 @@ _MODEL_RULES: dict[str, _Rule] = {
 }
 _RULES: dict[str, dict[str, _Rule]] = {
     "demo": {**_MODEL_RULES, "image_index": _int_between(0, 99), "mask_id": _int_between(0, NUM_STANDARD_MASKS - 1),
-             "samples": _int_at_least(1), "threads": _int_at_least(1)},
+             "samples": _int_at_least(1), "threads": _int_at_least(1), "processes": _int_at_least(1)},
     "reconstruct": {**_MODEL_RULES, "factor": _int_at_least(2), "mask_id": _int_between(0, NUM_STANDARD_MASKS - 1),
                     "samples": _int_at_least(1), "num_images": _int_at_least(1), "batch_size": _int_at_least(1),
                     "threads": _int_at_least(1)},
@@ -269,6 +269,7 @@ class Settings:
     batch_size: int = 8
     resume: bool = False
     threads: int | None = None
+    processes: int | None = None             # demo: rows solved at once (``brgm_pyro.app.parallel``)
     misfit_scale: float | str | None = None  # --misfit-scale (models.misfit; None: the paper's model)
     image_index: int = 0
     no_lpips: bool = False
@@ -347,7 +348,8 @@ def resolve_settings(args: argparse.Namespace, argv: Sequence[str] = ()) -> Sett
         misfit_scale=v.get("misfit_scale"),
     )
     if command == "demo":
-        settings = Settings(command, options, methods=("map", "fullrank"), image_index=v["image_index"], **common)
+        settings = Settings(command, options, methods=("map", "fullrank"), image_index=v["image_index"],
+                            processes=v["processes"], **common)
     elif command == "reconstruct":
         mask = None if v["mask"] is None else _check_file(v["mask"], "mask image")
         if mask is not None and mask.suffix.lower() != ".npy":
