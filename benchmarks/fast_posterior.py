@@ -46,7 +46,8 @@ DEFAULT_OUT = HERE / "results" / "fast_posterior"
 STORED = HERE / "results" / "interval_scale"
 
 SETTINGS = {
-    # the current method (what interval_scale.py ran): 8 starts x 500 MAP steps, 200 VI steps
+    # the method interval_scale.py ran (the recommended posterior's fit until session 11): 8 starts x 500 MAP
+    # steps, 200 VI steps; the recommended posterior since session 11 is "k3-sc50-v100"
     "current": dict(num_starts=8, num_steps=500, vi_steps=200),
     "s300-v100": dict(num_starts=8, num_steps=300, vi_steps=100),
     "s250-v100": dict(num_starts=8, num_steps=250, vi_steps=100),
@@ -56,6 +57,10 @@ SETTINGS = {
     "s500-v100": dict(num_starts=8, num_steps=500, vi_steps=100),
     "k2-s300-v100": dict(num_starts=8, num_steps=300, vi_steps=100, keep=2, screen_steps=100),
     "n4-s250-v100": dict(num_starts=4, num_steps=250, vi_steps=100),
+    "n4-s500-v100": dict(num_starts=4, num_steps=500, vi_steps=100),
+    "k4-sc50-v100": dict(num_starts=8, num_steps=500, vi_steps=100, keep=4, screen_steps=50),
+    "k3-sc50-v100": dict(num_starts=8, num_steps=500, vi_steps=100, keep=3, screen_steps=50),
+    "k3-sc50-v50": dict(num_starts=8, num_steps=500, vi_steps=50, keep=3, screen_steps=50),
 }
 SMOKE = dict(num_starts=2, num_steps=5, vi_steps=5)
 """``--smoke``: the options of every setting, replaced (the script end to end, nothing measured)."""
