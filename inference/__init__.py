@@ -24,7 +24,9 @@ from .nuts import (
 from .parameters import parameter_draws, parameter_summary
 from .posterior import InferenceResult, PixelStatistics, Posterior, PosteriorSamples, single_image_model
 from .quantities import log_likelihood, unknown_region
-from .recommended import RECOMMENDED_STARTS, calibrated_model, fit_recommended_posterior
+from .recommended import (
+    RECOMMENDED_KEEP, RECOMMENDED_STARTS, RECOMMENDED_VI_STEPS, calibrated_model, fit_recommended_posterior,
+)
 from .run import MethodOptions, MethodOutput, run_method, run_methods
 from .vi import PENALTY_WEIGHTINGS, InverseGammaPenalty, VIPosterior, fit_vi
 from .warm_start import fullrank_at, fullrank_from_laplace, map_then_laplace, vi_from_map
@@ -47,7 +49,7 @@ __all__ = [
     "run_neutra", "run_preconditioned_nuts",
     # one way to run a method, and the recommended posterior
     "MethodOptions", "MethodOutput", "run_method", "run_methods",
-    "RECOMMENDED_STARTS", "calibrated_model", "fit_recommended_posterior",
+    "RECOMMENDED_KEEP", "RECOMMENDED_STARTS", "RECOMMENDED_VI_STEPS", "calibrated_model", "fit_recommended_posterior",
     # posteriors and widening
     "InferenceResult", "PixelStatistics", "Posterior", "PosteriorSamples", "single_image_model",
     "check_interval_scale", "widen", "widen_distribution",

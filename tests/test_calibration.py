@@ -173,11 +173,12 @@ def test_report_json_table_figure_and_merge(tmp_path):
 
 def test_the_method_table_names_every_configuration_once(monkeypatch):
     # the one table: every study configuration, each a method(model, seed, ...) of its own
-    assert len(METHODS) == 23 and len(set(map(id, METHODS.values()))) == 23
+    assert len(METHODS) == 24 and len(set(map(id, METHODS.values()))) == 24
     for name, method in METHODS.items():
         params = list(inspect.signature(method).parameters)
         assert params[:2] == ["model", "seed"], name
-    assert {"map", "vi-meanfield", "multistart-fullrank", "nuts-fullrank-depth7-short", "neutra"} <= set(METHODS)
+    assert {"map", "vi-meanfield", "recommended", "multistart-fullrank", "nuts-fullrank-depth7-short",
+            "neutra"} <= set(METHODS)
     # methods of one's own come from a module's METHODS dict, added to a copy of the table
     mine = types.ModuleType("my_methods")
     mine.METHODS = {"mine": lambda model, seed: None}

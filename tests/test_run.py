@@ -127,3 +127,35 @@ def test_the_recommended_posterior_replaces_only_what_its_config_describes(tiny_
         run_method(custom, "fullrank", MethodOptions(steps=2, samples=2))
     with pytest.raises(ValueError, match="needs a model built by brgm_model"):
         fit_recommended_posterior(linear_gaussian_problem().model)
+
+
+def test_the_recommended_posterior_screens_its_starts(tiny_generator):
+    """8 starts; after a tenth of the MAP steps the best 2 prior-draw starts go on beside w_avg's own
+    MAP run; 100 VI steps: the same fit as ``fit_multistart_fullrank`` with those settings."""
+    from brgm_pyro.inference import RECOMMENDED_KEEP, RECOMMENDED_VI_STEPS
+    from brgm_pyro.inference.multistart import fit_multistart_fullrank
+    from brgm_pyro.inference.recommended import screen_steps_for
+
+    from brgm_pyro.inference.recommended import recommended_fit_options
+
+    assert (RECOMMENDED_KEEP, RECOMMENDED_VI_STEPS, screen_steps_for(500), screen_steps_for(5)) == (3, 100, 50, 1)
+    assert recommended_fit_options() == dict(num_starts=8, num_steps=500, keep=3, screen_steps=50, vi_steps=100)
+    assert recommended_fit_options(num_starts=2, num_steps=5)["keep"] is None  # keep >= starts: no screening
+    assert recommended_fit_options(num_steps=1)["keep"] is None
+    assert recommended_fit_options(num_steps=30)["screen_steps"] == 3
+    torch.manual_seed(0)
+    model = _inpainting_model(tiny_generator, torch.rand(1, 16, 16) * 2 - 1,
+                              config=BRGMConfig(0.1, None, 0.0, "per-dimension"))
+    fitted = fit_recommended_posterior(model, seed=3, map_steps=20, vi_steps=5)
+    modes, = fitted.modes
+    assert len(modes.latents) == 3 and modes.start_indices[0] == 0  # w_avg's run and the best 2 of 7 others
+    assert len(set(modes.start_indices.tolist())) == 3 and max(modes.start_indices.tolist()) <= 7
+    same = fit_multistart_fullrank(model, num_starts=8, num_steps=20, vi_steps=5, keep=3, screen_steps=2, seed=3)
+    torch.testing.assert_close(fitted.q.distribution.loc, same.q.distribution.loc)
+    torch.testing.assert_close(fitted.q.distribution.scale_tril, same.q.distribution.scale_tril)
+    every = fit_recommended_posterior(model, seed=3, map_steps=20, vi_steps=5, keep=None)
+    assert len(every.modes[0].latents) == 8  # keep None: every start climbs to the end
+    with pytest.raises(ValueError, match="keep must be >= 1"):
+        fit_recommended_posterior(model, keep=0)
+    with pytest.raises(ValueError, match="vi_steps must be >= 1"):
+        fit_recommended_posterior(model, vi_steps=0)

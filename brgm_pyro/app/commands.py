@@ -212,7 +212,8 @@ def cmd_demo(settings: Settings) -> int:
         print(f"{name:>16}: RMSE  MAP {m['map']['rmse']:.1f}  posterior mean {m['fullrank']['rmse']:.1f}  "
               f"(0-255 scale; posterior mean pixel std {m['fullrank']['mean_pixel_std']:.3f})")
     scales = ", ".join(f"{p.task} x{p.interval_scale:g}" for p in problems)
-    print(f"posterior: method fullrank (8-start MAP, Laplace at the best mode, full-rank Gaussian VI), widened by "
+    print(f"posterior: method fullrank (8 MAP starts, the best 3 climbing on; Laplace at the best mode; full-rank "
+          f"Gaussian VI), widened by "
           f"the interval scale {scales} (the generator's measured scales; its calibration: see the docs)")
     print(f"summary figure: {figure}")
     return 0

@@ -165,7 +165,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--observed", action="store_true", help="IMAGE is already the corrupted observation")
     p.add_argument("--method", default="map,fullrank",
                    help="comma-separated: map (the paper's point estimate); fullrank (the recommended posterior: "
-                        "8-start MAP, the Laplace approximation at the best mode, then a full-rank Gaussian guide, "
+                        "MAP from 8 starts (the best 3 go on after a tenth of the steps), the Laplace approximation at "
+                        "the best mode, then a full-rank Gaussian guide (100 steps), "
                         "fitted to the pixel-likelihood model with kappa 0 and no perceptual term, widened by "
                         "--interval-scale; its calibration is measured in the docs' calibration page); vi (the "
                         "paper's mean-field Gaussian guide, known to be overconfident); mcmc (NUTS) "

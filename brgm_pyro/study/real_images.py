@@ -45,6 +45,7 @@ from brgm_pyro.models.misfit import MisfitPixelLikelihood, predictive_images
 
 from brgm_pyro.inference.multistart import fit_multistart_fullrank
 from brgm_pyro.inference.posterior import single_image_model
+from brgm_pyro.inference.recommended import recommended_fit_options
 from brgm_pyro.inference.quantities import unknown_region
 
 from .conformal import conformal_scale
@@ -246,7 +247,8 @@ def measure_real_batch(base: BRGMModel, problems: Sequence[RealProblem], *, scal
     model = replace(base, observation=observations if len(problems) > 1 else observations[0])
     seeds = [derive_seed(seed, p.index, 0) for p in problems]
     t0 = time.perf_counter()
-    posterior = fit_multistart_fullrank(model, seed=seeds if model.batched else seeds[0], **dict(fit_options or {}))
+    options = recommended_fit_options(**dict(fit_options or {}))  # the recommended fit, unless overridden
+    posterior = fit_multistart_fullrank(model, seed=seeds if model.batched else seeds[0], **options)
     fit_seconds = (time.perf_counter() - t0) / len(problems)
     records = []
     for b, problem in enumerate(problems):
@@ -448,7 +450,7 @@ def real_image_calibration(generator, corruption, split: RealImageSplit, *, sigm
                 "sigma_pixel": sigma_pixel, "alpha": alpha, "levels": levels, "scales": scales, "num_draws": num_draws,
                 "seed": seed, "split_rule": split.rule, "source": split.source,
                 "calibration_ids": split.calibration_ids, "evaluation_ids": split.evaluation_ids,
-                "fit_options": dict(fit_options or {}), "misfit": misfit,
+                "fit_options": recommended_fit_options(**dict(fit_options or {})), "misfit": misfit,
                 "conformal_max_scale": CONFORMAL_MAX_SCALE,
                 "torch_threads": torch.get_num_threads()}
     records: dict[str, dict[str, list]] = {}
