@@ -93,12 +93,35 @@ def print_report(report, path: Path, split: str = "evaluation") -> None:
           f"misfit tau {s.get('misfit_scale', '-')}, torch threads {s.get('torch_threads')} ({path})\n")
     print(f"{split} images:\n")
     print(report.table(split))
+    print()
+    for line in residual_and_mode_lines(report, split):
+        print(line)
     for variant in report.records:
         if report.records[variant].get("calibration"):
             fit = report.fit(variant)
             print(f"\n{variant}: conformal scale {fit['scale']} from n = {fit['num_images']} calibration images "
                   f"(plug-in {fit['plug_in_scale']}); bound per scale: "
                   + ", ".join(f"{a:g}: {b:.3f}" for a, b in zip(fit["scales"], fit["bound"])))
+
+
+def residual_and_mode_lines(report, split: str = "evaluation", factor: float = 1.25) -> list[str]:
+    """Per variant: how many images' MAP residual on the observed values has a standard deviation
+    within ``factor`` x the noise level (issue 26's check of the generator's fit), and how many
+    images' recommended-posterior mode has a log joint below MAP's (issue 25: never)."""
+    sigma = float(report.settings["sigma_pixel"])
+    lines = []
+    for variant, parts in report.records.items():
+        records = parts.get(split, [])
+        if not records:
+            continue
+        ratios = sorted(r["map"]["residual_sd_observed"] / sigma for r in records)
+        within = sum(x <= factor for x in ratios)
+        below = sum(r["mode_log_joint"] < r["map_log_joint"] - 1e-6 * abs(r["map_log_joint"]) for r in records)
+        median = ratios[len(ratios) // 2]
+        lines.append(f"- {variant}: MAP residual SD on the observed values / sigma: median {median:.2f}, "
+                     f"within {factor}x on {within} of {len(ratios)} images; the posterior's mode below MAP's log "
+                     f"joint on {below} of {len(records)} images")
+    return lines
 
 
 if __name__ == "__main__":

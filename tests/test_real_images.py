@@ -175,3 +175,21 @@ def test_plausibility_counts_draws_the_classifier_cannot_place():
     assert got["unplaceable"] == pytest.approx(float((probs < UNPLACEABLE_BELOW).double().mean()))
     assert 0 < got["unplaceable"] < 1
     assert plausibility(None, x) is None
+
+
+def test_the_real_image_benchmark_reports_residuals_and_modes():
+    """benchmarks/real_images.py: images whose MAP residual on the observed values is within 1.25x
+    the noise (issue 26), and images whose posterior mode is below MAP's log joint (issue 25)."""
+    from types import SimpleNamespace
+
+    from benchmarks.real_images import residual_and_mode_lines
+
+    def record(sd, mode, map_):
+        return {"map": {"residual_sd_observed": sd}, "mode_log_joint": mode, "map_log_joint": map_}
+
+    report = SimpleNamespace(settings={"sigma_pixel": 0.1}, records={
+        "plain": {"evaluation": [record(0.11, -5.0, -5.0), record(0.2, -6.0, -5.0), record(0.12, -4.0, -5.0)]},
+        "misfit": {"calibration": [record(0.3, -1.0, -1.0)]}})
+    line, = residual_and_mode_lines(report)  # misfit has no evaluation images
+    assert line == ("- plain: MAP residual SD on the observed values / sigma: median 1.20, within 1.25x on 2 of 3 "
+                    "images; the posterior's mode below MAP's log joint on 1 of 3 images")
