@@ -38,12 +38,10 @@ RECOMMENDED_SCREEN_FRACTION = 0.1
 RECOMMENDED_VI_STEPS = 100
 """Full-rank VI steps from the Laplace start.
 
-Measured (``benchmarks/fast_posterior.py``, setting "k3-sc50-v100" = these defaults, 12 held-out
-model-drawn problems per task, paired with the former fit -- all 8 starts x 500 MAP steps, 200 VI
-steps -- on the same problems and seeds): at the shipped interval scales the 90% / 50% coverage
-moved by +0.002 +- 0.006 / +0.012 +- 0.014 (in-painting mask 0) and +0.003 +- 0.002 /
-+0.002 +- 0.003 (x4 SR), the posterior-mean RMSE of the unknown pixels by +0.1 +- 1.4 / +0.3 +- 0.2
-(0-255), for about 0.6x the former fit's time (docs/speed.md)."""
+Chosen by ``benchmarks/fast_posterior.py`` (setting "k3-sc50-v100" = these defaults, paired with
+the former fit -- all 8 starts x 500 MAP steps, 200 VI steps -- on 12 held-out model-drawn problems
+per task): coverage and posterior-mean RMSE unchanged within their standard errors, for about 0.6x
+the former fit's time; the numbers are in docs/speed.md ("What the recommended posterior costs")."""
 
 
 def calibrated_model(model: BRGMModel) -> BRGMModel:

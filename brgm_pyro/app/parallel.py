@@ -44,7 +44,8 @@ def problem_processes(num_problems: int, generator: PriorGenerator, requested: i
         return max(1, min(requested, num_problems))
     if num_problems < 2 or torch.device(generator.device).type != "cpu":
         return 1
-    cores = os.cpu_count() or 1 if cores is None else cores
+    if cores is None:
+        cores = os.cpu_count() or 1
     return max(1, min(num_problems, cores // max(1, torch.get_num_threads())))
 
 
