@@ -12,6 +12,9 @@ from .guides import (
     MultivariateGaussianGuide, SharedGaussianGuide, StandardNormalNoise, gaussian_guide_at, make_guide,
 )
 from .importance import ImportancePosterior, importance_resample, log_joint, psis_smooth
+from .intervals import (
+    DEFAULT_FACTORS, INTERVAL_DRAWS, central_interval, coverage_by_factor, posterior_intervals, widen_interval,
+)
 from .laplace import LaplacePosterior, fit_laplace, laplace_approximation, output_jacobian
 from .map import MAPResult, map_estimate
 from .mcmc import MCMCResult, run_mcmc
@@ -53,6 +56,9 @@ __all__ = [
     # posteriors and widening
     "InferenceResult", "PixelStatistics", "Posterior", "PosteriorSamples", "single_image_model",
     "check_interval_scale", "widen", "widen_distribution",
+    # pixel intervals and their calibration factors
+    "DEFAULT_FACTORS", "INTERVAL_DRAWS", "central_interval", "coverage_by_factor", "posterior_intervals",
+    "widen_interval",
     # diagnostics
     "ChainStatistics", "Coverage", "chain_statistics", "compare", "credible_interval_coverage", "format_table",
     "mcmc_convergence", "mcmc_summary", "psis_khat", "to_inference_data", "log_likelihood", "unknown_region",

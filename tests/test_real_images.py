@@ -107,6 +107,9 @@ def test_real_image_calibration_end_to_end_with_resume(tmp_path, one_thread):
             cov = [r["by_scale"][k]["coverage"] for k in ("0.5", "1", "2", "4")]
             assert all(0 <= c <= 1 for row in cov for c in row)
             assert cov[-1][1] >= cov[0][1] - 0.1  # 4x wider intervals hold (about) more
+            one = report.factors.index(1.0)  # the draws' own intervals, counted by two independent routines
+            assert [r["by_factor"][f"{a:g}"][one] for a in (0.5, 0.8, 0.9)] == pytest.approx(cov[1], abs=1e-12)
+            assert all(np.diff(r["by_factor"]["0.9"]) >= 0)  # nested intervals
     assert report.settings["misfit_scale"] > 1e-3  # random images are far off the linear generator's range
     summary = report.summary("misfit", "evaluation", 1.0)
     assert summary["num_images"] == 4 and [c["level"] for c in summary["coverage"]] == [0.5, 0.8, 0.9]
@@ -116,6 +119,7 @@ def test_real_image_calibration_end_to_end_with_resume(tmp_path, one_thread):
     assert stored["interval_calibration"]["test-setting"]["num_images"] == 3
     assert ("interval_scales" in stored) == (fit["scale"] is not None)
     assert "| plain | 1: 1 |" in report.table()
+    assert len(report.fit_intervals("plain")) == 3 and "| plain | 0.8 |" in report.interval_table()
     # the JSON round trip and a resumed run: nothing is fitted again
     again = RealCalibrationReport.from_json(out)
     assert again.records == report.to_dict()["records"]

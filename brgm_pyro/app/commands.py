@@ -25,7 +25,7 @@ from ..bundled import load_domain_classifier, load_test_images
 from ..corruptions import Corruption, make_corruption
 from ..functional import image_shape
 from ..generators import PriorGenerator
-from ..inference import MethodOutput, to_inference_data
+from ..inference import MethodOutput, to_inference_data, unknown_region
 from ..jsonfile import write_json
 from ..study import calibrate, methods_from, resolve_methods, simulate_problems
 from ..study.real_images import folder_images, real_image_calibration, split_images
@@ -38,10 +38,12 @@ from .cli_args import corruption_from_settings, load_generator_and_features, rea
 from .dataset_cli import evaluate_command, reconstruct_command
 from .parallel import problem_processes, solve_problems
 from .report import (
-    figure_row, format_parameter_report, observation_display, parameter_report, save_outputs, summary_figure,
-    inconsistent_draws_report, unplaced_draws_report, weights_report,
+    figure_row, format_parameter_report, observation_display, parameter_report, save_intervals, save_outputs,
+    summary_figure, inconsistent_draws_report, unplaced_draws_report, weights_report,
 )
-from .settings import DEMO_TASK_FOLDERS, Settings, clear_previous_outputs, interval_scale_for
+from .settings import (
+    DEMO_TASK_FOLDERS, Settings, clear_previous_outputs, interval_factors_for, interval_scale_for,
+)
 
 
 # --- the one flow of demo and reconstruct ------------------------------------------------------
@@ -56,6 +58,7 @@ class Problem:
     truth: torch.Tensor | None              # (1, C, H, W) on the CPU, or None for an observed image
     interval_scale: float                   # widens the fullrank posterior (``interval_scale_for``)
     folder: str | None = None               # subfolder of --out (None: --out itself)
+    interval_factors: dict[float, float] | None = None  # fullrank's calibrated intervals (``interval_factors_for``)
     title: str | None = None                # row title in the summary figure
     model: BRGMModel | None = None
     outputs: dict[str, MethodOutput] = field(default_factory=dict)
@@ -89,6 +92,11 @@ def reconstruct_problems(settings: Settings, generator: PriorGenerator, features
         fullrank = problem.outputs.get("fullrank")
         if fullrank is not None:
             entry["fullrank_interval_scale"] = problem.interval_scale
+        if fullrank is not None and problem.interval_factors:
+            unknown = unknown_region(problem.corruption, problem.model.image_shape)
+            entry["metrics"]["fullrank"].update(save_intervals(
+                folder, "fullrank", fullrank.result, problem.interval_factors, settings.seed, problem.truth, unknown))
+            entry["fullrank_interval_factors"] = {f"{a:g}": f for a, f in problem.interval_factors.items()}
         if fullrank is not None and fullrank.result.model is not problem.model:
             entry["fullrank_config"] = weights_report(fullrank.result.model)  # its calibrated_model
         unplaced = unplaced_draws_report(problem.outputs, generator, seed=settings.seed)
@@ -182,9 +190,10 @@ def cmd_reconstruct(settings: Settings) -> int:
     generator, features = load_generator_and_features(settings)
     corruption = corruption_from_settings(settings, generator)
     truth, observation = read_image(settings, generator, corruption)
-    scale = interval_scale_for(settings, generator.metadata if hasattr(generator, "metadata") else None,
-                               settings.task, settings.mask_id)
-    problem = Problem(settings.task, corruption, observation, truth, scale)
+    metadata = getattr(generator, "metadata", None)
+    scale = interval_scale_for(settings, metadata, settings.task, settings.mask_id)
+    problem = Problem(settings.task, corruption, observation, truth, scale,
+                      interval_factors=interval_factors_for(settings, metadata, settings.task, settings.mask_id))
     _, figure = reconstruct_problems(settings, generator, features, [problem])
     print(f"outputs in {settings.out}; summary figure: {figure}")
     return 0
@@ -203,7 +212,8 @@ def cmd_demo(settings: Settings) -> int:
     inpainting = make_corruption("inpainting", shape[-1], mask_id=mask_id)
     metadata = getattr(generator, "metadata", None)
     problems = [Problem(task, op, op(truth), truth, interval_scale_for(settings, metadata, task, mask_id),
-                        folder=task, title=title)
+                        folder=task, title=title,
+                        interval_factors=interval_factors_for(settings, metadata, task, mask_id))
                 for task, op, title in zip(DEMO_TASK_FOLDERS, (sr, inpainting),
                                            ("SR x4", f"in-painting, mask {mask_id}"))]
     report, figure = reconstruct_problems(settings, generator, features, problems)
@@ -304,7 +314,13 @@ def _calibrate_real(o: Mapping[str, Any]) -> int:
     print(report.table())
     fit = report.fit("plain")
     print(f"conformal scale (alpha {o['alpha']}, n = {fit['num_images']}): {fit['scale']} "
-          f"(plug-in, no guarantee: {fit['plug_in_scale']}); metadata to store: {out / 'interval_scales.json'}")
+          f"(plug-in, no guarantee: {fit['plug_in_scale']})")
+    print("\nThe posterior's pixel intervals widened about their midpoints by a factor per level, fitted on the "
+          "calibration images (conformal: E[coverage of a new image's unknown pixels] >= level):\n")
+    print(report.interval_table())
+    factors = report.interval_scales("plain").get("interval_factors", {}).get(setting)
+    print(f"\ninterval factors for {setting}: {factors or 'none (too few calibration images for a guarantee)'}; "
+          f"metadata to store: {out / 'interval_scales.json'} (`brgm reconstruct` uses interval_factors)")
     return 0
 
 

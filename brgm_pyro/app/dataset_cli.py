@@ -22,18 +22,19 @@ from ..inference import MethodOptions
 from .dataset_run import DatasetPlan, Interrupted, load_source, reconstruct_dataset
 from .distributed import DistributedContext, configure_threads, init_distributed, shutdown
 from .evaluation import evaluate, write_tables
-from .settings import Settings, interval_scale_for
+from .settings import Settings, interval_factors_for, interval_scale_for
 
 
 def _run_identity(settings: Settings, corruption: str, methods: list[str], samples: int,
-                  interval_scale: float = 1.0) -> dict:
+                  interval_scale: float = 1.0, interval_factors: dict[float, float] | None = None) -> dict:
     """What identifies a run's results in each image's done.json."""
     return {"task": settings.task, "corruption": corruption, "methods": methods, "steps": settings.steps,
             "lr": settings.lr, "samples": samples, "seed": settings.seed, "generator": str(settings.generator),
             "features": settings.features, "observed": settings.observed,
             "overrides": {k: v for k, v in settings.weights.items() if v is not None},
             "learn_noise": settings.learn_noise, "blind": sorted(settings.blind),
-            **({"interval_scale": interval_scale} if interval_scale != 1.0 else {})}
+            **({"interval_scale": interval_scale} if interval_scale != 1.0 else {}),
+            **({"interval_factors": {f"{a:g}": f for a, f in interval_factors.items()}} if interval_factors else {})}
 
 
 def _start(settings: Settings) -> DistributedContext:
@@ -79,14 +80,17 @@ def reconstruct_command(settings: Settings) -> int:
         generator, features, threads = _load(settings, ctx)
         shape = image_shape(generator)
         corruption = corruption_from_settings(settings, generator)
-        scale = interval_scale_for(settings, getattr(generator, "metadata", None), settings.task, settings.mask_id)
+        metadata = getattr(generator, "metadata", None)
+        scale = interval_scale_for(settings, metadata, settings.task, settings.mask_id)
+        factors = interval_factors_for(settings, metadata, settings.task, settings.mask_id)
         plan = DatasetPlan(
             task=settings.task, corruption_for=lambda index: corruption, methods=methods, image_shape=shape,
             build_model=lambda op, obs: model_from_settings(settings, generator, op, obs, features),
             options=MethodOptions(steps=settings.steps, lr=settings.lr, samples=settings.samples, interval_scale=scale),
             seed=settings.seed, batch_size=settings.batch_size, observed=settings.observed,
             center_crop=settings.center_crop, preparation=image_preparation(generator),
-            settings=_run_identity(settings, corruption.describe(), methods, settings.samples, scale))
+            interval_factors=factors,
+            settings=_run_identity(settings, corruption.describe(), methods, settings.samples, scale, factors))
         out = settings.out
         if ctx.is_main:
             print(f"{len(sources)} images, {ctx.world_size} process(es), {threads} thread(s) each, device {ctx.device}")

@@ -37,12 +37,12 @@ from tqdm.auto import tqdm
 
 from ..assets import TEST_IMAGES_FILE
 from ..bundled import load_test_images
-from ..inference import MethodOptions, MethodOutput, run_methods
+from ..inference import MethodOptions, MethodOutput, run_methods, unknown_region
 from ..io import NonSquareImageError
 from ..jsonfile import write_json
 from ..preparation import prepare_image
 from .distributed import DistributedContext, broadcast_object, gather_objects, shard
-from .report import observation_display, save_outputs, weights_report
+from .report import observation_display, save_intervals, save_outputs, weights_report
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".npy")
 DONE_MARKER = "done.json"
@@ -173,6 +173,7 @@ class DatasetPlan:
     settings: dict = field(default_factory=dict)
     preparation: Any = None  # the generator's declared ``preparation.ImagePreparation`` (None: none declared)
     label_for: Callable[[int], str] | None = None
+    interval_factors: dict[float, float] | None = None  # fullrank's calibrated intervals {level: factor}
 
     def corruption_label(self, index: int) -> str:
         return self.label_for(index) if self.label_for is not None else self.corruption_for(index).describe()
@@ -240,6 +241,10 @@ def save_image_outputs(folder: Path, source: ImageSource, plan: DatasetPlan, tru
     label = plan.corruption_label(source.index)
     display = observation_display(corruption, observation, plan.image_shape)
     metrics = save_outputs(folder, truth, display, outputs)  # the single-image writer, reused
+    if plan.interval_factors and "fullrank" in outputs:
+        metrics["fullrank"].update(save_intervals(
+            folder, "fullrank", outputs["fullrank"].result, plan.interval_factors, image_seed(plan.seed, source.index),
+            truth, unknown_region(corruption, plan.image_shape)))
     for method, o in outputs.items():
         name = "map" if method == "map" else f"{method}_mean"
         np.save(folder / f"{name}.npy", o.image[0].detach().cpu().float().numpy(), allow_pickle=False)

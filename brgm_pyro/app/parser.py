@@ -136,8 +136,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--image-index", type=int, default=0, help="which of the 100 bundled test images (0..99)")
     p.add_argument("--mask-id", type=int, default=0, help="standard mask for the in-painting row (0..6)")
     p.add_argument("--samples", type=int, default=64, help="posterior samples to draw (default: %(default)s)")
-    _add_interval_scale_option(p, None, "default: the scale the generator's metadata records for each row's "
-                               "setting (interval_scales), else 1")
+    _add_interval_scale_option(p, None, "default: 1 where the generator's metadata records real-image interval "
+                               "factors for a row's setting (interval_factors: the fullrank intervals are then "
+                               "widened per level and written as fullrank_interval<level>_lower/upper.png), else "
+                               "the scale it records (interval_scales), else 1; giving the flag turns the "
+                               "factors off")
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: OMP_NUM_THREADS, else one "
                    "for a small generator such as the bundled one, else all cores; see the docs' speed page)")
     p.add_argument("--processes", type=int, default=None, help="rows solved at once, each in its own process "
@@ -172,9 +175,12 @@ def build_parser() -> argparse.ArgumentParser:
                         "paper's mean-field Gaussian guide, known to be overconfident); mcmc (NUTS) "
                         "(default: %(default)s)")
     p.add_argument("--samples", type=int, default=64, help="posterior samples to draw (default: %(default)s)")
-    _add_interval_scale_option(p, None, "default: the scale the generator's metadata records for this setting "
-                               "(interval_scales, e.g. in-painting with --mask-id 0 or x4 bicubic-antialias SR on the "
-                               "bundled generator) at its own pixel noise, else 1")
+    _add_interval_scale_option(p, None, "default, at the generator's own pixel noise: 1 where its metadata records "
+                               "real-image interval factors for this setting (interval_factors, e.g. in-painting "
+                               "with --mask-id 0 or 1 or x4 bicubic-antialias SR on the bundled generator: the "
+                               "fullrank intervals are then widened per level, fitted on real images, and written as "
+                               "fullrank_interval<level>_lower/upper.png and .npy), else the scale it records "
+                               "(interval_scales), else 1; giving the flag turns the factors off")
     p.add_argument("--save-inference-data", action="store_true", help="also write ArviZ NetCDF files")
     p.add_argument("--learn-noise", action="store_true",
                    help="infer sigma_pixel (prior HalfNormal(0.5)) instead of fixing it")

@@ -19,12 +19,13 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
 from ..bundled import load_domain_classifier
 from ..corruptions import Corruption
-from ..inference import MethodOutput, parameter_summary
+from ..inference import MethodOutput, parameter_summary, posterior_intervals
 from ..io import save_figure, save_grid, save_image
 from ..metrics import compute_metrics, summarize_metrics
 from ..models import BRGMModel
@@ -69,6 +70,30 @@ def save_outputs(out_dir: Path, truth: torch.Tensor | None, display: torch.Tenso
             entry["mean_pixel_std"] = float(o.std.mean())
         metrics[method] = entry
     return metrics
+
+
+def save_intervals(out_dir: Path, method: str, posterior, factors: Mapping[float, float], seed: int,
+                   truth: torch.Tensor | None = None, unknown: torch.Tensor | None = None) -> dict[str, float]:
+    """Write a posterior's calibrated pixel intervals (``inference.intervals.posterior_intervals`` with the
+    generator's real-image ``factors`` {level: factor}): per level ``{method}_interval{pct}_lower.png`` /
+    ``_upper.png`` (clipped to [-1, 1] for display) and ``{method}_interval{pct}.npy`` (float32 (2, C, H, W):
+    lower, upper, unclipped).  Returns metrics.json's entries: the factor, the mean width (0-255) and, with
+    the truth, the fraction of the ``unknown`` pixels (bool (C, H, W); all when None) the interval holds."""
+    entry: dict[str, float] = {}
+    for level, (lower, upper) in posterior_intervals(posterior, factors, seed=seed).items():
+        pct = f"{100 * level:g}"
+        save_image(lower.clamp(-1, 1).float(), out_dir / f"{method}_interval{pct}_lower.png")
+        save_image(upper.clamp(-1, 1).float(), out_dir / f"{method}_interval{pct}_upper.png")
+        np.save(out_dir / f"{method}_interval{pct}.npy", torch.stack([lower, upper]).float().numpy(),
+                allow_pickle=False)
+        entry[f"interval{pct}_factor"] = float(factors[level])
+        entry[f"interval{pct}_mean_width"] = float((upper - lower).mean() * 127.5)
+        if truth is not None:
+            t = truth.reshape(lower.shape).double().cpu()
+            where = torch.ones_like(t, dtype=torch.bool) if unknown is None else unknown.cpu()
+            inside = (t >= lower.cpu()) & (t <= upper.cpu())
+            entry[f"interval{pct}_coverage_unknown"] = float(inside[where].double().mean())
+    return entry
 
 
 # --- the run's weights and inferred parameters -------------------------------------------------

@@ -8,8 +8,9 @@ The single image of ``brgm reconstruct IMAGE`` is read, decoded and checked here
 (``ImageInput.pixels``); what the generator needs (its size, its declared preparation) is applied
 to those pixels later (``brgm_pyro.preparation``).  The interval scale has one meaning (the width
 s of the fullrank posterior, N(mu, s^2 Sigma)) and is resolved in one place,
-``interval_scale_for``: the flag when given, else the scale the generator's metadata records
-for the setting (``interval_scales``), else 1.
+``interval_scale_for``: the flag when given, else 1 where the generator's metadata records
+real-image interval factors for the setting (``interval_factors_for``), else the scale its metadata
+records for the setting (``interval_scales``), else 1.
 """
 
 from __future__ import annotations
@@ -394,11 +395,15 @@ def interval_setting(task: str, factor: int | None = None, kernel: str | None = 
 def interval_scale_for(settings: Settings, metadata: Mapping[str, Any] | None, task: str,
                        mask_id: int | None = None) -> float:
     """The width s of the fullrank posterior N(mu, s^2 Sigma) for ``task`` (and, in-painting, the
-    standard mask ``mask_id``): --interval-scale when given; else the scale the generator's
-    metadata records for this setting (``interval_scales``, measured at its own pixel noise,
-    so only when no flag changes sigma_pixel); else 1."""
+    standard mask ``mask_id``): --interval-scale when given; else 1 when the generator's metadata
+    records real-image interval factors for this setting (``interval_factors_for``: they were
+    fitted on the unwidened posterior's draws); else the scale the metadata records for this
+    setting (``interval_scales``, measured at its own pixel noise, so only when no flag changes
+    sigma_pixel); else 1."""
     if settings.interval_scale is not None:
         return settings.interval_scale
+    if interval_factors_for(settings, metadata, task, mask_id):
+        return 1.0
     scales = (metadata or {}).get(INTERVAL_SCALES_KEY) or {}
     if not isinstance(scales, Mapping):
         raise ValueError(f"the generator's metadata {INTERVAL_SCALES_KEY} must be a dict, got {scales!r}")
@@ -410,3 +415,41 @@ def interval_scale_for(settings: Settings, metadata: Mapping[str, Any] | None, t
         raise ValueError(f"the generator's metadata {INTERVAL_SCALES_KEY}[{name!r}] must be a positive number, "
                          f"got {scale!r}")
     return float(scale)
+
+
+INTERVAL_FACTORS_KEY = "interval_factors"
+"""Generator metadata key: {setting name (``interval_setting``): {level as text, e.g. "0.9": factor}}.
+The factors widen the recommended posterior's level-a pixel intervals about their midpoints
+(``brgm_pyro.inference.intervals``); they are fitted by conformal risk control on real images with
+ground truth (``brgm calibrate --images``, ``benchmarks/real_images.py``), so that on average over
+new images of the same source a level-a interval holds at least a of the unknown pixels."""
+
+
+def interval_factors_for(settings: Settings, metadata: Mapping[str, Any] | None, task: str,
+                         mask_id: int | None = None) -> dict[float, float] | None:
+    """{level: factor} of the real-image interval calibration the generator's metadata records for
+    this setting (``interval_factors``), or None: none recorded, another pixel noise than the
+    generator's own, or --interval-scale given (the user widens the latent posterior instead)."""
+    if settings.interval_scale is not None or not settings.own_pixel_noise:
+        return None
+    table = (metadata or {}).get(INTERVAL_FACTORS_KEY) or {}
+    if not isinstance(table, Mapping):
+        raise ValueError(f"the generator's metadata {INTERVAL_FACTORS_KEY} must be a dict, got {table!r}")
+    name = interval_setting(task, settings.factor, settings.kernel, mask_id, custom_mask=settings.mask is not None)
+    entry = table.get(name) if name is not None else None
+    if not entry:
+        return None
+    if not isinstance(entry, Mapping):
+        raise ValueError(f"the generator's metadata {INTERVAL_FACTORS_KEY}[{name!r}] must be a dict "
+                         f"{{level: factor}}, got {entry!r}")
+    out = {}
+    for level, factor in entry.items():
+        try:
+            a = float(level)
+        except (TypeError, ValueError):
+            a = math.nan
+        if not 0 < a < 1 or isinstance(factor, bool) or not _positive(factor):
+            raise ValueError(f"the generator's metadata {INTERVAL_FACTORS_KEY}[{name!r}] must map levels in (0, 1) "
+                             f"to positive factors, got {level!r}: {factor!r}")
+        out[a] = float(factor)
+    return dict(sorted(out.items()))

@@ -12,6 +12,8 @@ network is built. Keys that brgm-pyro reads have a fixed type and range:
   or None);
 - ``interval_scales``: ``{setting name (a string of at most 200 characters): a finite number in
   (0, 100]}``;
+- ``interval_factors``: ``{setting name (as ``interval_scales``): {level (a string holding a number
+  in (0, 1)): a finite number in (0, 100]}}``;
 - ``training`` / ``training_config`` / ``quality``: dicts of plain data; ``iterations`` /
   ``images_seen``: ints >= 0; ``wall_seconds``: a finite number >= 0; ``data``: a string;
   ``source_format``, ``class_name``: strings of at most 200 characters; ``num_fp16_res``: an int in
@@ -131,6 +133,26 @@ def _interval_scales(value: Any, where: str) -> dict:
             for k, v in scales.items()}
 
 
+def _interval_factors(value: Any, where: str) -> dict:
+    table = _dict(value, where)
+    out = {}
+    for name, entry in table.items():
+        here = f"{where}[{_brief(name)}]"
+        levels = _dict(entry, here)
+        checked = {}
+        for level, factor in levels.items():
+            text = _text(level, f"{here} key")
+            try:
+                a = float(text)
+            except ValueError:
+                a = math.nan
+            if not 0 < a < 1:
+                raise _Fail(f"{here} key must be a level in (0, 1), got {_brief(level)}")
+            checked[text] = _number(factor, f"{here}[{_brief(level)}]", 0.0, MAX_INTERVAL_SCALE, low_open=True)
+        out[_text(name, f"{where} key")] = checked
+    return out
+
+
 def _optional_fp16(value: Any, where: str) -> int | None:
     return None if value is None else _int(value, where, 0, 64)
 
@@ -140,6 +162,7 @@ SCHEMA: dict[str, Callable[[Any, str], Any]] = {
     "feature_network": _text,
     "image_preparation": _image_preparation,
     "interval_scales": _interval_scales,
+    "interval_factors": _interval_factors,
     "training": _dict,
     "training_config": _dict,
     "quality": _dict,

@@ -43,6 +43,7 @@ from brgm_pyro.models.brgm import BRGMModel, brgm_model, corrupt, generate
 from brgm_pyro.models.config import BRGMConfig
 from brgm_pyro.models.misfit import MisfitPixelLikelihood, predictive_images
 
+from brgm_pyro.inference.intervals import DEFAULT_FACTORS, central_interval, coverage_by_factor
 from brgm_pyro.inference.multistart import fit_multistart_fullrank
 from brgm_pyro.inference.posterior import single_image_model
 from brgm_pyro.inference.recommended import recommended_fit_options
@@ -200,7 +201,7 @@ def _mse(a: torch.Tensor, b: torch.Tensor) -> float:
 @torch.no_grad()
 def _measure_image(model: BRGMModel, posterior, problem: RealProblem, map_latent: torch.Tensor, *,
                    scales: Sequence[float], levels: Sequence[float], num_draws: int, seed: int,
-                   classifier) -> dict[str, Any]:
+                   classifier, factors: Sequence[float] = DEFAULT_FACTORS) -> dict[str, Any]:
     """Everything the report needs about one image of a fitted (single-image) posterior."""
     unknown = problem.unknown.cpu()
     truth = problem.image[0].cpu()
@@ -234,13 +235,21 @@ def _measure_image(model: BRGMModel, posterior, problem: RealProblem, map_latent
             "var_pixels": float((draws * 127.5).var(0).mean()),
             "plausibility": plausibility(classifier, images),
         }
+        if float(s) == 1.0:  # the draws' own intervals widened about their midpoints (inference.intervals)
+            record["by_factor"] = {f"{a:g}": coverage_by_factor(draws, truth[unknown].double(), a, factors)
+                                   for a in levels}
+            record["half_width"] = {}  # mean half-width of the unwidened intervals, 0-255 (factor f: f times it)
+            for a in levels:
+                lower, upper = central_interval(draws, a)
+                record["half_width"][f"{a:g}"] = float((upper - lower).mean() / 2 * 127.5)
     record["by_scale"] = by_scale
     return record
 
 
 def measure_real_batch(base: BRGMModel, problems: Sequence[RealProblem], *, scales: Sequence[float] = DEFAULT_SCALES,
                        levels: Sequence[float] = REAL_LEVELS, num_draws: int = 256, seed: int = 0,
-                       classifier=None, fit_options: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
+                       classifier=None, fit_options: Mapping[str, Any] | None = None,
+                       factors: Sequence[float] = DEFAULT_FACTORS) -> list[dict[str, Any]]:
     """Fit the recommended posterior to a batch of real problems at once (one batched fit, each
     image seeded as if alone) and measure each image (``_measure_image``)."""
     observations = torch.stack([p.observation for p in problems])
@@ -257,7 +266,7 @@ def measure_real_batch(base: BRGMModel, problems: Sequence[RealProblem], *, scal
         modes = posterior.modes[b]
         t1 = time.perf_counter()
         record = _measure_image(single, post, problem, modes.latents[0], scales=scales, levels=levels,
-                                num_draws=num_draws, seed=seed, classifier=classifier)
+                                num_draws=num_draws, seed=seed, classifier=classifier, factors=factors)
         record.update(index=problem.index, method_seed=seeds[b], fit_seconds=fit_seconds,
                       measure_seconds=time.perf_counter() - t1,
                       map_log_joint=float(modes.log_joints[0]), mode_log_joint=float(modes.log_joints[modes.chosen]),
@@ -267,6 +276,14 @@ def measure_real_batch(base: BRGMModel, problems: Sequence[RealProblem], *, scal
 
 
 # --------------------------------------------------------------------------- the report
+
+
+def _mean_se_text(entry: Mapping[str, Any] | None, digits: int = 2) -> str:
+    """``mean ± se`` of a ``statistics.mean_se`` entry ("-" when empty; no ± with one value)."""
+    if not entry or entry.get("mean") is None:
+        return "-"
+    text = f"{entry['mean']:.{digits}f}"
+    return text if entry.get("se") is None else text + f" ± {entry['se']:.{digits}f}"
 
 
 def _scale_key(scale: float) -> str:
@@ -313,6 +330,68 @@ class RealCalibrationReport:
         losses = [[1 - r["by_scale"][_scale_key(s)]["coverage"][j] for s in grid] for r in recs]
         return conformal_scale(losses, grid, alpha).to_dict()
 
+    @property
+    def factors(self) -> list[float]:
+        """The interval factors measured per image (``inference.intervals``); [] for a run without them."""
+        return [float(f) for f in self.settings.get("interval_factors") or []]
+
+    def has_factors(self, variant: str) -> bool:
+        """Whether every calibration record of ``variant`` holds the coverage by interval factor."""
+        recs = self.records.get(variant, {}).get("calibration", [])
+        return bool(self.factors) and bool(recs) and all("by_factor" in r for r in recs)
+
+    def fit_intervals(self, variant: str) -> dict[str, dict[str, Any]]:
+        """Per level a: the conformal-risk-control factor of the level-a intervals widened about their
+        midpoints (``inference.intervals``) from the calibration images at alpha = 1 - a, so that
+        E[fraction of a new image's unknown pixels its widened level-a intervals hold] >= a.  The
+        intervals are nested in the factor, so the loss is monotone as it is (no running maximum needed)."""
+        if not self.has_factors(variant):
+            raise ValueError(f"the {variant} records hold no coverage by interval factor (a run before issue 25's "
+                             "interval factors; rerun it)")
+        recs = self.records[variant]["calibration"]
+        return {f"{a:g}": conformal_scale([[1 - c for c in r["by_factor"][f"{a:g}"]] for r in recs],
+                                          self.factors, 1 - a).to_dict() for a in self.levels}
+
+    def interval_summary(self, variant: str, split: str, choice: str = "conformal") -> list[dict[str, Any]]:
+        """Per level: the factor (``choice``: "conformal" or "plug-in", fitted on the calibration images),
+        the coverage of ``split``'s unknown pixels by the widened intervals and their mean width (0-255),
+        mean +- se over images; factor None when no grid factor meets the bound."""
+        if choice not in ("conformal", "plug-in"):
+            raise ValueError(f"choice must be 'conformal' or 'plug-in', got {choice!r}")
+        fits = self.fit_intervals(variant)
+        recs = self.records[variant][split]
+        out = []
+        for a in self.levels:
+            key = f"{a:g}"
+            fit = fits[key]
+            factor = fit["scale"] if choice == "conformal" else fit["plug_in_scale"]
+            entry: dict[str, Any] = {"level": a, "choice": choice, "factor": factor, "num_images": len(recs),
+                                     "num_calibration": fit["num_images"]}
+            if factor is not None:
+                j = min(range(len(self.factors)), key=lambda k: abs(self.factors[k] - factor))
+                entry["coverage"] = mean_se(r["by_factor"][key][j] for r in recs)
+                entry["width"] = mean_se(2 * factor * r["half_width"][key] for r in recs)
+            out.append(entry)
+        return out
+
+    def interval_table(self, split: str = "evaluation") -> str:
+        """Markdown: per variant and level, the widened intervals at the conformal and plug-in factors."""
+        lines = ["| model | level | factor (chosen on n calibration images) | images | coverage | mean width (0-255) |",
+                 "|---|---:|---|---:|---:|---:|"]
+        for variant in self.records:
+            if not self.records[variant].get(split) or not self.has_factors(variant):
+                continue
+            for choice in ("conformal", "plug-in"):
+                for e in self.interval_summary(variant, split, choice):
+                    if e["factor"] is None:
+                        lines.append(f"| {variant} | {e['level']:g} | {choice}: none on the grid meets the bound "
+                                     f"(n = {e['num_calibration']}) | - | - | - |")
+                        continue
+                    chosen = f"{choice}: {e['factor']:g} (n = {e['num_calibration']})"
+                    lines.append(f"| {variant} | {e['level']:g} | {chosen} | {e['num_images']} | "
+                                 f"{_mean_se_text(e['coverage'], 3)} | {_mean_se_text(e['width'], 1)} |")
+        return "\n".join(lines)
+
     def summary(self, variant: str, split: str, scale: float) -> dict[str, Any]:
         """Mean +- se over images at one scale: coverage per level, posterior-mean and MAP RMSE (and their
         paired difference), pooled std / error, plausibility of the draws, modes below MAP's log joint."""
@@ -343,11 +422,7 @@ class RealCalibrationReport:
 
     def table(self, split: str = "evaluation") -> str:
         """Markdown: per variant and scale choice (1, plug-in, conformal), on ``split`` images."""
-        def ms(e, d=2):
-            if not e or e.get("mean") is None:
-                return "-"
-            return f"{e['mean']:.{d}f}" + ("" if e.get("se") is None else f" ± {e['se']:.{d}f}")
-
+        ms = _mean_se_text
         lines = ["| model | scale (chosen on n calibration images) | images | cov90 | cov50 | RMSE post. mean | "
                  "RMSE MAP | mean − MAP (wins) | std/error | max softmax | unplaceable |",
                  "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
@@ -389,14 +464,25 @@ class RealCalibrationReport:
         out: dict[str, Any] = {"interval_calibration": {setting: record}}
         if fit["scale"] is not None:
             out["interval_scales"] = {setting: fit["scale"]}
+        if self.has_factors(variant):
+            fits = self.fit_intervals(variant)
+            record["interval_factors"] = {key: {"factor": f["scale"], "plug_in_factor": f["plug_in_scale"],
+                                                "guarantee": f["guarantee"].replace("1 - alpha", key)}
+                                          for key, f in fits.items()}
+            if all(f["scale"] is not None for f in fits.values()):
+                out["interval_factors"] = {setting: {key: f["scale"] for key, f in fits.items()}}
         return json_safe(out)
 
     def to_dict(self) -> dict[str, Any]:
         fits = {v: self.fit(v) for v in self.records if self.records[v].get("calibration")}
         summaries = {v: {name: self.summary(v, "evaluation", s) for name, s in self.chosen_scales(v).items()
                          if s is not None} for v in fits if self.records[v].get("evaluation")}
+        intervals = {v: {"fits": self.fit_intervals(v),
+                         "summary": {c: self.interval_summary(v, "evaluation", c) for c in ("conformal", "plug-in")}
+                         if self.records[v].get("evaluation") else {}}
+                     for v in fits if self.has_factors(v)}
         return json_safe({"settings": self.settings, "fits": fits, "summary": summaries,
-                           "reference": self.reference, "records": self.records})
+                           "intervals": intervals, "reference": self.reference, "records": self.records})
 
     def to_json(self, path: str | Path) -> Path:
         path = Path(path)
@@ -435,7 +521,8 @@ def real_image_calibration(generator, corruption, split: RealImageSplit, *, sigm
                            num_draws: int = 256, seed: int = 0, batch_size: int = 5, classifier=None,
                            setting: str | None = None, fit_options: Mapping[str, Any] | None = None,
                            out: str | Path | None = None, log: Callable[[str], None] | None = None,
-                           num_stats_samples: int = 10_000) -> RealCalibrationReport:
+                           num_stats_samples: int = 10_000,
+                           factors: Sequence[float] = DEFAULT_FACTORS) -> RealCalibrationReport:
     """Measure the recommended posterior on real images (module docstring).  ``misfit``: None (the
     paper's model only), a fixed tau, or "fit" (tau from the plain variant's calibration MAP
     residuals); ``out``: a JSON file written after every batch and read back to resume (records of
@@ -451,7 +538,7 @@ def real_image_calibration(generator, corruption, split: RealImageSplit, *, sigm
                 "seed": seed, "split_rule": split.rule, "source": split.source,
                 "calibration_ids": split.calibration_ids, "evaluation_ids": split.evaluation_ids,
                 "fit_options": recommended_fit_options(**dict(fit_options or {})), "misfit": misfit,
-                "conformal_max_scale": CONFORMAL_MAX_SCALE,
+                "conformal_max_scale": CONFORMAL_MAX_SCALE, "interval_factors": sorted(float(f) for f in factors),
                 "torch_threads": torch.get_num_threads()}
     records: dict[str, dict[str, list]] = {}
     reference: dict[str, Any] = {}
@@ -482,7 +569,7 @@ def real_image_calibration(generator, corruption, split: RealImageSplit, *, sigm
             t0 = time.perf_counter()
             records[variant][part].extend(measure_real_batch(
                 base, batch, scales=scales, levels=levels, num_draws=num_draws, seed=seed,
-                classifier=classifier, fit_options=fit_options))
+                classifier=classifier, fit_options=fit_options, factors=settings["interval_factors"]))
             say(f"{variant} {part}: {len(records[variant][part])}/{len(problems[part])} images "
                 f"({time.perf_counter() - t0:.0f} s for {len(batch)})")
             if out is not None:
