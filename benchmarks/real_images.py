@@ -10,6 +10,10 @@ One JSON per task (OUT/<setting>.json), written after every batch, so a run resu
     python benchmarks/real_images.py --task inpainting --mask-id 0 --num-calibration 30 --num-evaluation 30
     python benchmarks/real_images.py --task super-resolution --num-calibration 30 --num-evaluation 30
     python benchmarks/real_images.py --table-only --out benchmarks/results/real_images
+
+``--source model`` measures images drawn from the model instead (G(w), w ~ its Gaussian prior, seed
+``--model-seed``, clamped to [-1, 1]), and ``--factors-from REAL.json`` reports them at the interval
+factors a real-image run fitted: do the real-image intervals still hold where the model is true?
 """
 
 from __future__ import annotations
@@ -47,6 +51,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--batch-size", type=int, default=5)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    p.add_argument("--source", choices=("fashion-mnist", "model"), default="fashion-mnist",
+                   help="real Fashion-MNIST test images, or images drawn from the model's prior (default: %(default)s)")
+    p.add_argument("--model-seed", type=int, default=100, help="seed of the model-drawn images (--source model)")
+    p.add_argument("--factors-from", type=Path, default=None,
+                   help="a real-image run's JSON: also report the images at its conformal interval factors")
     p.add_argument("--table-only", action="store_true", help="print the tables of the JSON files in --out")
     p.add_argument("--split", choices=("evaluation", "calibration"), default="evaluation",
                    help="the images the table reports (default: %(default)s; calibration images are not held out "
@@ -59,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.table_only:
         for path in sorted(args.out.glob("*.json")):
             report = RealCalibrationReport.from_json(path)
-            print_report(report, path, args.split)
+            print_report(report, path, args.split, args.factors_from)
         return 0
 
     from brgm_pyro.bundled import load_domain_classifier, load_test_images
@@ -75,9 +84,27 @@ def main(argv: list[str] | None = None) -> int:
     else:
         corruption = make_corruption("super-resolution", 32, factor=args.factor, kernel=args.kernel)
         setting = f"super-resolution-x{args.factor}-{args.kernel}"
-    test, _ = load_fashion_mnist("test", FASHION_MNIST_DIR, 32)
-    split = split_images(test, range(test.shape[0]), args.num_calibration, args.num_evaluation, seed=args.split_seed,
-                         exclude_ids=load_test_images()[2].tolist(), source=f"{FASHION_MNIST_DIR} (test split)")
+    if args.source == "model":
+        import torch
+
+        from brgm_pyro.models.brgm import brgm_model
+        from brgm_pyro.models.config import BRGMConfig
+        from brgm_pyro.study.real_images import RealImageSplit, prior_draw_images
+
+        plain = brgm_model(G, corruption, torch.zeros(corruption.output_shape((1, 32, 32))),
+                           config=BRGMConfig(args.sigma_pixel, None, 0.0, "per-dimension"))
+        n_cal, n_ev = args.num_calibration, args.num_evaluation
+        drawn = prior_draw_images(plain, n_cal + n_ev, seed=args.model_seed)
+        split = RealImageSplit(drawn[:n_cal], list(range(n_cal)), drawn[n_cal:], list(range(n_cal, n_cal + n_ev)),
+                               f"the first {n_cal} draws calibrate, the next {n_ev} evaluate",
+                               f"G(w), w ~ the per-dimension Gaussian prior (seed {args.model_seed}), "
+                               "clamped to [-1, 1]")
+        setting = f"{setting}-model-drawn"
+    else:
+        test, _ = load_fashion_mnist("test", FASHION_MNIST_DIR, 32)
+        split = split_images(test, range(test.shape[0]), args.num_calibration, args.num_evaluation,
+                             seed=args.split_seed, exclude_ids=load_test_images()[2].tolist(),
+                             source=f"{FASHION_MNIST_DIR} (test split)")
     misfit = None if args.misfit == "none" else (args.misfit if args.misfit == "fit" else float(args.misfit))
     t0 = time.perf_counter()
     report = real_image_calibration(
@@ -85,11 +112,11 @@ def main(argv: list[str] | None = None) -> int:
         num_draws=args.num_draws, seed=args.seed, batch_size=args.batch_size, scales=args.scales or DEFAULT_SCALES,
         classifier=load_domain_classifier(), setting=setting, out=args.out / f"{setting}.json",
         log=lambda text: print(f"[{time.perf_counter() - t0:7.0f} s] {text}", flush=True))
-    print_report(report, args.out / f"{setting}.json")
+    print_report(report, args.out / f"{setting}.json", factors_from=args.factors_from)
     return 0
 
 
-def print_report(report, path: Path, split: str = "evaluation") -> None:
+def print_report(report, path: Path, split: str = "evaluation", factors_from: Path | None = None) -> None:
     s = report.settings
     print(f"\n## {s['setting']} ({s['corruption']}), sigma {s['sigma_pixel']}, alpha {s['alpha']}, "
           f"misfit tau {s.get('misfit_scale', '-')}, torch threads {s.get('torch_threads')} ({path})\n")
@@ -102,6 +129,21 @@ def print_report(report, path: Path, split: str = "evaluation") -> None:
         print(f"\nThe draws' intervals widened about their midpoints by a factor per level, fitted on the calibration "
               f"images (conformal: E[coverage] >= level; plug-in: no finite-sample guarantee), {split} images:\n")
         print(report.interval_table(split))
+    if factors_from is not None:
+        from brgm_pyro.study.real_images import RealCalibrationReport
+
+        fitted = RealCalibrationReport.from_json(factors_from)
+        factors = fitted.interval_scales("plain").get("interval_factors", {}).get(fitted.settings["setting"])
+        if not factors:
+            print(f"\n{factors_from} holds no conformal interval factors")
+        else:
+            print(f"\nAt the interval factors fitted on {factors_from} ({factors}), {split} images:\n")
+            for variant in report.records:
+                if report.records[variant].get(split) and report.has_factors(variant):
+                    for e in report.coverage_at(variant, split, {float(a): f for a, f in factors.items()}):
+                        print(f"- {variant}, level {e['level']:g}, factor {e['factor']:g}: coverage "
+                              f"{e['coverage']['mean']:.3f} ± {e['coverage']['se'] or 0:.3f}, mean width "
+                              f"{e['width']['mean']:.1f} (0-255), {e['num_images']} images")
     for variant in report.records:
         if report.records[variant].get("calibration"):
             fit = report.fit(variant)

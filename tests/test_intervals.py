@@ -82,6 +82,11 @@ def test_interval_factors_meet_the_risk_bound_per_level_and_are_reported():
     stored = report.interval_scales("plain")
     assert stored["interval_factors"] == {"test": {"0.5": 1.5, "0.9": 1.5}}
     assert stored["interval_calibration"]["test"]["interval_factors"]["0.9"]["factor"] == 1.5
+    # another report's factors, read on these images (e.g. real-image factors on model-drawn images)
+    at = report.coverage_at("plain", "evaluation", {0.9: 2.0, 0.5: 0.5})
+    assert [(e["level"], e["coverage"]["mean"]) for e in at] == [(0.9, pytest.approx(0.99)), (0.5, pytest.approx(0.3))]
+    with pytest.raises(ValueError, match="not on this report's grid"):
+        report.coverage_at("plain", "evaluation", {0.9: 1.7})
     # too few images for a 90% guarantee: no factor, none stored
     small = _report(cov[:9], cov[:2], factors)
     assert small.fit_intervals("plain")["0.9"]["scale"] is None
@@ -209,3 +214,23 @@ def test_reconstruct_writes_the_calibrated_intervals_the_metadata_records(tmp_pa
     report = json.loads((out / "metrics.json").read_text())
     assert report["fullrank_interval_scale"] == 1.35 and "fullrank_interval_factors" not in report
     assert not list(out.glob("fullrank_interval*"))
+
+
+def test_prior_draw_images_are_seeded_model_draws_in_range():
+    from brgm_pyro.generators import LinearGenerator
+    from brgm_pyro.models.brgm import brgm_model, generate
+    from brgm_pyro.models.config import BRGMConfig
+    from brgm_pyro.study.real_images import prior_draw_images
+
+    G = LinearGenerator.random(num_ws=2, w_dim=3, img_resolution=8, scale=2.0, seed=2)
+    from brgm_pyro.corruptions.simple import Denoising
+
+    model = brgm_model(G, Denoising(), torch.zeros(1, 8, 8), config=BRGMConfig(0.1, None, 0.0, "per-dimension"),
+                       num_stats_samples=200)
+    a, b = prior_draw_images(model, 5, seed=4), prior_draw_images(model, 5, seed=4)
+    assert a.shape == (5, 1, 8, 8) and torch.equal(a, b) and a.min() >= -1 and a.max() <= 1
+    g = torch.Generator().manual_seed(4)  # the same draws, computed here: G(w) for w ~ N(loc, scale^2), clamped
+    loc, scale = model.prior.init_loc(), model.prior.init_scale()
+    w = loc + scale * torch.randn((5, *loc.shape), generator=g).to(loc)
+    torch.testing.assert_close(a, generate(G, model.prior.ws_from_latent(w)).clamp(-1, 1))
+    assert not torch.equal(a, prior_draw_images(model, 5, seed=5))

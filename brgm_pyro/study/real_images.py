@@ -128,6 +128,19 @@ def folder_images(folder: str | Path, resolution: int, channels: int = 1) -> tup
     return images, list(range(len(files)))
 
 
+@torch.no_grad()
+def prior_draw_images(model: BRGMModel, num_images: int, seed: int = 0) -> torch.Tensor:
+    """``num_images`` images G(w), w ~ the model's Gaussian prior (the calibration problems' draws),
+    clamped to [-1, 1] as an image file would hold them: "images" for which the model is true, to
+    check on them what the real-image calibration fits."""
+    g = torch.Generator().manual_seed(seed)
+    loc, scale = model.prior.init_loc(), model.prior.init_scale()
+    latents = loc + scale * torch.randn((num_images, *loc.shape), generator=g).to(loc)
+    images = torch.cat([generate(model.generator, model.prior.ws_from_latent(latents[i:i + 64]))
+                        for i in range(0, num_images, 64)])
+    return images.clamp(-1, 1).cpu()
+
+
 # --------------------------------------------------------------------------- problems
 
 
@@ -368,10 +381,27 @@ class RealCalibrationReport:
             entry: dict[str, Any] = {"level": a, "choice": choice, "factor": factor, "num_images": len(recs),
                                      "num_calibration": fit["num_images"]}
             if factor is not None:
-                j = min(range(len(self.factors)), key=lambda k: abs(self.factors[k] - factor))
-                entry["coverage"] = mean_se(r["by_factor"][key][j] for r in recs)
-                entry["width"] = mean_se(2 * factor * r["half_width"][key] for r in recs)
+                entry.update(self.coverage_at(variant, split, {a: factor})[0])
             out.append(entry)
+        return out
+
+    def coverage_at(self, variant: str, split: str, factors: Mapping[float, float]) -> list[dict[str, Any]]:
+        """Per level of ``factors`` ({level: factor}, e.g. those fitted on another report's images):
+        the coverage of ``split``'s unknown pixels by the intervals widened by that factor and their
+        mean width (0-255), mean +- se over images.  The factor must be on this report's grid."""
+        recs = self.records[variant][split]
+        out = []
+        for a, factor in factors.items():
+            key = f"{float(a):g}"
+            matches = [k for k, f in enumerate(self.factors) if math.isclose(f, float(factor), abs_tol=1e-9)]
+            if not matches:
+                raise ValueError(f"factor {factor} is not on this report's grid of interval factors")
+            if not recs or key not in recs[0].get("by_factor", {}):
+                raise ValueError(f"level {a} was not measured by interval factor for the {variant} {split} images")
+            j = matches[0]
+            out.append({"level": float(a), "factor": float(factor), "num_images": len(recs),
+                        "coverage": mean_se(r["by_factor"][key][j] for r in recs),
+                        "width": mean_se(2 * float(factor) * r["half_width"][key] for r in recs)})
         return out
 
     def interval_table(self, split: str = "evaluation") -> str:
