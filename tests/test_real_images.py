@@ -154,6 +154,7 @@ def test_calibrate_images_cli_on_a_folder_of_real_images(tmp_path, monkeypatch, 
                  "--misfit-scale", "0.2", "--alpha", "0.5", "--out", str(out), "--no-progress"]) == 0
     printed = capsys.readouterr().out
     assert "| plain | 1: 1 |" in printed and "| misfit | 1: 1 |" in printed and "conformal scale" in printed
+    assert "| plain | 0.5 | conformal:" in printed and "interval factors for inpainting-mask0:" in printed
     data = json.loads((out / "real_calibration.json").read_text())
     assert data["settings"]["misfit_scale"] == 0.2 and data["settings"]["setting"] == "inpainting-mask0"
     assert set(data["settings"]["calibration_ids"]).isdisjoint(data["settings"]["evaluation_ids"])
