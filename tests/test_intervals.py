@@ -234,3 +234,22 @@ def test_prior_draw_images_are_seeded_model_draws_in_range():
     w = loc + scale * torch.randn((5, *loc.shape), generator=g).to(loc)
     torch.testing.assert_close(a, generate(G, model.prior.ws_from_latent(w)).clamp(-1, 1))
     assert not torch.equal(a, prior_draw_images(model, 5, seed=5))
+
+
+def test_bundled_generator_records_the_real_image_fits():
+    """The bundled generator's interval_factors (metadata and its JSON copy) are the conformal factors
+    that benchmarks/real_images.py fitted on the committed real calibration images."""
+    import json
+    from pathlib import Path
+
+    from brgm_pyro.generators import load_generator
+
+    root = Path(__file__).resolve().parents[1]
+    fitted = {}
+    for path in sorted((root / "benchmarks" / "results" / "real_images_intervals").glob("*.json")):
+        report = RealCalibrationReport.from_json(path)
+        fitted.update(report.interval_scales("plain").get("interval_factors", {}))
+    assert set(fitted) == {"inpainting-mask0", "inpainting-mask1", "super-resolution-x4-bicubic-antialias"}
+    assert load_generator("fashion-mnist-32").metadata["interval_factors"] == fitted
+    card = json.loads((root / "brgm_pyro" / "pretrained" / "fashion-mnist-32.json").read_text())
+    assert card["interval_factors"] == fitted

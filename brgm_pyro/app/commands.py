@@ -223,8 +223,13 @@ def cmd_demo(settings: Settings) -> int:
               f"(0-255 scale; posterior mean pixel std {m['fullrank']['mean_pixel_std']:.3f})")
     scales = ", ".join(f"{p.task} x{p.interval_scale:g}" for p in problems)
     print(f"posterior: method fullrank (8 MAP starts, the best 3 climbing on; Laplace at the best mode; full-rank "
-          f"Gaussian VI), widened by "
-          f"the interval scale {scales} (the generator's measured scales; its calibration: see the docs)")
+          f"Gaussian VI), widened by the interval scale {scales}")
+    for p in problems:
+        if p.interval_factors:
+            levels = ", ".join(f"{100 * a:g}% x{f:g}" for a, f in p.interval_factors.items())
+            print(f"{p.task}: pixel intervals calibrated on real images ({levels}): "
+                  f"{settings.out / (p.folder or '')}/fullrank_interval<level>_lower|upper.png")
+    print("how well the intervals hold, and what they guarantee: docs/calibration-real-images.md")
     print(f"summary figure: {figure}")
     return 0
 

@@ -192,7 +192,8 @@ def main(argv: list[str] | None = None) -> None:
     recommended = {"sigma_pixel": config.sigma_pixel, "sigma_perceptual": config.sigma_perceptual,
                    "kappa": config.kappa, "prior_std": config.prior_std}
     # image_preparation: the transform the training data went through (training.data pads 28 -> 32);
-    # interval_scales are added from benchmarks/interval_scale.py's fit (tests/test_recalibration.py)
+    # interval_scales are added from benchmarks/interval_scale.py's fit (tests/test_recalibration.py), interval_factors
+    # from benchmarks/real_images.py's real-image fits (tests/test_intervals.py)
     export_generator(args.checkpoint, path, {"feature_network": "fashion-mnist-classifier",
                                              "recommended_config": recommended, "data": "Fashion-MNIST train split",
                                              "image_preparation": FASHION_MNIST_PADDING.to_metadata()})
