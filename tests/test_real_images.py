@@ -132,6 +132,23 @@ def test_real_image_calibration_end_to_end_with_resume(tmp_path, one_thread):
     with pytest.raises(ValueError, match="other settings"):
         real_image_calibration(G, f, split, misfit=None, alpha=0.2, scales=(0.5, 1.0), num_draws=64,
                                fit_options=options, out=out, num_stats_samples=200)
+    # more evaluation images (the old ones first) extend the run: only the new ones are fitted
+    extra = torch.rand(2, 1, 8, 8, generator=torch.Generator().manual_seed(5)) * 1.6 - 0.8
+    longer = RealImageSplit(split.calibration, split.calibration_ids, torch.cat([split.evaluation, extra]),
+                            split.evaluation_ids + [30, 31], "test rule", "test")
+    messages.clear()
+    extended = real_image_calibration(G, f, longer, misfit="fit", alpha=0.2, scales=(0.5, 1.0, 2.0, 4.0),
+                                      num_draws=64, batch_size=2, fit_options=options, out=out,
+                                      setting="test-setting", num_stats_samples=200, log=messages.append)
+    assert [m.split(":")[0] for m in messages if "images (" in m] == ["plain evaluation", "misfit evaluation"]
+    assert [r["index"] for r in extended.records["plain"]["evaluation"]] == [20, 21, 22, 23, 30, 31]
+    assert extended.records["plain"]["evaluation"][:4] == report.to_dict()["records"]["plain"]["evaluation"]
+    shuffled = RealImageSplit(split.calibration, split.calibration_ids, longer.evaluation.flip(0),
+                              longer.evaluation_ids[::-1], "test rule", "test")
+    with pytest.raises(ValueError, match="other settings"):
+        real_image_calibration(G, f, shuffled, misfit="fit", alpha=0.2, scales=(0.5, 1.0, 2.0, 4.0), num_draws=64,
+                               batch_size=2, fit_options=options, out=out, setting="test-setting",
+                               num_stats_samples=200)
 
 
 def test_calibrate_images_cli_on_a_folder_of_real_images(tmp_path, monkeypatch, capsys, tiny_generator, one_thread):

@@ -556,7 +556,8 @@ def real_image_calibration(generator, corruption, split: RealImageSplit, *, sigm
     """Measure the recommended posterior on real images (module docstring).  ``misfit``: None (the
     paper's model only), a fixed tau, or "fit" (tau from the plain variant's calibration MAP
     residuals); ``out``: a JSON file written after every batch and read back to resume (records of
-    the same settings are kept)."""
+    the same settings are kept; a split with more evaluation images, the old ones first, extends the
+    run: ``split_images`` with a larger ``num_evaluation`` gives exactly that)."""
     levels = [float(a) for a in levels]
     if not any(math.isclose(a, 1 - alpha) for a in levels):
         levels = sorted(levels + [1 - alpha])
@@ -574,9 +575,13 @@ def real_image_calibration(generator, corruption, split: RealImageSplit, *, sigm
     reference: dict[str, Any] = {}
     if out is not None and Path(out).is_file():
         old = RealCalibrationReport.from_json(out)
-        same = {k: v for k, v in old.settings.items() if k not in ("misfit_scale", "torch_threads")}
-        if same != {k: v for k, v in json_safe(settings).items() if k != "torch_threads"}:
-            raise ValueError(f"{out} holds a run with other settings; choose another --out or remove it")
+        ignore = ("misfit_scale", "torch_threads", "evaluation_ids")
+        same = {k: v for k, v in old.settings.items() if k not in ignore}
+        old_ids = list(old.settings.get("evaluation_ids", []))
+        extends = list(split.evaluation_ids[:len(old_ids)]) == old_ids  # more evaluation images may be added
+        if same != {k: v for k, v in json_safe(settings).items() if k not in ignore} or not extends:
+            raise ValueError(f"{out} holds a run with other settings (a run may only be extended by more evaluation "
+                             "images of the same split); choose another --out or remove it")
         records, reference = old.records, old.reference
         if "misfit_scale" in old.settings:
             settings["misfit_scale"] = old.settings["misfit_scale"]
