@@ -13,7 +13,8 @@ from .guides import (
 )
 from .importance import ImportancePosterior, importance_resample, log_joint, psis_smooth
 from .intervals import (
-    DEFAULT_FACTORS, INTERVAL_DRAWS, central_interval, coverage_by_factor, posterior_intervals, widen_interval,
+    DEFAULT_FACTORS, INTERVAL_DRAWS, central_interval, coverage_by_factor, interval_coverage_by_factor,
+    posterior_intervals, widen_interval,
 )
 from .laplace import LaplacePosterior, fit_laplace, laplace_approximation, output_jacobian
 from .map import MAPResult, map_estimate
@@ -57,7 +58,8 @@ __all__ = [
     "InferenceResult", "PixelStatistics", "Posterior", "PosteriorSamples", "single_image_model",
     "check_interval_scale", "widen", "widen_distribution",
     # pixel intervals and their calibration factors
-    "DEFAULT_FACTORS", "INTERVAL_DRAWS", "central_interval", "coverage_by_factor", "posterior_intervals",
+    "DEFAULT_FACTORS", "INTERVAL_DRAWS", "central_interval", "coverage_by_factor", "interval_coverage_by_factor",
+    "posterior_intervals",
     "widen_interval",
     # diagnostics
     "ChainStatistics", "Coverage", "chain_statistics", "compare", "credible_interval_coverage", "format_table",

@@ -19,13 +19,14 @@ cannot put a 50% and a 90% interval right at once).
 
 from __future__ import annotations
 
-import math
 from typing import Mapping, Sequence
 
 import torch
 
+from .widening import check_positive
+
 __all__ = ["DEFAULT_FACTORS", "INTERVAL_DRAWS", "central_interval", "check_factor", "coverage_by_factor",
-           "posterior_intervals", "widen_interval"]
+           "interval_coverage_by_factor", "posterior_intervals", "widen_interval"]
 
 INTERVAL_DRAWS = 256
 """Draws behind the calibrated intervals (the number the real-image calibration measured with)."""
@@ -36,10 +37,7 @@ DEFAULT_FACTORS: tuple[float, ...] = tuple(round(0.05 * k, 2) for k in range(2, 
 
 def check_factor(factor: float) -> float:
     """``factor`` as a float, or a ``ValueError`` unless it is a finite number > 0."""
-    factor = float(factor)
-    if not math.isfinite(factor) or factor <= 0:
-        raise ValueError(f"the interval factor must be a positive number, got {factor}")
-    return factor
+    return check_positive(factor, "interval factor")
 
 
 def _check_level(level: float) -> float:
@@ -77,12 +75,21 @@ def coverage_by_factor(draws: torch.Tensor, truth: torch.Tensor, level: float,
     draws (n, K), widened by the factor (``widen_interval``), holds the truth (K,)."""
     if draws.ndim != 2 or truth.shape != draws.shape[1:]:
         raise ValueError(f"draws must be (n, K) and truth (K,), got {tuple(draws.shape)} and {tuple(truth.shape)}")
-    f = torch.tensor([check_factor(x) for x in factors], dtype=torch.float64, device=draws.device)
+    return interval_coverage_by_factor(*central_interval(draws, level), truth, factors)
+
+
+def interval_coverage_by_factor(lower: torch.Tensor, upper: torch.Tensor, truth: torch.Tensor,
+                                factors: Sequence[float] = DEFAULT_FACTORS) -> list[float]:
+    """For each factor, the fraction of coordinates whose interval [lower, upper] (K,), widened by
+    the factor (``widen_interval``), holds the truth (K,) (``coverage_by_factor`` on given intervals)."""
+    if lower.shape != upper.shape or truth.shape != lower.shape:
+        raise ValueError(f"lower, upper and truth must have one shape, got {tuple(lower.shape)}, "
+                         f"{tuple(upper.shape)} and {tuple(truth.shape)}")
+    f = torch.tensor([check_factor(x) for x in factors], dtype=torch.float64, device=lower.device)
     if f.numel() == 0:
         raise ValueError("need at least one factor")
-    lower, upper = central_interval(draws, level)
     centre, half = (lower + upper) / 2, (upper - lower) / 2
-    distance = (truth.double().to(draws.device) - centre).abs()
+    distance = (truth.double().to(lower.device) - centre).abs()
     inside = distance.unsqueeze(0) <= f.unsqueeze(1) * half.unsqueeze(0)  # (F, K)
     return inside.double().mean(dim=1).tolist()
 

@@ -33,12 +33,17 @@ def widen_distribution(q: LatentDistribution, scale: float) -> LatentDistributio
     return LatentDistribution(new, q.shape, q.mean, q.has_log_prob)
 
 
+def check_positive(value: float, what: str) -> float:
+    """``value`` as a float, or a ``ValueError`` naming ``what`` unless it is a finite number > 0."""
+    value = float(value)
+    if not math.isfinite(value) or value <= 0:
+        raise ValueError(f"the {what} must be a positive number, got {value}")
+    return value
+
+
 def check_interval_scale(scale: float) -> float:
     """``scale`` as a float, or a ``ValueError`` unless it is a finite number > 0."""
-    scale = float(scale)
-    if not math.isfinite(scale) or scale <= 0:
-        raise ValueError(f"the interval scale must be a positive number, got {scale}")
-    return scale
+    return check_positive(scale, "interval scale")
 
 
 def widen(posterior: Posterior, scale: float) -> Posterior:

@@ -10,7 +10,10 @@ import pytest
 import torch
 from PIL import Image
 
-from brgm_pyro.inference.intervals import central_interval, coverage_by_factor, widen_interval
+from brgm_pyro.inference.intervals import (
+    central_interval, check_factor, coverage_by_factor, interval_coverage_by_factor, widen_interval,
+)
+from brgm_pyro.inference.widening import check_interval_scale
 from brgm_pyro.study.measures import interval_coverage
 from brgm_pyro.study.real_images import RealCalibrationReport
 
@@ -51,6 +54,27 @@ def test_coverage_by_factor_at_one_is_the_draws_own_coverage_and_matches_the_nor
         assert c == pytest.approx(2 * _normal_cdf(z * f / 2) - 1, abs=0.015)
     with pytest.raises(ValueError, match=r"must be \(n, K\)"):
         coverage_by_factor(draws, truth[:10], 0.9)
+
+
+def test_coverage_of_given_intervals_by_hand_and_the_positive_checks():
+    lower, upper = torch.tensor([0.0, -1.0, 2.0]), torch.tensor([2.0, 1.0, 2.0])  # midpoints 1, 0, 2; half 1, 1, 0
+    truth = torch.tensor([2.5, 0.5, 2.0])  # distances 1.5, 0.5, 0
+    assert interval_coverage_by_factor(lower, upper, truth, [0.4, 1.0, 1.5, 2.0]) == pytest.approx(
+        [1 / 3, 2 / 3, 1.0, 1.0])
+    draws = torch.randn(50, 7, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    truth = torch.linspace(-2, 2, 7, dtype=torch.float64)
+    assert coverage_by_factor(draws, truth, 0.5, [0.5, 1.5]) == interval_coverage_by_factor(
+        *central_interval(draws, 0.5), truth, [0.5, 1.5])
+    with pytest.raises(ValueError, match="one shape"):
+        interval_coverage_by_factor(lower, upper, truth[:2])
+    with pytest.raises(ValueError, match="at least one factor"):
+        interval_coverage_by_factor(lower, upper, torch.zeros(3), [])
+    for bad in (0.0, -1.0, float("nan"), float("inf")):
+        with pytest.raises(ValueError, match="the interval factor must be a positive number"):
+            check_factor(bad)
+        with pytest.raises(ValueError, match="the interval scale must be a positive number"):
+            check_interval_scale(bad)
+    assert check_factor(2) == 2.0 and isinstance(check_interval_scale(1), float)
 
 
 def _report(cal: np.ndarray, ev: np.ndarray, factors, levels=(0.5, 0.9)) -> RealCalibrationReport:

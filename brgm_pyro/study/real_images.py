@@ -43,7 +43,7 @@ from brgm_pyro.models.brgm import BRGMModel, brgm_model, corrupt, generate
 from brgm_pyro.models.config import BRGMConfig
 from brgm_pyro.models.misfit import MisfitPixelLikelihood, predictive_images
 
-from brgm_pyro.inference.intervals import DEFAULT_FACTORS, central_interval, coverage_by_factor
+from brgm_pyro.inference.intervals import DEFAULT_FACTORS, central_interval, interval_coverage_by_factor
 from brgm_pyro.inference.multistart import fit_multistart_fullrank
 from brgm_pyro.inference.posterior import single_image_model
 from brgm_pyro.inference.recommended import recommended_fit_options
@@ -191,11 +191,7 @@ def reference_plausibility(model: BRGMModel, classifier: torch.nn.Module, real: 
                            seed: int = 0) -> dict[str, Any]:
     """The same measure on ``num_prior`` prior draws G(w), w ~ the model's Gaussian prior, and on the
     real images themselves (binomial / over-images standard errors)."""
-    g = torch.Generator().manual_seed(seed)
-    loc, scale = model.prior.init_loc(), model.prior.init_scale()
-    latents = loc + scale * torch.randn((num_prior, *loc.shape), generator=g).to(loc)
-    images = torch.cat([generate(model.generator, model.prior.ws_from_latent(latents[i:i + 128]))
-                        for i in range(0, num_prior, 128)])
+    images = prior_draw_images(model, num_prior, seed)
     out = {}
     for name, x in (("prior draws", images), ("real images", real)):
         probs = torch.softmax(classifier(x.clamp(-1, 1).float()), -1).max(-1).values.double().numpy()
@@ -249,11 +245,11 @@ def _measure_image(model: BRGMModel, posterior, problem: RealProblem, map_latent
             "plausibility": plausibility(classifier, images),
         }
         if float(s) == 1.0:  # the draws' own intervals widened about their midpoints (inference.intervals)
-            record["by_factor"] = {f"{a:g}": coverage_by_factor(draws, truth[unknown].double(), a, factors)
-                                   for a in levels}
-            record["half_width"] = {}  # mean half-width of the unwidened intervals, 0-255 (factor f: f times it)
+            record["by_factor"], record["half_width"] = {}, {}  # half-width: unwidened, mean, 0-255
             for a in levels:
                 lower, upper = central_interval(draws, a)
+                record["by_factor"][f"{a:g}"] = interval_coverage_by_factor(lower, upper, truth[unknown].double(),
+                                                                            factors)
                 record["half_width"][f"{a:g}"] = float((upper - lower).mean() / 2 * 127.5)
     record["by_scale"] = by_scale
     return record
