@@ -73,14 +73,40 @@ def observed_residual(op, recon, obs, noise: float):
     return (residual.square() * weight).flatten(1).sum(1).div(weight.flatten(1).sum(1)).sqrt() / noise
 
 
+def score_batch(generator, features, p: dict, batch: list[int], config, methods, options, seeds: list[int],
+                noise: float) -> dict[str, tuple[dict[str, list[float]], float]]:
+    """BRGM's ``methods`` on the problems ``batch`` (positions) of ``p`` (a problem of
+    ``benchmarks/baselines.problems``), one batched model, image j seeded ``seeds[j]``:
+    {method: ({metric: per-image values}, seconds per image)}."""
+    import torch
+
+    from benchmarks.baselines import scores
+    from brgm_pyro.inference import run_method
+    from brgm_pyro.models.brgm import brgm_model
+
+    obs = p["obs"][batch]
+    model = brgm_model(generator, p["op"], obs, config=config, features=features)
+    sub = dict(p, truth=p["truth"][batch], hidden=None if p["hidden"] is None else p["hidden"][batch])
+    row = {}
+    for method in methods:
+        t0 = time.perf_counter()
+        outputs = run_method(model, method, options, seed=seeds)
+        seconds = (time.perf_counter() - t0) / len(batch)
+        recon = torch.cat([o.image for o in outputs]).clamp(-1, 1)
+        values = {k: v.tolist() for k, v in scores(recon, sub).items()}
+        values["observed_residual"] = observed_residual(p["op"], recon, obs, noise).tolist()
+        row[method] = (values, seconds)
+    return row
+
+
 def run_brgm(args: argparse.Namespace, records: dict, save) -> None:
     import torch
 
     from benchmarks.baselines import problems, reconstruct, scores
     from brgm_pyro.app.features import build_features
     from brgm_pyro.generators import load_generator
-    from brgm_pyro.inference import MethodOptions, run_method
-    from brgm_pyro.models.brgm import brgm_model, default_config
+    from brgm_pyro.inference import MethodOptions
+    from brgm_pyro.models.brgm import default_config
     from brgm_pyro.training.data import FASHION_MNIST_DIR, load_fashion_mnist
 
     stored = json.loads(args.baselines.read_text())
@@ -110,20 +136,8 @@ def run_brgm(args: argparse.Namespace, records: dict, save) -> None:
                 batch = list(range(start, min(start + args.batch_size, len(ids))))
                 if all(f"{task}|{label}|{ids[i]}" in records for i in batch):
                     continue
-                obs = p["obs"][batch]
-                model = brgm_model(generator, p["op"], obs, config=config, features=features)
-                seeds = [ids[i] for i in batch]
-                row = {}
-                for method in BRGM_METHODS:
-                    t0 = time.perf_counter()
-                    outputs = run_method(model, method, options, seed=seeds)
-                    seconds = (time.perf_counter() - t0) / len(batch)
-                    recon = torch.cat([o.image for o in outputs]).clamp(-1, 1)
-                    sub = dict(p, truth=p["truth"][batch],
-                               hidden=None if p["hidden"] is None else p["hidden"][batch])
-                    values = {k: v.tolist() for k, v in scores(recon, sub).items()}
-                    values["observed_residual"] = observed_residual(p["op"], recon, obs, settings["noise"]).tolist()
-                    row[method] = (values, seconds)
+                row = score_batch(generator, features, p, batch, config, BRGM_METHODS, options,
+                                  [ids[i] for i in batch], settings["noise"])
                 for j, i in enumerate(batch):
                     records[f"{task}|{label}|{ids[i]}"] = {
                         m: {**{k: v[j] for k, v in values.items()}, "seconds": s} for m, (values, s) in row.items()}

@@ -1,0 +1,118 @@
+"""The benchmarks that compare priors (issue #26): BRGM against the stored baselines on their exact
+problems (benchmarks/prior_vs_baselines.py), the weight tuning (tune_weights.py) and the prior's cost
+(prior_cost.py)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+import torch
+
+from benchmarks import prior_cost, prior_vs_baselines, tune_weights
+from brgm_pyro.baselines import baselines_available
+from brgm_pyro.corruptions import Inpainting, SuperResolution, standard_mask
+from brgm_pyro.training.data import FASHION_MNIST_DIR
+
+needs_data = pytest.mark.skipif(not FASHION_MNIST_DIR.is_dir(), reason="dataset-fashion-mnist is not installed")
+
+
+def test_baseline_settings_are_read_from_the_committed_header():
+    header = json.loads(prior_vs_baselines.DEFAULT_BASELINES.read_text())["header"]
+    assert prior_vs_baselines.baseline_settings(header) == {
+        "noise": 0.05, "tune_images": 10, "eval_start": 5000, "num_eval": 100}
+    with pytest.raises(ValueError, match="cannot read the noise"):
+        prior_vs_baselines.baseline_settings("# some other header")
+
+
+def test_observed_residual_counts_only_observed_values_in_noise_units():
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(3, 1, 32, 32, generator=g) * 2 - 1
+    mask = standard_mask(0, 32)
+    op = Inpainting(mask)
+    y = op(x) + 0.05 * torch.randn(x.shape, generator=g)
+    y = y * mask  # holes carry no data
+    got = prior_vs_baselines.observed_residual(op, x, y, 0.05)
+    keep = mask.expand_as(x).bool()
+    want = torch.stack([((op(x)[i] - y[i])[keep[i]]).double().square().mean().sqrt() / 0.05 for i in range(3)])
+    torch.testing.assert_close(got, want)
+    assert got.tolist() == pytest.approx([1.0] * 3, abs=0.1)  # the noise itself: about 1 sigma
+    sr = SuperResolution(4, kernel="bicubic-antialias")
+    low = sr(x)
+    torch.testing.assert_close(prior_vs_baselines.observed_residual(sr, x, low + 0.1, 0.05),
+                               torch.full((3,), 2.0, dtype=torch.float64))
+
+
+@needs_data
+@pytest.mark.skipif(not baselines_available(wavelets=True), reason="needs the [baselines] extra")
+def test_prior_vs_baselines_runs_on_the_stored_problems_and_refuses_other_ones(tmp_path, capsys):
+    out = tmp_path / "run"
+    args = ["--out", str(out), "--limit", "2", "--batch-size", "2", "--steps", "3", "--samples", "2",
+            "--tasks", "super-resolution"]
+    assert prior_vs_baselines.main(args) == 0
+    saved = json.loads((out / "brgm_records.json").read_text())
+    assert sorted(saved["records"]) == ["super-resolution|x4 bicubic-antialias|5000",
+                                        "super-resolution|x4 bicubic-antialias|5001"]
+    record = saved["records"]["super-resolution|x4 bicubic-antialias|5000"]
+    assert set(record) == {"map", "fullrank"} and set(record["map"]) >= {"psnr", "ssim", "rmse", "observed_residual"}
+    table = (out / "prior_vs_baselines.md").read_text()
+    assert "TV, DeepInverse PGD (λ = 0.005)" in table and "2 held-out test images" in table
+    # the paired difference is the mean of the per-image differences to the stored per-problem values
+    stored = json.loads(prior_vs_baselines.DEFAULT_BASELINES.read_text())
+    tv = stored["tasks"]["super-resolution"]["per_problem"]["x4 bicubic-antialias"]["tv"]["psnr"][:2]
+    ours = [saved["records"][f"super-resolution|x4 bicubic-antialias|{i}"]["map"]["psnr"] for i in (5000, 5001)]
+    assert f"{sum(a - b for a, b in zip(ours, tv)) / 2:+.2f}" in table.split("Paired")[1].split("\n")[4]
+    # a rerun with the same settings skips the done images; other settings are refused
+    capsys.readouterr()
+    assert prior_vs_baselines.main(args) == 0
+    assert " done (" not in capsys.readouterr().out  # nothing fitted again
+    with pytest.raises(SystemExit, match="other settings"):
+        prior_vs_baselines.main(args[:-2] + ["--steps", "4", "--tasks", "super-resolution"])
+    # baselines.json of other problems (the bicubic scores changed) is refused before any fit
+    tampered = json.loads(prior_vs_baselines.DEFAULT_BASELINES.read_text())
+    values = tampered["tasks"]["super-resolution"]["per_problem"]["x4 bicubic-antialias"]["bicubic"]["psnr"]
+    values[0] += 0.5
+    other = tmp_path / "baselines.json"
+    other.write_text(json.dumps(tampered))
+    with pytest.raises(SystemExit, match="not the same problems"):
+        prior_vs_baselines.main(["--out", str(tmp_path / "other"), "--baselines", str(other)] + args[2:])
+
+
+@needs_data
+def test_tune_weights_ranks_candidates_on_images_apart_from_the_evaluation(tmp_path):
+    out = tmp_path / "tune"
+    args = ["--out", str(out), "--num-tune", "2", "--batch-size", "2", "--steps", "2",
+            "--sigma-pixel", "0.1", "--sigma-perceptual", "none", "--kappa", "0", "0.25"]
+    assert tune_weights.main(args) == 0
+    found = json.loads((out / "tune_weights.json").read_text())["candidates"]
+    assert sorted(found) == ["sigma_pixel=0.1, sigma_perceptual=none, kappa=0",
+                             "sigma_pixel=0.1, sigma_perceptual=none, kappa=0.25"]
+    scores = {n: sum(sum(v) / len(v) for v in per.values()) / 3 for n, per in found.items()}
+    best = min(scores, key=scores.get)
+    assert f"| {best} (chosen) |" in (out / "tune_weights.md").read_text()
+    with pytest.raises(SystemExit):
+        tune_weights.main(["--tune-start", "5099", "--num-tune", "2"])  # overlaps the evaluation images
+
+
+def test_prior_cost_refuses_too_few_draws(capsys):
+    with pytest.raises(SystemExit):
+        prior_cost.main(["--generator", "fashion-mnist-32", "--draws", "3"])
+    assert "--draws must be >= 4" in capsys.readouterr().err
+
+
+def test_prior_cost_measures_a_training_checkpoint_with_the_bundled_weights(tmp_path):
+    from brgm_pyro.training.trainer import TrainingConfig, train_generator
+
+    run = tmp_path / "run"
+    train_generator(TrainingConfig(out_dir=str(run), resolution=16, channels=1, z_dim=8, w_dim=8, channel_base=64,
+                                   channel_max=8, d_channel_base=64, d_channel_max=8, batch_size=4, iterations=1,
+                                   snapshot_every=1), images=torch.rand(8, 1, 16, 16) * 2 - 1, progress=False)
+    generator = prior_cost.load(str(run / "checkpoint.pt"), tmp_path)
+    from brgm_pyro.generators import load_generator
+
+    bundled = load_generator("fashion-mnist-32").metadata
+    for key in prior_cost.CARRIED_METADATA:
+        assert generator.metadata[key] == bundled[key]
+    assert generator.metadata["iterations"] == 1
+    shutil.rmtree(run)
