@@ -48,7 +48,8 @@ def scale_job(params: dict) -> dict:
     from brgm_pyro.inference.multistart import fit_multistart_fullrank
     from brgm_pyro.study import ScaleProblem, coverage_by_scale, derive_seed, simulate_problem
 
-    model = harness.problem_model(params["task"])  # the calibration benchmark's model, built once per process
+    # the calibration benchmark's model, built once per process
+    model = harness.problem_model(params["task"], generator=params.get("generator", harness.BUNDLED))
     problem = simulate_problem(model, params["index"], params["problem_seed"])
     seed, index = params["seed"], params["index"]
     method_seed, sample_seed = derive_seed(seed, index, 0), derive_seed(seed, index, 1)
@@ -71,7 +72,12 @@ def scale_job(params: dict) -> dict:
             "method_seed": method_seed, "sample_seed": sample_seed, "num_draws": params["num_draws"],
             "map_steps": params["map_steps"], "vi_steps": params["vi_steps"], "levels": list(LEVELS),
             "scales": list(params["scales"]), "map_seconds": map_seconds, "fit_seconds": fit_seconds,
-            "map_rmse_unknown": map_rmse, **curves}
+            "map_rmse_unknown": map_rmse, **curves, "generator": recorded_generator(params.get("generator"))}
+
+
+def recorded_generator(name: str | None) -> str | None:
+    """The generator as results record it: None for the bundled one (its files predate the option)."""
+    return None if name in (None, harness.BUNDLED) else name
 
 
 def load(out: Path) -> list[dict]:
@@ -144,6 +150,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--map-steps", type=int, default=500)
     p.add_argument("--vi-steps", type=int, default=200)
     p.add_argument("--jobs", type=int, default=1)
+    p.add_argument("--generator", default=harness.BUNDLED, help="generator name or file (default: %(default)s)")
     p.add_argument("--out", type=Path, default=DEFAULT_OUT)
     p.add_argument("--deadline", type=float, default=None, help="start no job after this many seconds")
     p.add_argument("--table-only", action="store_true")
@@ -161,9 +168,10 @@ def main(argv: list[str] | None = None) -> int:
         jobs = [harness.Job(args.out / task / f"seed_{int(seed)}" / f"problem_{i:03d}.json",
                             {"task": task, "problem_seed": int(seed), "index": i, "seed": args.seed,
                              "num_draws": args.num_draws, "map_steps": args.map_steps, "vi_steps": args.vi_steps,
-                             "scales": scales},
+                             "scales": scales, "generator": args.generator},
                             expect={"seed": args.seed, "num_draws": args.num_draws, "map_steps": args.map_steps,
-                                    "vi_steps": args.vi_steps, "scales": scales})
+                                    "vi_steps": args.vi_steps, "scales": scales,
+                                    "generator": recorded_generator(args.generator)})
                 for i in range(args.start, args.start + args.num_problems) for seed in args.seeds.split(",")
                 for task in harness.parse_tasks(args.tasks)]  # index-major: with --deadline every seed gets the same
         failed = len(harness.run_jobs(scale_job, jobs, workers=args.jobs, deadline=args.deadline).failed)

@@ -51,6 +51,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--batch-size", type=int, default=5)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    p.add_argument("--generator", default=harness.BUNDLED, help="generator name or file (default: %(default)s)")
     p.add_argument("--source", choices=("fashion-mnist", "model"), default="fashion-mnist",
                    help="real Fashion-MNIST test images, or images drawn from the model's prior (default: %(default)s)")
     p.add_argument("--model-seed", type=int, default=100, help="seed of the model-drawn images (--source model)")
@@ -77,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
     from brgm_pyro.study.real_images import DEFAULT_SCALES, real_image_calibration, split_images
     from brgm_pyro.training.data import FASHION_MNIST_DIR, load_fashion_mnist
 
-    G = load_generator("fashion-mnist-32", device="cpu")
+    G = load_generator(args.generator, device="cpu")
     if args.task == "inpainting":
         corruption = make_corruption("inpainting", 32, mask_id=args.mask_id)
         setting = f"inpainting-mask{args.mask_id}"

@@ -116,3 +116,21 @@ def test_prior_cost_measures_a_training_checkpoint_with_the_bundled_weights(tmp_
         assert generator.metadata[key] == bundled[key]
     assert generator.metadata["iterations"] == 1
     shutil.rmtree(run)
+
+
+def test_interval_scale_runs_on_another_generator_and_keeps_its_results_apart(tmp_path):
+    from benchmarks import interval_scale
+    from brgm_pyro.generators import save_generator
+    from brgm_pyro.generators.stylegan2 import StyleGAN2Generator
+    from .conftest import tiny_config
+
+    torch.manual_seed(0)
+    path = tmp_path / "tiny32.pt"
+    save_generator(StyleGAN2Generator(tiny_config(32)).eval(), path)
+    out = tmp_path / "scale"
+    args = ["--smoke", "--tasks", "super-resolution", "--num-problems", "1", "--out", str(out)]
+    assert interval_scale.main(args + ["--generator", str(path)]) == 0
+    (record,) = interval_scale.load(out)
+    assert record["generator"] == str(path)
+    with pytest.raises(SystemExit, match="other settings"):  # the bundled generator's run is not mixed with it
+        interval_scale.main(args)
