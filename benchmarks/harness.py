@@ -211,6 +211,36 @@ def problem_model(name: str, *, generator: str = BUNDLED, sigma_pixel: float | N
     return _CACHE[key]
 
 
+CARRIED_METADATA = ("recommended_config", "feature_network", "image_preparation")
+"""What a training checkpoint's generator takes from the bundled one's metadata (``load_prior``) until
+it is re-fitted: the same model (weights, feature network), so that comparisons are of the networks."""
+
+
+def load_prior(name: str, device: str = "cpu"):
+    """A generator by name or file (``load_generator``), or a training checkpoint's (``checkpoint.pt``
+    of ``brgm train-generator``) EMA generator with the bundled generator's ``CARRIED_METADATA``."""
+    import tempfile
+
+    import torch
+
+    from brgm_pyro.generators import load_generator
+    from brgm_pyro.training.trainer import export_generator
+
+    path = Path(name)
+    if path.is_file() and path.suffix == ".pt":
+        try:  # a training checkpoint is a plain state dict (as export_generator reads it)
+            saved = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception:  # noqa: BLE001 -- not one: load_generator says what it is
+            saved = None
+        if isinstance(saved, dict) and "G_ema" in saved:
+            bundled = load_generator(BUNDLED, device="cpu").metadata
+            with tempfile.TemporaryDirectory() as tmp:
+                exported = Path(tmp) / "generator.pt"
+                export_generator(path, exported, metadata={k: bundled[k] for k in CARRIED_METADATA if k in bundled})
+                return load_generator(exported, device=device)
+    return load_generator(name, device=device)
+
+
 def parse_range(text: str) -> list[int]:
     """Problem indices: ``"0-19"``, ``"0,3,5-7"``."""
     out: list[int] = []

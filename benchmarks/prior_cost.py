@@ -17,7 +17,7 @@ noise sigma 0.1 on the observation:
   the sampling phase and the adapted step size.
 
 A training checkpoint (``checkpoint.pt``) is measured through its EMA generator, with the bundled
-generator's recommended weights and feature network (``CARRIED_METADATA``).  The generators take
+generator's recommended weights and feature network (``harness.load_prior``).  The generators take
 turns image by image, so a change of machine load hits both alike; still, run it on a quiet machine.
 """
 
@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -36,26 +35,7 @@ if __name__ == "__main__" and not __package__:  # run as a file: import from the
 from benchmarks import harness  # noqa: E402
 
 TASKS = ("super-resolution", "inpainting")
-CARRIED_METADATA = ("recommended_config", "feature_network", "image_preparation")
-"""What a training checkpoint's generator takes from the bundled one's metadata until it is re-fitted:
-the same model (weights, feature network) makes the comparison one of the networks alone."""
 NOISE = 0.1
-
-
-def load(name: str, tmp: Path):
-    """A generator by name / file, or a training checkpoint's EMA generator."""
-    import torch
-
-    from brgm_pyro.generators import load_generator
-    from brgm_pyro.training.trainer import export_generator
-
-    path = Path(name)
-    if path.is_file() and "G_ema" in torch.load(path, map_location="cpu", weights_only=True):
-        bundled = load_generator(harness.BUNDLED, device="cpu").metadata
-        exported = tmp / f"{len(list(tmp.iterdir()))}.pt"
-        export_generator(path, exported, metadata={k: bundled[k] for k in CARRIED_METADATA if k in bundled})
-        return load_generator(exported, device="cpu")
-    return load_generator(name, device="cpu")
 
 
 def problem_model(G, task: str, image_index: int, seed: int = 0):
@@ -118,30 +98,29 @@ def main(argv: list[str] | None = None) -> int:
              "| generator | task | MAP step (ms) | NUTS wall s | s per transition | gradient evaluations per draw | "
              "step size | divergences |", "|---|---|---:|---:|---:|---:|---:|---:|"]
     print("\n".join(lines), flush=True)
-    with tempfile.TemporaryDirectory() as tmp:
-        generators = {name: load(name, Path(tmp)) for name in args.generator}
-        for task in args.tasks:
-            found: dict[str, list[dict[str, float]]] = {name: [] for name in generators}
-            for i in args.images:
-                for name, G in generators.items():  # taking turns: load changes hit every generator alike
-                    model = problem_model(G, task, i)
-                    row = {"map_ms": map_step_ms(model, args.map_steps)}
-                    if not args.no_nuts:
-                        row.update(nuts_cost(model, args.warmup, args.draws, seed=i))
-                    found[name].append(row)
-            for name, rows in found.items():
-                def mean(key: str) -> float:
-                    return statistics.fmean(r[key] for r in rows)
+    generators = {name: harness.load_prior(name) for name in args.generator}
+    for task in args.tasks:
+        found: dict[str, list[dict[str, float]]] = {name: [] for name in generators}
+        for i in args.images:
+            for name, G in generators.items():  # taking turns: load changes hit every generator alike
+                model = problem_model(G, task, i)
+                row = {"map_ms": map_step_ms(model, args.map_steps)}
+                if not args.no_nuts:
+                    row.update(nuts_cost(model, args.warmup, args.draws, seed=i))
+                found[name].append(row)
+        for name, rows in found.items():
+            def mean(key: str) -> float:
+                return statistics.fmean(r[key] for r in rows)
 
-                if args.no_nuts:
-                    nuts = "| - | - | - | - | - |"
-                else:
-                    per_transition = mean("seconds") / (args.warmup + args.draws)
-                    nuts = (f"| {mean('seconds'):.0f} | {per_transition:.2f} | {mean('grads_per_draw'):.1f} | "
-                            f"{mean('step_size'):.3f} | {sum(int(r['divergences']) for r in rows)} |")
-                line = f"| {name} | {task} | {mean('map_ms'):.1f} " + nuts
-                lines.append(line)
-                print(line, flush=True)
+            if args.no_nuts:
+                nuts = "| - | - | - | - | - |"
+            else:
+                per_transition = mean("seconds") / (args.warmup + args.draws)
+                nuts = (f"| {mean('seconds'):.0f} | {per_transition:.2f} | {mean('grads_per_draw'):.1f} | "
+                        f"{mean('step_size'):.3f} | {sum(int(r['divergences']) for r in rows)} |")
+            line = f"| {name} | {task} | {mean('map_ms'):.1f} " + nuts
+            lines.append(line)
+            print(line, flush=True)
     if args.out is not None:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text("\n".join(lines) + "\n")

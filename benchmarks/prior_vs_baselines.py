@@ -104,14 +104,13 @@ def run_brgm(args: argparse.Namespace, records: dict, save) -> None:
 
     from benchmarks.baselines import problems, reconstruct, scores
     from brgm_pyro.app.features import build_features
-    from brgm_pyro.generators import load_generator
     from brgm_pyro.inference import MethodOptions
     from brgm_pyro.models.brgm import default_config
     from brgm_pyro.training.data import FASHION_MNIST_DIR, load_fashion_mnist
 
     stored = json.loads(args.baselines.read_text())
     settings = baseline_settings(stored["header"])
-    generator = load_generator(args.generator, device="cpu")
+    generator = harness.load_prior(args.generator)
     features = build_features("auto", generator, "cpu")
     train, _ = load_fashion_mnist("train", args.data or FASHION_MNIST_DIR)
     test, _ = load_fashion_mnist("test", args.data or FASHION_MNIST_DIR)

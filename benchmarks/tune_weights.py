@@ -43,7 +43,7 @@ def candidate_name(sigma_pixel: float, sigma_perceptual: float | None, kappa: fl
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--generator", default=harness.BUNDLED, help="generator name or file")
+    ap.add_argument("--generator", default=harness.BUNDLED, help="generator name or file, or a training checkpoint")
     ap.add_argument("--out", type=Path, default=None, help="folder for tune_weights.json / tune_weights.md")
     ap.add_argument("--data", default=None, help="Fashion-MNIST IDX folder (default: the Debian package's)")
     ap.add_argument("--tune-start", type=int, default=6000)
@@ -65,7 +65,6 @@ def main(argv: list[str] | None = None) -> int:
     from benchmarks.prior_vs_baselines import score_batch
     from brgm_pyro.app.features import build_features
     from brgm_pyro.bundled import load_test_images
-    from brgm_pyro.generators import load_generator
     from brgm_pyro.inference import MethodOptions
     from brgm_pyro.models.config import BRGMConfig
     from brgm_pyro.training.data import FASHION_MNIST_DIR, load_fashion_mnist
@@ -74,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
     clash = (set(ids) & set(load_test_images()[2].tolist())) | (set(ids) & set(EVALUATION_IDS))
     if clash:
         ap.error(f"tuning images overlap the bundled or the evaluation images: {sorted(clash)[:10]}")
-    generator = load_generator(args.generator, device="cpu")
+    generator = harness.load_prior(args.generator)
     features = build_features("auto", generator, "cpu")
     test, _ = load_fashion_mnist("test", args.data or FASHION_MNIST_DIR)
     tune = test[ids]

@@ -6,11 +6,12 @@ from __future__ import annotations
 
 import json
 import shutil
+from pathlib import Path
 
 import pytest
 import torch
 
-from benchmarks import prior_cost, prior_vs_baselines, tune_weights
+from benchmarks import harness, prior_cost, prior_vs_baselines, tune_weights
 from brgm_pyro.baselines import baselines_available
 from brgm_pyro.corruptions import Inpainting, SuperResolution, standard_mask
 from brgm_pyro.training.data import FASHION_MNIST_DIR
@@ -101,20 +102,24 @@ def test_prior_cost_refuses_too_few_draws(capsys):
     assert "--draws must be >= 4" in capsys.readouterr().err
 
 
-def test_prior_cost_measures_a_training_checkpoint_with_the_bundled_weights(tmp_path):
+def test_a_training_checkpoint_is_measured_with_the_bundled_weights(tmp_path):
     from brgm_pyro.training.trainer import TrainingConfig, train_generator
 
     run = tmp_path / "run"
     train_generator(TrainingConfig(out_dir=str(run), resolution=16, channels=1, z_dim=8, w_dim=8, channel_base=64,
                                    channel_max=8, d_channel_base=64, d_channel_max=8, batch_size=4, iterations=1,
                                    snapshot_every=1), images=torch.rand(8, 1, 16, 16) * 2 - 1, progress=False)
-    generator = prior_cost.load(str(run / "checkpoint.pt"), tmp_path)
+    generator = harness.load_prior(str(run / "checkpoint.pt"))
     from brgm_pyro.generators import load_generator
 
     bundled = load_generator("fashion-mnist-32").metadata
-    for key in prior_cost.CARRIED_METADATA:
+    for key in harness.CARRIED_METADATA:
         assert generator.metadata[key] == bundled[key]
     assert generator.metadata["iterations"] == 1
+    import brgm_pyro
+
+    bundled_file = Path(brgm_pyro.__file__).parent / "pretrained" / "fashion-mnist-32.pt"
+    assert harness.load_prior(str(bundled_file)).metadata == bundled  # a generator file, not a checkpoint
     shutil.rmtree(run)
 
 
