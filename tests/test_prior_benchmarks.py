@@ -139,3 +139,45 @@ def test_interval_scale_runs_on_another_generator_and_keeps_its_results_apart(tm
     assert record["generator"] == str(path)
     with pytest.raises(SystemExit, match="other settings"):  # the bundled generator's run is not mixed with it
         interval_scale.main(args)
+
+
+def test_merge_logs_keeps_one_line_per_iteration_up_to_the_checkpoint(tmp_path):
+    from benchmarks.resume_training import merge_logs
+
+    committed, new = tmp_path / "a.jsonl", tmp_path / "b.jsonl"
+    committed.write_text("".join(json.dumps({"iteration": i, "loss": 0}) + "\n" for i in (1, 50, 100)))
+    new.write_text("".join(json.dumps({"iteration": i, "loss": 1}) + "\n" for i in (100, 150, 200)))
+    assert merge_logs(committed, new, last_iteration=150) == 4
+    rows = [json.loads(line) for line in committed.read_text().splitlines()]
+    assert [r["iteration"] for r in rows] == [1, 50, 100, 150] and rows[2]["loss"] == 1  # the newer line wins
+
+
+def test_resume_training_continues_a_committed_run_and_brings_it_back(tmp_path):
+    from PIL import Image
+
+    from benchmarks import resume_training
+    from brgm_pyro.training.trainer import TrainingConfig, train_generator
+
+    data = tmp_path / "data"
+    data.mkdir()
+    g = torch.Generator().manual_seed(0)
+    for i in range(8):
+        Image.fromarray((torch.rand(16, 16, generator=g) * 255).byte().numpy()).save(data / f"{i}.png")
+    run = tmp_path / "committed"
+    config = TrainingConfig(data=str(data), out_dir=str(run), resolution=16, channels=1, z_dim=8, w_dim=8,
+                            channel_base=64, channel_max=8, d_channel_base=64, d_channel_max=8, batch_size=4,
+                            iterations=2, snapshot_every=1, r1_interval=2)
+    train_generator(config, progress=False)
+    saved = json.loads((run / "training_config.json").read_text())
+    (run / "training_config.json").write_text(json.dumps({**saved, "iterations": 4}))  # a session field
+    work, out = tmp_path / "work", tmp_path / "out"
+    assert resume_training.main(["--run", str(run), "--work", str(work), "--minutes", "5", "--copy-to", str(out),
+                                 "--no-progress"]) == 0
+    assert resume_training.checkpoint_iteration(run / "checkpoint.pt") == 4
+    logged = [json.loads(line)["iteration"] for line in (run / "log.jsonl").read_text().splitlines()]
+    assert logged == sorted(set(logged)) and logged[-1] <= 4
+    assert sorted(p.name for p in out.iterdir()) == ["checkpoint.pt", "log.jsonl", "samples_000004.png"]
+    # a defining option that differs from the checkpoint's is refused (check_resume_config)
+    (run / "training_config.json").write_text(json.dumps({**saved, "iterations": 6, "lr": 0.01}))
+    with pytest.raises(ValueError, match="lr"):
+        resume_training.main(["--run", str(run), "--work", str(work), "--minutes", "5", "--no-progress"])
