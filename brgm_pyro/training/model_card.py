@@ -155,6 +155,12 @@ images. Pass `--kernel bicubic` to reproduce that setting.
 {ip_md}
 The mean-fill baseline fills the hidden pixels with the generator's mean image (10,000 samples).
 
+## Against the library baselines on held-out real images
+The tables above are on the 100 bundled test images. On 100 *other* real test images (5000-5099),
+against DeepInverse's TV and wavelet reconstructions with weights tuned on training images, with
+standard errors, paired differences and per-image wins: `python benchmarks/prior_vs_baselines.py
+--generator THIS_FILE --out DIR`; the results and their reading are in `docs/baselines.md`.
+
 ## Recommended weights
 The authors' released balance, transferred to these sizes (`released_config`), gives the pixel
 term almost no weight at 32x32 (sigma_pixel of about 0.9-3.5 in [-1, 1] units); the recommended
