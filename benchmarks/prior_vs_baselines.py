@@ -63,6 +63,12 @@ def file_digest(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()[:16]
 
 
+def generator_identity(name: str) -> str:
+    """How a run's records name the generator: its name, or a file's digest (a training checkpoint that
+    trained on between two runs is another generator)."""
+    return file_digest(Path(name)) if Path(name).is_file() else name
+
+
 def observed_residual(op, recon, obs, noise: float):
     """RMS of f(x) - y over each image's observed values, in units of the noise sigma: (B,)."""
     import torch
@@ -223,7 +229,7 @@ def main(argv: list[str] | None = None) -> int:
         ap.error(f"{args.baselines} does not exist: run benchmarks/baselines.py --out {args.baselines.parent} first")
     args.out.mkdir(parents=True, exist_ok=True)
     path = args.out / "brgm_records.json"
-    identity = {"generator": args.generator if not Path(args.generator).exists() else file_digest(Path(args.generator)),
+    identity = {"generator": generator_identity(args.generator),
                 "baselines": file_digest(args.baselines), "steps": args.steps, "samples": args.samples,
                 "sigma_pixel": args.sigma_pixel, "seed": args.seed}
     saved = json.loads(path.read_text()) if path.exists() else {"identity": identity, "records": {}}

@@ -62,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     from benchmarks.baselines import problems
-    from benchmarks.prior_vs_baselines import score_batch
+    from benchmarks.prior_vs_baselines import generator_identity, score_batch
     from brgm_pyro.app.features import build_features
     from brgm_pyro.bundled import load_test_images
     from brgm_pyro.inference import MethodOptions
@@ -78,7 +78,8 @@ def main(argv: list[str] | None = None) -> int:
     test, _ = load_fashion_mnist("test", args.data or FASHION_MNIST_DIR)
     tune = test[ids]
     path = None if args.out is None else args.out / "tune_weights.json"
-    identity = {"generator": args.generator, "ids": ids, "noise": args.noise, "steps": args.steps, "seed": args.seed}
+    identity = {"generator": generator_identity(args.generator), "ids": ids, "noise": args.noise,
+                "steps": args.steps, "seed": args.seed}
     saved = json.loads(path.read_text()) if path is not None and path.exists() else {"identity": identity,
                                                                                     "candidates": {}}
     if saved["identity"] != identity:
