@@ -211,7 +211,7 @@ def problem_model(name: str, *, generator: str = BUNDLED, sigma_pixel: float | N
     return _CACHE[key]
 
 
-CARRIED_METADATA = ("recommended_config", "feature_network", "image_preparation")
+CARRIED_METADATA = ("recommended_config", "recommended_configs", "feature_network", "image_preparation")
 """What a training checkpoint's generator takes from the bundled one's metadata (``load_prior``) until
 it is re-fitted: the same model (weights, feature network), so that comparisons are of the networks."""
 

@@ -20,6 +20,7 @@ import torch
 
 from brgm_pyro.corruptions.base import Corruption
 from brgm_pyro.corruptions.latent import LatentParameter
+from brgm_pyro.corruptions.setting import setting_name
 from brgm_pyro.functional import image_shape
 from brgm_pyro.generators.base import PriorGenerator
 
@@ -256,23 +257,43 @@ def released_config(generator: PriorGenerator, corruption: Corruption,
 
 def default_config(generator: PriorGenerator, corruption: Corruption,
                    features: torch.nn.Module | None = None) -> BRGMConfig:
-    """The weights ``brgm_model`` uses when given no config: the generator's recommended balance
-    (``generator.metadata["recommended_config"]``, e.g. the bundled model's tuned weights; its
-    perceptual sigma dropped when ``features`` is None), else the authors' released balance for
-    this problem's sizes (``released_config``)."""
+    """The weights ``brgm_model`` uses when given no config: the generator's recommended balance for
+    this corruption's setting (``generator.metadata["recommended_configs"][setting_name(corruption)]``,
+    e.g. a tight pixel likelihood for super-resolution and a loose one for in-painting), laid over its
+    recommended balance for every setting (``metadata["recommended_config"]``), else over the authors'
+    released balance for this problem's sizes (``released_config``); the perceptual sigma dropped when
+    ``features`` is None."""
     metadata = getattr(generator, "metadata", None)
-    recommended = metadata.get("recommended_config") if isinstance(metadata, dict) else None
-    if not isinstance(recommended, dict) or not recommended:
+    metadata = metadata if isinstance(metadata, dict) else {}
+    recommended = _metadata_config(metadata.get("recommended_config"), "['recommended_config']")
+    per_setting = metadata.get("recommended_configs")
+    if per_setting is not None and not isinstance(per_setting, dict):
+        raise ValueError(f"the generator's metadata['recommended_configs'] must be a dict, got {type(per_setting)}")
+    setting = setting_name(corruption)
+    override = _metadata_config((per_setting or {}).get(setting), f"['recommended_configs'][{setting!r}]")
+    if not recommended and not override:
         return released_config(generator, corruption, features)
-    unknown = sorted(str(k)[:40] for k in recommended if k not in BRGMConfig.__dataclass_fields__)
-    if unknown:  # checkpoint files are validated at load; this guards metadata set in memory
-        raise ValueError(f"the generator's metadata['recommended_config'] has unknown keys {unknown[:5]}; "
-                         f"known: {sorted(BRGMConfig.__dataclass_fields__)}")
+    base = released_config(generator, corruption, features) if not recommended else BRGMConfig()
     try:
-        config = BRGMConfig(**recommended)
+        config = replace(base, **{**recommended, **override})
     except (TypeError, ValueError, OverflowError) as err:
-        raise ValueError(f"the generator's metadata['recommended_config'] is not a valid BRGMConfig: {err}") from None
+        raise ValueError(f"the generator's recommended weights for {setting or 'this corruption'} are not a valid "
+                         f"BRGMConfig: {err}") from None
     return config if features is not None else replace(config, sigma_perceptual=None)
+
+
+def _metadata_config(value: object, where: str) -> dict:
+    """A weights dict of the metadata (``recommended_config`` or one setting's entry), its keys checked
+    (checkpoint files are validated at load; this guards metadata set in memory); {} when absent."""
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise ValueError(f"the generator's metadata{where} must be a dict, got {type(value).__name__}")
+    unknown = sorted(str(k)[:40] for k in value if k not in BRGMConfig.__dataclass_fields__)
+    if unknown:
+        raise ValueError(f"the generator's metadata{where} has unknown keys {unknown[:5]}; "
+                         f"known: {sorted(BRGMConfig.__dataclass_fields__)}")
+    return dict(value)
 
 
 def brgm_model(

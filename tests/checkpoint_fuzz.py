@@ -15,8 +15,8 @@ Property: for any bytes, ``load_generator(file)`` returns a ``StyleGAN2Generator
 - issue 23's attack classes at random sizes, alone or mutated (``hostile_checkpoints``: hash
   collisions in dicts / sets / frozensets / tuple keys, huge ints, list-valued skip sets, zip member
   floods and zip64 directories, aliased state entries, repeated blob rebuilds, bad metadata);
-- project files whose metadata (``recommended_config``, ``image_preparation``, ``interval_scales``,
-  ``feature_network``, unknown keys) holds odd values: a file that loads must then give a valid
+- project files whose metadata (``recommended_config``, ``recommended_configs``, ``image_preparation``,
+  ``interval_scales``, ``feature_network``, unknown keys) holds odd values: a file that loads must then give a valid
   ``default_config`` (the metadata cannot crash a command later).
 
 A ``CheckpointError`` made from an unexpected exception (``checkpoint_files.READER_BUG``) fails
@@ -341,7 +341,7 @@ METADATA_FIELDS = ["recommended_config.sigma_pixel", "recommended_config.sigma_p
                    "recommended_config.prior_std", "recommended_config.extra", "recommended_config",
                    "image_preparation.method", "image_preparation.from_size", "image_preparation.fill",
                    "image_preparation", "interval_scales.multistart-fullrank", "interval_scales", "feature_network",
-                   "note"]
+                   "recommended_configs.super-resolution-x2-bicubic", "recommended_configs", "note"]
 
 
 @SETTINGS
@@ -349,7 +349,8 @@ METADATA_FIELDS = ["recommended_config.sigma_pixel", "recommended_config.sigma_p
 def fuzz_metadata_values(edits: list) -> None:
     metadata: dict = {"recommended_config": {"sigma_pixel": 0.1, "kappa": 0.25},
                       "image_preparation": {"method": "pad", "from_size": [28, 28], "fill": -1.0},
-                      "interval_scales": {"multistart-fullrank": 1.5}}
+                      "interval_scales": {"multistart-fullrank": 1.5},
+                      "recommended_configs": {"super-resolution-x2-bicubic": {"sigma_pixel": 0.05}}}
     for field, value in edits:
         outer, _, inner = field.partition(".")
         if inner and isinstance(metadata.get(outer), dict):

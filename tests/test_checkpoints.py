@@ -532,7 +532,9 @@ def test_loading_errors_name_the_file_and_the_limit(error, match):
 def test_bundled_metadata_passes_the_schema_unchanged():
     G = load_generator("fashion-mnist-32", device="cpu")
     extra = {"image_preparation": {"method": "pad", "from_size": [28, 28], "fill": -1.0},
-             "interval_scales": {"multistart-fullrank": 1.7, "vi-meanfield": 3.0}}
+             "interval_scales": {"multistart-fullrank": 1.7, "vi-meanfield": 3.0},
+             "recommended_configs": {"inpainting-mask0": {"sigma_pixel": 0.2, "sigma_perceptual": None},
+                                     "super-resolution-x4-bicubic-antialias": {"kappa": 0.0}}}
     metadata = dict(G.metadata, **extra)
     assert validate_metadata(metadata, "x") == metadata
     assert validate_metadata(None, "x") == {}
@@ -550,6 +552,11 @@ def test_bundled_metadata_passes_the_schema_unchanged():
     ({"recommended_config": {"kappa": -0.5}}, r"kappa=-0.5 is not a finite number in \[0, 10000\]"),
     ({"recommended_config": {"prior_std": "wide"}}, "prior_std must be 'scalar' or 'per-dimension'"),
     ({"recommended_config": [0.1]}, "recommended_config must be a dict, got a list"),
+    ({"recommended_configs": [0.1]}, "recommended_configs must be a dict, got a list"),
+    ({"recommended_configs": {"inpainting-mask0": {"sigma_pixel": -1.0}}},
+     r"recommended_configs\['inpainting-mask0'\].sigma_pixel=-1.0 is not a finite number"),
+    ({"recommended_configs": {"inpainting-mask0": {"lambda_w": 3}}}, r"unknown keys \['lambda_w'\]"),
+    ({"recommended_configs": {"v" * 201: {}}}, "recommended_configs key must be a string of at most 200"),
     ({"feature_network": "x" * 201}, "feature_network must be a string of at most 200"),
     ({"image_preparation": {"method": "stretch"}}, r"method must be one of \['pad', 'center-crop', 'resize'\]"),
     ({"image_preparation": {"method": "pad", "from_size": [28, 5000]}}, r"from_size must be an int in \[1, 4096\]"),
@@ -590,7 +597,13 @@ def test_default_config_refuses_bad_in_memory_metadata():
         G.metadata = {"recommended_config": bad}
         with pytest.raises(ValueError, match=match):
             default_config(G, SuperResolution(2))
-    G.metadata = {"recommended_config": torch.zeros(2)}  # not a dict: the released balance
+    G.metadata = {"recommended_config": torch.zeros(2)}
+    with pytest.raises(ValueError, match=r"metadata\['recommended_config'\] must be a dict, got Tensor"):
+        default_config(G, SuperResolution(2))
+    G.metadata = {"recommended_configs": [0.05]}
+    with pytest.raises(ValueError, match=r"metadata\['recommended_configs'\] must be a dict"):
+        default_config(G, SuperResolution(2))
+    G.metadata = {}  # no recommendation: the released balance
     assert default_config(G, SuperResolution(2)).prior_std == "scalar"
 
 

@@ -14,6 +14,7 @@ from brgm_pyro.models import (
     BRGMConfig, BRGMModel, ColinearityPrior, GaussianLatentPrior, PerceptualLikelihood, PixelLikelihood,
     SharedLatentPrior, StudentTLatentPrior, brgm_model, pairwise_cosines, released_lambda_colin,
 )
+from brgm_pyro.functional import image_shape
 from brgm_pyro.perceptual import FeatureNetwork
 
 
@@ -163,6 +164,65 @@ def test_default_config_is_the_released_balance(tiny_generator):
     with_features = released_config(tiny_generator, op, phi)
     assert with_features.sigma_perceptual == pytest.approx(
         (100 * phi(torch.zeros(1, 1, 8, 8)).shape[1] / (tiny_generator.num_ws * tiny_generator.w_dim * 1e7)) ** 0.5)
+
+
+def test_default_config_takes_the_weights_of_the_corruptions_setting(tiny_generator):
+    """metadata["recommended_configs"][setting_name(f)] lies over metadata["recommended_config"]; a
+    corruption without an entry (or without a setting name) keeps the common recommendation."""
+    import copy
+
+    from brgm_pyro.corruptions import setting_name
+    from brgm_pyro.models import default_config
+
+    G = copy.deepcopy(tiny_generator)
+    G.metadata = {"recommended_config": {"sigma_pixel": 0.1, "sigma_perceptual": 0.05, "kappa": 0.25,
+                                         "prior_std": "per-dimension"},
+                  "recommended_configs": {"super-resolution-x4-bicubic-antialias": {"sigma_pixel": 0.05,
+                                                                                    "sigma_perceptual": None},
+                                          "inpainting-mask1": {"sigma_pixel": 0.2, "kappa": 0.0}}}
+    sr = SuperResolution(4, kernel="bicubic-antialias")
+    assert setting_name(sr) == "super-resolution-x4-bicubic-antialias"
+    assert default_config(G, sr) == BRGMConfig(sigma_pixel=0.05, sigma_perceptual=None, kappa=0.25,
+                                               prior_std="per-dimension")
+    size = image_shape(G)[-1]
+    mask1 = Inpainting(standard_mask(1, size))
+    assert setting_name(mask1) == "inpainting-mask1"
+    phi = small_feature_net()
+    assert default_config(G, mask1, phi) == BRGMConfig(sigma_pixel=0.2, sigma_perceptual=0.05, kappa=0.0,
+                                                       prior_std="per-dimension")
+    assert default_config(G, mask1).sigma_perceptual is None  # no feature network: no perceptual term
+    for other in (Inpainting(standard_mask(0, size)), SuperResolution(4, kernel="bicubic"),
+                  SuperResolution(2, kernel="bicubic-antialias")):
+        assert default_config(G, other, phi) == BRGMConfig(sigma_pixel=0.1, sigma_perceptual=0.05, kappa=0.25,
+                                                           prior_std="per-dimension"), setting_name(other)
+    custom = standard_mask(1, size).clone()
+    custom[0, 0, 0] = 1 - custom[0, 0, 0]  # one pixel off the standard mask: no measured setting
+    assert setting_name(Inpainting(custom)) is None
+    assert default_config(G, Inpainting(custom)).sigma_pixel == 0.1
+    G.metadata = {"recommended_configs": {"inpainting-mask1": {"sigma_pixel": 0.2}}}  # over the released balance
+    released = default_config(copy.deepcopy(tiny_generator), mask1)
+    assert default_config(G, mask1) == BRGMConfig(**{**released.__dict__, "sigma_pixel": 0.2})
+    G.metadata = {"recommended_configs": {"inpainting-mask1": {"sigma_pixle": 0.2}}}
+    with pytest.raises(ValueError, match=r"\['recommended_configs'\]\['inpainting-mask1'\] has unknown keys "
+                                         r"\['sigma_pixle'\]"):
+        default_config(G, mask1)
+    G.metadata = {"recommended_configs": {"inpainting-mask1": {"sigma_pixel": -1.0}}}
+    with pytest.raises(ValueError, match="recommended weights for inpainting-mask1 are not a valid BRGMConfig"):
+        default_config(G, mask1)
+
+
+def test_setting_names_agree_with_the_command_lines_interval_settings():
+    from brgm_pyro.app.settings import interval_setting
+    from brgm_pyro.corruptions import make_corruption, setting_name
+
+    for kernel in ("bicubic", "bicubic-antialias", "box"):
+        for factor in (2, 4, 8):
+            op = make_corruption("super-resolution", 32, factor=factor, kernel=kernel)
+            assert setting_name(op) == interval_setting("super-resolution", factor, kernel)
+    for mask_id in range(7):
+        op = make_corruption("inpainting", 32, mask_id=mask_id)
+        assert setting_name(op) == interval_setting("inpainting", mask_id=mask_id) == f"inpainting-mask{mask_id}"
+    assert setting_name(make_corruption("denoising", 32)) is None
 
 
 def test_observation_dtypes_are_converted_or_refused_before_pyro(tiny_generator):

@@ -12,6 +12,7 @@ from .inpainting import Inpainting
 from .intensity import Intensity
 from .latent import LatentParameter
 from .masks import NUM_STANDARD_MASKS, as_binary_mask, standard_mask, standard_mask_names, standard_masks
+from .setting import setting_name
 from .shift import Shift, fourier_shift
 from .simple import Denoising, Grayscale
 from .super_resolution import SR_KERNELS, SuperResolution
@@ -22,4 +23,5 @@ __all__ = [
     "SuperResolution", "SR_KERNELS", "NUM_STANDARD_MASKS", "as_binary_mask", "standard_mask",
     "standard_mask_names", "standard_masks", "make_corruption", "TASKS",
     "LatentParameter", "GaussianBlur", "Shift", "fourier_shift", "Intensity", "BLIND_CHOICES", "make_blind",
+    "setting_name",
 ]

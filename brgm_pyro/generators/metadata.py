@@ -6,6 +6,9 @@ network is built. Keys that brgm-pyro reads have a fixed type and range:
 - ``recommended_config``: a dict with only ``BRGMConfig``'s keys: ``sigma_pixel`` and
   ``sigma_perceptual`` (a finite number in [1e-6, 1e3], or None), ``kappa`` (a finite number in
   [0, 1e4]), ``prior_std`` (``"scalar"`` or ``"per-dimension"``);
+- ``recommended_configs``: ``{setting name (a string of at most 200 characters, as
+  ``brgm_pyro.corruptions.setting_name`` names a corruption): a dict as ``recommended_config``}``,
+  per-setting weights that take precedence over ``recommended_config`` for that setting;
 - ``feature_network``: a string of at most 200 characters;
 - ``image_preparation``: ``{"method": "pad" | "center-crop" | "resize", "from_size": [H, W]
   (ints in [1, 4096]), "fill": a number in [-1, 1]}`` (``method`` required, the others optional
@@ -108,6 +111,11 @@ def _recommended_config(value: Any, where: str) -> dict:
     return out
 
 
+def _recommended_configs(value: Any, where: str) -> dict:
+    table = _dict(value, where)
+    return {_text(k, f"{where} key"): _recommended_config(v, f"{where}[{_brief(k)}]") for k, v in table.items()}
+
+
 def _image_preparation(value: Any, where: str) -> dict:
     prep = _dict(value, where)
     unknown = sorted(k[:40] for k in prep if k not in ("method", "from_size", "fill"))
@@ -159,6 +167,7 @@ def _optional_fp16(value: Any, where: str) -> int | None:
 
 SCHEMA: dict[str, Callable[[Any, str], Any]] = {
     "recommended_config": _recommended_config,
+    "recommended_configs": _recommended_configs,
     "feature_network": _text,
     "image_preparation": _image_preparation,
     "interval_scales": _interval_scales,
