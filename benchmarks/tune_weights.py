@@ -1,19 +1,29 @@
-"""Choose a generator's recommended weights (its ``recommended_config``) on real tuning images.
+"""Choose a generator's recommended weights per setting (its ``recommended_configs``) on real tuning images.
 
-    OMP_NUM_THREADS=1 nice python benchmarks/tune_weights.py --generator NEW.pt \\
-        --out benchmarks/results/tune_weights/NEW
+    OMP_NUM_THREADS=2 nice python benchmarks/tune_weights.py --generator NEW.pt \\
+        --out benchmarks/results/tune_weights/NEW \\
+        --baselines benchmarks/results/tune_weights/baselines-on-tuning-images/baselines.json
 
 Each candidate ``BRGMConfig`` (``--sigma-pixel`` x ``--sigma-perceptual`` x ``--kappa`` grid, prior std
 per dimension; perceptual term with the generator's feature network, "none" for none) runs BRGM's MAP
 (``run_method(model, "map")``, 500 Adam steps from w_avg) on the problems of ``benchmarks/baselines.py``
-built from Fashion-MNIST *test* images ``--tune-start`` ... (default 6000-6019: disjoint from the 100
-bundled test images, test indices below 124, and from the evaluation images 5000-5099 of
-``benchmarks/prior_vs_baselines.py``; checked): x4 super-resolution (bicubic-antialias) and
-in-painting with standard masks 0 and 1, noise sigma ``--noise`` (0.05, as the evaluation).
-Score (lower is better): the mean over the three settings of the RMSE (0-255) on what is unknown --
-the whole image for super-resolution, the hidden half for in-painting -- the criterion of the model
-card.  Prints the table with standard errors and the chosen candidate; ``--out`` keeps every
-per-image value (resumable: a rerun skips the candidates it has).
+(its ``problems``, same noise seeds) built from Fashion-MNIST *test* images ``--tune-start`` ... (default
+6000-6019: disjoint from the 100 bundled test images, test indices below 124, and from the evaluation
+images 5000-5099 of ``benchmarks/prior_vs_baselines.py``; checked): x4 super-resolution
+(bicubic-antialias) and in-painting with standard masks 0 and 1, noise sigma ``--noise``.
+
+The choice is made per setting (the tasks want different weights: a tight pixel likelihood for
+super-resolution, a loose one for in-painting): among the candidates whose MAP reproduces what is
+observed -- observed residual RMS |f(x) - y| / noise at most 1.25 on at least 80% of the tuning images
+(issue #26's fit requirement) -- the one with the lowest mean RMSE (0-255) on what is unknown (the whole
+image for super-resolution, the hidden half for in-painting); when no candidate fits, the lowest RMSE,
+flagged.  ``--baselines`` (``benchmarks/baselines.py --eval-start 6000 --num-eval 20``'s JSON) adds the
+paired per-image comparison of each chosen candidate with the tuned baselines on the same problems (checked
+to be the same: the bicubic / mean-fill scores recomputed here must equal the stored ones).  Prints the
+tables and the metadata (``recommended_configs`` and, for settings without an entry, ``recommended_config``:
+the lowest mean of the three settings among the candidates that fit all three); ``--out`` keeps every
+per-image value (resumable: a rerun skips the candidates it has) and the metadata as ``recommended.json``,
+the ``--weights`` of ``python -m brgm_pyro.training.model_card``.
 """
 
 from __future__ import annotations
@@ -30,6 +40,11 @@ if __name__ == "__main__" and not __package__:  # run as a file: import from the
 from benchmarks import harness  # noqa: E402
 
 EVALUATION_IDS = range(5000, 5100)  # benchmarks/baselines.py's and prior_vs_baselines.py's evaluation images
+FIT_TARGET, FIT_SHARE = 1.25, 0.8  # issue #26: observed residual within 1.25x the noise on 80% of the images
+SETTING_KEYS = {"x4 bicubic-antialias": "super-resolution-x4-bicubic-antialias", "mask 0": "inpainting-mask0",
+                "mask 1": "inpainting-mask1"}  # problem label -> app.settings.interval_setting's name
+BASELINE_NAMES = {"bicubic": "bicubic", "mean fill": "mean fill", "tv": "TV (DeepInverse)",
+                  "wavelet": "wavelet (DeepInverse)"}
 
 
 def parse_sigma(text: str) -> float | None:
@@ -41,10 +56,90 @@ def candidate_name(sigma_pixel: float, sigma_perceptual: float | None, kappa: fl
     return f"sigma_pixel={sigma_pixel:g}, sigma_perceptual={perc}, kappa={kappa:g}"
 
 
+def candidate_config(name: str) -> dict[str, float | None]:
+    """The weights a candidate's name stands for (inverse of ``candidate_name``)."""
+    parts = dict(part.split("=") for part in name.split(", "))
+    return {"sigma_pixel": float(parts["sigma_pixel"]), "sigma_perceptual": parse_sigma(parts["sigma_perceptual"]),
+            "kappa": float(parts["kappa"])}
+
+
+def unknown_metric(label: str) -> str:
+    return "rmse" if label.startswith("x") else "rmse_hidden"
+
+
+def fits(values: dict[str, list[float]]) -> tuple[int, bool]:
+    """How many tuning images the MAP fits (observed residual <= 1.25 noise) and whether that is >= 80%."""
+    within = sum(v <= FIT_TARGET for v in values["observed_residual"])
+    return within, within >= FIT_SHARE * len(values["observed_residual"])
+
+
+def choose(found: dict[str, dict[str, dict[str, list[float]]]], label: str) -> tuple[str, bool]:
+    """The chosen candidate of a setting: lowest mean unknown RMSE among those that fit; (name, fitted)."""
+    def rmse(name: str) -> float:
+        v = found[name][label][unknown_metric(label)]
+        return sum(v) / len(v)
+
+    fitting = [n for n in found if fits(found[n][label])[1]]
+    return (min(fitting, key=rmse), True) if fitting else (min(found, key=rmse), False)
+
+
+def choose_common(found: dict[str, dict[str, dict[str, list[float]]]], labels: list[str]) -> tuple[str, bool]:
+    """The balance for settings without their own entry (``recommended_config``: other masks, kernels and
+    tasks): the lowest mean over the settings of the unknown RMSE among the candidates that fit every
+    setting; (name, fitted)."""
+    def score(name: str) -> float:
+        return sum(harness.mean_se(found[name][lab][unknown_metric(lab)])[0] for lab in labels) / len(labels)
+
+    fitting = [n for n in found if all(fits(found[n][lab])[1] for lab in labels)]
+    return (min(fitting, key=score), True) if fitting else (min(found, key=score), False)
+
+
+def check_same_problems(stored: dict, settings: list[tuple[str, dict]], mean_image) -> None:
+    """The stored baselines were scored on exactly these problems: bicubic / mean fill recomputed must agree."""
+    import torch
+
+    from benchmarks.baselines import reconstruct, scores
+
+    for task, p in settings:
+        reference = "bicubic" if task == "super-resolution" else "mean fill"
+        check = scores(reconstruct(reference, task, p, mean_image, None), p)["psnr"].double()
+        expected = torch.tensor(stored["tasks"][task]["per_problem"][p["label"]][reference]["psnr"]).double()
+        if check.shape != expected.shape or not torch.allclose(check, expected, atol=1e-4):
+            raise SystemExit(f"{task} {p['label']}: the stored baselines were scored on other problems "
+                             "(other images, noise or seed)")
+
+
+def paired_lines(found: dict, stored: dict, settings: list[tuple[str, dict]], chosen: dict[str, str]) -> list[str]:
+    """Per setting: the chosen candidate minus each stored baseline, per image (PSNR for super-resolution,
+    hidden RMSE for in-painting), mean +- standard error and the images on which BRGM is better."""
+    lines = ["Chosen candidates against the tuned baselines on the same tuning problems (BRGM MAP minus "
+             "baseline, per image: PSNR for super-resolution, higher is better; hidden RMSE for in-painting, "
+             "lower is better; mean ± standard error, images where BRGM is better):", "",
+             "| setting | metric | " + " | ".join(BASELINE_NAMES.values()) + " |", "|---|---|" + "---:|" * 4]
+    for task, p in settings:
+        label = p["label"]
+        metric = "psnr" if task == "super-resolution" else "rmse_hidden"
+        ours = found[chosen[label]][label][metric]
+        cells = []
+        for method in BASELINE_NAMES:
+            theirs = stored["tasks"][task]["per_problem"][label].get(method)
+            if theirs is None:
+                cells.append("-")
+                continue
+            diff = [a - b for a, b in zip(ours, theirs[metric])]
+            wins = sum((d > 0) if metric == "psnr" else (d < 0) for d in diff)
+            mean, se = harness.mean_se(diff)
+            cells.append(f"{mean:+.2f} ± {se:.2f} ({wins}/{len(diff)})")
+        lines.append(f"| {label} | {metric} | " + " | ".join(cells) + " |")
+    return lines
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--generator", default=harness.BUNDLED, help="generator name or file, or a training checkpoint")
     ap.add_argument("--out", type=Path, default=None, help="folder for tune_weights.json / tune_weights.md")
+    ap.add_argument("--baselines", type=Path, default=None,
+                    help="benchmarks/baselines.py's baselines.json on the same tuning images (paired comparison)")
     ap.add_argument("--data", default=None, help="Fashion-MNIST IDX folder (default: the Debian package's)")
     ap.add_argument("--tune-start", type=int, default=6000)
     ap.add_argument("--num-tune", type=int, default=20)
@@ -54,12 +149,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--kappa", type=float, nargs="+", default=[0.0, 0.25])
     ap.add_argument("--steps", type=int, default=500)
     ap.add_argument("--batch-size", type=int, default=10)
-    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--seed", type=int, default=0, help="the seed benchmarks/baselines.py ran with")
     args = ap.parse_args(argv)
     if args.batch_size < 2:
         ap.error("--batch-size must be >= 2")
-
-    import torch
+    if args.baselines is not None and not args.baselines.exists():
+        ap.error(f"{args.baselines} does not exist: run benchmarks/baselines.py --eval-start {args.tune_start} "
+                 f"--num-eval {args.num_tune} --out {args.baselines.parent} first")
 
     from benchmarks.baselines import problems
     from benchmarks.prior_vs_baselines import generator_identity, score_batch
@@ -73,21 +169,27 @@ def main(argv: list[str] | None = None) -> int:
     clash = (set(ids) & set(load_test_images()[2].tolist())) | (set(ids) & set(EVALUATION_IDS))
     if clash:
         ap.error(f"tuning images overlap the bundled or the evaluation images: {sorted(clash)[:10]}")
-    generator = harness.load_prior(args.generator)
-    features = build_features("auto", generator, "cpu")
     test, _ = load_fashion_mnist("test", args.data or FASHION_MNIST_DIR)
     tune = test[ids]
+    # the problems of benchmarks/baselines.py on these images: its evaluation seed (seed + 2)
+    settings = [(task, p) for task in ("super-resolution", "inpainting")
+                for p in problems(task, tune, args.noise, args.seed + 2)]
+    stored = None
+    if args.baselines is not None:
+        stored = json.loads(args.baselines.read_text())
+        train, _ = load_fashion_mnist("train", args.data or FASHION_MNIST_DIR)
+        check_same_problems(stored, settings, train.mean(0))
+    generator = harness.load_prior(args.generator)
+    features = build_features("auto", generator, "cpu")
     path = None if args.out is None else args.out / "tune_weights.json"
     identity = {"generator": generator_identity(args.generator), "ids": ids, "noise": args.noise,
-                "steps": args.steps, "seed": args.seed}
+                "steps": args.steps, "seed": args.seed, "problems": "benchmarks/baselines.py evaluation seed"}
     saved = json.loads(path.read_text()) if path is not None and path.exists() else {"identity": identity,
                                                                                     "candidates": {}}
     if saved["identity"] != identity:
         raise SystemExit(f"{path} was made with other settings ({saved['identity']}); use another --out")
     found = saved["candidates"]
     options = MethodOptions(steps=args.steps, samples=0)
-    settings = [(task, p) for task in ("super-resolution", "inpainting")
-                for p in problems(task, tune, args.noise, args.seed + 3)]
     for sp, perc, kappa in itertools.product(args.sigma_pixel, args.sigma_perceptual, args.kappa):
         name = candidate_name(sp, perc, kappa)
         if name in found:
@@ -95,37 +197,59 @@ def main(argv: list[str] | None = None) -> int:
         config = BRGMConfig(sigma_pixel=sp, sigma_perceptual=perc, kappa=kappa, prior_std="per-dimension")
         per_setting = {}
         for task, p in settings:
-            key = "rmse" if task == "super-resolution" else "rmse_hidden"
-            values = []
+            values: dict[str, list[float]] = {}
             for start in range(0, len(ids), args.batch_size):
                 batch = list(range(start, min(start + args.batch_size, len(ids))))
                 row = score_batch(generator, features if perc is not None else None, p, batch, config, ["map"],
                                   options, [ids[i] for i in batch], args.noise)
-                values += row["map"][0][key]
+                for metric, v in row["map"][0].items():
+                    values.setdefault(metric, []).extend(v)
             per_setting[p["label"]] = values
         found[name] = per_setting
         if path is not None:
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(json.dumps({"identity": identity, "candidates": found}, indent=1))
-        print(f"{name}: " + ", ".join(f"{k} {sum(v) / len(v):.2f}" for k, v in per_setting.items()), flush=True)
-
-    def score(per_setting: dict[str, list[float]]) -> tuple[float, float]:
-        per_image = torch.tensor([list(v) for v in per_setting.values()], dtype=torch.float64).mean(0)
-        return harness.mean_se(per_image.tolist())
+        print(f"{name}: " + ", ".join(f"{k} {harness.mean_se(v[unknown_metric(k)])[0]:.2f}"
+                                      for k, v in per_setting.items()), flush=True)
 
     labels = [p["label"] for _, p in settings]
-    ranked = sorted(found, key=lambda n: score(found[n])[0])
+    chosen = {label: choose(found, label) for label in labels}
     lines = [harness.header(f"benchmarks/tune_weights.py, generator {args.generator}, test images "
                             f"{ids[0]}-{ids[-1]}, noise sigma {args.noise}, MAP {args.steps} steps"), "",
-             "| candidate | " + " | ".join(f"RMSE unknown, {lab}" for lab in labels) + " | score (mean) |",
-             "|---|" + "---:|" * (len(labels) + 1)]
-    for n in ranked:
-        cells = [harness.mean_se(found[n][lab]) for lab in labels]
-        mean, se = score(found[n])
-        lines.append(f"| {n}{' (chosen)' if n == ranked[0] else ''} | "
-                     + " | ".join(f"{a:.2f} ± {b:.2f}" for a, b in cells) + f" | {mean:.2f} ± {se:.2f} |")
+             f"Per setting: mean ± standard error of the RMSE (0-255) on what is unknown, and on how many images the "
+             f"MAP fits what is observed (observed residual / noise ≤ {FIT_TARGET}); chosen: the lowest RMSE among "
+             f"the candidates that fit {FIT_SHARE:.0%} of the images.", "",
+             "| candidate | " + " | ".join(f"{lab}: RMSE unknown | {lab}: fits" for lab in labels) + " |",
+             "|---|" + "---:|" * (2 * len(labels))]
+    for n in sorted(found, key=lambda n: sum(harness.mean_se(found[n][lab][unknown_metric(lab)])[0]
+                                             for lab in labels)):
+        cells = []
+        for lab in labels:
+            mean, se = harness.mean_se(found[n][lab][unknown_metric(lab)])
+            mark = " **(chosen)**" if chosen[lab][0] == n else ""
+            cells.append(f"{mean:.2f} ± {se:.2f}{mark} | {fits(found[n][lab])[0]}/{len(ids)}")
+        lines.append(f"| {n} | " + " | ".join(cells) + " |")
+    lines += ["", "Chosen per setting (``recommended_configs`` metadata) and for every other setting "
+              "(``recommended_config``: the lowest mean of the three among the candidates that fit all three):", ""]
+    configs = {}
+    unfit = f" (no candidate fits {FIT_SHARE:.0%} of the images: lowest RMSE, does not meet the fit target)"
+    for lab in labels:
+        name, fitted = chosen[lab]
+        configs[SETTING_KEYS[lab]] = candidate_config(name)
+        lines.append(f"- {SETTING_KEYS[lab]}: {name}" + ("" if fitted else unfit))
+    common, fitted = choose_common(found, labels)
+    lines.append(f"- every other setting: {common}" + ("" if fitted else unfit))
+    recommended = {"recommended_config": {**candidate_config(common), "prior_std": "per-dimension"},
+                   "recommended_configs": configs,
+                   "tuning": {"images": f"Fashion-MNIST test {ids[0]}-{ids[-1]}", "num_images": len(ids),
+                              "noise": args.noise, "map_steps": args.steps, "candidates": len(found)}}
+    lines += ["", "```json", json.dumps(recommended, indent=1), "```"]
+    if stored is not None:
+        lines += ["", *paired_lines(found, stored, settings, {lab: chosen[lab][0] for lab in labels})]
     if args.out is not None:
+        args.out.mkdir(parents=True, exist_ok=True)
         (args.out / "tune_weights.md").write_text("\n".join(lines) + "\n")
+        (args.out / "recommended.json").write_text(json.dumps(recommended, indent=1) + "\n")
     print("\n".join(lines))
     return 0
 

@@ -80,20 +80,59 @@ def test_prior_vs_baselines_runs_on_the_stored_problems_and_refuses_other_ones(t
         prior_vs_baselines.main(["--out", str(tmp_path / "other"), "--baselines", str(other)] + args[2:])
 
 
+def test_tune_weights_chooses_per_setting_among_the_candidates_that_fit():
+    def cand(sr: float, m0: float, fit_sr: int, fit_m0: int) -> dict:
+        """Two settings, five images; fit_*: how many have observed residual <= 1.25."""
+        return {"x4 bicubic-antialias": {"rmse": [sr] * 5, "observed_residual": [1.0] * fit_sr + [2.0] * (5 - fit_sr)},
+                "mask 0": {"rmse_hidden": [m0] * 5, "observed_residual": [1.0] * fit_m0 + [2.0] * (5 - fit_m0)}}
+
+    found = {"tight": cand(28.0, 58.0, 5, 5), "loose": cand(33.0, 52.0, 5, 3), "looser": cand(35.0, 50.0, 2, 2),
+             "mid": cand(30.0, 57.0, 4, 4)}
+    assert tune_weights.fits(found["mid"]["mask 0"]) == (4, True)  # 4/5 = 80%: fits
+    assert tune_weights.fits(found["loose"]["mask 0"]) == (3, False)
+    assert tune_weights.choose(found, "x4 bicubic-antialias") == ("tight", True)
+    assert tune_weights.choose(found, "mask 0") == ("mid", True)  # "loose" / "looser" are better but misfit
+    assert tune_weights.choose_common(found, ["x4 bicubic-antialias", "mask 0"]) == ("tight", True)  # 43 < 43.5 (mid)
+    nothing_fits = {"a": cand(30.0, 50.0, 0, 0), "b": cand(28.0, 60.0, 1, 1)}
+    assert tune_weights.choose(nothing_fits, "mask 0") == ("a", False)  # lowest RMSE, flagged
+    assert tune_weights.choose_common(nothing_fits, ["x4 bicubic-antialias", "mask 0"]) == ("a", False)
+    name = tune_weights.candidate_name(0.05, None, 0.25)
+    assert tune_weights.candidate_config(name) == {"sigma_pixel": 0.05, "sigma_perceptual": None, "kappa": 0.25}
+
+
 @needs_data
-def test_tune_weights_ranks_candidates_on_images_apart_from_the_evaluation(tmp_path):
+@pytest.mark.skipif(not baselines_available(wavelets=True), reason="needs the [baselines] extra")
+def test_tune_weights_writes_per_setting_metadata_and_pairs_with_the_stored_baselines(tmp_path):
+    from brgm_pyro.models import BRGMConfig
+
     out = tmp_path / "tune"
-    args = ["--out", str(out), "--num-tune", "2", "--batch-size", "2", "--steps", "2",
-            "--sigma-pixel", "0.1", "--sigma-perceptual", "none", "--kappa", "0", "0.25"]
+    stored_path = Path(tune_weights.__file__).parent / "results/tune_weights/baselines-on-tuning-images/baselines.json"
+    args = ["--out", str(out), "--steps", "2", "--sigma-pixel", "0.05", "0.2", "--sigma-perceptual", "none",
+            "--kappa", "0", "--baselines", str(stored_path)]
     assert tune_weights.main(args) == 0
     found = json.loads((out / "tune_weights.json").read_text())["candidates"]
-    assert sorted(found) == ["sigma_pixel=0.1, sigma_perceptual=none, kappa=0",
-                             "sigma_pixel=0.1, sigma_perceptual=none, kappa=0.25"]
-    scores = {n: sum(sum(v) / len(v) for v in per.values()) / 3 for n, per in found.items()}
-    best = min(scores, key=scores.get)
-    assert f"| {best} (chosen) |" in (out / "tune_weights.md").read_text()
+    assert sorted(found) == ["sigma_pixel=0.05, sigma_perceptual=none, kappa=0",
+                             "sigma_pixel=0.2, sigma_perceptual=none, kappa=0"]
+    recommended = json.loads((out / "recommended.json").read_text())
+    assert set(recommended["recommended_configs"]) == {"super-resolution-x4-bicubic-antialias", "inpainting-mask0",
+                                                       "inpainting-mask1"}
+    BRGMConfig(**recommended["recommended_config"])  # a valid config
+    for label, key in tune_weights.SETTING_KEYS.items():
+        name, _ = tune_weights.choose(found, label)
+        assert recommended["recommended_configs"][key] == tune_weights.candidate_config(name)
+    md = (out / "tune_weights.md").read_text()
+    # the paired PSNR difference to TV on super-resolution, recomputed from the two files image by image
+    stored = json.loads(stored_path.read_text())
+    chosen_sr = tune_weights.choose(found, "x4 bicubic-antialias")[0]
+    ours = found[chosen_sr]["x4 bicubic-antialias"]["psnr"]
+    tv = stored["tasks"]["super-resolution"]["per_problem"]["x4 bicubic-antialias"]["tv"]["psnr"]
+    diff = harness.mean_se([a - b for a, b in zip(ours, tv)])
+    row = next(line for line in md.splitlines() if line.startswith("| x4 bicubic-antialias | psnr |"))
+    assert f"{diff[0]:+.2f} ± {diff[1]:.2f} ({sum(a > b for a, b in zip(ours, tv))}/20)" in row
     with pytest.raises(SystemExit):
         tune_weights.main(["--tune-start", "5099", "--num-tune", "2"])  # overlaps the evaluation images
+    with pytest.raises(SystemExit, match="other problems"):  # the stored baselines hold 20 images, not 2
+        tune_weights.main(["--num-tune", "2", "--steps", "2", "--baselines", str(stored_path)])
 
 
 def test_prior_cost_refuses_too_few_draws(capsys):
