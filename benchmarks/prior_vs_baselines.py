@@ -18,6 +18,8 @@ about 1; the target of issue #26 is at most 1.25 on 80% of the images).
 
 The table: every method's mean +- standard error, then each BRGM method's paired difference to each
 baseline (mean +- standard error of the per-image differences, and on how many images BRGM is better).
+``summary.md``: one compact table of the same numbers (per setting the best baseline, each BRGM method with
+its paired difference to it and wins, the MAP's fit), the one the model card includes.
 Resumable: the records are written after every batch (``brgm_records.json``) and a rerun with the same
 settings skips what is done.
 """
@@ -205,6 +207,47 @@ def table(args: argparse.Namespace, records: dict) -> list[str]:
     return lines
 
 
+def summary(args: argparse.Namespace, records: dict) -> list[str]:
+    """One compact table (the model card's and README's): per setting, the best baseline (by its mean key
+    metric) and each BRGM method with the paired difference to it and the per-image wins, and the share of
+    images whose MAP fits what is observed."""
+    stored = json.loads(args.baselines.read_text())
+    first = baseline_settings(stored["header"])["eval_start"]
+    columns = []  # (header, best baseline cell, {method: cell}, fit cell)
+    for task in args.tasks:
+        key_metric = "psnr" if task == "super-resolution" else "rmse_hidden"
+        sign = 1 if key_metric == "psnr" else -1  # higher PSNR / lower RMSE is better
+        for label, baselines in stored["tasks"][task]["per_problem"].items():
+            keys = sorted((k for k in records if k.startswith(f"{task}|{label}|")), key=lambda k: int(k.split("|")[2]))
+            if not keys:
+                continue
+            positions = [int(k.split("|")[2]) - first for k in keys]
+            best = max(baselines, key=lambda m: sign * mean_se([baselines[m][key_metric][i] for i in positions])[0])
+            theirs = [baselines[best][key_metric][i] for i in positions]
+            a, b = mean_se(theirs)
+            cells = {}
+            for method in BRGM_METHODS:
+                ours = [records[k][method][key_metric] for k in keys]
+                m, se = mean_se(ours)
+                d, dse = mean_se([x - y for x, y in zip(ours, theirs)])
+                wins = sum(sign * (x - y) > 0 for x, y in zip(ours, theirs))
+                cells[method] = f"{m:.2f} ± {se:.2f} ({d:+.2f} ± {dse:.2f}; {wins}/{len(keys)})"
+            residual = [records[k]["map"]["observed_residual"] for k in keys]
+            within = sum(v <= OBSERVED_TARGET for v in residual)
+            header = f"{'x4 SR' if task == 'super-resolution' else label}, {key_metric.replace('_', ' ')} " \
+                     f"({len(keys)} images)"
+            columns.append((header, f"{BASELINE_NAMES[best]}: {a:.2f} ± {b:.2f}", cells,
+                            f"{within}/{len(keys)} (mean {mean_se(residual)[0]:.2f})"))
+    if not columns:
+        return []
+    return ["| | " + " | ".join(c[0] for c in columns) + " |", "|---|" + "---:|" * len(columns),
+            "| best baseline | " + " | ".join(c[1] for c in columns) + " |",
+            *[f"| {name} (difference to the best baseline; images where better) | "
+              + " | ".join(c[2][method] for c in columns) + " |" for method, name in BRGM_METHODS.items()],
+            f"| MAP fits what is observed (residual ≤ {OBSERVED_TARGET} noise sigmas) | "
+            + " | ".join(c[3] for c in columns) + " |"]
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--generator", default=harness.BUNDLED, help="generator name or checkpoint path")
@@ -246,6 +289,9 @@ def main(argv: list[str] | None = None) -> int:
         run_brgm(args, records, save)
     lines = [harness.header(title, env), "", *table(args, records)]
     (args.out / "prior_vs_baselines.md").write_text("\n".join(lines) + "\n")
+    (args.out / "summary.md").write_text("\n".join([f"Generator `{args.generator}`; `benchmarks/prior_vs_baselines.py` "
+                                                    f"(mean ± standard error over the images):", "",
+                                                    *summary(args, records)]) + "\n")
     print("\n".join(lines))
     return 0
 

@@ -64,6 +64,14 @@ def test_prior_vs_baselines_runs_on_the_stored_problems_and_refuses_other_ones(t
     tv = stored["tasks"]["super-resolution"]["per_problem"]["x4 bicubic-antialias"]["tv"]["psnr"][:2]
     ours = [saved["records"][f"super-resolution|x4 bicubic-antialias|{i}"]["map"]["psnr"] for i in (5000, 5001)]
     assert f"{sum(a - b for a, b in zip(ours, tv)) / 2:+.2f}" in table.split("Paired")[1].split("\n")[4]
+    # summary.md: the best baseline of the two images and MAP's paired difference to it
+    summary = (out / "summary.md").read_text()
+    psnr = {m: v["psnr"][:2] for m, v in stored["tasks"]["super-resolution"]["per_problem"]["x4 bicubic-antialias"]
+            .items()}
+    best = max(psnr, key=lambda m: sum(psnr[m]))
+    assert f"{prior_vs_baselines.BASELINE_NAMES[best]}: {sum(psnr[best]) / 2:.2f}" in summary
+    d = [a - b for a, b in zip(ours, psnr[best])]
+    assert f"({sum(d) / 2:+.2f} ± {harness.mean_se(d)[1]:.2f}; {sum(x > 0 for x in d)}/2)" in summary
     # a rerun with the same settings skips the done images; other settings are refused
     capsys.readouterr()
     assert prior_vs_baselines.main(args) == 0
@@ -159,6 +167,47 @@ def test_a_training_checkpoint_is_measured_with_the_bundled_weights(tmp_path):
 
     bundled_file = Path(brgm_pyro.__file__).parent / "pretrained" / "fashion-mnist-32.pt"
     assert harness.load_prior(str(bundled_file)).metadata == bundled  # a generator file, not a checkpoint
+    shutil.rmtree(run)
+
+
+def test_model_card_exports_a_checkpoint_with_per_setting_weights(tmp_path):
+    from brgm_pyro.corruptions import make_corruption
+    from brgm_pyro.generators import load_generator
+    from brgm_pyro.models import BRGMConfig, default_config
+    from brgm_pyro.training import model_card
+    from brgm_pyro.training.trainer import TrainingConfig, train_generator
+
+    run = tmp_path / "run"
+    train_generator(TrainingConfig(out_dir=str(run), resolution=16, channels=1, z_dim=8, w_dim=8, channel_base=64,
+                                   channel_max=8, d_channel_base=64, d_channel_max=8, batch_size=4, iterations=1,
+                                   snapshot_every=1, ema_kimg=500.0), images=torch.rand(8, 1, 16, 16) * 2 - 1,
+                    progress=False)
+    weights = {"recommended_config": {"sigma_pixel": 0.2, "sigma_perceptual": 0.05, "kappa": 0.0,
+                                      "prior_std": "per-dimension"},
+               "recommended_configs": {"super-resolution-x4-bicubic-antialias": {"sigma_pixel": 0.05,
+                                                                                 "sigma_perceptual": None,
+                                                                                 "kappa": 0.0}},
+               "tuning": {"images": "Fashion-MNIST test 6000-6019", "num_images": 20, "noise": 0.05,
+                          "map_steps": 500, "candidates": 18}}
+    (tmp_path / "recommended.json").write_text(json.dumps(weights))
+    out = tmp_path / "card"
+    model_card.main(["--checkpoint", str(run / "checkpoint.pt"), "--out", str(out), "--weights",
+                     str(tmp_path / "recommended.json"), "--export-only"])
+    G = load_generator(out / "fashion-mnist-32.pt")
+    assert G.metadata["recommended_configs"] == weights["recommended_configs"]
+    sr = make_corruption("super-resolution", 16, factor=4, kernel="bicubic-antialias")
+    assert default_config(G, sr) == BRGMConfig(sigma_pixel=0.05, sigma_perceptual=None, kappa=0.0,
+                                               prior_std="per-dimension")
+    assert default_config(G, make_corruption("inpainting", 16, mask_id=0)).sigma_pixel == 0.2
+    assert model_card.training_options(G.metadata["training_config"]) == "--batch-size 4 --ema-kimg 500"
+    table = model_card.weights_table(weights["recommended_config"], weights["recommended_configs"])
+    assert "| super-resolution-x4-bicubic-antialias | sigma_pixel 0.05, sigma_perceptual none, kappa 0 |" in table
+    assert "| every other setting (`recommended_config`) | sigma_pixel 0.2, sigma_perceptual 0.05, kappa 0 |" in table
+    del weights["tuning"]
+    (tmp_path / "bad.json").write_text(json.dumps(weights))
+    with pytest.raises(SystemExit, match=r"lacks \['tuning'\]"):
+        model_card.main(["--checkpoint", str(run / "checkpoint.pt"), "--out", str(out), "--weights",
+                         str(tmp_path / "bad.json"), "--export-only"])
     shutil.rmtree(run)
 
 

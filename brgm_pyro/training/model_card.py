@@ -2,7 +2,9 @@
 
     python -m brgm_pyro.training.model_card --checkpoint RUN/checkpoint.pt --out brgm_pyro/pretrained
 
-1. writes ``fashion-mnist-32.pt`` (EMA generator, project format) with its recommended weights;
+1. writes ``fashion-mnist-32.pt`` (EMA generator, project format) with its recommended weights (``--weights``:
+   ``benchmarks/tune_weights.py``'s ``recommended.json``, per setting and for every other setting);
+   ``--export-only`` stops here;
 2. sample quality: Frechet distance in the domain classifier's 256-d embedding between 10,000
    generated images and the 10,000 test images, next to two references: 10,000 training images
    (the floor a perfect generator would reach) and the blurred test images (a trivial baseline);
@@ -10,7 +12,8 @@
 3. a grid of samples (``fashion-mnist-32-samples.png``);
 4. "it serves as a prior": ``brgm evaluate`` for x4 super-resolution and the seven masks on the
    100 bundled test images;
-5. ``README.md`` (the card) and ``fashion-mnist-32.json`` (the numbers).
+5. ``README.md`` (the card, with ``--held-out``: ``benchmarks/prior_vs_baselines.py``'s ``summary.md``) and
+   ``fashion-mnist-32.json`` (the numbers).
 """
 
 from __future__ import annotations
@@ -30,10 +33,11 @@ from ..app.evaluation import evaluate, write_tables
 from ..frechet import frechet_distance
 from ..generators import load_generator
 from ..io import save_grid
+from ..generators.metadata import validate_metadata
 from ..models import BRGMConfig, brgm_model
 from ..preparation import FASHION_MNIST_PADDING
 from .data import FASHION_MNIST_DIR, load_fashion_mnist
-from .trainer import export_generator
+from .trainer import TrainingConfig, export_generator
 
 
 
@@ -88,30 +92,59 @@ def sample_quality(G, data: Path = FASHION_MNIST_DIR, n: int = 10_000) -> dict:
     }
 
 
-def card_text(info: dict, sr_md: str, ip_md: str) -> str:
-    q, t = info["quality"], info["training"]
-    fractions = " · ".join(f"{c} {100 * v:.1f}%" for c, v in q["generated_class_fractions"].items())
-    cfg = info["recommended_config"]
+TRAINING_FLAGS = {"batch_size": "--batch-size", "lr": "--lr", "r1_gamma": "--r1-gamma", "r1_interval": "--r1-interval",
+                  "style_mixing_prob": "--style-mixing", "ema_kimg": "--ema-kimg", "ema_rampup": "--ema-rampup",
+                  "seed": "--seed"}
+"""The options of ``brgm train-generator`` that define a run (the card names those not at their default)."""
+
+
+def training_options(config: dict) -> str:
+    """The defining options of a run that differ from ``TrainingConfig``'s defaults, as flags."""
+    defaults = TrainingConfig()
+    changed = [f"{flag} {config[key]:g}" for key, flag in TRAINING_FLAGS.items()
+               if key in config and config[key] != getattr(defaults, key)]
+    return " ".join(changed)
+
+
+def weights_text(config: dict) -> str:
+    perc = "none" if config.get("sigma_perceptual") is None else f"{config['sigma_perceptual']:g}"
+    return f"sigma_pixel {config['sigma_pixel']:g}, sigma_perceptual {perc}, kappa {config['kappa']:g}"
+
+
+def weights_table(recommended: dict, per_setting: dict) -> str:
+    rows = [f"| {name} | {weights_text({**recommended, **entry})} |" for name, entry in per_setting.items()]
+    rows.append(f"| every other setting (`recommended_config`) | {weights_text(recommended)} |")
+    return "\n".join(["| setting (`recommended_configs` key) | weights |", "|---|---|", *rows])
+
+
+def card_text(info: dict, sr_md: str, ip_md: str, held_out_md: str | None = None) -> str:
+    q, t, c = info["quality"], info["training"], info["training_config"]
+    fractions = " · ".join(f"{name} {100 * v:.1f}%" for name, v in q["generated_class_fractions"].items())
+    options = training_options(c)
+    tuning = info["tuning"]
+    held_out = held_out_md or ("Not measured for this file: `python benchmarks/prior_vs_baselines.py --generator "
+                               "THIS_FILE --out DIR` (DeepInverse's TV and wavelet reconstructions with weights tuned "
+                               "on training images, 100 other real test images).")
     return f"""# fashion-mnist-32: the bundled StyleGAN2 prior
 
-A 32x32 grayscale StyleGAN2 (config-e style skip generator, 64 channels at every resolution,
-z = w = 64, 2 mapping layers, num_ws = 8) trained by this project, so that brgm-pyro works offline
-and MCMC comparisons stay affordable. File: `fashion-mnist-32.pt` (project format, EMA weights).
+A {c['resolution']}x{c['resolution']} grayscale StyleGAN2 (config-e style skip generator, {c['channel_max']} channels \
+at every resolution, z = {c['z_dim']}, w = {c['w_dim']}, {c['mapping_layers']} mapping layers) trained by this \
+project, so that brgm-pyro works offline and MCMC comparisons stay affordable. File: `fashion-mnist-32.pt` (project
+format, EMA weights).
 
 ![samples](fashion-mnist-32-samples.png)
 
 ## Training
 - Data: Fashion-MNIST **training split only** (60,000 images, Debian `dataset-fashion-mnist`),
   padded 28 -> 32 with black, x-flips; the 100 bundled test images and the test split were never seen.
-- Command: `brgm train-generator --out RUN --iterations {t['iterations']}` (this run was stopped by
-  `--max-minutes {t['max_minutes']:g}` at that iteration; all other options at their defaults: batch 32, lr 0.0025, \
-R1 gamma 0.01 every 16 steps, style mixing 0.9, EMA
-  half-life 10k images with a 5% ramp-up, seed 0), then `python -m brgm_pyro.training.model_card \
---checkpoint RUN/checkpoint.pt --out brgm_pyro/pretrained
-  --sigma-pixel {cfg['sigma_pixel']} --sigma-perceptual {cfg['sigma_perceptual']} --kappa {cfg['kappa']} \
---prior-std {cfg['prior_std']}`.
-- {t['iterations']} iterations ({t['images_seen']:,} images shown) in {t['wall_seconds'] / 60:.0f} minutes on
-  {t['hardware']}.
+- Command: `brgm train-generator --out RUN {options}` (options not named are at their defaults: \
+lr {c['lr']:g}, R1 gamma {c['r1_gamma']:g} every {c['r1_interval']} steps, style mixing {c['style_mixing_prob']:g}, \
+EMA half-life {c['ema_kimg']:g}k images with a ramp-up of {c['ema_rampup']:g}, batch {c['batch_size']}, seed \
+{c['seed']}), stopped and resumed across sessions with `--max-minutes` (on the CPU a resumed run equals an \
+uninterrupted one), then `python -m brgm_pyro.training.model_card --checkpoint RUN/checkpoint.pt --out \
+brgm_pyro/pretrained --weights recommended.json` (the recommended weights, below).
+- {t['iterations']:,} iterations ({t['images_seen']:,} images shown) in {t['wall_seconds'] / 60:.0f} minutes \
+on {t['hardware']}.
 
 ## Sample quality
 Frechet distance in the 256-d embedding of the bundled domain classifier ({info['classifier_accuracy']:.2%}
@@ -126,64 +159,65 @@ a trivial generative model | {q['fd_pixel_gaussian_vs_test']:.2f} |
 | the test images themselves, blurred (Gaussian, sigma 1 px) | {q['fd_blurred_test_vs_test']:.2f} |
 | the test images themselves, blurred (Gaussian, sigma 2 px) | {q['fd_blurred2_test_vs_test']:.2f} |
 
-The generator is far closer to the data than the trivial generative model and than the test
-images blurred by 2 px, but not than the test images blurred by 1 px: those *are* the test
-garments, and the classifier's embedding barely notices a 1-pixel blur.
-A CPU budget of {t['wall_seconds'] / 60:.0f} minutes buys about {t['iterations'] // 1000}k iterations; \
-training longer (e.g. on a
-GPU with the same command and a larger `--iterations`) lowers the distance further.
-
 Classes the classifier assigns to the generated images (uniform would be 10% each):
 {fractions}.
 
 ## It serves as a prior
-MAP reconstructions (500 Adam steps, lr 0.1, initialised at w_avg) on the 100 bundled test images,
-with the recommended balance `BRGMConfig(sigma_pixel={cfg['sigma_pixel']}, sigma_perceptual={cfg['sigma_perceptual']},
-kappa={cfg['kappa']}, prior_std="{cfg['prior_std']}")` and the domain classifier's features (blocks 1-3) as phi. \
-RMSE/MAE on the
-0-255 scale; `feature_distance` is ||phi(x) - phi(truth)||^2 in the same features; LPIPS needs
-torchvision's AlexNet weights, absent offline. Reproduce with `brgm evaluate --task ...`.
+MAP reconstructions (500 Adam steps, lr 0.1, initialised at w_avg) on the 100 bundled test images, noiseless
+observations, with the recommended weights of each setting (below) and the domain classifier's features
+(blocks 1-3) as phi. RMSE/MAE on the 0-255 scale; `feature_distance` is ||phi(x) - phi(truth)||^2 in the same
+features. Reproduce with `brgm evaluate --task ...`.
 
 Super-resolution uses antialiased bicubic down-sampling (`--kernel bicubic-antialias`, the
 default of `brgm demo` / `brgm evaluate`). The authors' release down-samples with bicubic
 interpolation *without* antialiasing: each of the 8x8 values interpolates the 32x32 image at
 one point, so detail finer than 4 pixels aliases, several garments fit the observation equally
-well, and no prior can recover what was lost -- with that kernel MAP scored worse than bicubic up-sampling on our tuning
-images. Pass `--kernel bicubic` to reproduce that setting.
+well, and no prior can recover what was lost. Pass `--kernel bicubic` to reproduce that setting.
 
 {sr_md}
 {ip_md}
 The mean-fill baseline fills the hidden pixels with the generator's mean image (10,000 samples).
 
 ## Against the library baselines on held-out real images
-The tables above are on the 100 bundled test images. On 100 *other* real test images (5000-5099),
-against DeepInverse's TV and wavelet reconstructions with weights tuned on training images, with
-standard errors, paired differences and per-image wins: `python benchmarks/prior_vs_baselines.py
---generator THIS_FILE --out DIR`; the results and their reading are in `docs/baselines.md`.
+{held_out}
 
 ## Recommended weights
 The authors' released balance, transferred to these sizes (`released_config`), gives the pixel
-term almost no weight at 32x32 (sigma_pixel of about 0.9-3.5 in [-1, 1] units); the recommended
-config above was chosen among a dozen candidates (sigma_pixel 0.03-0.2, the released or a 3x wider
-perceptual sigma or none, kappa 0 or 0.25, scalar or per-dimension prior std) on
-{info['tuning']['num_images']} *other* test images (not the bundled 100), with a checkpoint from midway
-through training, by the RMSE of x4 super-resolution and of the hidden half in in-painting. It is stored in the file's
-metadata (`recommended_config`) and used by `brgm` and the examples unless you pass
-`--sigma-*` / `--lambda-*`.
+term almost no weight at 32x32. The weights below were chosen by `benchmarks/tune_weights.py` among
+{tuning['candidates']} candidates (sigma_pixel x sigma_perceptual x kappa, per-dimension prior std) by MAP
+({tuning['map_steps']} steps) on {tuning['images']} ({tuning['num_images']} images apart from the bundled 100 and
+from the held-out evaluation images), noise sigma {tuning['noise']:g}, per setting: the lowest RMSE on what is
+unknown among the candidates whose MAP reproduces what is observed (residual at most 1.25 noise sigmas on 80%
+of the images). Super-resolution wants a tight pixel fit, in-painting a looser one, so the file stores them
+per setting (`recommended_configs`, used for that corruption) and one balance for every other setting
+(`recommended_config`); `brgm` and the examples use them unless you pass `--sigma-*` / `--lambda-*`.
+
+{weights_table(info['recommended_config'], info['recommended_configs'])}
 """
+
+
+def read_weights(path: Path) -> dict:
+    """``benchmarks/tune_weights.py``'s ``recommended.json``: the metadata's weights and how they were tuned."""
+    data = json.loads(path.read_text())
+    missing = {"recommended_config", "recommended_configs", "tuning"} - set(data)
+    if missing:
+        raise SystemExit(f"{path} lacks {sorted(missing)}: pass the recommended.json of benchmarks/tune_weights.py")
+    validate_metadata({"recommended_config": data["recommended_config"],
+                       "recommended_configs": data["recommended_configs"]}, path)
+    BRGMConfig(**data["recommended_config"])
+    return data
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--checkpoint", type=Path, required=True)
     parser.add_argument("--out", type=Path, required=True)
-    parser.add_argument("--sigma-pixel", type=float, required=True)
-    parser.add_argument("--sigma-perceptual", type=float, required=True)
-    parser.add_argument("--kappa", type=float, required=True)
-    parser.add_argument("--prior-std", choices=("scalar", "per-dimension"), default="per-dimension")
-    parser.add_argument("--tuning-images", type=int, default=20)
-    parser.add_argument("--max-minutes", type=float, default=80)
-    parser.add_argument("--hardware", default=f"{platform.machine()} CPU, 1 thread")
+    parser.add_argument("--weights", type=Path, required=True,
+                        help="recommended.json of benchmarks/tune_weights.py (per-setting and common weights)")
+    parser.add_argument("--held-out", type=Path, default=None,
+                        help="summary.md of benchmarks/prior_vs_baselines.py (the held-out comparison, in the card)")
+    parser.add_argument("--export-only", action="store_true", help="write the generator file and stop")
+    parser.add_argument("--hardware", default=f"{platform.machine()} CPU")
     parser.add_argument("--steps", type=int, default=500)
     parser.add_argument("--kernel", default="bicubic-antialias", help="super-resolution down-sampling kernel")
     parser.add_argument("--num-images", type=int, default=100)
@@ -191,18 +225,21 @@ def main(argv: list[str] | None = None) -> None:
                         help="where the evaluation Markdown/CSV files go (not package data)")
     args = parser.parse_args(argv)
 
+    weights = read_weights(args.weights)
     args.out.mkdir(parents=True, exist_ok=True)
     ckpt = torch.load(args.checkpoint, map_location="cpu", weights_only=True)
-    config = BRGMConfig(args.sigma_pixel, args.sigma_perceptual, args.kappa, args.prior_std)
     path = args.out / "fashion-mnist-32.pt"
-    recommended = {"sigma_pixel": config.sigma_pixel, "sigma_perceptual": config.sigma_perceptual,
-                   "kappa": config.kappa, "prior_std": config.prior_std}
     # image_preparation: the transform the training data went through (training.data pads 28 -> 32);
     # interval_scales are added from benchmarks/interval_scale.py's fit (tests/test_recalibration.py), interval_factors
     # from benchmarks/real_images.py's real-image fits (tests/test_intervals.py)
     export_generator(args.checkpoint, path, {"feature_network": "fashion-mnist-classifier",
-                                             "recommended_config": recommended, "data": "Fashion-MNIST train split",
+                                             "recommended_config": weights["recommended_config"],
+                                             "recommended_configs": weights["recommended_configs"],
+                                             "data": "Fashion-MNIST train split",
                                              "image_preparation": FASHION_MNIST_PADDING.to_metadata()})
+    print(f"generator: {path}", flush=True)
+    if args.export_only:
+        return
     G = load_generator(path, device="cpu")
     save_grid(generate(G, 64, seed=1), args.out / "fashion-mnist-32-samples.png", nrow=8)
     t0 = time.time()
@@ -212,25 +249,27 @@ def main(argv: list[str] | None = None) -> None:
     features = load_domain_features()
     images = load_test_images()[0][:args.num_images]
     tables = {}
-    for task in ("super-resolution", "inpainting"):
-        table = evaluate(G, images, task, lambda op, obs: brgm_model(G, op, obs, config=config, features=features),
+    for task in ("super-resolution", "inpainting"):  # default_config: each corruption's recommended weights
+        table = evaluate(G, images, task, lambda op, obs: brgm_model(G, op, obs, features=features),
                          features, kernel=args.kernel, steps=args.steps, lpips_net=None, progress=True)
         md_path, _ = write_tables(table, args.tables)
         tables[task] = md_path.read_text()
         print(tables[task], flush=True)
-    print(json.dumps(quality, indent=2))
 
     classifier_info = json.loads((args.out / "fashion-mnist-classifier.json").read_text())
     info = {
         "training": {"iterations": ckpt["iteration"], "images_seen": ckpt["images_seen"],
-                     "wall_seconds": ckpt["wall_seconds"], "hardware": args.hardware, "max_minutes": args.max_minutes},
+                     "wall_seconds": ckpt["wall_seconds"], "hardware": args.hardware},
+        "training_config": ckpt["config"],
         "quality": quality,
         "classifier_accuracy": classifier_info["test_accuracy"],
-        "recommended_config": recommended,
-        "tuning": {"num_images": args.tuning_images},
+        "recommended_config": weights["recommended_config"],
+        "recommended_configs": weights["recommended_configs"],
+        "tuning": weights["tuning"],
     }
+    held_out = args.held_out.read_text() if args.held_out is not None else None
     (args.out / "fashion-mnist-32.json").write_text(json.dumps(info, indent=2))
-    (args.out / "README.md").write_text(card_text(info, tables["super-resolution"], tables["inpainting"]))
+    (args.out / "README.md").write_text(card_text(info, tables["super-resolution"], tables["inpainting"], held_out))
     print(f"model card: {args.out / 'README.md'}")
 
 
