@@ -32,7 +32,8 @@ def _add_model_options(p: argparse.ArgumentParser, steps: int = 500) -> None:
                    help="write into an existing --out folder, first removing the files a previous run wrote there")
     p.add_argument("--no-progress", action="store_true",
                    help="print no progress bars or phase lines (for logs and scripts)")
-    g = p.add_argument_group("weights (default: the generator's recommended balance, else the authors' released one)")
+    g = p.add_argument_group("weights (default: the generator's recommended balance for the task, else the authors' "
+                             "released one)")
     g.add_argument("--sigma-pixel", type=float)
     g.add_argument("--sigma-perceptual", type=float)
     g.add_argument("--kappa", type=float, help="von Mises concentration of the colinearity prior (0: off)")
