@@ -16,6 +16,7 @@ from brgm_pyro.app.cli_args import corruption_from_settings, model_from_settings
 from brgm_pyro.app.parser import build_parser
 from brgm_pyro.app.settings import resolve_settings
 from brgm_pyro.corruptions import SuperResolution, make_corruption
+from brgm_pyro.functional import image_shape
 from brgm_pyro.inference import log_joint
 from brgm_pyro.models import BRGMConfig, brgm_model, default_config, released_config
 from brgm_pyro.perceptual import FeatureNetwork
@@ -92,6 +93,32 @@ def test_model_config_is_what_the_command_line_asked_for(problem, tmp_path):
     assert report["sigma_pixel"] == "learned, latent ~ HalfNormal(scale=0.5)"
     assert {k: v for k, v in report.items() if k != "sigma_pixel"} == {
         "sigma_perceptual": 0.02, "kappa": 0.25, "prior_std": "per-dimension", "misfit_scale": None}
+
+
+def test_the_command_line_takes_the_weights_of_its_setting_and_flags_still_win(problem, tmp_path):
+    """``recommended_configs``: --task super-resolution --factor 2 --kernel bicubic-antialias gets its own entry,
+    --mask-id 0 its own, --mask-id 1 (no entry) the common recommendation; a flag overrides either."""
+    G, _, y, phi = problem
+    G.metadata = {"recommended_config": dict(RECOMMENDED),
+                  "recommended_configs": {"super-resolution-x2-bicubic-antialias": {"sigma_pixel": 0.05,
+                                                                                    "sigma_perceptual": None},
+                                          "inpainting-mask0": {"kappa": 0.0}}}
+    image = tmp_path / "x.npy"
+    np.save(image, np.zeros((8, 8), np.uint8))
+
+    def config(*flags: str) -> BRGMConfig:
+        argv = ["reconstruct", str(image), *flags, "--out", str(tmp_path / "o")]
+        settings = resolve_settings(build_parser().parse_args(argv), argv)
+        corruption = corruption_from_settings(settings, G)
+        obs = y if settings.task == "super-resolution" else torch.zeros(1, *image_shape(G))
+        return model_from_settings(settings, G, corruption, obs, phi).config
+
+    sr = ["--task", "super-resolution", "--factor", "2", "--kernel", "bicubic-antialias"]
+    assert config(*sr) == BRGMConfig(0.05, None, 0.3, "per-dimension")
+    assert config(*sr, "--sigma-pixel", "0.1") == BRGMConfig(0.1, None, 0.3, "per-dimension")
+    assert config("--task", "super-resolution", "--factor", "2", "--kernel", "bicubic") == BRGMConfig(**RECOMMENDED)
+    assert config("--task", "inpainting", "--mask-id", "0") == BRGMConfig(0.2, 0.05, 0.0, "per-dimension")
+    assert config("--task", "inpainting", "--mask-id", "1") == BRGMConfig(**RECOMMENDED)
 
 
 def test_a_weight_given_twice_is_refused_before_loading(tmp_path, capsys):
