@@ -268,7 +268,8 @@ def default_config(generator: PriorGenerator, corruption: Corruption,
     recommended = _metadata_config(metadata.get("recommended_config"), "['recommended_config']")
     per_setting = metadata.get("recommended_configs")
     if per_setting is not None and not isinstance(per_setting, dict):
-        raise ValueError(f"the generator's metadata['recommended_configs'] must be a dict, got {type(per_setting)}")
+        raise ValueError(f"the generator's metadata['recommended_configs'] must be a dict, got "
+                         f"{type(per_setting).__name__}")
     setting = setting_name(corruption)
     override = _metadata_config((per_setting or {}).get(setting), f"['recommended_configs'][{setting!r}]")
     if not recommended and not override:
