@@ -203,6 +203,18 @@ def test_model_card_exports_a_checkpoint_with_per_setting_weights(tmp_path):
     table = model_card.weights_table(weights["recommended_config"], weights["recommended_configs"])
     assert "| super-resolution-x4-bicubic-antialias | sigma_pixel 0.05, sigma_perceptual none, kappa 0 |" in table
     assert "| every other setting (`recommended_config`) | sigma_pixel 0.2, sigma_perceptual 0.05, kappa 0 |" in table
+    # the card renders from what main() gathers (the slow parts, Frechet distance and evaluation, faked here)
+    quality = {"fd_generated_vs_test": 96.97, "fd_train_vs_test": 0.91, "fd_blurred_test_vs_test": 158.1,
+               "fd_blurred2_test_vs_test": 647.3, "fd_pixel_gaussian_vs_test": 646.1, "num_images": 10000,
+               "generated_class_fractions": {"Trouser": 0.5, "Bag": 0.5}}
+    info = {"training": {"iterations": 19288, "images_seen": 1234432, "wall_seconds": 30120.0, "hardware": "a CPU"},
+            "training_config": G.metadata["training_config"], "quality": quality, "classifier_accuracy": 0.93,
+            **weights}
+    card = model_card.card_text(info, "SR TABLE", "INPAINTING TABLE", "HELD-OUT TABLE")
+    assert "**96.97**" in card and "19,288 iterations (1,234,432 images shown) in 502 minutes" in card
+    assert "`brgm train-generator --out RUN --batch-size 4 --ema-kimg 500`" in card
+    assert "HELD-OUT TABLE" in card and "Trouser 50.0% · Bag 50.0%" in card and table in card
+    assert "Not measured for this file" in model_card.card_text(info, "", "")
     del weights["tuning"]
     (tmp_path / "bad.json").write_text(json.dumps(weights))
     with pytest.raises(SystemExit, match=r"lacks \['tuning'\]"):
