@@ -98,10 +98,14 @@ TRAINING_FLAGS = {"batch_size": "--batch-size", "lr": "--lr", "r1_gamma": "--r1-
 """The options of ``brgm train-generator`` that define a run (the card names those not at their default)."""
 
 
+def _value(v: object) -> str:
+    return f"{v:g}" if isinstance(v, (int, float)) and not isinstance(v, bool) else str(v)
+
+
 def training_options(config: dict) -> str:
     """The defining options of a run that differ from ``TrainingConfig``'s defaults, as flags."""
     defaults = TrainingConfig()
-    changed = [f"{flag} {config[key]:g}" for key, flag in TRAINING_FLAGS.items()
+    changed = [f"{flag} {_value(config[key])}" for key, flag in TRAINING_FLAGS.items()
                if key in config and config[key] != getattr(defaults, key)]
     return " ".join(changed)
 
@@ -139,7 +143,7 @@ format, EMA weights).
   padded 28 -> 32 with black, x-flips; the 100 bundled test images and the test split were never seen.
 - Command: `brgm train-generator --out RUN {options}` (options not named are at their defaults: \
 lr {c['lr']:g}, R1 gamma {c['r1_gamma']:g} every {c['r1_interval']} steps, style mixing {c['style_mixing_prob']:g}, \
-EMA half-life {c['ema_kimg']:g}k images with a ramp-up of {c['ema_rampup']:g}, batch {c['batch_size']}, seed \
+EMA half-life {c['ema_kimg']:g}k images with a ramp-up of {_value(c['ema_rampup'])}, batch {c['batch_size']}, seed \
 {c['seed']}), stopped and resumed across sessions with `--max-minutes` (on the CPU a resumed run equals an \
 uninterrupted one), then `python -m brgm_pyro.training.model_card --checkpoint RUN/checkpoint.pt --out \
 brgm_pyro/pretrained --weights recommended.json` (the recommended weights, below).
