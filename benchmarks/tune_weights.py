@@ -67,6 +67,11 @@ def unknown_metric(label: str) -> str:
     return "rmse" if label.startswith("x") else "rmse_hidden"
 
 
+def mean_unknown(found: dict, name: str, label: str) -> float:
+    """A candidate's mean RMSE on what is unknown in one setting (the score it is chosen by)."""
+    return harness.mean_se(found[name][label][unknown_metric(label)])[0]
+
+
 def fits(values: dict[str, list[float]]) -> tuple[int, bool]:
     """How many tuning images the MAP fits (observed residual <= 1.25 noise) and whether that is >= 80%."""
     within = sum(v <= FIT_TARGET for v in values["observed_residual"])
@@ -76,8 +81,7 @@ def fits(values: dict[str, list[float]]) -> tuple[int, bool]:
 def choose(found: dict[str, dict[str, dict[str, list[float]]]], label: str) -> tuple[str, bool]:
     """The chosen candidate of a setting: lowest mean unknown RMSE among those that fit; (name, fitted)."""
     def rmse(name: str) -> float:
-        v = found[name][label][unknown_metric(label)]
-        return sum(v) / len(v)
+        return mean_unknown(found, name, label)
 
     fitting = [n for n in found if fits(found[n][label])[1]]
     return (min(fitting, key=rmse), True) if fitting else (min(found, key=rmse), False)
@@ -88,7 +92,7 @@ def choose_common(found: dict[str, dict[str, dict[str, list[float]]]], labels: l
     tasks): the lowest mean over the settings of the unknown RMSE among the candidates that fit every
     setting; (name, fitted)."""
     def score(name: str) -> float:
-        return sum(harness.mean_se(found[name][lab][unknown_metric(lab)])[0] for lab in labels) / len(labels)
+        return sum(mean_unknown(found, name, lab) for lab in labels) / len(labels)
 
     fitting = [n for n in found if all(fits(found[n][lab])[1] for lab in labels)]
     return (min(fitting, key=score), True) if fitting else (min(found, key=score), False)
@@ -221,8 +225,7 @@ def main(argv: list[str] | None = None) -> int:
              f"the candidates that fit {FIT_SHARE:.0%} of the images.", "",
              "| candidate | " + " | ".join(f"{lab}: RMSE unknown | {lab}: fits" for lab in labels) + " |",
              "|---|" + "---:|" * (2 * len(labels))]
-    for n in sorted(found, key=lambda n: sum(harness.mean_se(found[n][lab][unknown_metric(lab)])[0]
-                                             for lab in labels)):
+    for n in sorted(found, key=lambda n: sum(mean_unknown(found, n, lab) for lab in labels)):
         cells = []
         for lab in labels:
             mean, se = harness.mean_se(found[n][lab][unknown_metric(lab)])
