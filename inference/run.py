@@ -60,10 +60,12 @@ class MethodOptions:
 
 @dataclass
 class MethodOutput:
-    """What one method gives for one image: ``image`` (1, C, H, W) on the CPU (the MAP image, G(mu)
-    of VI, the posterior mean image of fullrank and mcmc); ``samples`` (n, C, H, W) posterior
-    draws of G(w) and ``std`` (1, C, H, W) the per-pixel posterior std (None for MAP);
-    ``seconds`` of wall time (a batch's time shared equally by its images); ``result`` the fitted
+    """What one method gives for one image: ``image`` (1, C, H, W) on the CPU (the MAP reconstruction,
+    G(mu) of VI, the posterior mean image of fullrank and mcmc); ``samples`` (n, C, H, W) posterior
+    draws of the clean image and ``std`` (1, C, H, W) the per-pixel posterior std (None for MAP);
+    ``generated`` (1, C, H, W): G(w*) of MAP, which differs from ``image`` with a misfit term (``image`` is
+    then G(w*) + E[r | y, w*], ``MAPResult.reconstruction``; None for the other methods, whose draws carry
+    r); ``seconds`` of wall time (a batch's time shared equally by its images); ``result`` the fitted
     object (``MAPResult`` of a single-image MAP, the image's ``Posterior``, the ``MCMCResult``;
     None for an image of a batched MAP)."""
 
@@ -73,6 +75,7 @@ class MethodOutput:
     std: torch.Tensor | None = None
     seconds: float = 0.0
     result: Any = field(default=None, repr=False)
+    generated: torch.Tensor | None = None
 
 
 def check_methods(methods: Sequence[str]) -> list[str]:
@@ -97,10 +100,10 @@ def run_method(model: BRGMModel, method: str, options: MethodOptions = MethodOpt
         return [_run_mcmc(single_image_model(model, i), options, seeds[i]) for i in range(n)]
     if method == "map":
         res = map_estimate(model, num_steps=options.steps, lr=options.lr, seed=seeds[0], progress=options.progress)
-        images = res.image.detach().reshape(n, *res.image.shape[-3:]).cpu()
+        images, generated = (x.detach().reshape(n, *x.shape[-3:]).cpu() for x in (res.reconstruction, res.image))
         seconds = (time.perf_counter() - t0) / n
-        return [MethodOutput(method, images[i:i + 1], seconds=seconds, result=None if model.batched else res)
-                for i in range(n)]
+        return [MethodOutput(method, images[i:i + 1], seconds=seconds, result=None if model.batched else res,
+                             generated=generated[i:i + 1]) for i in range(n)]
     fit_seed = seeds if model.batched else seeds[0]
     if method == "vi":
         posterior = fit_vi(model, num_steps=options.steps, lr=options.lr, seed=fit_seed, progress=options.progress)

@@ -9,7 +9,7 @@ from .brgm import (
 from .config import BRGMConfig, released_lambda_colin, weight_overrides
 from .likelihoods import PerceptualLikelihood, PixelLikelihood, learn_noise
 from .noise import inverse_gamma_on_variance, perceptual_noise_prior, pixel_noise_prior
-from .misfit import MisfitPixelLikelihood, misfit_likelihood, operator_matrix, predictive_images
+from .misfit import MisfitPixelLikelihood, misfit_likelihood, operator_matrix, point_images, predictive_images
 from .priors import (
     ColinearityPrior, GaussianLatentPrior, LatentPrior, LocationScaleLatentPrior, SharedLatentPrior,
     StudentTLatentPrior, pairwise_cosines,
@@ -22,5 +22,5 @@ __all__ = [
     "pairwise_cosines",
     "LatentParameter", "sample_corruption_parameters", "inverse_gamma_on_variance", "perceptual_noise_prior",
     "pixel_noise_prior", "learn_noise", "default_config", "weight_overrides",
-    "MisfitPixelLikelihood", "misfit_likelihood", "operator_matrix", "predictive_images",
+    "MisfitPixelLikelihood", "misfit_likelihood", "operator_matrix", "point_images", "predictive_images",
 ]

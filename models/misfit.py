@@ -23,6 +23,12 @@ the observation (``conditional_residual``, Matheron's rule): r = r0 + tau^2 A^T 
 with r0 ~ N(0, tau^2 I), n0 ~ N(0, sigma^2 I).  For a mask this leaves hidden pixels at
 N(0, tau^2) and shrinks observed ones to tau^2 / (sigma^2 + tau^2) of their residual.
 
+The clean image's MAP is G(w*) + E[r | y, w*] (``point_images``; ``MAPResult.reconstruction``): with sigma
+and tau fixed, profiling r out of the joint log density leaves the marginal's quadratic form in w, so the joint
+mode of (w, r) is the marginal's w* with r at its conditional mean.  G(w*) alone is the generator's best image;
+the residual's mean brings back what the generator misses where it is observed (for a mask, each observed
+pixel's residual shrinks to sigma^2 / (sigma^2 + tau^2) of G(w*)'s; hidden pixels stay G(w*)'s).
+
 tau may be a number, ``"learn"`` (site ``"misfit_scale"``, prior HalfNormal(0.25) on [-1, 1]
 images) or a ``LatentParameter``; predictive draws need fixed sigma and tau (fix a learnt tau at
 its estimate).  MAP, VI, the full-rank posterior and NUTS keep their cost: the likelihood is one
@@ -174,6 +180,45 @@ class MisfitPixelLikelihood(NoiseLevel):
             J = self.rotation.to(J.device).T @ J
         return J.T @ (J * inv[:, None])
 
+    def _solve(self, innovation: torch.Tensor, sigma: float | torch.Tensor, tau: float | torch.Tensor) -> torch.Tensor:
+        """S^-1 innovation for innovations (..., m) of the observed outputs (float64)."""
+        variances = self.variances(sigma, tau).to(innovation)
+        if self.rotation is None:
+            return innovation / variances
+        U = self.rotation.to(innovation)
+        return ((innovation @ U) / variances) @ U.T
+
+    def _fixed_scales(self, sigma: float | torch.Tensor | None,
+                      tau: float | torch.Tensor | None) -> tuple[float | torch.Tensor, float | torch.Tensor]:
+        sigma = self.sigma if sigma is None else sigma
+        tau = self.tau if tau is None else tau
+        if sigma is None or tau is None:
+            raise ValueError("the misfit's conditional needs values of sigma_pixel and the misfit scale; pass the "
+                             "estimates of learnt ones (e.g. MAP's parameters) or fix them and rebuild the model")
+        return sigma, tau
+
+    @torch.no_grad()
+    def conditional_mean_residual(self, generated: torch.Tensor, observation: torch.Tensor,
+                                  sigma: float | torch.Tensor | None = None,
+                                  tau: float | torch.Tensor | None = None) -> torch.Tensor:
+        """E[r | y, w] = tau^2 A_obs^T S^-1 (y - A_obs G(w)) for images G(w) ``generated`` (..., C, H, W) and the
+        observation (C', H', W') or (B, C', H', W').  ``sigma`` / ``tau``: values for learnt scales (a number,
+        or one per image of ``generated``'s image axis, (B,)); the likelihood's fixed values otherwise.
+
+        r is Gaussian given (y, w), so this is also its mode: with sigma and tau given, the joint MAP of (w, r)
+        is (w*, E[r | y, w*]) where w* maximises the marginal model -- profiling r out of
+        |y - A(G(w) + r)|^2 / sigma^2 + |r|^2 / tau^2 leaves (y - A G(w))^T S^-1 (y - A G(w)), the marginal's
+        quadratic form, and the marginal's log-determinant does not depend on w."""
+        sigma, tau = self._fixed_scales(sigma, tau)
+        shape = generated.shape
+        x = generated.reshape(*shape[:-3], -1).double()
+        sigma, tau = (v.double().reshape(*v.shape, 1).to(x.device) if isinstance(v, torch.Tensor) and v.ndim else
+                      (float(v) if isinstance(v, torch.Tensor) else v) for v in (sigma, tau))
+        A_obs = self.A[self.observed].to(x.device)
+        innovation = self._flat_observed(observation).double().to(x.device) - x @ A_obs.T  # (..., m)
+        r = tau ** 2 * self._solve(innovation, sigma, tau) @ A_obs
+        return r.reshape(shape).to(generated.dtype)
+
     @torch.no_grad()
     def conditional_residual(self, generated: torch.Tensor, observation: torch.Tensor,
                              generator: torch.Generator | None = None) -> torch.Tensor:
@@ -192,13 +237,7 @@ class MisfitPixelLikelihood(NoiseLevel):
         n0 = sigma * torch.randn((*x.shape[:-1], A_obs.shape[0]), generator=generator,
                                  dtype=torch.float64).to(x.device)
         innovation = y - (x + r0) @ A_obs.T - n0  # (..., m)
-        variances = self.variances(sigma, tau).to(x.device)
-        if self.rotation is None:
-            solved = innovation / variances
-        else:
-            U = self.rotation.to(x.device)
-            solved = ((innovation @ U) / variances) @ U.T  # S^-1 innovation
-        r = r0 + tau ** 2 * solved @ A_obs
+        r = r0 + tau ** 2 * self._solve(innovation, sigma, tau) @ A_obs
         return r.reshape(shape).to(generated.dtype)
 
 
@@ -220,3 +259,17 @@ def predictive_images(model, generated: torch.Tensor, generator: torch.Generator
         return generated
     observation = model.observation.to(generated.device)
     return generated + lik.conditional_residual(generated, observation, generator)
+
+
+def point_images(model, generated: torch.Tensor, parameters: dict[str, torch.Tensor] | None = None) -> torch.Tensor:
+    """The clean image's point estimate at fixed w: G(w) + E[r | y, w] when the model has a misfit term (for
+    MAP's w*, the joint MAP of (w, r): ``MisfitPixelLikelihood.conditional_mean_residual``); ``generated`` itself
+    otherwise.  ``parameters``: site -> estimate (MAP's ``parameters``) for a learnt sigma_pixel or misfit scale."""
+    lik = misfit_likelihood(model)
+    if lik is None:
+        return generated
+    parameters = parameters or {}
+    sigma = parameters.get(lik.sigma_site) if lik.sigma is None else None
+    tau = parameters.get(lik.tau_site) if lik.tau is None else None
+    observation = model.observation.to(generated.device)
+    return generated + lik.conditional_mean_residual(generated, observation, sigma, tau)

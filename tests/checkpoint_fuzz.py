@@ -336,9 +336,10 @@ def fuzz_round2_classes(data: bytes) -> None:
 
 
 _meta_value = st.one_of(odd_value, st.floats(-1e4, 1e4), st.sampled_from(["pad", "center-crop", "resize", "scalar",
-                                                                          "per-dimension"]))
+                                                                          "per-dimension", "learn"]))
 METADATA_FIELDS = ["recommended_config.sigma_pixel", "recommended_config.sigma_perceptual", "recommended_config.kappa",
-                   "recommended_config.prior_std", "recommended_config.extra", "recommended_config",
+                   "recommended_config.prior_std", "recommended_config.misfit_scale", "recommended_config.extra",
+                   "recommended_config",
                    "image_preparation.method", "image_preparation.from_size", "image_preparation.fill",
                    "image_preparation", "interval_scales.multistart-fullrank", "interval_scales", "feature_network",
                    "recommended_configs.super-resolution-x2-bicubic", "recommended_configs", "note"]

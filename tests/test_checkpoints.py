@@ -533,8 +533,10 @@ def test_bundled_metadata_passes_the_schema_unchanged():
     G = load_generator("fashion-mnist-32", device="cpu")
     extra = {"image_preparation": {"method": "pad", "from_size": [28, 28], "fill": -1.0},
              "interval_scales": {"multistart-fullrank": 1.7, "vi-meanfield": 3.0},
-             "recommended_configs": {"inpainting-mask0": {"sigma_pixel": 0.2, "sigma_perceptual": None},
-                                     "super-resolution-x4-bicubic-antialias": {"kappa": 0.0}}}
+             "recommended_configs": {"inpainting-mask0": {"sigma_pixel": 0.2, "sigma_perceptual": None,
+                                                          "misfit_scale": 0.15},
+                                     "inpainting-mask1": {"misfit_scale": "learn"},
+                                     "super-resolution-x4-bicubic-antialias": {"kappa": 0.0, "misfit_scale": None}}}
     metadata = dict(G.metadata, **extra)
     assert validate_metadata(metadata, "x") == metadata
     assert validate_metadata(None, "x") == {}
@@ -552,6 +554,8 @@ def test_bundled_metadata_passes_the_schema_unchanged():
     ({"recommended_config": {"kappa": -0.5}}, r"kappa=-0.5 is not a finite number in \[0, 10000\]"),
     ({"recommended_config": {"prior_std": "wide"}}, "prior_std must be 'scalar' or 'per-dimension'"),
     ({"recommended_config": [0.1]}, "recommended_config must be a dict, got a list"),
+    ({"recommended_config": {"misfit_scale": "guess"}}, "misfit_scale must be a number, got"),
+    ({"recommended_config": {"misfit_scale": 0.0}}, r"misfit_scale=0.0 is not a finite number in \[1e-06, 1000\]"),
     ({"recommended_configs": [0.1]}, "recommended_configs must be a dict, got a list"),
     ({"recommended_configs": {"inpainting-mask0": {"sigma_pixel": -1.0}}},
      r"recommended_configs\['inpainting-mask0'\].sigma_pixel=-1.0 is not a finite number"),

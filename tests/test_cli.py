@@ -393,3 +393,19 @@ def test_demo_rows_in_two_processes_equal_the_sequential_run(tmp_path, capsys):
     assert problem_processes(2, tiny, cores=2) == 2 and problem_processes(2, tiny, cores=1) == 1
     assert problem_processes(1, tiny, cores=8) == 1 and problem_processes(2, tiny, requested=1) == 1
     assert problem_processes(2, SimpleNamespace(device=torch.device("meta")), cores=8) == 1  # not a CPU: one process
+
+
+def test_map_with_a_misfit_term_writes_the_reconstruction_and_the_generator_image(shirt, tmp_path, one_thread):
+    """With --misfit-scale, map.png is G(w*) + E[r | y, w*] (the joint MAP, models.misfit), which reproduces the
+    observed half more closely than G(w*) alone (map_generator.png); the hidden half is G(w*)'s."""
+    from brgm_pyro.corruptions import standard_mask
+    from brgm_pyro.io import load_image
+
+    out = tmp_path / "out"
+    assert main(["reconstruct", str(shirt), "--task", "inpainting", "--mask-id", "0", "--steps", "20",
+                 "--no-progress", "--method", "map", "--misfit-scale", "0.2", "--out", str(out)]) == 0
+    recon, generated = load_image(out / "map.png", channels=1), load_image(out / "map_generator.png", channels=1)
+    truth = load_image(out / "truth.png", channels=1)
+    mask = standard_mask(0, truth.shape[-1]).expand_as(truth) > 0
+    assert (recon - truth)[mask].square().mean() < 0.5 * (generated - truth)[mask].square().mean()
+    assert (recon - generated)[~mask].abs().max() <= 1 / 127.5 + 1e-6  # hidden pixels: r's mean is 0

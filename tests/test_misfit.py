@@ -3,6 +3,7 @@ exact against dense closed forms (linear-Gaussian), the default model unchanged,
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import pyro
@@ -12,7 +13,8 @@ from pyro import poutine
 
 from brgm_pyro.corruptions import Inpainting, Intensity, LatentParameter, SuperResolution
 from brgm_pyro.generators import LinearGenerator
-from brgm_pyro.models import BRGMConfig, MisfitPixelLikelihood, brgm_model, operator_matrix, predictive_images
+from brgm_pyro.models import (BRGMConfig, MisfitPixelLikelihood, brgm_model, operator_matrix, point_images,
+                              predictive_images)
 from brgm_pyro.models.misfit import MISFIT_SITE
 
 
@@ -81,6 +83,85 @@ def test_conditional_residual_draws_match_the_gaussian_conditional(corruption):
     if isinstance(corruption, Inpainting):  # hidden pixels keep the prior N(0, tau^2)
         hidden = (_half_mask() == 0).reshape(-1)
         assert torch.allclose(cov.diagonal()[hidden], torch.full((32,), tau ** 2, dtype=torch.float64))
+
+
+@pytest.mark.parametrize("corruption", [SuperResolution(2, kernel="bicubic-antialias"), Inpainting(_half_mask())],
+                         ids=["sr", "mask"])
+def test_conditional_mean_residual_is_the_joint_mode_of_r(corruption):
+    """E[r | y, w] against the minimiser of |y - A(x + r)|^2 / sigma^2 + |r|^2 / tau^2 in information form
+    ((A^T A / sigma^2 + I / tau^2) r = A^T (y - A x) / sigma^2; Woodbury-equivalent, computed independently)."""
+    shape = (1, 8, 8)
+    sigma, tau = 0.1, 0.25
+    lik = MisfitPixelLikelihood.from_corruption(corruption, shape, sigma, tau)
+    g = torch.Generator().manual_seed(5)
+    generated = torch.rand(3, *shape, generator=g) * 2 - 1
+    y = corruption(torch.rand(1, *shape, generator=g) * 2 - 1)[0]
+    A = _dense_operator(corruption, shape)
+    mask = corruption.observation_mask(shape)
+    observed = torch.ones(A.shape[0], dtype=torch.bool) if mask is None else mask.reshape(-1) > 0
+    A_obs = A[observed]
+    precision = A_obs.T @ A_obs / sigma ** 2 + torch.eye(64, dtype=torch.float64) / tau ** 2
+    e = y.double().reshape(-1)[observed] - generated.double().reshape(3, -1) @ A_obs.T
+    expected = torch.linalg.solve(precision, (e @ A_obs).T / sigma ** 2).T
+    got = lik.conditional_mean_residual(generated, y)
+    assert got.shape == generated.shape and got.dtype == generated.dtype
+    torch.testing.assert_close(got.double().reshape(3, -1), expected, atol=1e-5, rtol=1e-4)
+    # the same values passed explicitly, one per image, give the same; other values give the other mode
+    torch.testing.assert_close(lik.conditional_mean_residual(generated, y, torch.full((3,), sigma),
+                                                             torch.full((3,), tau)), got)
+    wider = lik.conditional_mean_residual(generated, y, sigma, torch.tensor([0.25, 0.5, 0.25]))
+    torch.testing.assert_close(wider[[0, 2]], got[[0, 2]])
+    assert not torch.allclose(wider[1], got[1])
+    if isinstance(corruption, Inpainting):  # hidden pixels keep r's prior mean 0; observed ones shrink
+        hidden = (_half_mask() == 0).expand(3, *shape)
+        assert got[hidden].abs().max() == 0
+        x = (generated + got)[~hidden].double()
+        shrink = sigma ** 2 / (sigma ** 2 + tau ** 2)
+        torch.testing.assert_close(x - y.expand(3, *shape)[~hidden], shrink * (generated[~hidden] - y.expand(
+            3, *shape)[~hidden]).double(), atol=1e-6, rtol=1e-5)
+
+
+def test_map_reconstruction_adds_the_residual_mode_and_fits_what_is_observed():
+    from brgm_pyro.inference import MethodOptions, map_estimate, run_method
+
+    corruption = Inpainting(_half_mask())
+    _, plain = _linear_problem(corruption, None)
+    _, model = _linear_problem(corruption, 0.3)
+    res = map_estimate(model, num_steps=100, progress=False)
+    torch.testing.assert_close(res.reconstruction, point_images(model, res.image))
+    lik = model.likelihoods[0]
+    residual = lik.conditional_mean_residual(res.image, model.observation)
+    torch.testing.assert_close(res.reconstruction - res.image, residual)
+    observed = _half_mask().bool().expand_as(res.image)
+    misfit_fit = (res.reconstruction - model.observation)[observed].square().mean()
+    generator_fit = (res.image - model.observation)[observed].square().mean()
+    assert misfit_fit < 0.5 * generator_fit  # shrunk by sigma^2 / (sigma^2 + tau^2) = 0.31
+    out = run_method(model, "map", MethodOptions(steps=100, samples=0))[0]
+    torch.testing.assert_close(out.image, res.reconstruction.cpu())
+    torch.testing.assert_close(out.generated, res.image.cpu())
+    plain_out = map_estimate(plain, num_steps=20, progress=False)
+    assert plain_out.reconstruction is plain_out.image  # the paper's model: the MAP image is G(w*)
+
+
+def test_map_reconstruction_with_learnt_scales_uses_their_estimates_per_image():
+    from brgm_pyro.inference import map_estimate
+
+    G = LinearGenerator.random(num_ws=2, w_dim=3, img_resolution=8, scale=0.4, seed=3)
+    corruption = SuperResolution(2, kernel="bicubic-antialias")
+    y = corruption(torch.rand(2, 1, 8, 8, generator=torch.Generator().manual_seed(6)) * 2 - 1)
+    model = brgm_model(G, corruption, y, config=BRGMConfig(0.1, None, 0.0, "per-dimension", misfit_scale="learn"),
+                       num_stats_samples=200)
+    both = MisfitPixelLikelihood.from_corruption(corruption, (1, 8, 8), "learn", "learn")  # sigma learnt too
+    model = dataclasses.replace(model, likelihoods=(both,))
+    res = map_estimate(model, num_steps=50, progress=False)
+    sigma, tau = res.parameters["sigma_pixel"], res.parameters[MISFIT_SITE]
+    assert sigma.shape == tau.shape == (2,)
+    lik = model.likelihoods[0]
+    for b in range(2):
+        expected = lik.conditional_mean_residual(res.image[b:b + 1], y[b], float(sigma[b]), float(tau[b]))
+        torch.testing.assert_close(res.reconstruction[b:b + 1] - res.image[b:b + 1], expected, atol=1e-6, rtol=1e-5)
+    with pytest.raises(ValueError, match="values of sigma_pixel and the misfit scale"):
+        lik.conditional_mean_residual(res.image, y)
 
 
 def _linear_problem(corruption, misfit):

@@ -202,6 +202,11 @@ def test_default_config_takes_the_weights_of_the_corruptions_setting(tiny_genera
     G.metadata = {"recommended_configs": {"inpainting-mask1": {"sigma_pixel": 0.2}}}  # over the released balance
     released = default_config(copy.deepcopy(tiny_generator), mask1)
     assert default_config(G, mask1) == BRGMConfig(**{**released.__dict__, "sigma_pixel": 0.2})
+    G.metadata["recommended_configs"]["inpainting-mask1"]["misfit_scale"] = 0.15  # a misfit-aware setting
+    misfit = brgm_model(G, mask1, torch.zeros(1, size, size), features=phi)
+    assert misfit.config.misfit_scale == 0.15 and type(misfit.likelihoods[0]).__name__ == "MisfitPixelLikelihood"
+    assert misfit.likelihoods[0].tau == 0.15 and misfit.likelihoods[0].sigma == 0.2
+    assert default_config(G, sr).misfit_scale is None  # the other settings keep the paper's model
     G.metadata = {"recommended_configs": {"inpainting-mask1": {"sigma_pixle": 0.2}}}
     with pytest.raises(ValueError, match=r"\['recommended_configs'\]\['inpainting-mask1'\] has unknown keys "
                                          r"\['sigma_pixle'\]"):

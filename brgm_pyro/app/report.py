@@ -49,7 +49,8 @@ def observation_display(corruption: Corruption, observation: torch.Tensor,
 
 def save_outputs(out_dir: Path, truth: torch.Tensor | None, display: torch.Tensor,
                  outputs: Mapping[str, MethodOutput]) -> dict[str, dict[str, float]]:
-    """Write the images of one problem (input, truth, each method's image, samples and std map)
+    """Write the images of one problem (input, truth, each method's image, samples and std map; with a
+    misfit term also MAP's G(w*) alone, ``map_generator.png``)
     and return method -> metrics (RMSE, PSNR, ... against the truth when it is known; seconds;
     the mean posterior pixel std)."""
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -59,6 +60,8 @@ def save_outputs(out_dir: Path, truth: torch.Tensor | None, display: torch.Tenso
     metrics: dict[str, dict[str, float]] = {}
     for method, o in outputs.items():
         save_image(o.image, out_dir / ("map.png" if method == "map" else f"{method}_mean.png"))
+        if o.generated is not None and not torch.equal(o.generated, o.image):  # a misfit term: G(w*) alone too
+            save_image(o.generated, out_dir / f"{method}_generator.png")
         if o.samples is not None:
             save_grid(o.samples[:64], out_dir / f"{method}_samples.png", nrow=8)
             std = o.std / max(float(o.std.max()), 1e-8) * 2 - 1  # std map scaled to its own maximum

@@ -5,7 +5,8 @@ network is built. Keys that brgm-pyro reads have a fixed type and range:
 
 - ``recommended_config``: a dict with only ``BRGMConfig``'s keys: ``sigma_pixel`` and
   ``sigma_perceptual`` (a finite number in [1e-6, 1e3], or None), ``kappa`` (a finite number in
-  [0, 1e4]), ``prior_std`` (``"scalar"`` or ``"per-dimension"``);
+  [0, 1e4]), ``prior_std`` (``"scalar"`` or ``"per-dimension"``), ``misfit_scale`` (a finite number in
+  [1e-6, 1e3], ``"learn"`` or None);
 - ``recommended_configs``: ``{setting name (a string of at most 200 characters, as
   ``brgm_pyro.corruptions.setting_name`` names a corruption): a dict as ``recommended_config``}``,
   per-setting weights that take precedence over ``recommended_config`` for that setting;
@@ -41,7 +42,7 @@ from .checkpoints import CheckpointError, describe
 MAX_DEPTH = 16
 MAX_ITEMS = 100_000
 MAX_TEXT = 200
-RECOMMENDED_KEYS = ("sigma_pixel", "sigma_perceptual", "kappa", "prior_std")
+RECOMMENDED_KEYS = ("sigma_pixel", "sigma_perceptual", "kappa", "prior_std", "misfit_scale")
 SIGMA_RANGE = (1e-6, 1e3)
 KAPPA_RANGE = (0.0, 1e4)
 PREPARATION_METHODS = ("pad", "center-crop", "resize")
@@ -104,6 +105,10 @@ def _recommended_config(value: Any, where: str) -> dict:
             out[key] = None if config[key] is None else _number(config[key], f"{where}.{key}", *SIGMA_RANGE)
     if "kappa" in config:
         out["kappa"] = _number(config["kappa"], f"{where}.kappa", *KAPPA_RANGE)
+    if "misfit_scale" in config:
+        tau = config["misfit_scale"]
+        out["misfit_scale"] = tau if tau is None or (type(tau) is str and tau == "learn") else \
+            _number(tau, f"{where}.misfit_scale", *SIGMA_RANGE)
     if "prior_std" in config:
         if type(config["prior_std"]) is not str or config["prior_std"] not in ("scalar", "per-dimension"):
             raise _Fail(f"{where}.prior_std must be 'scalar' or 'per-dimension', got {_brief(config['prior_std'])}")
