@@ -105,7 +105,20 @@ def test_tune_weights_chooses_per_setting_among_the_candidates_that_fit():
     assert tune_weights.choose(nothing_fits, "mask 0") == ("a", False)  # lowest RMSE, flagged
     assert tune_weights.choose_common(nothing_fits, ["x4 bicubic-antialias", "mask 0"]) == ("a", False)
     name = tune_weights.candidate_name(0.05, None, 0.25)
-    assert tune_weights.candidate_config(name) == {"sigma_pixel": 0.05, "sigma_perceptual": None, "kappa": 0.25}
+    assert tune_weights.candidate_config(name) == {"sigma_pixel": 0.05, "sigma_perceptual": None, "kappa": 0.25,
+                                                   "misfit_scale": None}
+    misfit = tune_weights.candidate_name(0.05, 0.05, 0.25, 0.2)
+    assert misfit == "sigma_pixel=0.05, sigma_perceptual=0.05, kappa=0.25, misfit_scale=0.2"
+    assert tune_weights.candidate_config(misfit) == {"sigma_pixel": 0.05, "sigma_perceptual": 0.05, "kappa": 0.25,
+                                                     "misfit_scale": 0.2}
+    # a misfit term: the MAP image fits, G(w*) alone does not; both counts are shown, the first decides
+    values = {"rmse_hidden": [50.0] * 5, "observed_residual": [0.6] * 5, "generator_residual": [0.6] + [2.0] * 4}
+    assert tune_weights.fits(values) == (5, True) and tune_weights.fits(values, "generator_residual") == (1, False)
+    assert tune_weights.fit_cell(values) == "5/5 (G(w*) alone 1/5)"
+    assert tune_weights.fit_cell(found["mid"]["mask 0"]) == "4/5"  # no misfit term: one count
+    maps = [{"observed_residual": r, "generator_residual": g} for r, g in [(0.5, 1.0), (0.7, 1.5), (1.3, 3.0)]]
+    assert prior_vs_baselines.fit_cell(maps) == "2/3 (mean 0.83); G(w*) alone 1/3 (mean 1.83)"
+    assert prior_vs_baselines.fit_cell([{"observed_residual": 1.0}, {"observed_residual": 2.0}]) == "1/2 (mean 1.50)"
 
 
 @needs_data
@@ -116,11 +129,18 @@ def test_tune_weights_writes_per_setting_metadata_and_pairs_with_the_stored_base
     out = tmp_path / "tune"
     stored_path = Path(tune_weights.__file__).parent / "results/tune_weights/baselines-on-tuning-images/baselines.json"
     args = ["--out", str(out), "--steps", "2", "--sigma-pixel", "0.05", "0.2", "--sigma-perceptual", "none",
-            "--kappa", "0", "--baselines", str(stored_path)]
+            "--kappa", "0", "--misfit-scale", "none", "0.2", "--baselines", str(stored_path)]
     assert tune_weights.main(args) == 0
     found = json.loads((out / "tune_weights.json").read_text())["candidates"]
     assert sorted(found) == ["sigma_pixel=0.05, sigma_perceptual=none, kappa=0",
-                             "sigma_pixel=0.2, sigma_perceptual=none, kappa=0"]
+                             "sigma_pixel=0.05, sigma_perceptual=none, kappa=0, misfit_scale=0.2",
+                             "sigma_pixel=0.2, sigma_perceptual=none, kappa=0",
+                             "sigma_pixel=0.2, sigma_perceptual=none, kappa=0, misfit_scale=0.2"]
+    misfit = found["sigma_pixel=0.05, sigma_perceptual=none, kappa=0, misfit_scale=0.2"]["mask 0"]
+    plain = found["sigma_pixel=0.05, sigma_perceptual=none, kappa=0"]["mask 0"]
+    # the misfit MAP image reproduces the observed half better than its own G(w*); the paper's model has one image
+    assert all(a < b for a, b in zip(misfit["observed_residual"], misfit["generator_residual"]))
+    assert plain["observed_residual"] == plain["generator_residual"]
     recommended = json.loads((out / "recommended.json").read_text())
     assert set(recommended["recommended_configs"]) == {"super-resolution-x4-bicubic-antialias", "inpainting-mask0",
                                                        "inpainting-mask1"}
