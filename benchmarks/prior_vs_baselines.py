@@ -110,10 +110,29 @@ def score_batch(generator, features, p: dict, batch: list[int], config, methods,
     return row
 
 
-def run_brgm(args: argparse.Namespace, records: dict, save) -> None:
+def check_same_problems(stored: dict, settings: list[tuple[str, dict]], mean_image, source: Path,
+                        allow_prefix: bool = False) -> None:
+    """``SystemExit`` unless the stored baselines (``benchmarks/baselines.py``'s JSON, from ``source``) were scored
+    on exactly these problems (task, problem of ``baselines.problems``): the bicubic / mean-fill PSNRs recomputed
+    here must equal the stored ones image by image.  ``allow_prefix``: the problems may be the first images of the
+    stored ones (a ``--limit``; the noise of image i does not depend on how many follow)."""
     import torch
 
-    from benchmarks.baselines import problems, reconstruct, scores
+    from benchmarks.baselines import reconstruct, scores
+
+    for task, p in settings:
+        reference = "bicubic" if task == "super-resolution" else "mean fill"
+        check = scores(reconstruct(reference, task, p, mean_image, None), p)["psnr"].double()
+        expected = torch.tensor(stored["tasks"][task]["per_problem"][p["label"]][reference]["psnr"]).double()
+        if allow_prefix:
+            expected = expected[:len(check)]
+        if check.shape != expected.shape or not torch.allclose(check, expected, atol=1e-4):
+            raise SystemExit(f"{task} {p['label']}: the {reference} scores recomputed here differ from {source} -- "
+                             "not the same problems (other images, noise or seed)")
+
+
+def run_brgm(args: argparse.Namespace, records: dict, save) -> None:
+    from benchmarks.baselines import problems
     from brgm_pyro.app.features import build_features
     from brgm_pyro.inference import MethodOptions
     from brgm_pyro.models.brgm import default_config
@@ -131,14 +150,11 @@ def run_brgm(args: argparse.Namespace, records: dict, save) -> None:
     evaluation = test[ids]
     options = MethodOptions(steps=args.steps, samples=args.samples)
     for task in args.tasks:
-        for p in problems(task, evaluation, settings["noise"], args.seed + 2):
+        task_problems = problems(task, evaluation, settings["noise"], args.seed + 2)
+        check_same_problems(stored, [(task, p) for p in task_problems], mean_image, args.baselines,
+                            allow_prefix=True)
+        for p in task_problems:
             label = p["label"]
-            reference = "bicubic" if task == "super-resolution" else "mean fill"
-            check = scores(reconstruct(reference, task, p, mean_image, None), p)["psnr"]
-            expected = torch.tensor(stored["tasks"][task]["per_problem"][label][reference]["psnr"][:len(ids)])
-            if not torch.allclose(check.double(), expected.double(), atol=1e-4):
-                raise SystemExit(f"{task} {label}: the {reference} scores recomputed here differ from "
-                                 f"{args.baselines} -- not the same problems")
             config = default_config(generator, p["op"], features)
             if args.sigma_pixel is not None:
                 config = dataclasses.replace(config, sigma_pixel=args.sigma_pixel)
@@ -160,21 +176,37 @@ def mean_se(values) -> tuple[float, float]:
     return harness.mean_se([float(v) for v in values])
 
 
+def key_metric(task: str) -> tuple[str, int]:
+    """The metric a task is judged by and its better direction: (PSNR, +1: higher) for super-resolution,
+    (hidden RMSE, -1: lower) for in-painting."""
+    return ("psnr", 1) if task == "super-resolution" else ("rmse_hidden", -1)
+
+
+def problem_records(records: dict, task: str, label: str, first: int) -> tuple[list[str], list[int]]:
+    """The record keys of one problem in test-image order and each image's position among the stored
+    baselines' images (which start at test image ``first``)."""
+    keys = sorted((k for k in records if k.startswith(f"{task}|{label}|")), key=lambda k: int(k.split("|")[2]))
+    return keys, [int(k.split("|")[2]) - first for k in keys]
+
+
+def paired(ours: list[float], theirs: list[float], sign: int) -> tuple[float, float, int]:
+    """Mean and standard error of the per-image differences ours - theirs, and the images where ours is better."""
+    d, se = mean_se([a - b for a, b in zip(ours, theirs)])
+    return d, se, sum(sign * (a - b) > 0 for a, b in zip(ours, theirs))
+
+
 def table(args: argparse.Namespace, records: dict) -> list[str]:
     """The markdown tables of the records against the stored baselines."""
     stored = json.loads(args.baselines.read_text())
+    first = baseline_settings(stored["header"])["eval_start"]
     lines = []
     for task in args.tasks:
-        per_problem = stored["tasks"][task]["per_problem"]
-        for label, baselines in per_problem.items():
-            keys = sorted((k for k in records if k.startswith(f"{task}|{label}|")), key=lambda k: int(k.split("|")[2]))
+        metric, sign = key_metric(task)
+        for label, baselines in stored["tasks"][task]["per_problem"].items():
+            keys, positions = problem_records(records, task, label, first)
             if not keys:
                 continue
-            first = baseline_settings(stored["header"])["eval_start"]
-            positions = [int(k.split("|")[2]) - first for k in keys]
             metrics = ["psnr", "ssim", "rmse"] + (["rmse_hidden"] if task == "inpainting" else [])
-            key_metric = "psnr" if task == "super-resolution" else "rmse_hidden"
-            better = (lambda a, b: a > b) if key_metric == "psnr" else (lambda a, b: a < b)
             chosen = stored["tasks"][task]["chosen"]
             lines += [f"## {task}, {label}: {len(keys)} held-out test images", "",
                       "| method | " + " | ".join(metrics)
@@ -191,19 +223,17 @@ def table(args: argparse.Namespace, records: dict) -> list[str]:
                 cells = [mean_se([r[m] for r in rows]) for m in metrics]
                 lines.append(f"| **{name}** | " + " | ".join(f"{a:.2f} ± {b:.2f}" for a, b in cells)
                              + f" | {fit_cell(rows)} | {sum(r['seconds'] for r in rows) / len(rows):.1f} |")
-            lines += ["", f"Paired {key_metric} differences (BRGM minus baseline; "
-                      + ("higher" if key_metric == "psnr" else "lower") + " is better for BRGM), mean ± standard "
+            lines += ["", f"Paired {metric} differences (BRGM minus baseline; "
+                      + ("higher" if sign > 0 else "lower") + " is better for BRGM), mean ± standard "
                       "error over the images, and the images on which BRGM is better:", "",
                       "| BRGM | " + " | ".join(BASELINE_NAMES[m] for m in baselines) + " |",
                       "|---|" + "---:|" * len(baselines)]
             for method, name in BRGM_METHODS.items():
-                ours = [records[k][method][key_metric] for k in keys]
+                ours = [records[k][method][metric] for k in keys]
                 cells = []
                 for values in baselines.values():
-                    theirs = [values[key_metric][i] for i in positions]
-                    d = mean_se([a - b for a, b in zip(ours, theirs)])
-                    wins = sum(better(a, b) for a, b in zip(ours, theirs))
-                    cells.append(f"{d[0]:+.2f} ± {d[1]:.2f} ({wins}/{len(ours)})")
+                    d, se, wins = paired(ours, [values[metric][i] for i in positions], sign)
+                    cells.append(f"{d:+.2f} ± {se:.2f} ({wins}/{len(ours)})")
                 lines.append(f"| {name} | " + " | ".join(cells) + " |")
             lines.append("")
     return lines
@@ -230,25 +260,22 @@ def summary(args: argparse.Namespace, records: dict) -> list[str]:
     first = baseline_settings(stored["header"])["eval_start"]
     columns = []  # (header, best baseline cell, {method: cell}, fit cell)
     for task in args.tasks:
-        key_metric = "psnr" if task == "super-resolution" else "rmse_hidden"
-        sign = 1 if key_metric == "psnr" else -1  # higher PSNR / lower RMSE is better
+        metric, sign = key_metric(task)
         for label, baselines in stored["tasks"][task]["per_problem"].items():
-            keys = sorted((k for k in records if k.startswith(f"{task}|{label}|")), key=lambda k: int(k.split("|")[2]))
+            keys, positions = problem_records(records, task, label, first)
             if not keys:
                 continue
-            positions = [int(k.split("|")[2]) - first for k in keys]
-            best = max(baselines, key=lambda m: sign * mean_se([baselines[m][key_metric][i] for i in positions])[0])
-            theirs = [baselines[best][key_metric][i] for i in positions]
+            best = max(baselines, key=lambda m: sign * mean_se([baselines[m][metric][i] for i in positions])[0])
+            theirs = [baselines[best][metric][i] for i in positions]
             a, b = mean_se(theirs)
             cells = {}
             for method in BRGM_METHODS:
-                ours = [records[k][method][key_metric] for k in keys]
+                ours = [records[k][method][metric] for k in keys]
                 m, se = mean_se(ours)
-                d, dse = mean_se([x - y for x, y in zip(ours, theirs)])
-                wins = sum(sign * (x - y) > 0 for x, y in zip(ours, theirs))
+                d, dse, wins = paired(ours, theirs, sign)
                 cells[method] = f"{m:.2f} ± {se:.2f} ({d:+.2f} ± {dse:.2f}; {wins}/{len(keys)})"
             fit = fit_cell([records[k]["map"] for k in keys])
-            header = f"{'x4 SR' if task == 'super-resolution' else label}, {key_metric.replace('_', ' ')} " \
+            header = f"{'x4 SR' if task == 'super-resolution' else label}, {metric.replace('_', ' ')} " \
                      f"({len(keys)} images)"
             columns.append((header, f"{BASELINE_NAMES[best]}: {a:.2f} ± {b:.2f}", cells, fit))
     if not columns:

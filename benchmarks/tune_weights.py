@@ -44,8 +44,6 @@ EVALUATION_IDS = range(5000, 5100)  # benchmarks/baselines.py's and prior_vs_bas
 FIT_TARGET, FIT_SHARE = 1.25, 0.8  # issue #26: observed residual within 1.25x the noise on 80% of the images
 SETTING_KEYS = {"x4 bicubic-antialias": "super-resolution-x4-bicubic-antialias", "mask 0": "inpainting-mask0",
                 "mask 1": "inpainting-mask1"}  # problem label -> app.settings.interval_setting's name
-BASELINE_NAMES = {"bicubic": "bicubic", "mean fill": "mean fill", "tv": "TV (DeepInverse)",
-                  "wavelet": "wavelet (DeepInverse)"}
 
 
 def parse_sigma(text: str) -> float | None:
@@ -113,31 +111,18 @@ def choose_common(found: dict[str, dict[str, dict[str, list[float]]]], labels: l
     return (min(fitting, key=score), True) if fitting else (min(found, key=score), False)
 
 
-def check_same_problems(stored: dict, settings: list[tuple[str, dict]], mean_image) -> None:
-    """The stored baselines were scored on exactly these problems: bicubic / mean fill recomputed must agree."""
-    import torch
-
-    from benchmarks.baselines import reconstruct, scores
-
-    for task, p in settings:
-        reference = "bicubic" if task == "super-resolution" else "mean fill"
-        check = scores(reconstruct(reference, task, p, mean_image, None), p)["psnr"].double()
-        expected = torch.tensor(stored["tasks"][task]["per_problem"][p["label"]][reference]["psnr"]).double()
-        if check.shape != expected.shape or not torch.allclose(check, expected, atol=1e-4):
-            raise SystemExit(f"{task} {p['label']}: the stored baselines were scored on other problems "
-                             "(other images, noise or seed)")
-
-
 def paired_lines(found: dict, stored: dict, settings: list[tuple[str, dict]], chosen: dict[str, str]) -> list[str]:
     """Per setting: the chosen candidate minus each stored baseline, per image (PSNR for super-resolution,
     hidden RMSE for in-painting), mean +- standard error and the images on which BRGM is better."""
+    from benchmarks.prior_vs_baselines import BASELINE_NAMES, key_metric, paired
+
     lines = ["Chosen candidates against the tuned baselines on the same tuning problems (BRGM MAP minus "
              "baseline, per image: PSNR for super-resolution, higher is better; hidden RMSE for in-painting, "
              "lower is better; mean ± standard error, images where BRGM is better):", "",
              "| setting | metric | " + " | ".join(BASELINE_NAMES.values()) + " |", "|---|---|" + "---:|" * 4]
     for task, p in settings:
         label = p["label"]
-        metric = "psnr" if task == "super-resolution" else "rmse_hidden"
+        metric, sign = key_metric(task)
         ours = found[chosen[label]][label][metric]
         cells = []
         for method in BASELINE_NAMES:
@@ -145,10 +130,8 @@ def paired_lines(found: dict, stored: dict, settings: list[tuple[str, dict]], ch
             if theirs is None:
                 cells.append("-")
                 continue
-            diff = [a - b for a, b in zip(ours, theirs[metric])]
-            wins = sum((d > 0) if metric == "psnr" else (d < 0) for d in diff)
-            mean, se = harness.mean_se(diff)
-            cells.append(f"{mean:+.2f} ± {se:.2f} ({wins}/{len(diff)})")
+            mean, se, wins = paired(ours, theirs[metric], sign)
+            cells.append(f"{mean:+.2f} ± {se:.2f} ({wins}/{len(ours)})")
         lines.append(f"| {label} | {metric} | " + " | ".join(cells) + " |")
     return lines
 
@@ -179,7 +162,7 @@ def main(argv: list[str] | None = None) -> int:
                  f"--num-eval {args.num_tune} --out {args.baselines.parent} first")
 
     from benchmarks.baselines import problems
-    from benchmarks.prior_vs_baselines import generator_identity, score_batch
+    from benchmarks.prior_vs_baselines import check_same_problems, generator_identity, score_batch
     from brgm_pyro.app.features import build_features
     from brgm_pyro.bundled import load_test_images
     from brgm_pyro.inference import MethodOptions
@@ -199,7 +182,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.baselines is not None:
         stored = json.loads(args.baselines.read_text())
         train, _ = load_fashion_mnist("train", args.data or FASHION_MNIST_DIR)
-        check_same_problems(stored, settings, train.mean(0))
+        check_same_problems(stored, settings, train.mean(0), args.baselines)
     generator = harness.load_prior(args.generator)
     features = build_features("auto", generator, "cpu")
     path = None if args.out is None else args.out / "tune_weights.json"

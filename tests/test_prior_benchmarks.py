@@ -159,7 +159,7 @@ def test_tune_weights_writes_per_setting_metadata_and_pairs_with_the_stored_base
     assert f"{diff[0]:+.2f} ± {diff[1]:.2f} ({sum(a > b for a, b in zip(ours, tv))}/20)" in row
     with pytest.raises(SystemExit):
         tune_weights.main(["--tune-start", "5099", "--num-tune", "2"])  # overlaps the evaluation images
-    with pytest.raises(SystemExit, match="other problems"):  # the stored baselines hold 20 images, not 2
+    with pytest.raises(SystemExit, match="not the same problems"):  # the stored baselines hold 20 images, not 2
         tune_weights.main(["--num-tune", "2", "--steps", "2", "--baselines", str(stored_path)])
 
 
