@@ -99,12 +99,12 @@ def posterior_job(params: dict) -> dict:
 def shipped_scale(task: str) -> float:
     """The bundled generator's interval scale for ``task`` (its metadata ``interval_scales``, the
     setting named as ``brgm`` names it); 1 where it records none."""
-    from brgm_pyro.app.settings import INTERVAL_SCALES_KEY, interval_setting
+    from brgm_pyro.app.settings import INTERVAL_SCALES_KEY
+    from brgm_pyro.corruptions import setting_name
 
-    corruption = harness.task(task).corruption
-    name = interval_setting(corruption["task"], corruption.get("factor"), corruption.get("kernel"),
-                            corruption.get("mask_id"))
-    metadata = harness.problem_model(task).generator.metadata or {}
+    model = harness.problem_model(task)
+    name = setting_name(model.corruption)
+    metadata = model.generator.metadata or {}
     return float((metadata.get(INTERVAL_SCALES_KEY) or {}).get(name, 1.0))
 
 

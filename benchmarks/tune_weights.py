@@ -43,7 +43,7 @@ from benchmarks import harness  # noqa: E402
 EVALUATION_IDS = range(5000, 5100)  # benchmarks/baselines.py's and prior_vs_baselines.py's evaluation images
 FIT_TARGET, FIT_SHARE = 1.25, 0.8  # issue #26: observed residual within 1.25x the noise on 80% of the images
 SETTING_KEYS = {"x4 bicubic-antialias": "super-resolution-x4-bicubic-antialias", "mask 0": "inpainting-mask0",
-                "mask 1": "inpainting-mask1"}  # problem label -> app.settings.interval_setting's name
+                "mask 1": "inpainting-mask1"}  # problem label -> corruptions.setting_name
 
 
 def parse_sigma(text: str) -> float | None:

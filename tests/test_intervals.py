@@ -151,24 +151,27 @@ def test_interval_factors_resolve_from_the_metadata_only_in_their_setting():
     from types import MappingProxyType
 
     from brgm_pyro.app.settings import Settings, interval_factors_for, interval_scale_for
+    from brgm_pyro.corruptions import Inpainting, SuperResolution, standard_mask
 
     metadata = {"interval_scales": {"inpainting-mask0": 1.35, "super-resolution-x4-bicubic-antialias": 0.95},
                 "interval_factors": {"inpainting-mask0": {"0.9": 1.7, "0.5": 1.2}}}
 
-    def both(task, mask_id=None, metadata=metadata, **kw):
-        settings = Settings("reconstruct", MappingProxyType({}), **{"kernel": "bicubic-antialias", **kw})
-        return (interval_factors_for(settings, metadata, task, mask_id),
-                interval_scale_for(settings, metadata, task, mask_id))
+    def both(corruption, metadata=metadata, **kw):
+        settings = Settings("reconstruct", MappingProxyType({}), **kw)
+        return interval_factors_for(settings, metadata, corruption), interval_scale_for(settings, metadata, corruption)
 
-    assert both("inpainting", 0) == ({0.5: 1.2, 0.9: 1.7}, 1.0)  # factors were fitted on the unwidened posterior
-    assert both("super-resolution") == (None, 0.95)  # no factors recorded: the latent scale as before
-    assert both("inpainting", 0, interval_scale=2.0) == (None, 2.0)  # the flag: the user widens w instead
-    assert both("inpainting", 0, weights=MappingProxyType({"sigma_pixel": 0.05})) == (None, 1.0)  # another noise
-    assert both("inpainting", 1) == (None, 1.0) and both("inpainting", None, mask="m.png") == (None, 1.0)
+    mask0 = Inpainting(standard_mask(0, 32))
+    custom = standard_mask(0, 32).clone()
+    custom[0, 0, 0] = 1 - custom[0, 0, 0]
+    assert both(mask0) == ({0.5: 1.2, 0.9: 1.7}, 1.0)  # factors were fitted on the unwidened posterior
+    assert both(SuperResolution(4, kernel="bicubic-antialias")) == (None, 0.95)  # no factors: the latent scale
+    assert both(mask0, interval_scale=2.0) == (None, 2.0)  # the flag: the user widens w instead
+    assert both(mask0, weights=MappingProxyType({"sigma_pixel": 0.05})) == (None, 1.0)  # another noise
+    assert both(Inpainting(standard_mask(1, 32))) == (None, 1.0) and both(Inpainting(custom)) == (None, 1.0)
     for bad in ({"inpainting-mask0": {"1.5": 1.0}}, {"inpainting-mask0": {"0.9": -1.0}},
                 {"inpainting-mask0": [1.0]}):
         with pytest.raises(ValueError, match="interval_factors"):
-            both("inpainting", 0, metadata={"interval_factors": bad})
+            both(mask0, metadata={"interval_factors": bad})
 
 
 def test_checkpoint_metadata_checks_interval_factors(tmp_path, tiny_generator):

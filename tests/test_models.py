@@ -216,17 +216,23 @@ def test_default_config_takes_the_weights_of_the_corruptions_setting(tiny_genera
         default_config(G, mask1)
 
 
-def test_setting_names_agree_with_the_command_lines_interval_settings():
-    from brgm_pyro.app.settings import interval_setting
+def test_setting_names_of_the_command_lines_corruptions():
+    """The metadata keys (recommended weights, interval scales and factors) of what ``brgm`` builds; a mask given
+    as a file or tensor that equals a standard mask is that mask's setting, a custom kernel or mask has none."""
     from brgm_pyro.corruptions import make_corruption, setting_name
 
     for kernel in ("bicubic", "bicubic-antialias", "box"):
         for factor in (2, 4, 8):
             op = make_corruption("super-resolution", 32, factor=factor, kernel=kernel)
-            assert setting_name(op) == interval_setting("super-resolution", factor, kernel)
+            assert setting_name(op) == f"super-resolution-x{factor}-{kernel}"
     for mask_id in range(7):
-        op = make_corruption("inpainting", 32, mask_id=mask_id)
-        assert setting_name(op) == interval_setting("inpainting", mask_id=mask_id) == f"inpainting-mask{mask_id}"
+        assert setting_name(make_corruption("inpainting", 32, mask_id=mask_id)) == f"inpainting-mask{mask_id}"
+        assert setting_name(make_corruption("inpainting", 32, mask=standard_mask(mask_id, 32).clone())) == \
+            f"inpainting-mask{mask_id}"
+    custom = standard_mask(2, 32).clone()
+    custom[0, 5, 5] = 1 - custom[0, 5, 5]
+    assert setting_name(make_corruption("inpainting", 32, mask=custom)) is None
+    assert setting_name(make_corruption("super-resolution", 32, factor=4, kernel=torch.ones(5, 5) / 25)) is None
     assert setting_name(make_corruption("denoising", 32)) is None
 
 

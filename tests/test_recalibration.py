@@ -150,38 +150,41 @@ def test_cli_default_interval_scale_is_the_measured_one_only_in_its_setting():
     from types import MappingProxyType
 
     from brgm_pyro.app.settings import Settings, interval_scale_for
+    from brgm_pyro.corruptions import make_corruption
 
     metadata = {"interval_scales": {"inpainting-mask0": 1.35, "super-resolution-x4-bicubic-antialias": 0.95}}
 
-    def scale(task, mask_id=None, metadata=metadata, **kw):
-        base = dict(kernel="bicubic-antialias")
-        return interval_scale_for(Settings("reconstruct", MappingProxyType({}), **{**base, **kw}), metadata, task,
-                                  mask_id)
+    def scale(task, metadata=metadata, interval_scale=None, weights=MappingProxyType({}), **operator):
+        settings = Settings("reconstruct", MappingProxyType({}), interval_scale=interval_scale, weights=weights)
+        return interval_scale_for(settings, metadata, make_corruption(task, 32, **operator))
 
-    assert scale("inpainting", 0) == 1.35 and scale("super-resolution") == 0.95
-    assert scale("super-resolution", factor=4) == 0.95
-    assert scale("inpainting", 0, interval_scale=2.0) == 2.0  # given: used as it is
-    assert scale("inpainting", 3) == 1.0 and scale("inpainting", None, mask="m.png") == 1.0
-    assert scale("inpainting", 0, metadata={}) == 1.0  # a generator that records none
-    assert scale("inpainting", 0, weights=MappingProxyType({"sigma_pixel": 0.05})) == 1.0  # another noise level
-    assert scale("super-resolution", kernel="bicubic") == 1.0 and scale("super-resolution", factor=2) == 1.0
+    sr = dict(factor=4, kernel="bicubic-antialias")
+    assert scale("inpainting", mask_id=0) == 1.35 and scale("super-resolution", **sr) == 0.95
+    assert scale("inpainting", mask_id=0, interval_scale=2.0) == 2.0  # given: used as it is
+    custom = torch.ones(1, 32, 32)
+    custom[..., :4] = 0
+    assert scale("inpainting", mask_id=3) == 1.0 and scale("inpainting", mask=custom) == 1.0
+    assert scale("inpainting", mask_id=0, metadata={}) == 1.0  # a generator that records none
+    assert scale("inpainting", mask_id=0, weights=MappingProxyType({"sigma_pixel": 0.05})) == 1.0  # another noise
+    assert scale("super-resolution", factor=4, kernel="bicubic") == 1.0
+    assert scale("super-resolution", factor=2, kernel="bicubic-antialias") == 1.0
     assert scale("denoising") == 1.0
     with pytest.raises(ValueError, match="must be a positive number"):
-        scale("inpainting", 0, metadata={"interval_scales": {"inpainting-mask0": -1.0}})
+        scale("inpainting", mask_id=0, metadata={"interval_scales": {"inpainting-mask0": -1.0}})
 
 
 def test_bundled_generator_records_the_benchmarks_fitted_scales():
     """The bundled generator's metadata holds what benchmarks/interval_scale.py fitted."""
     from pathlib import Path
 
-    from brgm_pyro.app.settings import interval_setting
+    from brgm_pyro.corruptions import Inpainting, SuperResolution, setting_name, standard_mask
     from brgm_pyro.generators import load_generator
 
     path = Path(__file__).resolve().parents[1] / "benchmarks" / "results" / "interval_scale" / "interval_scale.json"
     fitted = json.loads(path.read_text())["scales"]
     recorded = load_generator("fashion-mnist-32").metadata["interval_scales"]
-    assert recorded == {interval_setting("inpainting", mask_id=0): fitted["inpainting"],
-                        interval_setting("super-resolution", 4, "bicubic-antialias"): fitted["super-resolution"]}
+    assert recorded == {setting_name(Inpainting(standard_mask(0, 32))): fitted["inpainting"],
+                        setting_name(SuperResolution(4, kernel="bicubic-antialias")): fitted["super-resolution"]}
 
 
 def test_the_recommended_posterior_refuses_a_bad_scale_before_fitting():

@@ -191,9 +191,9 @@ def cmd_reconstruct(settings: Settings) -> int:
     corruption = corruption_from_settings(settings, generator)
     truth, observation = read_image(settings, generator, corruption)
     metadata = getattr(generator, "metadata", None)
-    scale = interval_scale_for(settings, metadata, settings.task, settings.mask_id)
+    scale = interval_scale_for(settings, metadata, corruption)
     problem = Problem(settings.task, corruption, observation, truth, scale,
-                      interval_factors=interval_factors_for(settings, metadata, settings.task, settings.mask_id))
+                      interval_factors=interval_factors_for(settings, metadata, corruption))
     _, figure = reconstruct_problems(settings, generator, features, [problem])
     print(f"outputs in {settings.out}; summary figure: {figure}")
     return 0
@@ -211,9 +211,8 @@ def cmd_demo(settings: Settings) -> int:
     sr = make_corruption("super-resolution", shape[-1], factor=4, kernel=settings.kernel)
     inpainting = make_corruption("inpainting", shape[-1], mask_id=mask_id)
     metadata = getattr(generator, "metadata", None)
-    problems = [Problem(task, op, op(truth), truth, interval_scale_for(settings, metadata, task, mask_id),
-                        folder=task, title=title,
-                        interval_factors=interval_factors_for(settings, metadata, task, mask_id))
+    problems = [Problem(task, op, op(truth), truth, interval_scale_for(settings, metadata, op),
+                        folder=task, title=title, interval_factors=interval_factors_for(settings, metadata, op))
                 for task, op, title in zip(DEMO_TASK_FOLDERS, (sr, inpainting),
                                            ("SR x4", f"in-painting, mask {mask_id}"))]
     report, figure = reconstruct_problems(settings, generator, features, problems)

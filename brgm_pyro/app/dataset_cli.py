@@ -81,8 +81,8 @@ def reconstruct_command(settings: Settings) -> int:
         shape = image_shape(generator)
         corruption = corruption_from_settings(settings, generator)
         metadata = getattr(generator, "metadata", None)
-        scale = interval_scale_for(settings, metadata, settings.task, settings.mask_id)
-        factors = interval_factors_for(settings, metadata, settings.task, settings.mask_id)
+        scale = interval_scale_for(settings, metadata, corruption)
+        factors = interval_factors_for(settings, metadata, corruption)
         plan = DatasetPlan(
             task=settings.task, corruption_for=lambda index: corruption, methods=methods, image_shape=shape,
             build_model=lambda op, obs: model_from_settings(settings, generator, op, obs, features),

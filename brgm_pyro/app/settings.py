@@ -28,7 +28,7 @@ import numpy as np
 import torch
 
 from ..choices import METHODS
-from ..corruptions import NUM_STANDARD_MASKS
+from ..corruptions import NUM_STANDARD_MASKS, Corruption, setting_name
 from ..io import check_image, check_image_file, read_pixels
 from ..models import weight_overrides
 from .dataset_run import ImageSource, _is_glob, bundled_test_sources, collect_images
@@ -372,7 +372,7 @@ def resolve_settings(args: argparse.Namespace, argv: Sequence[str] = ()) -> Sett
 # --- the interval scale: one meaning, resolved here --------------------------------------------
 
 INTERVAL_SCALES_KEY = "interval_scales"
-"""Generator metadata key: {setting name (``interval_setting``): the measured interval scale}.  The
+"""Generator metadata key: {setting name (``corruptions.setting_name``): the measured interval scale}.  The
 bundled generator's are those of the recommended posterior (``fit_multistart_fullrank``) on the
 calibration problems' model (w ~ per-dimension Gaussian prior, sigma_pixel 0.1) for in-painting with
 standard mask 0 and x4 bicubic-antialias super-resolution, fitted on problem seed 2 (24 problems each)
@@ -381,33 +381,21 @@ by ``benchmarks/interval_scale.py`` (``benchmarks/results/interval_scale/interva
 0, 1, 3, 4.  They hold for that setting only; fit your own with ``brgm calibrate --fit-interval-scale``."""
 
 
-def interval_setting(task: str, factor: int | None = None, kernel: str | None = None, mask_id: int | None = None,
-                     custom_mask: bool = False) -> str | None:
-    """The name of a measured setting in a generator's ``interval_scales`` metadata:
-    "inpainting-mask<id>" (a standard mask), "super-resolution-x<factor>-<kernel>"; None otherwise."""
-    if task == "inpainting" and mask_id is not None and not custom_mask:
-        return f"inpainting-mask{mask_id}"
-    if task == "super-resolution" and kernel is not None:
-        return f"super-resolution-x{factor or 4}-{kernel}"
-    return None
-
-
-def interval_scale_for(settings: Settings, metadata: Mapping[str, Any] | None, task: str,
-                       mask_id: int | None = None) -> float:
-    """The width s of the fullrank posterior N(mu, s^2 Sigma) for ``task`` (and, in-painting, the
-    standard mask ``mask_id``): --interval-scale when given; else 1 when the generator's metadata
+def interval_scale_for(settings: Settings, metadata: Mapping[str, Any] | None, corruption: Corruption) -> float:
+    """The width s of the fullrank posterior N(mu, s^2 Sigma) for ``corruption`` (its setting,
+    ``corruptions.setting_name``): --interval-scale when given; else 1 when the generator's metadata
     records real-image interval factors for this setting (``interval_factors_for``: they were
     fitted on the unwidened posterior's draws); else the scale the metadata records for this
     setting (``interval_scales``, measured at its own pixel noise, so only when no flag changes
     sigma_pixel); else 1."""
     if settings.interval_scale is not None:
         return settings.interval_scale
-    if interval_factors_for(settings, metadata, task, mask_id):
+    if interval_factors_for(settings, metadata, corruption):
         return 1.0
     scales = (metadata or {}).get(INTERVAL_SCALES_KEY) or {}
     if not isinstance(scales, Mapping):
         raise ValueError(f"the generator's metadata {INTERVAL_SCALES_KEY} must be a dict, got {scales!r}")
-    name = interval_setting(task, settings.factor, settings.kernel, mask_id, custom_mask=settings.mask is not None)
+    name = setting_name(corruption)
     scale = scales.get(name) if name is not None and settings.own_pixel_noise else None
     if scale is None:
         return 1.0
@@ -418,24 +406,24 @@ def interval_scale_for(settings: Settings, metadata: Mapping[str, Any] | None, t
 
 
 INTERVAL_FACTORS_KEY = "interval_factors"
-"""Generator metadata key: {setting name (``interval_setting``): {level as text, e.g. "0.9": factor}}.
+"""Generator metadata key: {setting name (``corruptions.setting_name``): {level as text, e.g. "0.9": factor}}.
 The factors widen the recommended posterior's level-a pixel intervals about their midpoints
 (``brgm_pyro.inference.intervals``); they are fitted by conformal risk control on real images with
 ground truth (``brgm calibrate --images``, ``benchmarks/real_images.py``), so that on average over
 new images of the same source a level-a interval holds at least a of the unknown pixels."""
 
 
-def interval_factors_for(settings: Settings, metadata: Mapping[str, Any] | None, task: str,
-                         mask_id: int | None = None) -> dict[float, float] | None:
+def interval_factors_for(settings: Settings, metadata: Mapping[str, Any] | None,
+                         corruption: Corruption) -> dict[float, float] | None:
     """{level: factor} of the real-image interval calibration the generator's metadata records for
-    this setting (``interval_factors``), or None: none recorded, another pixel noise than the
+    ``corruption``'s setting (``interval_factors``), or None: none recorded, another pixel noise than the
     generator's own, or --interval-scale given (the user widens the latent posterior instead)."""
     if settings.interval_scale is not None or not settings.own_pixel_noise:
         return None
     table = (metadata or {}).get(INTERVAL_FACTORS_KEY) or {}
     if not isinstance(table, Mapping):
         raise ValueError(f"the generator's metadata {INTERVAL_FACTORS_KEY} must be a dict, got {table!r}")
-    name = interval_setting(task, settings.factor, settings.kernel, mask_id, custom_mask=settings.mask is not None)
+    name = setting_name(corruption)
     entry = table.get(name) if name is not None else None
     if not entry:
         return None

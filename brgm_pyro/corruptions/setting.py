@@ -15,9 +15,7 @@ def setting_name(corruption: Corruption) -> str | None:
     """"super-resolution-x<factor>-<kernel>" for super-resolution with a named kernel,
     "inpainting-mask<id>" for in-painting whose mask *is* standard mask ``id`` at its resolution
     (compared pixel by pixel, so a file that holds a standard mask counts as that mask); None for
-    anything else (a custom kernel or mask, other tasks, compositions), which has no measured setting.
-
-    Agrees with ``brgm_pyro.app.settings.interval_setting`` on the command line's tasks."""
+    anything else (a custom kernel or mask, other tasks, compositions), which has no measured setting."""
     if type(corruption) is SuperResolution:
         return None if corruption.kernel_name == "custom" else f"super-resolution-x{corruption.factor}-" \
                                                                f"{corruption.kernel_name}"
