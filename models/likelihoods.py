@@ -61,6 +61,10 @@ class PixelLikelihood(NoiseLevel):
         """sigma: the observation is N(f(G(w)), sigma^2) per observed pixel; None when sigma is learnt."""
         return self.sigma
 
+    def with_pixel_noise(self, sigma: float | str | LatentParameter) -> "PixelLikelihood":
+        """The same likelihood with another sigma_pixel (a number, "learn" or a ``LatentParameter``)."""
+        return PixelLikelihood(sigma, self.site)
+
     def __call__(self, corrupted: torch.Tensor, observation: torch.Tensor, mask: torch.Tensor | None) -> None:
         d = dist.Normal(corrupted, self._sigma(3))
         if mask is not None:
@@ -113,15 +117,17 @@ def gaussian_pixel_noise(likelihood) -> float | None:
 
 
 def learn_noise(model, prior: dist.Distribution | None = None, perceptual: bool = False):
-    """A copy of ``model`` whose pixel likelihood learns sigma_pixel (prior ``prior``, default
-    ``pixel_noise_prior()``), and with ``perceptual`` the perceptual sigma too."""
-    likelihoods = []
+    """A copy of ``model`` whose pixel likelihood (``with_pixel_noise``: the plain one or the misfit term's) learns
+    sigma_pixel (prior ``prior``, default ``pixel_noise_prior()``), and with ``perceptual`` the perceptual sigma
+    too."""
+    likelihoods, pixel = [], False
     for lik in model.likelihoods:
-        if isinstance(lik, PixelLikelihood):
-            lik = PixelLikelihood("learn" if prior is None else LatentParameter(prior, name=PIXEL_NOISE_SITE), lik.site)
+        if callable(getattr(lik, "with_pixel_noise", None)):  # the pixel likelihood, with or without a misfit term
+            lik = lik.with_pixel_noise("learn" if prior is None else LatentParameter(prior, name=PIXEL_NOISE_SITE))
+            pixel = True
         elif perceptual and isinstance(lik, PerceptualLikelihood):
             lik = PerceptualLikelihood(lik.features, "learn", lik.site)
         likelihoods.append(lik)
-    if not any(isinstance(lik, PixelLikelihood) for lik in likelihoods):
+    if not pixel:
         raise ValueError("learn_noise needs a model with a pixel likelihood")
     return replace(model, likelihoods=tuple(likelihoods))

@@ -134,6 +134,12 @@ class MisfitPixelLikelihood(NoiseLevel):
         observed = torch.ones(A.shape[0], dtype=torch.bool) if mask is None else mask.reshape(-1).cpu() > 0
         return cls(A, observed, sigma, tau, site)
 
+    def with_pixel_noise(self, sigma: float | str | LatentParameter) -> "MisfitPixelLikelihood":
+        """The same likelihood (operator, misfit scale) with another sigma_pixel (``learn_noise``)."""
+        other = copy.copy(self)
+        other._set_sigma(sigma, PIXEL_NOISE_SITE)
+        return other
+
     def latent_parameters(self) -> dict[str, LatentParameter]:
         out = super().latent_parameters()
         if self.tau_prior is not None:

@@ -273,6 +273,22 @@ def test_the_command_line_plumbs_misfit_scale_into_the_model(tiny_generator, tmp
     assert isinstance(model.likelihoods[0], MisfitPixelLikelihood) and model.likelihoods[0].tau == 0.15
     plain = model_from_settings(settings(), tiny_generator, corruption, observation, None)
     assert plain.config.misfit_scale is None and type(plain.likelihoods[0]).__name__ == "PixelLikelihood"
+    # a generator that recommends a misfit scale for standard mask 0: used by default, 'none' turns it off
+    import copy
+
+    from brgm_pyro.corruptions import make_corruption
+
+    G = copy.deepcopy(tiny_generator)
+    G.metadata = {"recommended_configs": {"inpainting-mask0": {"sigma_pixel": 0.05, "misfit_scale": 0.2}}}
+    mask0 = make_corruption("inpainting", 16, mask_id=0)
+    recommended = model_from_settings(settings(), G, mask0, observation, None)
+    assert recommended.config.misfit_scale == 0.2 and recommended.likelihoods[0].tau == 0.2
+    assert model_from_settings(settings("--misfit-scale", "none"), G, mask0, observation, None).config.misfit_scale \
+        is None
+    assert model_from_settings(settings("--misfit-scale", "0.3"), G, mask0, observation, None).likelihoods[0].tau == 0.3
+    learnt = model_from_settings(settings("--learn-noise"), G, mask0, observation, None)  # sigma learnt, tau kept
+    assert isinstance(learnt.likelihoods[0], MisfitPixelLikelihood) and learnt.likelihoods[0].tau == 0.2
+    assert learnt.likelihoods[0].sigma is None and "sigma_pixel" in learnt.latent_parameters()
     learn = parser.parse_args(["reconstruct", "x.png", "--task", "inpainting", "--mask-id", "0",
                                "--misfit-scale", "learn"])
     assert learn.misfit_scale == "learn"

@@ -71,8 +71,8 @@ def model_from_settings(settings: Settings, generator: PriorGenerator, corruptio
     --learn-noise infers sigma_pixel (prior HalfNormal(0.5)); --misfit-scale adds the generator's misfit
     (``brgm_pyro.models.misfit``)."""
     config = replace(default_config(generator, corruption, features), **settings.weights)
-    if settings.misfit_scale is not None:
-        config = replace(config, misfit_scale=settings.misfit_scale)
+    if settings.misfit_scale is not None:  # 'none': the paper's model, whatever the generator recommends
+        config = replace(config, misfit_scale=None if settings.misfit_scale == "none" else settings.misfit_scale)
     model = brgm_model(generator, corruption, observation.to(generator.device), config=config, features=features)
     if settings.blind:
         model = replace(model, corruption=make_blind(model.corruption, list(settings.blind)))

@@ -42,7 +42,9 @@ def _add_model_options(p: argparse.ArgumentParser, steps: int = 500) -> None:
     g.add_argument("--lambda-colin", type=float, help="paper's Eq. 6 weight: kappa = lambda_colin / 2")
     g.add_argument("--misfit-scale", type=misfit_scale_arg, default=None,
                    help="tau of the generator's misfit x = G(w) + r, r ~ N(0, tau^2) per pixel, integrated out of "
-                        "the pixel likelihood (a number, or 'learn'); draws of the image then include r (default: off)")
+                        "the pixel likelihood (a number, 'learn', or 'none': off); draws of the image then include r "
+                        "and the MAP image is G(w*) + E[r | y, w*] (default: the generator's recommendation for the "
+                        "setting, else off)")
 
 
 def positive_float(text: str) -> float:
@@ -57,8 +59,9 @@ def positive_float(text: str) -> float:
 
 
 def misfit_scale_arg(text: str) -> float | str:
-    """argparse type of --misfit-scale: 'learn' or a finite number > 0."""
-    return "learn" if text == "learn" else positive_float(text)
+    """argparse type of --misfit-scale: 'learn', 'none' (off, also where the generator recommends one) or a
+    finite number > 0."""
+    return text if text in ("learn", "none") else positive_float(text)
 
 
 def _add_interval_scale_option(p: argparse.ArgumentParser, default: float | None, default_help: str) -> None:

@@ -271,7 +271,7 @@ class Settings:
     resume: bool = False
     threads: int | None = None
     processes: int | None = None             # demo: rows solved at once (``brgm_pyro.app.parallel``)
-    misfit_scale: float | str | None = None  # --misfit-scale (models.misfit; None: the paper's model)
+    misfit_scale: float | str | None = None  # --misfit-scale (models.misfit; "none": off; None: not given)
     image_index: int = 0
     no_lpips: bool = False
 
