@@ -26,7 +26,7 @@ from brgm_pyro.generators.base import PriorGenerator
 
 from .config import BRGMConfig, released_lambda_colin
 from .likelihoods import PerceptualLikelihood, PixelLikelihood, gaussian_pixel_noise
-from .misfit import MisfitPixelLikelihood
+from .misfit import MisfitPixelLikelihood, misfit_applies
 from .priors import ColinearityPrior, GaussianLatentPrior, LatentPrior, gaussian_loc_scale
 
 
@@ -262,7 +262,8 @@ def default_config(generator: PriorGenerator, corruption: Corruption,
     e.g. a tight pixel likelihood for super-resolution and a loose one for in-painting), laid over its
     recommended balance for every setting (``metadata["recommended_config"]``), else over the authors'
     released balance for this problem's sizes (``released_config``); the perceptual sigma dropped when
-    ``features`` is None."""
+    ``features`` is None, and a recommended misfit scale (``models.misfit``) dropped for a corruption it cannot
+    be integrated out for (not linear, or with latent parameters): there the paper's model."""
     metadata = getattr(generator, "metadata", None)
     metadata = metadata if isinstance(metadata, dict) else {}
     recommended = _metadata_config(metadata.get("recommended_config"), "['recommended_config']")
@@ -280,6 +281,8 @@ def default_config(generator: PriorGenerator, corruption: Corruption,
     except (TypeError, ValueError, OverflowError) as err:
         raise ValueError(f"the generator's recommended weights for {setting or 'this corruption'} are not a valid "
                          f"BRGMConfig: {err}") from None
+    if config.misfit_scale is not None and not misfit_applies(corruption, image_shape(generator)):
+        config = replace(config, misfit_scale=None)  # a non-linear operator or one with latent parameters
     return config if features is not None else replace(config, sigma_perceptual=None)
 
 

@@ -59,28 +59,43 @@ def misfit_prior(scale: float = 0.25) -> dist.Distribution:
     return dist.HalfNormal(scale)
 
 
-@torch.no_grad()
-def operator_matrix(corruption: Corruption, image_shape: tuple[int, int, int]) -> torch.Tensor:
-    """The matrix A (outputs, pixels), float64, of a linear corruption: its response to unit images.
-
-    Raises ``ValueError`` for a corruption with latent parameters (A would change with them) or
-    one that is not linear (checked on two random images: f(0) = 0 and f(a x + y) = a f(x) + f(y))."""
-    if corruption.latent_parameters():
-        raise ValueError(f"the misfit term needs a fixed operator; {corruption.describe()} has latent parameters "
-                         f"{sorted(corruption.latent_parameters())}")
-    n = int(torch.tensor(image_shape).prod())
-    op = copy.deepcopy(corruption).cpu().double()  # the caller's operator is left as it is
-    basis = torch.eye(n, dtype=torch.float64).reshape(n, *image_shape)
-    A = op(basis).reshape(n, -1).T.contiguous()
+def _check_fixed_linear(op: Corruption, image_shape: tuple[int, int, int]) -> None:
+    """``ValueError`` unless ``op`` (float64) has no latent parameters and is linear (checked on two random
+    images: f(0) = 0 and f(a x + y) = a f(x) + f(y))."""
+    if op.latent_parameters():
+        raise ValueError(f"the misfit term needs a fixed operator; {op.describe()} has latent parameters "
+                         f"{sorted(op.latent_parameters())}")
     g = torch.Generator().manual_seed(0)
     x, y = (torch.randn(1, *image_shape, generator=g, dtype=torch.float64) for _ in range(2))
     zero = op(torch.zeros_like(x))
     lhs, rhs = op(2.5 * x + y).reshape(-1), 2.5 * op(x).reshape(-1) + op(y).reshape(-1)
     tol = 1e-8 * (1 + float(rhs.abs().max()))
     if float(zero.abs().max()) > tol or float((lhs - rhs).abs().max()) > tol:
-        raise ValueError(f"the misfit term is integrated out for linear corruptions only; {corruption.describe()} "
+        raise ValueError(f"the misfit term is integrated out for linear corruptions only; {op.describe()} "
                          "is not linear (f(a x + y) != a f(x) + f(y))")
-    return A
+
+
+@torch.no_grad()
+def misfit_applies(corruption: Corruption, image_shape: tuple[int, int, int]) -> bool:
+    """Whether the misfit term can be integrated out for ``corruption``: linear, with fixed parameters."""
+    try:
+        _check_fixed_linear(copy.deepcopy(corruption).cpu().double(), image_shape)
+    except ValueError:
+        return False
+    return True
+
+
+@torch.no_grad()
+def operator_matrix(corruption: Corruption, image_shape: tuple[int, int, int]) -> torch.Tensor:
+    """The matrix A (outputs, pixels), float64, of a linear corruption: its response to unit images.
+
+    Raises ``ValueError`` for a corruption with latent parameters (A would change with them) or
+    one that is not linear (``misfit_applies``)."""
+    op = copy.deepcopy(corruption).cpu().double()  # the caller's operator is left as it is
+    _check_fixed_linear(op, image_shape)
+    n = int(torch.tensor(image_shape).prod())
+    basis = torch.eye(n, dtype=torch.float64).reshape(n, *image_shape)
+    return op(basis).reshape(n, -1).T.contiguous()
 
 
 class MisfitPixelLikelihood(NoiseLevel):

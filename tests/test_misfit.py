@@ -229,6 +229,25 @@ def test_posterior_draws_of_the_clean_image_carry_the_residual():
     assert x.shape == (2, 1, 8, 8)
 
 
+def test_a_recommended_misfit_scale_is_dropped_where_it_cannot_apply(tiny_generator):
+    """default_config keeps a recommended misfit scale for linear operators with fixed parameters only."""
+    import copy
+
+    from brgm_pyro.models import default_config
+    from brgm_pyro.models.misfit import misfit_applies
+
+    G = copy.deepcopy(tiny_generator)
+    G.metadata = {"recommended_config": {"sigma_pixel": 0.05, "misfit_scale": 0.2}}
+    linear = SuperResolution(2, kernel="bicubic-antialias")
+    offset = Intensity(offset=0.3)  # f(x) = x + 0.3: not linear
+    blind = SuperResolution(2, kernel="gaussian", sigma=LatentParameter(pyro.distributions.LogNormal(0.0, 0.3)))
+    assert misfit_applies(linear, (1, 16, 16)) and not misfit_applies(offset, (1, 16, 16))
+    assert not misfit_applies(blind, (1, 16, 16))
+    assert default_config(G, linear).misfit_scale == 0.2
+    assert default_config(G, offset).misfit_scale is None and default_config(G, blind).misfit_scale is None
+    assert default_config(G, offset).sigma_pixel == 0.05  # the rest of the recommendation stays
+
+
 def test_misfit_errors_and_learnt_scale():
     with pytest.raises(ValueError, match="not linear"):
         operator_matrix(Intensity(offset=0.3), (1, 8, 8))
@@ -289,6 +308,21 @@ def test_the_command_line_plumbs_misfit_scale_into_the_model(tiny_generator, tmp
     learnt = model_from_settings(settings("--learn-noise"), G, mask0, observation, None)  # sigma learnt, tau kept
     assert isinstance(learnt.likelihoods[0], MisfitPixelLikelihood) and learnt.likelihoods[0].tau == 0.2
     assert learnt.likelihoods[0].sigma is None and "sigma_pixel" in learnt.latent_parameters()
+    # not where the operator is unknown: the recommendation is left out, the flag is refused
+    sr = make_corruption("super-resolution", 16, factor=4, kernel="gaussian")
+    G.metadata = {"recommended_config": {"sigma_pixel": 0.05, "misfit_scale": 0.2}}
+
+    def sr_settings(*flags):
+        argv = ["reconstruct", str(image), "--task", "super-resolution", "--kernel", "gaussian", "--features", "none",
+                "--out", str(tmp_path / "out"), *flags]
+        return resolve_settings(parser.parse_args(argv), argv)
+
+    low = torch.zeros(1, 4, 4)
+    assert model_from_settings(sr_settings(), G, sr, low, None).config.misfit_scale == 0.2
+    blind = model_from_settings(sr_settings("--blind", "kernel"), G, sr, low, None)
+    assert blind.config.misfit_scale is None and type(blind.likelihoods[0]).__name__ == "PixelLikelihood"
+    with pytest.raises(ValueError, match="--misfit-scale needs a fixed operator, but --blind kernel"):
+        model_from_settings(sr_settings("--blind", "kernel", "--misfit-scale", "0.2"), G, sr, low, None)
     learn = parser.parse_args(["reconstruct", "x.png", "--task", "inpainting", "--mask-id", "0",
                                "--misfit-scale", "learn"])
     assert learn.misfit_scale == "learn"

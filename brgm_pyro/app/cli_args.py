@@ -69,10 +69,15 @@ def model_from_settings(settings: Settings, generator: PriorGenerator, corruptio
     """The model the command line asks for: ``default_config`` with the weight flags applied,
     built by ``brgm_model``; --blind makes the named corruption parameters latent and
     --learn-noise infers sigma_pixel (prior HalfNormal(0.5)); --misfit-scale adds the generator's misfit
-    (``brgm_pyro.models.misfit``)."""
+    (``brgm_pyro.models.misfit``; a misfit scale the generator recommends is left out with --blind)."""
     config = replace(default_config(generator, corruption, features), **settings.weights)
     if settings.misfit_scale is not None:  # 'none': the paper's model, whatever the generator recommends
         config = replace(config, misfit_scale=None if settings.misfit_scale == "none" else settings.misfit_scale)
+    if settings.blind and config.misfit_scale is not None:  # the misfit term needs the operator fixed
+        if settings.misfit_scale is not None:
+            raise ValueError(f"--misfit-scale needs a fixed operator, but --blind {' '.join(settings.blind)} makes "
+                             "its parameters unknown; drop one of the two")
+        config = replace(config, misfit_scale=None)  # the generator's recommendation: not for a blind operator
     model = brgm_model(generator, corruption, observation.to(generator.device), config=config, features=features)
     if settings.blind:
         model = replace(model, corruption=make_blind(model.corruption, list(settings.blind)))

@@ -22,7 +22,7 @@ import brgm_pyro
 
 from .. import generators  # generators.load_generator looked up at call time (tests replace it)
 from ..bundled import load_domain_classifier, load_test_images
-from ..corruptions import Corruption, make_corruption
+from ..corruptions import Corruption, make_corruption, setting_name
 from ..functional import image_shape
 from ..generators import PriorGenerator
 from ..inference import MethodOutput, to_inference_data, unknown_region
@@ -303,8 +303,7 @@ def _calibrate_real(o: Mapping[str, Any]) -> int:
                          exclude_ids=exclude, source=source)
     misfit = _calibrate_misfit(o['misfit_scale'])
     domain = (generator.img_channels, generator.img_resolution) == (1, 32) and o['generator'] == "fashion-mnist-32"
-    setting = (f"inpainting-mask{o['mask_id']}" if o['task'] == "inpainting"
-               else f"super-resolution-x{o['factor']}-{o['kernel']}")
+    setting = setting_name(corruption)
     out = Path(o['out'])
     report = real_image_calibration(
         generator, corruption, split, sigma_pixel=o['sigma_pixel'], misfit=misfit, alpha=o['alpha'],
