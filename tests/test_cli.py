@@ -409,3 +409,7 @@ def test_map_with_a_misfit_term_writes_the_reconstruction_and_the_generator_imag
     mask = standard_mask(0, truth.shape[-1]).expand_as(truth) > 0
     assert (recon - truth)[mask].square().mean() < 0.5 * (generated - truth)[mask].square().mean()
     assert (recon - generated)[~mask].abs().max() <= 1 / 127.5 + 1e-6  # hidden pixels: r's mean is 0
+    # the paper's model over it with --overwrite: one MAP image, the old G(w*) removed
+    assert main(["reconstruct", str(shirt), "--task", "inpainting", "--mask-id", "0", "--steps", "2",
+                 "--no-progress", "--method", "map", "--out", str(out), "--overwrite"]) == 0
+    assert (out / "map.png").is_file() and not (out / "map_generator.png").exists()

@@ -161,7 +161,7 @@ def _check_file(path: str | Path, what: str) -> Path:
 # --- --out -------------------------------------------------------------------------------------
 
 # Files the commands write; --overwrite removes these (and only these) from the output folder.
-_RUN_FILES = ("input.png", "truth.png", "map.png", "metrics.json", "summary.png",
+_RUN_FILES = ("input.png", "truth.png", "map.png", "map_generator.png", "metrics.json", "summary.png",
               *(f"{m}_{kind}" for m in METHODS for kind in ("mean.png", "samples.png", "std.png", "inference_data.nc")))
 DEMO_TASK_FOLDERS = ("super-resolution", "inpainting")
 
