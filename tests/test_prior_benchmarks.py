@@ -224,6 +224,8 @@ def test_model_card_exports_a_checkpoint_with_per_setting_weights(tmp_path):
     table = model_card.weights_table(weights["recommended_config"], weights["recommended_configs"])
     assert "| super-resolution-x4-bicubic-antialias | sigma_pixel 0.05, sigma_perceptual none, kappa 0 |" in table
     assert "| every other setting (`recommended_config`) | sigma_pixel 0.2, sigma_perceptual 0.05, kappa 0 |" in table
+    assert model_card.weights_text({"sigma_pixel": 0.05, "kappa": 0.25, "misfit_scale": 0.2}) == \
+        "sigma_pixel 0.05, sigma_perceptual none, kappa 0.25, misfit scale 0.2"
     # the card renders from what main() gathers (the slow parts, Frechet distance and evaluation, faked here)
     quality = {"fd_generated_vs_test": 96.97, "fd_train_vs_test": 0.91, "fd_blurred_test_vs_test": 158.1,
                "fd_blurred2_test_vs_test": 647.3, "fd_pixel_gaussian_vs_test": 646.1, "num_images": 10000,
