@@ -27,6 +27,14 @@ def _dense_operator(corruption, shape):
     return jac
 
 
+def _observed_operator(corruption, shape):
+    """A's rows of the observed outputs (by autograd) and the observed flags."""
+    A = _dense_operator(corruption, shape)
+    mask = corruption.observation_mask(shape)
+    observed = torch.ones(A.shape[0], dtype=torch.bool) if mask is None else mask.reshape(-1) > 0
+    return A[observed], observed
+
+
 def _half_mask(size=8):
     mask = torch.ones(1, size, size)
     mask[..., :, size // 2:] = 0
@@ -46,9 +54,7 @@ def test_likelihood_is_the_marginal_normal_with_sigma2_plus_tau2_AAT(corruption)
     mask = corruption.observation_mask(shape)
     trace = poutine.trace(lambda: lik(corruption(x), y, mask)).get_trace()
     got = trace.nodes["obs_pixel"]["fn"].log_prob(trace.nodes["obs_pixel"]["value"]).double()
-    A = _dense_operator(corruption, shape)
-    observed = torch.ones(A.shape[0], dtype=torch.bool) if mask is None else mask.reshape(-1) > 0
-    A_obs = A[observed]
+    A_obs, observed = _observed_operator(corruption, shape)
     cov = sigma ** 2 * torch.eye(A_obs.shape[0], dtype=torch.float64) + tau ** 2 * A_obs @ A_obs.T
     expected = torch.distributions.MultivariateNormal(x.double().reshape(3, -1) @ A_obs.T, cov).log_prob(
         y.double().reshape(-1)[observed])
@@ -69,10 +75,7 @@ def test_conditional_residual_draws_match_the_gaussian_conditional(corruption):
     n = 40_000
     r = lik.conditional_residual(generated.expand(n, *shape), y, torch.Generator().manual_seed(2))
     r = r.reshape(n, -1).double()
-    A = _dense_operator(corruption, shape)
-    mask = corruption.observation_mask(shape)
-    observed = torch.ones(A.shape[0], dtype=torch.bool) if mask is None else mask.reshape(-1) > 0
-    A_obs = A[observed]
+    A_obs, observed = _observed_operator(corruption, shape)
     S = sigma ** 2 * torch.eye(A_obs.shape[0], dtype=torch.float64) + tau ** 2 * A_obs @ A_obs.T
     e = y.double().reshape(-1)[observed] - A_obs @ generated.double().reshape(-1)
     mean = tau ** 2 * A_obs.T @ torch.linalg.solve(S, e)
@@ -96,10 +99,7 @@ def test_conditional_mean_residual_is_the_joint_mode_of_r(corruption):
     g = torch.Generator().manual_seed(5)
     generated = torch.rand(3, *shape, generator=g) * 2 - 1
     y = corruption(torch.rand(1, *shape, generator=g) * 2 - 1)[0]
-    A = _dense_operator(corruption, shape)
-    mask = corruption.observation_mask(shape)
-    observed = torch.ones(A.shape[0], dtype=torch.bool) if mask is None else mask.reshape(-1) > 0
-    A_obs = A[observed]
+    A_obs, observed = _observed_operator(corruption, shape)
     precision = A_obs.T @ A_obs / sigma ** 2 + torch.eye(64, dtype=torch.float64) / tau ** 2
     e = y.double().reshape(-1)[observed] - generated.double().reshape(3, -1) @ A_obs.T
     expected = torch.linalg.solve(precision, (e @ A_obs).T / sigma ** 2).T
