@@ -288,6 +288,29 @@ def summary(args: argparse.Namespace, records: dict) -> list[str]:
             + " | ".join(c[3] for c in columns) + " |"]
 
 
+def versus_lines(tasks: list[str], records: dict, other: dict, other_name: str) -> list[str]:
+    """This run against another run's records (``--versus``) on the images both hold: per setting and BRGM
+    method, the paired difference of the key metric (this minus that; mean ± standard error) and the images
+    where this run is better."""
+    lines = [f"Paired against {other_name} on the images both runs hold (this run minus that one, per image; "
+             "PSNR: higher is better, hidden RMSE: lower is better; mean ± standard error, images where this run is "
+             "better):", "", "| setting | metric | " + " | ".join(BRGM_METHODS.values()) + " |",
+             "|---|---|" + "---:|" * len(BRGM_METHODS)]
+    for task in tasks:
+        metric, sign = key_metric(task)
+        for label in sorted({k.split("|")[1] for k in records if k.startswith(f"{task}|")}):
+            keys = [k for k in problem_records(records, task, label, 0)[0] if k in other]
+            if not keys:
+                continue
+            cells = []
+            for method in BRGM_METHODS:
+                d, se, wins = paired([records[k][method][metric] for k in keys],
+                                     [other[k][method][metric] for k in keys], sign)
+                cells.append(f"{d:+.2f} ± {se:.2f} ({wins}/{len(keys)})")
+            lines.append(f"| {label} | {metric} | " + " | ".join(cells) + " |")
+    return lines
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--generator", default=harness.BUNDLED, help="generator name or checkpoint path")
@@ -305,6 +328,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="the model's pixel sigma (default: the generator's recommended one)")
     ap.add_argument("--seed", type=int, default=0, help="the seed benchmarks/baselines.py ran with")
     ap.add_argument("--table-only", action="store_true", help="print the table of the stored records")
+    ap.add_argument("--versus", type=Path, default=None,
+                    help="another run's --out folder: add the paired per-image differences to its records")
     args = ap.parse_args(argv)
     if args.batch_size < 2:
         ap.error("--batch-size must be >= 2 (a batched fit; each image is seeded as if alone)")
@@ -319,7 +344,9 @@ def main(argv: list[str] | None = None) -> int:
     if saved["identity"] != identity:
         raise SystemExit(f"{path} was made with other settings ({saved['identity']}); use another --out")
     records = saved["records"]
-    env = harness.environment()
+    if args.versus is not None and not (args.versus / "brgm_records.json").exists():
+        ap.error(f"--versus {args.versus}: no brgm_records.json there")
+    env = saved["environment"] if args.table_only and "environment" in saved else harness.environment()  # the run's
     title = f"benchmarks/prior_vs_baselines.py, generator {args.generator}"
 
     def save() -> None:
@@ -328,6 +355,9 @@ def main(argv: list[str] | None = None) -> int:
     if not args.table_only:
         run_brgm(args, records, save)
     lines = [harness.header(title, env), "", *table(args, records)]
+    if args.versus is not None:
+        other = json.loads((args.versus / "brgm_records.json").read_text())["records"]
+        lines += versus_lines(args.tasks, records, other, f"`{args.versus}`")
     (args.out / "prior_vs_baselines.md").write_text("\n".join(lines) + "\n")
     (args.out / "summary.md").write_text("\n".join([f"Generator `{args.generator}`; `benchmarks/prior_vs_baselines.py` "
                                                     f"(mean ± standard error over the images):", "",

@@ -88,6 +88,25 @@ def test_prior_vs_baselines_runs_on_the_stored_problems_and_refuses_other_ones(t
         prior_vs_baselines.main(["--out", str(tmp_path / "other"), "--baselines", str(other)] + args[2:])
 
 
+def test_versus_pairs_two_runs_image_by_image_on_the_images_both_hold():
+    def rec(psnr_map, psnr_pm):
+        return {"map": {"psnr": psnr_map}, "fullrank": {"psnr": psnr_pm}}
+
+    this = {"super-resolution|x4 bicubic-antialias|5001": rec(20.0, 21.0),
+            "super-resolution|x4 bicubic-antialias|5000": rec(18.0, 19.5),
+            "super-resolution|x4 bicubic-antialias|5002": rec(30.0, 30.0),  # not in the other run: left out
+            "inpainting|mask 0|5000": {"map": {"rmse_hidden": 50.0}, "fullrank": {"rmse_hidden": 40.0}}}
+    other = {"super-resolution|x4 bicubic-antialias|5000": rec(17.0, 19.0),
+             "super-resolution|x4 bicubic-antialias|5001": rec(20.5, 20.0),
+             "inpainting|mask 0|5000": {"map": {"rmse_hidden": 52.0}, "fullrank": {"rmse_hidden": 39.0}}}
+    lines = prior_vs_baselines.versus_lines(["super-resolution", "inpainting"], this, other, "v2")
+    sr = next(line for line in lines if line.startswith("| x4 bicubic-antialias | psnr |"))
+    # MAP: differences +1.0 and -0.5 -> mean +0.25, SE 0.75 / sqrt(2) * sqrt(2) = 0.75; better on 1 of 2
+    assert "+0.25 ± 0.75 (1/2)" in sr and "+0.75 ± 0.25 (2/2)" in sr
+    mask = next(line for line in lines if line.startswith("| mask 0 | rmse_hidden |"))
+    assert "-2.00 ± nan (1/1)" in mask and "+1.00 ± nan (0/1)" in mask  # lower RMSE is better
+
+
 def test_tune_weights_chooses_per_setting_among_the_candidates_that_fit():
     def cand(sr: float, m0: float, fit_sr: int, fit_m0: int) -> dict:
         """Two settings, five images; fit_*: how many have observed residual <= 1.25."""
