@@ -39,11 +39,12 @@ if __name__ == "__main__" and not __package__:  # run as a file: import from the
     sys.path[0] = str(Path(__file__).resolve().parents[1])
 
 from benchmarks import harness  # noqa: E402
+from benchmarks.prior_vs_baselines import (  # noqa: E402
+    BASELINE_NAMES, OBSERVED_TARGET, check_same_problems, generator_identity, key_metric, paired, score_batch)
 
 EVALUATION_IDS = range(5000, 5100)  # benchmarks/baselines.py's and prior_vs_baselines.py's evaluation images
-FIT_TARGET, FIT_SHARE = 1.25, 0.8  # issue #26: observed residual within 1.25x the noise on 80% of the images
-SETTING_KEYS = {"x4 bicubic-antialias": "super-resolution-x4-bicubic-antialias", "mask 0": "inpainting-mask0",
-                "mask 1": "inpainting-mask1"}  # problem label -> corruptions.setting_name
+FIT_TARGET = OBSERVED_TARGET  # issue #26: observed residual within 1.25x the noise ...
+FIT_SHARE = 0.8  # ... on 80% of the images
 
 
 def parse_sigma(text: str) -> float | None:
@@ -114,8 +115,6 @@ def choose_common(found: dict[str, dict[str, dict[str, list[float]]]], labels: l
 def paired_lines(found: dict, stored: dict, settings: list[tuple[str, dict]], chosen: dict[str, str]) -> list[str]:
     """Per setting: the chosen candidate minus each stored baseline, per image (PSNR for super-resolution,
     hidden RMSE for in-painting), mean +- standard error and the images on which BRGM is better."""
-    from benchmarks.prior_vs_baselines import BASELINE_NAMES, key_metric, paired
-
     lines = ["Chosen candidates against the tuned baselines on the same tuning problems (BRGM MAP minus "
              "baseline, per image: PSNR for super-resolution, higher is better; hidden RMSE for in-painting, "
              "lower is better; mean ± standard error, images where BRGM is better):", "",
@@ -162,9 +161,9 @@ def main(argv: list[str] | None = None) -> int:
                  f"--num-eval {args.num_tune} --out {args.baselines.parent} first")
 
     from benchmarks.baselines import problems
-    from benchmarks.prior_vs_baselines import check_same_problems, generator_identity, score_batch
     from brgm_pyro.app.features import build_features
     from brgm_pyro.bundled import load_test_images
+    from brgm_pyro.corruptions import setting_name
     from brgm_pyro.inference import MethodOptions
     from brgm_pyro.models.config import BRGMConfig
     from brgm_pyro.training.data import FASHION_MNIST_DIR, load_fashion_mnist
@@ -239,10 +238,10 @@ def main(argv: list[str] | None = None) -> int:
               "(``recommended_config``: the lowest mean of the three among the candidates that fit all three):", ""]
     configs = {}
     unfit = f" (no candidate fits {FIT_SHARE:.0%} of the images: lowest RMSE, does not meet the fit target)"
-    for lab in labels:
-        name, fitted = chosen[lab]
-        configs[SETTING_KEYS[lab]] = candidate_config(name)
-        lines.append(f"- {SETTING_KEYS[lab]}: {name}" + ("" if fitted else unfit))
+    for _, p in settings:  # each problem's metadata key is the setting name of its operator
+        name, fitted = chosen[p["label"]]
+        configs[setting_name(p["op"])] = candidate_config(name)
+        lines.append(f"- {setting_name(p['op'])}: {name}" + ("" if fitted else unfit))
     common, fitted = choose_common(found, labels)
     lines.append(f"- every other setting: {common}" + ("" if fitted else unfit))
     recommended = {"recommended_config": {**candidate_config(common), "prior_std": "per-dimension"},

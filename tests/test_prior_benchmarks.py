@@ -164,7 +164,8 @@ def test_tune_weights_writes_per_setting_metadata_and_pairs_with_the_stored_base
     assert set(recommended["recommended_configs"]) == {"super-resolution-x4-bicubic-antialias", "inpainting-mask0",
                                                        "inpainting-mask1"}
     BRGMConfig(**recommended["recommended_config"])  # a valid config
-    for label, key in tune_weights.SETTING_KEYS.items():
+    for label, key in {"x4 bicubic-antialias": "super-resolution-x4-bicubic-antialias", "mask 0": "inpainting-mask0",
+                       "mask 1": "inpainting-mask1"}.items():
         name, _ = tune_weights.choose(found, label)
         assert recommended["recommended_configs"][key] == tune_weights.candidate_config(name)
     md = (out / "tune_weights.md").read_text()

@@ -113,7 +113,7 @@ def training_options(config: dict) -> str:
 def weights_text(config: dict) -> str:
     perc = "none" if config.get("sigma_perceptual") is None else f"{config['sigma_perceptual']:g}"
     tau = config.get("misfit_scale")
-    misfit = "" if tau is None else f", misfit scale {tau:g}" if not isinstance(tau, str) else f", misfit scale {tau}"
+    misfit = "" if tau is None else f", misfit scale {_value(tau)}"
     return f"sigma_pixel {config['sigma_pixel']:g}, sigma_perceptual {perc}, kappa {config['kappa']:g}{misfit}"
 
 
