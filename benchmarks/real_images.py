@@ -41,8 +41,18 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--num-calibration", type=int, default=30)
     p.add_argument("--num-evaluation", type=int, default=30)
     p.add_argument("--split-seed", type=int, default=25)
+    p.add_argument("--exclude", type=int, nargs=2, action="append", default=[], metavar=("FIRST", "LAST"),
+                   help="also leave out the test images FIRST..LAST (inclusive; e.g. the weight-tuning images "
+                        "6000 6019), besides the 100 bundled ones; repeatable")
     p.add_argument("--seed", type=int, default=0, help="noise and method seeds")
-    p.add_argument("--sigma-pixel", type=float, default=0.1)
+    p.add_argument("--config", choices=("plain", "recommended"), default="plain",
+                   help="the model: 'plain' (the paper's pixel likelihood at --sigma-pixel, kappa 0) or "
+                        "'recommended' (the weights `brgm reconstruct` fits its posterior with for the setting: the "
+                        "generator's recommended sigma_pixel and misfit scale, kappa 0, no perceptual term; "
+                        "default: %(default)s)")
+    p.add_argument("--sigma-pixel", type=float, default=None,
+                   help="noise sigma of the observations (default: 0.1, or the recommended sigma_pixel with "
+                        "--config recommended)")
     p.add_argument("--alpha", type=float, default=0.1)
     p.add_argument("--misfit", default="fit", help="'fit' (from calibration MAP residuals), a number, or 'none'")
     p.add_argument("--num-draws", type=int, default=256)
@@ -64,6 +74,8 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
 
     harness.limit_threads(args.threads)
+    if args.sigma_pixel is None and args.config == "plain":
+        args.sigma_pixel = 0.1
     from brgm_pyro.study.real_images import RealCalibrationReport
 
     if args.table_only:
@@ -85,6 +97,14 @@ def main(argv: list[str] | None = None) -> int:
     else:
         corruption = make_corruption("super-resolution", 32, factor=args.factor, kernel=args.kernel)
         setting = f"super-resolution-x{args.factor}-{args.kernel}"
+    config = None
+    if args.config == "recommended":  # what `brgm reconstruct` fits its posterior with for this setting
+        from brgm_pyro.inference.recommended import calibrated_config
+        from brgm_pyro.models.brgm import default_config
+
+        config = calibrated_config(default_config(G, corruption))
+        if args.sigma_pixel is None:
+            args.sigma_pixel = config.sigma_pixel
     if args.source == "model":
         import torch
 
@@ -104,12 +124,13 @@ def main(argv: list[str] | None = None) -> int:
     else:
         test, _ = load_fashion_mnist("test", FASHION_MNIST_DIR, 32)
         split = split_images(test, range(test.shape[0]), args.num_calibration, args.num_evaluation,
-                             seed=args.split_seed, exclude_ids=load_test_images()[2].tolist(),
+                             seed=args.split_seed, exclude_ids=load_test_images()[2].tolist() + [
+                                 i for first, last in args.exclude for i in range(first, last + 1)],
                              source=f"{FASHION_MNIST_DIR} (test split)")
     misfit = None if args.misfit == "none" else (args.misfit if args.misfit == "fit" else float(args.misfit))
     t0 = time.perf_counter()
     report = real_image_calibration(
-        G, corruption, split, sigma_pixel=args.sigma_pixel, misfit=misfit, alpha=args.alpha,
+        G, corruption, split, sigma_pixel=args.sigma_pixel, misfit=misfit, alpha=args.alpha, config=config,
         num_draws=args.num_draws, seed=args.seed, batch_size=args.batch_size, scales=args.scales or DEFAULT_SCALES,
         classifier=load_domain_classifier(), setting=setting, out=args.out / f"{setting}.json",
         log=lambda text: print(f"[{time.perf_counter() - t0:7.0f} s] {text}", flush=True))
@@ -120,7 +141,8 @@ def main(argv: list[str] | None = None) -> int:
 def print_report(report, path: Path, split: str = "evaluation", factors_from: Path | None = None) -> None:
     s = report.settings
     print(f"\n## {s['setting']} ({s['corruption']}), sigma {s['sigma_pixel']}, alpha {s['alpha']}, "
-          f"misfit tau {s.get('misfit_scale', '-')}, torch threads {s.get('torch_threads')} ({path})\n")
+          f"misfit tau {s.get('misfit_scale', '-')}, model {s.get('config', 'plain')}, "
+          f"torch threads {s.get('torch_threads')} ({path})\n")
     print(f"{split} images:\n")
     print(report.table(split))
     print()

@@ -29,7 +29,8 @@ from .parameters import parameter_draws, parameter_summary
 from .posterior import InferenceResult, PixelStatistics, Posterior, PosteriorSamples, single_image_model
 from .quantities import log_likelihood, unknown_region
 from .recommended import (
-    RECOMMENDED_KEEP, RECOMMENDED_STARTS, RECOMMENDED_VI_STEPS, calibrated_model, fit_recommended_posterior,
+    RECOMMENDED_KEEP, RECOMMENDED_STARTS, RECOMMENDED_VI_STEPS, calibrated_config, calibrated_model,
+    fit_recommended_posterior,
 )
 from .run import MethodOptions, MethodOutput, run_method, run_methods
 from .vi import PENALTY_WEIGHTINGS, InverseGammaPenalty, VIPosterior, fit_vi
@@ -53,7 +54,8 @@ __all__ = [
     "run_neutra", "run_preconditioned_nuts",
     # one way to run a method, and the recommended posterior
     "MethodOptions", "MethodOutput", "run_method", "run_methods",
-    "RECOMMENDED_KEEP", "RECOMMENDED_STARTS", "RECOMMENDED_VI_STEPS", "calibrated_model", "fit_recommended_posterior",
+    "RECOMMENDED_KEEP", "RECOMMENDED_STARTS", "RECOMMENDED_VI_STEPS", "calibrated_config", "calibrated_model",
+    "fit_recommended_posterior",
     # posteriors and widening
     "InferenceResult", "PixelStatistics", "Posterior", "PosteriorSamples", "single_image_model",
     "check_interval_scale", "widen", "widen_distribution",

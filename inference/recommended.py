@@ -16,7 +16,7 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any, Sequence
 
-from brgm_pyro.models import BRGMModel, brgm_model
+from brgm_pyro.models import BRGMConfig, BRGMModel, brgm_model
 from brgm_pyro.models.priors import gaussian_loc_scale
 
 from .map import latent_initial_values
@@ -44,6 +44,12 @@ per task): coverage and posterior-mean RMSE unchanged within their standard erro
 the former fit's time; the numbers are in docs/speed.md ("What the recommended posterior costs")."""
 
 
+def calibrated_config(config: BRGMConfig) -> BRGMConfig:
+    """The weights the recommended posterior is fitted with for a model of ``config``: its ``sigma_pixel``
+    and misfit scale kept, the perceptual term and the colinearity prior dropped, per-dimension prior std."""
+    return replace(config, sigma_perceptual=None, kappa=0.0, prior_std="per-dimension")
+
+
 def calibrated_model(model: BRGMModel) -> BRGMModel:
     """The model the recommended posterior is fitted to, the one its calibration was measured on.
 
@@ -62,7 +68,7 @@ def calibrated_model(model: BRGMModel) -> BRGMModel:
     if latent_initial_values(model):
         raise ValueError("the recommended posterior does not infer noise levels or corruption parameters "
                          "(learn_noise / make_blind, --learn-noise / --blind): use map, vi or mcmc for those")
-    target = replace(model.config, sigma_perceptual=None, kappa=0.0, prior_std="per-dimension")
+    target = calibrated_config(model.config)
     if target == model.config:
         return model
     calibrated = brgm_model(model.generator, model.corruption, model.observation, config=target)

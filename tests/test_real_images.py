@@ -151,6 +151,49 @@ def test_real_image_calibration_end_to_end_with_resume(tmp_path, one_thread):
                                num_stats_samples=200)
 
 
+
+def test_a_given_config_is_the_model_calibrated_and_equals_the_misfit_variant_it_matches(tmp_path, one_thread):
+    """config=...: the weights `brgm reconstruct` fits its posterior with (here sigma and a misfit scale) are the
+    model measured; its records equal those of the "misfit" variant built from the plain model at the same tau,
+    and MAP's RMSE is that of G(w*) + E[r | y, w*] (the misfit model's point estimate)."""
+    from brgm_pyro.models import BRGMConfig, brgm_model
+    from brgm_pyro.models.brgm import generate
+    from brgm_pyro.models.misfit import point_images
+
+    G, f, split = _setup()
+    options = dict(num_starts=2, num_steps=30, vi_steps=5, num_particles=2)
+    common = dict(alpha=0.2, scales=(1.0,), num_draws=32, batch_size=2, fit_options=options, setting="s",
+                  num_stats_samples=200)
+    tau = 0.3
+    both = real_image_calibration(G, f, split, misfit=tau, **common)
+    config = BRGMConfig(0.1, None, 0.0, "per-dimension", misfit_scale=tau)
+    given = real_image_calibration(G, f, split, misfit=None, config=config, out=tmp_path / "c.json", **common)
+    assert given.settings["config"]["misfit_scale"] == tau and "config" not in both.settings
+    untimed = lambda recs: {part: [{k: v for k, v in r.items() if not k.endswith("_seconds")} for r in rs]
+                            for part, rs in recs.items()}
+    assert untimed(given.records["plain"]) == untimed(both.records["misfit"])
+    assert given.label("plain") == "sigma 0.1, misfit tau 0.3" and both.label("plain") == "plain"
+    assert "| sigma 0.1, misfit tau 0.3 | 1: 1 |" in given.table()
+    # MAP's RMSE is the point estimate's: recompute it for the first calibration image from its MAP latent
+    record = given.records["plain"]["calibration"][0]
+    problem = real_problems(f, split.calibration[:1], split.calibration_ids[:1], 0.1, 0)[0]
+    model = brgm_model(G, f, problem.observation, config=config, num_stats_samples=200)
+    from brgm_pyro.inference.map import map_estimate
+    from brgm_pyro.study.problems import derive_seed
+
+    w = map_estimate(model, num_steps=30, seed=derive_seed(0, problem.index, 0)).latent
+    image = point_images(model, generate(G, model.prior.ws_from_latent(w).unsqueeze(0)))[0]
+    rmse = lambda x, where: float(((x[where] - problem.image[0][where]) * 127.5).square().mean().sqrt())
+    everywhere = torch.ones_like(problem.unknown)
+    assert record["map"]["rmse_unknown"] == pytest.approx(rmse(image, problem.unknown), rel=1e-4)
+    assert record["map"]["rmse_image"] == pytest.approx(rmse(image, everywhere), rel=1e-4)  # r fills the observed half
+    alone = generate(G, model.prior.ws_from_latent(w).unsqueeze(0))[0]
+    assert record["map"]["rmse_image"] < rmse(alone, everywhere) - 1
+    with pytest.raises(ValueError, match="its own misfit scale"):
+        real_image_calibration(G, f, split, misfit="fit", config=config, **common)
+    with pytest.raises(ValueError, match="feature network"):
+        real_image_calibration(G, f, split, misfit=None, config=BRGMConfig(0.1, 0.05, 0.0, "per-dimension"), **common)
+
 def test_calibrate_images_cli_on_a_folder_of_real_images(tmp_path, monkeypatch, capsys, tiny_generator, one_thread):
     import json
 
@@ -168,7 +211,8 @@ def test_calibrate_images_cli_on_a_folder_of_real_images(tmp_path, monkeypatch, 
     out = tmp_path / "out"
     assert main(["calibrate", "--task", "inpainting", "--mask-id", "0", "--images", str(folder),
                  "--num-calibration", "2", "--num-evaluation", "2", "--steps", "5", "--num-draws", "16",
-                 "--misfit-scale", "0.2", "--alpha", "0.5", "--out", str(out), "--no-progress"]) == 0
+                 "--misfit-scale", "0.2", "--alpha", "0.5", "--out", str(out), "--no-progress",
+                 "--model", "plain"]) == 0
     printed = capsys.readouterr().out
     assert "| plain | 1: 1 |" in printed and "| misfit | 1: 1 |" in printed and "conformal scale" in printed
     assert "| plain | 0.5 | conformal:" in printed and "interval factors for inpainting-mask0:" in printed
@@ -180,6 +224,28 @@ def test_calibrate_images_cli_on_a_folder_of_real_images(tmp_path, monkeypatch, 
     assert main(["calibrate", "--task", "inpainting", "--images", str(folder), "--num-calibration", "4",
                  "--num-evaluation", "2", "--out", str(tmp_path / "o2")]) == 2
     assert "4 + 2 images asked for, 5 available" in capsys.readouterr().err
+    # the default model is the posterior `brgm reconstruct` fits: the generator's recommended sigma_pixel and misfit
+    # scale for the setting (its perceptual term and kappa dropped), at that noise
+    tiny_generator.metadata = {"recommended_config": {"sigma_pixel": 0.3, "sigma_perceptual": 0.05, "kappa": 0.25},
+                               "recommended_configs": {"inpainting-mask0": {"sigma_pixel": 0.07, "misfit_scale": 0.3}}}
+    out3 = tmp_path / "o3"
+    args = ["calibrate", "--task", "inpainting", "--mask-id", "0", "--images", str(folder), "--num-calibration", "2",
+            "--num-evaluation", "2", "--steps", "5", "--num-draws", "16", "--alpha", "0.5", "--no-progress"]
+    assert main(args + ["--out", str(out3)]) == 0
+    printed = capsys.readouterr().out
+    settings = json.loads((out3 / "real_calibration.json").read_text())["settings"]
+    assert settings["sigma_pixel"] == 0.07 and settings["config"] == {
+        "sigma_pixel": 0.07, "sigma_perceptual": None, "kappa": 0.0, "prior_std": "per-dimension", "misfit_scale": 0.3}
+    assert "| sigma 0.07, misfit tau 0.3 | 1: 1 |" in printed
+    assert "sigma 0.07; model sigma 0.07, misfit tau 0.3" in printed
+    assert json.loads((out3 / "interval_scales.json").read_text())["interval_calibration"]["inpainting-mask0"][
+        "sigma_pixel"] == 0.07
+    assert main(args + ["--out", str(tmp_path / "o4"), "--sigma-pixel", "0.2"]) == 0  # the flag sets model and noise
+    capsys.readouterr()
+    assert json.loads((tmp_path / "o4" / "real_calibration.json").read_text())["settings"]["config"][
+        "sigma_pixel"] == 0.2
+    assert main(args + ["--out", str(tmp_path / "o5"), "--misfit-scale", "fit"]) == 2  # the recommended has its own
+    assert "its own misfit scale" in capsys.readouterr().err
 
 
 def test_plausibility_counts_draws_the_classifier_cannot_place():

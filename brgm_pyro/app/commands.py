@@ -12,7 +12,7 @@ import importlib
 import importlib.metadata
 import math
 import platform
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
@@ -25,12 +25,13 @@ from ..bundled import load_domain_classifier, load_test_images
 from ..corruptions import Corruption, make_corruption, setting_name
 from ..functional import image_shape
 from ..generators import PriorGenerator
-from ..inference import MethodOutput, to_inference_data, unknown_region
+from ..inference import MethodOutput, calibrated_config, to_inference_data, unknown_region
 from ..jsonfile import write_json
 from ..study import calibrate, methods_from, resolve_methods, simulate_problems
+from ..study.problems import SIMULATION_SIGMA_PIXEL
 from ..study.real_images import folder_images, real_image_calibration, split_images
 from ..study.interval_scale import fit_method_interval_scale, widened
-from ..models import BRGMModel
+from ..models import BRGMModel, default_config
 from ..models.likelihoods import gaussian_pixel_noise
 from ..training.data import load_fashion_mnist
 from ..training.trainer import TrainingConfig, export_generator, train_generator
@@ -249,10 +250,11 @@ def cmd_calibrate(settings: Settings) -> int:
                                  **({"factor": o['factor'], "kernel": o['kernel']} if o['task'] == "super-resolution"
                                     else {"mask_id": o['mask_id']}))
     problem_seed = o['seed'] if o['problem_seed'] is None else o['problem_seed']
-    problems = simulate_problems(generator, corruption, o['num_problems'], sigma_pixel=o['sigma_pixel'],
+    sigma = SIMULATION_SIGMA_PIXEL if o['sigma_pixel'] is None else o['sigma_pixel']
+    problems = simulate_problems(generator, corruption, o['num_problems'], sigma_pixel=sigma,
                                  prior_std=o['prior_std'], seed=problem_seed)
     identity = {"task": o['task'], "corruption": corruption.describe(), "generator": o['generator'],
-                "sigma_pixel": o['sigma_pixel'], "prior_std": o['prior_std'], "kappa": 0.0,
+                "sigma_pixel": sigma, "prior_std": o['prior_std'], "kappa": 0.0,
                 "problem_seed": problem_seed, "steps": o['steps']}
     out = Path(o['out'])
     if o['fit_interval_scale']:
@@ -302,18 +304,28 @@ def _calibrate_real(o: Mapping[str, Any]) -> int:
     split = split_images(images, ids, o['num_calibration'], o['num_evaluation'], seed=o['split_seed'],
                          exclude_ids=exclude, source=source)
     misfit = _calibrate_misfit(o['misfit_scale'])
+    config, sigma = None, SIMULATION_SIGMA_PIXEL if o['sigma_pixel'] is None else o['sigma_pixel']
+    if o['model'] == "recommended":  # the posterior `brgm reconstruct` fits for this setting, and its noise
+        config = calibrated_config(default_config(generator, corruption))
+        if o['sigma_pixel'] is not None:
+            config = replace(config, sigma_pixel=o['sigma_pixel'])
+        if config.sigma_pixel is None:
+            raise ValueError("the generator's recommended weights have no pixel likelihood (sigma_pixel): "
+                             "pass --sigma-pixel or --model plain")
+        sigma = config.sigma_pixel
     domain = (generator.img_channels, generator.img_resolution) == (1, 32) and o['generator'] == "fashion-mnist-32"
     setting = setting_name(corruption)
     out = Path(o['out'])
     report = real_image_calibration(
-        generator, corruption, split, sigma_pixel=o['sigma_pixel'], misfit=misfit, alpha=o['alpha'],
+        generator, corruption, split, sigma_pixel=sigma, misfit=misfit, alpha=o['alpha'], config=config,
         num_draws=o['num_draws'], seed=o['seed'], batch_size=o['batch_size'],
         classifier=load_domain_classifier(o['device'] or "cpu") if domain else None, setting=setting,
         fit_options={"num_steps": o['steps']},
         out=out / "real_calibration.json", log=None if o['no_progress'] else print)
     write_json(report.interval_scales("plain"), out / "interval_scales.json", indent=1)
     print(f"# {o['task']} ({corruption.describe()}) on real images of {o['images']}: {len(split.calibration_ids)} "
-          f"calibration, {len(split.evaluation_ids)} evaluation ({split.rule}); sigma {o['sigma_pixel']}")
+          f"calibration, {len(split.evaluation_ids)} evaluation ({split.rule}); sigma {sigma}"
+          + (f"; model {report.label('plain')} (kappa 0, no perceptual term)" if config is not None else ""))
     print(report.table())
     fit = report.fit("plain")
     print(f"conformal scale (alpha {o['alpha']}, n = {fit['num_images']}): {fit['scale']} "

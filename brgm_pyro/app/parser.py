@@ -227,7 +227,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--steps", type=int, default=500, help="optimisation steps of the methods (default: %(default)s)")
     p.add_argument("--seed", type=int, default=0, help="seed of the methods and their draws (default: %(default)s)")
     p.add_argument("--problem-seed", type=int, default=None, help="seed of the simulated problems (default: --seed)")
-    p.add_argument("--sigma-pixel", type=float, default=0.1, help="the model's pixel noise std (default: %(default)s)")
+    p.add_argument("--sigma-pixel", type=float, default=None,
+                   help="the model's pixel noise std, also the noise added to the observations (default: 0.1; with "
+                        "--images and --model recommended the generator's recommended sigma_pixel for the setting)")
     p.add_argument("--prior-std", default="per-dimension", choices=("per-dimension", "scalar"))
     p.add_argument("--generator", default="fashion-mnist-32", help="bundled name or checkpoint path")
     p.add_argument("--device", default=None, help="cuda or cpu (default: cuda when available)")
@@ -247,9 +249,15 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--split-seed", type=int, default=25, help="seed of the split (default: %(default)s)")
     r.add_argument("--alpha", type=float, default=0.1,
                    help="the conformal scale guarantees coverage >= 1 - alpha (default: %(default)s)")
+    r.add_argument("--model", choices=("recommended", "plain"), default="recommended",
+                   help="the posterior calibrated: 'recommended' (default: the one `brgm reconstruct` fits for this "
+                        "setting -- the generator's recommended sigma_pixel and misfit scale, kappa 0, no perceptual "
+                        "term -- so the interval factors written are the ones it applies) or 'plain' (the paper's "
+                        "pixel likelihood at --sigma-pixel)")
     r.add_argument("--misfit-scale", default="none",
                    help="also measure the model with the generator's misfit term: 'fit' (tau from calibration "
-                        "MAP residuals) or a number; 'none' (default) measures the paper's model only")
+                        "MAP residuals) or a number; 'none' (default) measures --model only (not with a "
+                        "recommended model that has its own misfit scale)")
     r.add_argument("--batch-size", type=int, default=5, help="images fitted together (default: %(default)s)")
     return parser
 

@@ -41,8 +41,12 @@ def derive_seed(*parts: int) -> int:
     return int(np.random.SeedSequence([int(p) for p in parts]).generate_state(1)[0] & 0x7FFFFFFF)
 
 
-def problem_model(generator, corruption, *, sigma_pixel: float = 0.1, prior_std: str = "per-dimension",
-                  kappa: float = 0.0, num_stats_samples: int = 10_000) -> BRGMModel:
+SIMULATION_SIGMA_PIXEL = 0.1
+"""The pixel noise of the simulated calibration problems (and of `brgm calibrate` unless --sigma-pixel)."""
+
+
+def problem_model(generator, corruption, *, sigma_pixel: float = SIMULATION_SIGMA_PIXEL,
+                  prior_std: str = "per-dimension", kappa: float = 0.0, num_stats_samples: int = 10_000) -> BRGMModel:
     """The model problems are drawn from: ``BRGMConfig(sigma_pixel, None, kappa, prior_std)``
     (Gaussian prior on W+, pixel likelihood only), with a zero placeholder observation."""
     config = BRGMConfig(sigma_pixel, None, kappa, prior_std)
@@ -81,7 +85,7 @@ def simulate_problem(model: BRGMModel, index: int, seed: int = 0) -> Calibration
                               unknown_region(model.corruption, model.image_shape))
 
 
-def simulate_problems(generator, corruption, num_problems: int, *, sigma_pixel: float = 0.1,
+def simulate_problems(generator, corruption, num_problems: int, *, sigma_pixel: float = SIMULATION_SIGMA_PIXEL,
                       prior_std: str = "per-dimension", kappa: float = 0.0, seed: int = 0,
                       start: int = 0) -> list[CalibrationProblem]:
     """``num_problems`` problems (indices ``start`` ...) drawn from the model with a Gaussian prior

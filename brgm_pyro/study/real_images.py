@@ -30,7 +30,7 @@ from __future__ import annotations
 import json
 import math
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
@@ -41,7 +41,7 @@ from brgm_pyro.functional import image_shape, mean_squared_error_255
 from brgm_pyro.io import load_image
 from brgm_pyro.models.brgm import BRGMModel, brgm_model, corrupt, generate
 from brgm_pyro.models.config import BRGMConfig
-from brgm_pyro.models.misfit import MisfitPixelLikelihood, predictive_images
+from brgm_pyro.models.misfit import MisfitPixelLikelihood, point_images, predictive_images
 
 from brgm_pyro.inference.intervals import DEFAULT_FACTORS, central_interval, interval_coverage_by_factor
 from brgm_pyro.inference.multistart import fit_multistart_fullrank
@@ -218,10 +218,11 @@ def _measure_image(model: BRGMModel, posterior, problem: RealProblem, map_latent
     corrupted = corrupt(model.corruption, map_image.to(model.observation.device))[0].cpu()
     obs = model.observation.cpu()
     observed = torch.ones_like(obs, dtype=torch.bool) if model.mask is None else model.mask.cpu() > 0
-    residual = (obs - corrupted)[observed].double()
+    residual = (obs - corrupted)[observed].double()  # of G(w*) itself (the misfit's moment fit reads it)
+    point = point_images(model, map_image.to(model.observation.device)).cpu()  # G(w*) + E[r | y, w*] with a misfit
     record: dict[str, Any] = {
-        "map": {"rmse_unknown": math.sqrt(_mse(map_image[0][unknown], truth[unknown])),
-                "rmse_image": math.sqrt(_mse(map_image[0], truth)),
+        "map": {"rmse_unknown": math.sqrt(_mse(point[0][unknown], truth[unknown])),
+                "rmse_image": math.sqrt(_mse(point[0], truth)),
                 "residual_ms_observed": float(residual.square().mean()),
                 "residual_sd_observed": float(residual.std())},
     }
@@ -410,11 +411,12 @@ class RealCalibrationReport:
             for choice in ("conformal", "plug-in"):
                 for e in self.interval_summary(variant, split, choice):
                     if e["factor"] is None:
-                        lines.append(f"| {variant} | {e['level']:g} | {choice}: none on the grid meets the bound "
+                        lines.append(f"| {self.label(variant)} | {e['level']:g} | {choice}: none on the grid meets "
+                                     "the bound "
                                      f"(n = {e['num_calibration']}) | - | - | - |")
                         continue
                     chosen = f"{choice}: {e['factor']:g} (n = {e['num_calibration']})"
-                    lines.append(f"| {variant} | {e['level']:g} | {chosen} | {e['num_images']} | "
+                    lines.append(f"| {self.label(variant)} | {e['level']:g} | {chosen} | {e['num_images']} | "
                                  f"{_mean_se_text(e['coverage'], 3)} | {_mean_se_text(e['width'], 1)} |")
         return "\n".join(lines)
 
@@ -442,6 +444,14 @@ class RealCalibrationReport:
             out["unplaceable"] = mean_se(p["unplaceable"] for p in plaus)
         return out
 
+    def label(self, variant: str) -> str:
+        """The variant's name in tables: "plain" run with a given config (``settings["config"]``) names its weights."""
+        config = self.settings.get("config")
+        if variant != "plain" or not config:
+            return variant
+        tau = config.get("misfit_scale")
+        return f"sigma {config['sigma_pixel']:g}" + ("" if tau is None else f", misfit tau {tau:g}")
+
     def chosen_scales(self, variant: str) -> dict[str, float | None]:
         fit = self.fit(variant)
         return {"1": 1.0, "plug-in": fit["plug_in_scale"], "conformal": fit["scale"]}
@@ -458,7 +468,8 @@ class RealCalibrationReport:
             n_cal = len(self.records[variant].get("calibration", []))
             for name, scale in self.chosen_scales(variant).items():
                 if scale is None:
-                    lines.append(f"| {variant} | {name}: none on the grid meets the bound (n = {n_cal}) | - | - | - "
+                    lines.append(f"| {self.label(variant)} | {name}: none on the grid meets the bound (n = {n_cal}) "
+                                 "| - | - | - "
                                  "| - | - | - | - | - | - |")
                     continue
                 s = self.summary(variant, split, scale)
@@ -467,7 +478,8 @@ class RealCalibrationReport:
                 ratio = "-" if r["ratio"] is None else f"{r['ratio']:.2f}" + (
                     "" if r["se"] is None else f" ± {r['se']:.2f}")
                 lines.append("| " + " | ".join([
-                    variant, f"{name}: {scale:g}" + ("" if name == "1" else f" (n = {n_cal})"), str(s["num_images"]),
+                    self.label(variant), f"{name}: {scale:g}" + ("" if name == "1" else f" (n = {n_cal})"),
+                    str(s["num_images"]),
                     ms(cov.get(0.9)), ms(cov.get(0.5)), ms(s["rmse_unknown"], 1), ms(s["rmse_unknown_map"], 1),
                     ms(s["rmse_unknown_minus_map"], 1) + f" ({s['mean_beats_map']}/{s['num_images']})", ratio,
                     ms(s.get("max_softmax"), 3), ms(s.get("unplaceable"), 3)]) + " |")
@@ -548,12 +560,22 @@ def real_image_calibration(generator, corruption, split: RealImageSplit, *, sigm
                            setting: str | None = None, fit_options: Mapping[str, Any] | None = None,
                            out: str | Path | None = None, log: Callable[[str], None] | None = None,
                            num_stats_samples: int = 10_000,
-                           factors: Sequence[float] = DEFAULT_FACTORS) -> RealCalibrationReport:
-    """Measure the recommended posterior on real images (module docstring).  ``misfit``: None (the
-    paper's model only), a fixed tau, or "fit" (tau from the plain variant's calibration MAP
-    residuals); ``out``: a JSON file written after every batch and read back to resume (records of
-    the same settings are kept; a split with more evaluation images, the old ones first, extends the
-    run: ``split_images`` with a larger ``num_evaluation`` gives exactly that)."""
+                           factors: Sequence[float] = DEFAULT_FACTORS, config: BRGMConfig | None = None,
+                           features: torch.nn.Module | None = None) -> RealCalibrationReport:
+    """Measure the recommended posterior on real images (module docstring).  ``sigma_pixel``: the noise
+    added to the observations; ``config``: the model's weights (default: the paper's pixel likelihood at
+    ``sigma_pixel``, no perceptual term, kappa 0 -- the "plain" variant; pass ``default_config(generator,
+    corruption, features)`` and ``features`` to calibrate the posterior ``brgm reconstruct`` runs, misfit
+    term included); ``misfit``: None (that model only), a fixed tau, or "fit" (tau from the plain variant's
+    calibration MAP residuals), not with a ``config`` that has its own; ``out``: a JSON file written after
+    every batch and read back to resume (records of the same settings are kept; a split with more
+    evaluation images, the old ones first, extends the run: ``split_images`` with a larger
+    ``num_evaluation`` gives exactly that)."""
+    config = config or BRGMConfig(sigma_pixel, None, 0.0, "per-dimension")
+    if misfit is not None and config.misfit_scale is not None:
+        raise ValueError(f"the config has its own misfit scale ({config.misfit_scale}); pass misfit=None")
+    if config.sigma_perceptual is not None and features is None:
+        raise ValueError("the config has a perceptual term (sigma_perceptual): pass its feature network (features)")
     levels = [float(a) for a in levels]
     if not any(math.isclose(a, 1 - alpha) for a in levels):
         levels = sorted(levels + [1 - alpha])
@@ -567,6 +589,8 @@ def real_image_calibration(generator, corruption, split: RealImageSplit, *, sigm
                 "fit_options": recommended_fit_options(**dict(fit_options or {})), "misfit": misfit,
                 "conformal_max_scale": CONFORMAL_MAX_SCALE, "interval_factors": sorted(float(f) for f in factors),
                 "torch_threads": torch.get_num_threads()}
+    if config != BRGMConfig(sigma_pixel, None, 0.0, "per-dimension"):  # recorded when not the plain default
+        settings["config"] = asdict(config)
     records: dict[str, dict[str, list]] = {}
     reference: dict[str, Any] = {}
     if out is not None and Path(out).is_file():
@@ -582,9 +606,9 @@ def real_image_calibration(generator, corruption, split: RealImageSplit, *, sigm
         if "misfit_scale" in old.settings:
             settings["misfit_scale"] = old.settings["misfit_scale"]
     say = log or (lambda text: None)
-    config = BRGMConfig(sigma_pixel, None, 0.0, "per-dimension")
     placeholder = torch.zeros(corruption.output_shape(image_shape(generator)))
-    plain = brgm_model(generator, corruption, placeholder, config=config, num_stats_samples=num_stats_samples)
+    plain = brgm_model(generator, corruption, placeholder, config=config, features=features,
+                       num_stats_samples=num_stats_samples)
     problems = {"calibration": real_problems(corruption, split.calibration, split.calibration_ids, sigma_pixel, seed),
                 "evaluation": real_problems(corruption, split.evaluation, split.evaluation_ids, sigma_pixel, seed)}
 
@@ -618,7 +642,7 @@ def real_image_calibration(generator, corruption, split: RealImageSplit, *, sigm
             tau = float(misfit)
         settings["misfit_scale"] = tau
         say(f"misfit scale tau = {tau:.4f}")
-        variants["misfit"] = brgm_model(generator, corruption, placeholder, prior=plain.prior,
+        variants["misfit"] = brgm_model(generator, corruption, placeholder, prior=plain.prior, features=features,
                                         config=replace(config, misfit_scale=tau))
         run("misfit", variants["misfit"], "calibration")
     # evaluation images batch by batch, every variant on each batch: a cut-short run stays paired
