@@ -258,6 +258,22 @@ def test_model_card_exports_a_checkpoint_with_per_setting_weights(tmp_path):
     assert "`brgm train-generator --out RUN --batch-size 4 --ema-kimg 500`" in card
     assert "HELD-OUT TABLE" in card and "Trouser 50.0% · Bag 50.0%" in card and table in card
     assert "Not measured for this file" in model_card.card_text(info, "", "")
+    assert "None recorded" in card  # no interval factors yet
+    # interval factors fitted for the exported file go into its metadata and the card's JSON, nothing else changes
+    (out / "fashion-mnist-32.json").write_text(json.dumps({"quality": quality}))
+    factors = {"inpainting-mask0": {"0.5": 1.3, "0.9": 1.75}}
+    model_card.store_interval_factors(out, factors)
+    stored = load_generator(out / "fashion-mnist-32.pt")
+    assert stored.metadata == {**G.metadata, "interval_factors": factors}
+    assert torch.equal(stored.mapping(torch.ones(1, 8)), G.mapping(torch.ones(1, 8)))
+    assert json.loads((out / "fashion-mnist-32.json").read_text()) == {"quality": quality, "interval_factors": factors}
+    card = model_card.card_text({**info, "interval_factors": factors}, "", "")
+    assert "| inpainting-mask0 | 1.3 | 1.75 |" in card and "None recorded" not in card
+    with pytest.raises(SystemExit, match="is not a benchmarks/real_images.py run"):
+        model_card.fitted_interval_factors(tmp_path)  # recommended.json
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(SystemExit, match="holds no real-image run"):
+        model_card.fitted_interval_factors(tmp_path / "empty")
     del weights["tuning"]
     (tmp_path / "bad.json").write_text(json.dumps(weights))
     with pytest.raises(SystemExit, match=r"lacks \['tuning'\]"):

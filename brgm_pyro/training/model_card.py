@@ -3,7 +3,9 @@
     python -m brgm_pyro.training.model_card --checkpoint RUN/checkpoint.pt --out brgm_pyro/pretrained
 
 1. writes ``fashion-mnist-32.pt`` (EMA generator, project format) with its recommended weights (``--weights``:
-   ``benchmarks/tune_weights.py``'s ``recommended.json``, per setting and for every other setting);
+   ``benchmarks/tune_weights.py``'s ``recommended.json``, per setting and for every other setting) and, with
+   ``--interval-factors DIR``, the interval factors that ``benchmarks/real_images.py`` fitted on real images for
+   this generator (export first, calibrate the exported file, then export again with the option);
    ``--export-only`` stops here;
 2. sample quality: Frechet distance in the domain classifier's 256-d embedding between 10,000
    generated images and the 10,000 test images, next to two references: 10,000 training images
@@ -123,6 +125,22 @@ def weights_table(recommended: dict, per_setting: dict) -> str:
     return "\n".join(["| setting (`recommended_configs` key) | weights |", "|---|---|", *rows])
 
 
+def calibration_text(factors: dict | None) -> str:
+    """The card's paragraph on the interval factors recorded in the metadata (``--interval-factors``)."""
+    if not factors:
+        return ("None recorded: `brgm reconstruct` reports the recommended posterior's own intervals (fit factors "
+                "with `benchmarks/real_images.py` and export again with `--interval-factors`).")
+    rows = [f"| {name} | " + " | ".join(f"{entry.get(level, '-')}" for level in ("0.5", "0.9")) + " |"
+            for name, entry in factors.items()]
+    return "\n".join([
+        "`brgm reconstruct` widens the recommended posterior's pixel intervals about their midpoints by these "
+        "factors, fitted on real test images by conformal risk control (`benchmarks/real_images.py`: the "
+        "recommended posterior of each setting at its recommended noise), for these settings at the generator's "
+        "own pixel noise; what they hold on held-out real images and what they guarantee: "
+        "`docs/calibration-real-images.md`.", "",
+        "| setting | 50% interval factor | 90% interval factor |", "|---|---:|---:|", *rows])
+
+
 def card_text(info: dict, sr_md: str, ip_md: str, held_out_md: str | None = None) -> str:
     q, t, c = info["quality"], info["training"], info["training_config"]
     fractions = " · ".join(f"{name} {100 * v:.1f}%" for name, v in q["generated_class_fractions"].items())
@@ -133,10 +151,10 @@ def card_text(info: dict, sr_md: str, ip_md: str, held_out_md: str | None = None
                                "on training images, 100 other real test images).")
     return f"""# fashion-mnist-32: the bundled StyleGAN2 prior
 
-A {c['resolution']}x{c['resolution']} grayscale StyleGAN2 (config-e style skip generator, {c['channel_max']} channels \
-at every resolution, z = {c['z_dim']}, w = {c['w_dim']}, {c['mapping_layers']} mapping layers) trained by this \
-project, so that brgm-pyro works offline and MCMC comparisons stay affordable. File: `fashion-mnist-32.pt` (project
-format, EMA weights).
+A {c['resolution']}x{c['resolution']} grayscale StyleGAN2 (config-e style skip generator, {c['channel_max']} channels
+at every resolution, z = {c['z_dim']}, w = {c['w_dim']}, {c['mapping_layers']} mapping layers) trained by this project, so
+that brgm-pyro works offline and MCMC comparisons stay affordable. File: `fashion-mnist-32.pt` (project format,
+EMA weights).
 
 ![samples](fashion-mnist-32-samples.png)
 
@@ -172,7 +190,8 @@ Classes the classifier assigns to the generated images (uniform would be 10% eac
 MAP reconstructions (500 Adam steps, lr 0.1, initialised at w_avg) on the 100 bundled test images, noiseless
 observations, with the recommended weights of each setting (below) and the domain classifier's features
 (blocks 1-3) as phi. RMSE/MAE on the 0-255 scale; `feature_distance` is ||phi(x) - phi(truth)||^2 in the same
-features. Reproduce with `brgm evaluate --task ...`.
+features. Where the weights carry a misfit scale, the MAP image is G(w*) + E[r | y, w*] (the joint mode of w and
+the generator's misfit r; `brgm reconstruct` also writes G(w*) alone). Reproduce with `brgm evaluate --task ...`.
 
 Super-resolution uses antialiased bicubic down-sampling (`--kernel bicubic-antialias`, the
 default of `brgm demo` / `brgm evaluate`). The authors' release down-samples with bicubic
@@ -187,10 +206,19 @@ The mean-fill baseline fills the hidden pixels with the generator's mean image (
 ## Against the library baselines on held-out real images
 {held_out}
 
+## Calibrated intervals
+{calibration_text(info.get('interval_factors'))}
+
+## Cost as a prior
+The network is the same size as the first bundled generator's (same architecture and widths), so a MAP step,
+a NUTS transition and a calibration run cost what they cost with it; measured side by side, before / after, in
+`benchmarks/results/prior_cost.md` (`benchmarks/prior_cost.py`).
+
 ## Recommended weights
 The authors' released balance, transferred to these sizes (`released_config`), gives the pixel
 term almost no weight at 32x32. The weights below were chosen by `benchmarks/tune_weights.py` among
-{tuning['candidates']} candidates (sigma_pixel x sigma_perceptual x kappa, per-dimension prior std) by MAP
+{tuning['candidates']} candidates (sigma_pixel x sigma_perceptual x kappa, some with the generator's misfit scale,
+per-dimension prior std) by MAP
 ({tuning['map_steps']} steps) on {tuning['images']} ({tuning['num_images']} images apart from the bundled 100 and
 from the held-out evaluation images), noise sigma {tuning['noise']:g}, per setting: the lowest RMSE on what is
 unknown among the candidates whose MAP reproduces what is observed (residual at most 1.25 noise sigmas on 80%
@@ -214,6 +242,35 @@ def read_weights(path: Path) -> dict:
     return data
 
 
+def fitted_interval_factors(folder: Path) -> dict:
+    """The conformal interval factors of every ``benchmarks/real_images.py`` run in ``folder`` (one JSON per
+    setting): ``{setting: {level: factor}}`` of the model each run calibrated (its "plain" variant)."""
+    from ..study.real_images import RealCalibrationReport
+
+    fitted: dict = {}
+    for path in sorted(folder.glob("*.json")):
+        try:
+            report = RealCalibrationReport.from_json(path)
+        except (KeyError, ValueError) as err:
+            raise SystemExit(f"{path} is not a benchmarks/real_images.py run ({err!r})") from None
+        fitted.update(report.interval_scales("plain").get("interval_factors", {}))
+    if not fitted:
+        raise SystemExit(f"{folder} holds no real-image run with interval factors (benchmarks/real_images.py --out)")
+    return fitted
+
+
+def store_interval_factors(out: Path, factors: dict) -> None:
+    """Write ``factors`` into the metadata of ``out``'s generator file and, when there, its card's JSON."""
+    from ..generators.native_format import save_generator
+
+    path = out / "fashion-mnist-32.pt"
+    G = load_generator(path, device="cpu")
+    save_generator(G, path, metadata={**G.metadata, "interval_factors": factors})
+    card = out / "fashion-mnist-32.json"
+    if card.is_file():
+        card.write_text(json.dumps({**json.loads(card.read_text()), "interval_factors": factors}, indent=2))
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--checkpoint", type=Path, required=True)
@@ -222,6 +279,10 @@ def main(argv: list[str] | None = None) -> None:
                         help="recommended.json of benchmarks/tune_weights.py (per-setting and common weights)")
     parser.add_argument("--held-out", type=Path, default=None,
                         help="summary.md of benchmarks/prior_vs_baselines.py (the held-out comparison, in the card)")
+    parser.add_argument("--interval-factors", type=Path, default=None,
+                        help="a folder of benchmarks/real_images.py runs (one JSON per setting): store their fitted "
+                             "interval factors in the metadata (fitted on this generator: export, calibrate, then "
+                             "run again with this option)")
     parser.add_argument("--export-only", action="store_true", help="write the generator file and stop")
     parser.add_argument("--hardware", default=f"{platform.machine()} CPU")
     parser.add_argument("--steps", type=int, default=500)
@@ -236,14 +297,16 @@ def main(argv: list[str] | None = None) -> None:
     ckpt = torch.load(args.checkpoint, map_location="cpu", weights_only=True)
     path = args.out / "fashion-mnist-32.pt"
     # image_preparation: the transform the training data went through (training.data pads 28 -> 32);
-    # interval_scales are added from benchmarks/interval_scale.py's fit (tests/test_recalibration.py), interval_factors
-    # from benchmarks/real_images.py's real-image fits (tests/test_intervals.py)
+    # interval_factors: benchmarks/real_images.py's real-image fits (--interval-factors; tests/test_intervals.py)
     export_generator(args.checkpoint, path, {"feature_network": "fashion-mnist-classifier",
                                              "recommended_config": weights["recommended_config"],
                                              "recommended_configs": weights["recommended_configs"],
                                              "data": "Fashion-MNIST train split",
                                              "image_preparation": FASHION_MNIST_PADDING.to_metadata()})
     print(f"generator: {path}", flush=True)
+    factors = fitted_interval_factors(args.interval_factors) if args.interval_factors is not None else None
+    if factors is not None:
+        store_interval_factors(args.out, factors)
     if args.export_only:
         return
     G = load_generator(path, device="cpu")
@@ -274,6 +337,8 @@ def main(argv: list[str] | None = None) -> None:
         "tuning": weights["tuning"],
     }
     held_out = args.held_out.read_text() if args.held_out is not None else None
+    if factors is not None:
+        info["interval_factors"] = factors
     (args.out / "fashion-mnist-32.json").write_text(json.dumps(info, indent=2))
     (args.out / "README.md").write_text(card_text(info, tables["super-resolution"], tables["inpainting"], held_out))
     print(f"model card: {args.out / 'README.md'}")
