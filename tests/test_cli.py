@@ -275,7 +275,9 @@ def test_overwrite_replaces_the_previous_run_and_keeps_other_files(shirt, tmp_pa
     assert (out / "metrics.json").read_text() == before  # refused: nothing touched
     assert main([*base, "--method", "map", "--overwrite"]) == 0
     names = {p.name for p in out.iterdir()}
-    assert names == {"input.png", "truth.png", "map.png", "metrics.json", "summary.png", "notes.txt"}, names
+    # the bundled weights for mask 1 have a misfit term: MAP also writes G(w*) alone (map_generator.png)
+    assert names == {"input.png", "truth.png", "map.png", "map_generator.png", "metrics.json", "summary.png",
+                     "notes.txt"}, names
     assert set(_strict_json(out / "metrics.json")["metrics"]) == {"map"}
 
 
@@ -348,17 +350,19 @@ def test_overwrite_clears_only_known_files_of_each_command(tmp_path):
 
 def test_fullrank_method_gives_a_posterior_of_the_pixel_likelihood_model(shirt, tmp_path, capsys):
     out = tmp_path / "fr"
-    argv = ["reconstruct", str(shirt), "--task", "super-resolution", "--method", "map,fullrank", "--steps", "20",
-            "--samples", "8", "--no-progress", "--out", str(out)]
+    argv = ["reconstruct", str(shirt), "--task", "inpainting", "--mask-id", "0", "--method", "map,fullrank",
+            "--steps", "20", "--samples", "8", "--no-progress", "--out", str(out)]
     assert main(argv) == 0
     report = json.loads((out / "metrics.json").read_text())
     metrics = report["metrics"]
     assert metrics["fullrank"]["mean_pixel_std"] > 0 and np.isfinite(metrics["fullrank"]["rmse"])
     assert (out / "fullrank_mean.png").exists() and (out / "fullrank_samples.png").exists()
-    # MAP used the bundled model's balance (colinearity, perceptual term); fullrank its calibrated model
+    # MAP used the bundled model's balance for mask 0 (colinearity, perceptual and misfit terms); fullrank its
+    # calibrated model: the same pixel noise and misfit scale, no colinearity or perceptual term
     assert report["config"]["kappa"] > 0 and report["config"]["sigma_perceptual"] is not None
     assert report["fullrank_config"]["kappa"] == 0 and report["fullrank_config"]["sigma_perceptual"] is None
     assert report["fullrank_config"]["sigma_pixel"] == report["config"]["sigma_pixel"]
+    assert report["fullrank_config"]["misfit_scale"] == report["config"]["misfit_scale"] == 0.2
     assert report["fullrank_config"]["prior_std"] == "per-dimension"
     # it does not infer noise levels: a clear error, not a silently different model
     _one_line_error(["reconstruct", str(shirt), "--task", "super-resolution", "--method", "fullrank", "--steps", "2",
@@ -409,7 +413,8 @@ def test_map_with_a_misfit_term_writes_the_reconstruction_and_the_generator_imag
     mask = standard_mask(0, truth.shape[-1]).expand_as(truth) > 0
     assert (recon - truth)[mask].square().mean() < 0.5 * (generated - truth)[mask].square().mean()
     assert (recon - generated)[~mask].abs().max() <= 1 / 127.5 + 1e-6  # hidden pixels: r's mean is 0
-    # the paper's model over it with --overwrite: one MAP image, the old G(w*) removed
+    # the paper's model over it with --overwrite (the bundled weights' misfit term turned off): one MAP image, the
+    # old G(w*) removed
     assert main(["reconstruct", str(shirt), "--task", "inpainting", "--mask-id", "0", "--steps", "2",
-                 "--no-progress", "--method", "map", "--out", str(out), "--overwrite"]) == 0
+                 "--no-progress", "--method", "map", "--misfit-scale", "none", "--out", str(out), "--overwrite"]) == 0
     assert (out / "map.png").is_file() and not (out / "map_generator.png").exists()

@@ -265,18 +265,31 @@ def test_prior_draw_images_are_seeded_model_draws_in_range():
 
 def test_bundled_generator_records_the_real_image_fits():
     """The bundled generator's interval_factors (metadata and its JSON copy) are the conformal factors
-    that benchmarks/real_images.py fitted on the committed real calibration images."""
+    that benchmarks/real_images.py fitted on the committed real calibration images, for the posterior
+    `brgm reconstruct` fits in each setting (its recommended sigma_pixel and misfit scale, at that noise)."""
     import json
+    from dataclasses import asdict
     from pathlib import Path
 
+    from brgm_pyro.corruptions import make_corruption, setting_name
     from brgm_pyro.generators import load_generator
+    from brgm_pyro.inference import calibrated_config
+    from brgm_pyro.models import default_config
 
     root = Path(__file__).resolve().parents[1]
     fitted = {}
-    for path in sorted((root / "benchmarks" / "results" / "real_images_intervals").glob("*.json")):
+    bundled = load_generator("fashion-mnist-32")
+    for path in sorted((root / "benchmarks" / "results" / "real_images_intervals_v2").glob("*.json")):
         report = RealCalibrationReport.from_json(path)
         fitted.update(report.interval_scales("plain").get("interval_factors", {}))
+        name = report.settings["setting"]
+        op = (make_corruption("inpainting", 32, mask_id=int(name.removeprefix("inpainting-mask")))
+              if name.startswith("inpainting") else
+              make_corruption("super-resolution", 32, factor=4, kernel="bicubic-antialias"))
+        assert setting_name(op) == name
+        assert report.settings["config"] == asdict(calibrated_config(default_config(bundled, op)))
+        assert report.settings["sigma_pixel"] == report.settings["config"]["sigma_pixel"]
     assert set(fitted) == {"inpainting-mask0", "inpainting-mask1", "super-resolution-x4-bicubic-antialias"}
-    assert load_generator("fashion-mnist-32").metadata["interval_factors"] == fitted
+    assert bundled.metadata["interval_factors"] == fitted
     card = json.loads((root / "brgm_pyro" / "pretrained" / "fashion-mnist-32.json").read_text())
     assert card["interval_factors"] == fitted

@@ -174,7 +174,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="comma-separated: map (the paper's point estimate); fullrank (the recommended posterior: "
                         "MAP from 8 starts (the best 3 go on after a tenth of the steps), the Laplace approximation at "
                         "the best mode, then a full-rank Gaussian guide (100 steps), "
-                        "fitted to the pixel-likelihood model with kappa 0 and no perceptual term, widened by "
+                        "fitted to the pixel-likelihood model (with its misfit term, if any) with kappa 0 and no "
+                        "perceptual term, widened by "
                         "--interval-scale; its calibration is measured in the docs' calibration page); vi (the "
                         "paper's mean-field Gaussian guide, known to be overconfident); mcmc (NUTS) "
                         "(default: %(default)s)")

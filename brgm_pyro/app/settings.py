@@ -372,13 +372,12 @@ def resolve_settings(args: argparse.Namespace, argv: Sequence[str] = ()) -> Sett
 # --- the interval scale: one meaning, resolved here --------------------------------------------
 
 INTERVAL_SCALES_KEY = "interval_scales"
-"""Generator metadata key: {setting name (``corruptions.setting_name``): the measured interval scale}.  The
-bundled generator's are those of the recommended posterior (``fit_multistart_fullrank``) on the
-calibration problems' model (w ~ per-dimension Gaussian prior, sigma_pixel 0.1) for in-painting with
-standard mask 0 and x4 bicubic-antialias super-resolution, fitted on problem seed 2 (24 problems each)
-by ``benchmarks/interval_scale.py`` (``benchmarks/results/interval_scale/interval_scale.json``;
-``tests/test_recalibration.py`` checks they agree) and checked on 49-50 held-out problems of seeds
-0, 1, 3, 4.  They hold for that setting only; fit your own with ``brgm calibrate --fit-interval-scale``."""
+"""Generator metadata key: {setting name (``corruptions.setting_name``): the measured interval scale}: the
+scale of the recommended posterior (``fit_multistart_fullrank``) whose calibration curve on problems drawn
+from the model is closest to the diagonal (``benchmarks/interval_scale.py``, ``brgm calibrate
+--fit-interval-scale``).  It holds for its setting only, and real-image ``interval_factors`` for the same
+setting take precedence.  The bundled generator records none (its settings have real-image factors); the
+first bundled generator's scales are in ``benchmarks/results/interval_scale/``."""
 
 
 def interval_scale_for(settings: Settings, metadata: Mapping[str, Any] | None, corruption: Corruption) -> float:
