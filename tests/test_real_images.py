@@ -191,8 +191,9 @@ def test_a_given_config_is_the_model_calibrated_and_equals_the_misfit_variant_it
     assert record["map"]["rmse_image"] < rmse(alone, everywhere) - 1
     with pytest.raises(ValueError, match="its own misfit scale"):
         real_image_calibration(G, f, split, misfit="fit", config=config, **common)
-    with pytest.raises(ValueError, match="feature network"):
-        real_image_calibration(G, f, split, misfit=None, config=BRGMConfig(0.1, 0.05, 0.0, "per-dimension"), **common)
+    for other in (BRGMConfig(0.1, 0.05, 0.0, "per-dimension"), BRGMConfig(0.1, None, 0.25, "per-dimension")):
+        with pytest.raises(ValueError, match="pass calibrated_config"):
+            real_image_calibration(G, f, split, misfit=None, config=other, **common)
 
 def test_calibrate_images_cli_on_a_folder_of_real_images(tmp_path, monkeypatch, capsys, tiny_generator, one_thread):
     import json

@@ -46,7 +46,7 @@ from brgm_pyro.models.misfit import MisfitPixelLikelihood, point_images, predict
 from brgm_pyro.inference.intervals import DEFAULT_FACTORS, central_interval, interval_coverage_by_factor
 from brgm_pyro.inference.multistart import fit_multistart_fullrank
 from brgm_pyro.inference.posterior import single_image_model
-from brgm_pyro.inference.recommended import recommended_fit_options
+from brgm_pyro.inference.recommended import calibrated_config, recommended_fit_options
 from brgm_pyro.inference.quantities import unknown_region
 
 from .conformal import conformal_scale
@@ -560,22 +560,23 @@ def real_image_calibration(generator, corruption, split: RealImageSplit, *, sigm
                            setting: str | None = None, fit_options: Mapping[str, Any] | None = None,
                            out: str | Path | None = None, log: Callable[[str], None] | None = None,
                            num_stats_samples: int = 10_000,
-                           factors: Sequence[float] = DEFAULT_FACTORS, config: BRGMConfig | None = None,
-                           features: torch.nn.Module | None = None) -> RealCalibrationReport:
+                           factors: Sequence[float] = DEFAULT_FACTORS,
+                           config: BRGMConfig | None = None) -> RealCalibrationReport:
     """Measure the recommended posterior on real images (module docstring).  ``sigma_pixel``: the noise
-    added to the observations; ``config``: the model's weights (default: the paper's pixel likelihood at
-    ``sigma_pixel``, no perceptual term, kappa 0 -- the "plain" variant; pass ``default_config(generator,
-    corruption, features)`` and ``features`` to calibrate the posterior ``brgm reconstruct`` runs, misfit
-    term included); ``misfit``: None (that model only), a fixed tau, or "fit" (tau from the plain variant's
-    calibration MAP residuals), not with a ``config`` that has its own; ``out``: a JSON file written after
-    every batch and read back to resume (records of the same settings are kept; a split with more
-    evaluation images, the old ones first, extends the run: ``split_images`` with a larger
-    ``num_evaluation`` gives exactly that)."""
+    added to the observations; ``config``: the weights of the model the posterior is fitted to (the "plain"
+    variant; default: the paper's pixel likelihood at ``sigma_pixel``, per-dimension prior std, kappa 0, no
+    perceptual term; ``calibrated_config(default_config(generator, corruption))`` is the posterior ``brgm
+    reconstruct`` fits, misfit term included; any config must be its own ``calibrated_config``);
+    ``misfit``: None (that model only), a fixed tau, or "fit" (tau from the plain variant's calibration MAP
+    residuals), not with a ``config`` that has its own; ``out``: a JSON file written after every batch and
+    read back to resume (records of the same settings are kept; a split with more evaluation images, the old
+    ones first, extends the run: ``split_images`` with a larger ``num_evaluation`` gives exactly that)."""
     config = config or BRGMConfig(sigma_pixel, None, 0.0, "per-dimension")
+    if config != calibrated_config(config):
+        raise ValueError(f"the recommended posterior is fitted with kappa 0, no perceptual term and per-dimension "
+                         f"prior std; pass calibrated_config(config), got {config}")
     if misfit is not None and config.misfit_scale is not None:
         raise ValueError(f"the config has its own misfit scale ({config.misfit_scale}); pass misfit=None")
-    if config.sigma_perceptual is not None and features is None:
-        raise ValueError("the config has a perceptual term (sigma_perceptual): pass its feature network (features)")
     levels = [float(a) for a in levels]
     if not any(math.isclose(a, 1 - alpha) for a in levels):
         levels = sorted(levels + [1 - alpha])
@@ -607,8 +608,7 @@ def real_image_calibration(generator, corruption, split: RealImageSplit, *, sigm
             settings["misfit_scale"] = old.settings["misfit_scale"]
     say = log or (lambda text: None)
     placeholder = torch.zeros(corruption.output_shape(image_shape(generator)))
-    plain = brgm_model(generator, corruption, placeholder, config=config, features=features,
-                       num_stats_samples=num_stats_samples)
+    plain = brgm_model(generator, corruption, placeholder, config=config, num_stats_samples=num_stats_samples)
     problems = {"calibration": real_problems(corruption, split.calibration, split.calibration_ids, sigma_pixel, seed),
                 "evaluation": real_problems(corruption, split.evaluation, split.evaluation_ids, sigma_pixel, seed)}
 
@@ -642,7 +642,7 @@ def real_image_calibration(generator, corruption, split: RealImageSplit, *, sigm
             tau = float(misfit)
         settings["misfit_scale"] = tau
         say(f"misfit scale tau = {tau:.4f}")
-        variants["misfit"] = brgm_model(generator, corruption, placeholder, prior=plain.prior, features=features,
+        variants["misfit"] = brgm_model(generator, corruption, placeholder, prior=plain.prior,
                                         config=replace(config, misfit_scale=tau))
         run("misfit", variants["misfit"], "calibration")
     # evaluation images batch by batch, every variant on each batch: a cut-short run stays paired
