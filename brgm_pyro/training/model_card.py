@@ -212,7 +212,7 @@ The mean-fill baseline fills the hidden pixels with the generator's mean image (
 ## Cost as a prior
 The network is the same size as the first bundled generator's (same architecture and widths), so a MAP step,
 a NUTS transition and a calibration run cost what they cost with it; measured side by side, before / after, in
-`benchmarks/results/prior_cost.md` (`benchmarks/prior_cost.py`).
+`benchmarks/results/prior_cost.md` and `prior_cost_bundled.md` (`benchmarks/prior_cost.py`).
 
 ## Recommended weights
 The authors' released balance, transferred to these sizes (`released_config`), gives the pixel
