@@ -330,7 +330,7 @@ def _calibrate_real(o: Mapping[str, Any]) -> int:
     fit = report.fit("plain")
     print(f"conformal scale (alpha {o['alpha']}, n = {fit['num_images']}): {fit['scale']} "
           f"(plug-in, no guarantee: {fit['plug_in_scale']})")
-    print("\nThe posterior's pixel intervals widened about their midpoints by a factor per level, fitted on the "
+    print("\nThe posterior's pixel intervals rescaled about their midpoints by a factor per level, fitted on the "
           "calibration images (conformal: E[coverage of a new image's unknown pixels] >= level):\n")
     print(report.interval_table())
     factors = report.interval_scales("plain").get("interval_factors", {}).get(setting)

@@ -142,7 +142,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--samples", type=int, default=64, help="posterior samples to draw (default: %(default)s)")
     _add_interval_scale_option(p, None, "default: 1 where the generator's metadata records real-image interval "
                                "factors for a row's setting (interval_factors: the fullrank intervals are then "
-                               "widened per level and written as fullrank_interval<level>_lower/upper.png), else "
+                               "rescaled per level and written as fullrank_interval<level>_lower/upper.png), else "
                                "the scale it records (interval_scales), else 1; giving the flag turns the "
                                "factors off")
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: OMP_NUM_THREADS, else one "
@@ -183,8 +183,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_interval_scale_option(p, None, "default, at the generator's own pixel noise: 1 where its metadata records "
                                "real-image interval factors for this setting (interval_factors, e.g. in-painting "
                                "with --mask-id 0 or 1 or x4 bicubic-antialias SR on the bundled generator: the "
-                               "fullrank intervals are then widened per level, fitted on real images, and written as "
-                               "fullrank_interval<level>_lower/upper.png and .npy), else the scale it records "
+                               "fullrank intervals are then rescaled (widened or narrowed) per level, fitted on real "
+                               "images, and written as fullrank_interval<level>_lower/upper.png and .npy), else the "
+                               "scale it records "
                                "(interval_scales), else 1; giving the flag turns the factors off")
     p.add_argument("--save-inference-data", action="store_true", help="also write ArviZ NetCDF files")
     p.add_argument("--learn-noise", action="store_true",
