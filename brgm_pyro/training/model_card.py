@@ -133,8 +133,8 @@ def calibration_text(factors: dict | None) -> str:
     rows = [f"| {name} | " + " | ".join(f"{entry.get(level, '-')}" for level in ("0.5", "0.9")) + " |"
             for name, entry in factors.items()]
     return "\n".join([
-        "`brgm reconstruct` widens the recommended posterior's pixel intervals about their midpoints by these "
-        "factors, fitted on real test images by conformal risk control (`benchmarks/real_images.py`: the "
+        "`brgm reconstruct` rescales (widens or narrows) the recommended posterior's pixel intervals about their "
+        "midpoints by these factors, fitted on real test images by conformal risk control (`benchmarks/real_images.py`: the "
         "recommended posterior of each setting at its recommended noise), for these settings at the generator's "
         "own pixel noise; what they hold on held-out real images and what they guarantee: "
         "`docs/calibration-real-images.md`.", "",
