@@ -134,9 +134,9 @@ def calibration_text(factors: dict | None) -> str:
             for name, entry in factors.items()]
     return "\n".join([
         "`brgm reconstruct` rescales (widens or narrows) the recommended posterior's pixel intervals about their "
-        "midpoints by these factors, fitted on real test images by conformal risk control (`benchmarks/real_images.py`: the "
-        "recommended posterior of each setting at its recommended noise), for these settings at the generator's "
-        "own pixel noise; what they hold on held-out real images and what they guarantee: "
+        "midpoints by these factors, fitted on real test images by conformal risk control "
+        "(`benchmarks/real_images.py`: the recommended posterior of each setting at its recommended noise), for "
+        "these settings at the generator's own pixel noise; what they hold on held-out real images and what they guarantee: "
         "`docs/calibration-real-images.md`.", "",
         "| setting | 50% interval factor | 90% interval factor |", "|---|---:|---:|", *rows])
 
@@ -152,9 +152,9 @@ def card_text(info: dict, sr_md: str, ip_md: str, held_out_md: str | None = None
     return f"""# fashion-mnist-32: the bundled StyleGAN2 prior
 
 A {c['resolution']}x{c['resolution']} grayscale StyleGAN2 (config-e style skip generator, {c['channel_max']} channels
-at every resolution, z = {c['z_dim']}, w = {c['w_dim']}, {c['mapping_layers']} mapping layers) trained by this project, so
-that brgm-pyro works offline and MCMC comparisons stay affordable. File: `fashion-mnist-32.pt` (project format,
-EMA weights).
+at every resolution, z = {c['z_dim']}, w = {c['w_dim']}, {c['mapping_layers']} mapping layers) trained by this
+project, so that brgm-pyro works offline and MCMC comparisons stay affordable. File: `fashion-mnist-32.pt`
+(project format, EMA weights).
 
 ![samples](fashion-mnist-32-samples.png)
 
