@@ -136,7 +136,8 @@ def calibration_text(factors: dict | None) -> str:
         "`brgm reconstruct` rescales (widens or narrows) the recommended posterior's pixel intervals about their "
         "midpoints by these factors, fitted on real test images by conformal risk control "
         "(`benchmarks/real_images.py`: the recommended posterior of each setting at its recommended noise), for "
-        "these settings at the generator's own pixel noise; what they hold on held-out real images and what they guarantee: "
+        "these settings at the generator's own pixel noise; what they hold on held-out real images and what they "
+        "guarantee: "
         "`docs/calibration-real-images.md`.", "",
         "| setting | 50% interval factor | 90% interval factor |", "|---|---:|---:|", *rows])
 
