@@ -169,8 +169,10 @@ def test_a_given_config_is_the_model_calibrated_and_equals_the_misfit_variant_it
     config = BRGMConfig(0.1, None, 0.0, "per-dimension", misfit_scale=tau)
     given = real_image_calibration(G, f, split, misfit=None, config=config, out=tmp_path / "c.json", **common)
     assert given.settings["config"]["misfit_scale"] == tau and "config" not in both.settings
-    untimed = lambda recs: {part: [{k: v for k, v in r.items() if not k.endswith("_seconds")} for r in rs]
-                            for part, rs in recs.items()}
+    def untimed(recs):
+        return {part: [{k: v for k, v in r.items() if not k.endswith("_seconds")} for r in rs]
+                for part, rs in recs.items()}
+
     assert untimed(given.records["plain"]) == untimed(both.records["misfit"])
     assert given.label("plain") == "sigma 0.1, misfit tau 0.3" and both.label("plain") == "plain"
     assert "| sigma 0.1, misfit tau 0.3 | 1: 1 |" in given.table()
@@ -183,7 +185,9 @@ def test_a_given_config_is_the_model_calibrated_and_equals_the_misfit_variant_it
 
     w = map_estimate(model, num_steps=30, seed=derive_seed(0, problem.index, 0)).latent
     image = point_images(model, generate(G, model.prior.ws_from_latent(w).unsqueeze(0)))[0]
-    rmse = lambda x, where: float(((x[where] - problem.image[0][where]) * 127.5).square().mean().sqrt())
+    def rmse(x, where):
+        return float(((x[where] - problem.image[0][where]) * 127.5).square().mean().sqrt())
+
     everywhere = torch.ones_like(problem.unknown)
     assert record["map"]["rmse_unknown"] == pytest.approx(rmse(image, problem.unknown), rel=1e-4)
     assert record["map"]["rmse_image"] == pytest.approx(rmse(image, everywhere), rel=1e-4)  # r fills the observed half
