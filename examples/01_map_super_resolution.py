@@ -48,8 +48,12 @@ def main(args: argparse.Namespace) -> None:
     # 2. The likelihood (Eq. 4): Gaussian on pixels of f(G(w)) and on the domain features phi.
     phi = load_domain_features()
     config = default_config(G, f, phi)  # sigma_pixel, sigma_perceptual, kappa: the model card's tuned balance
-    model = BRGMModel(G, f, observation, prior, ColinearityPrior(config.kappa),
-                      [PixelLikelihood(config.sigma_pixel), PerceptualLikelihood(phi, config.sigma_perceptual)])
+    # (the card's x4 SR weights have no perceptual term; their misfit term, models.misfit, is left out here:
+    # this script builds the paper's model)
+    likelihoods = [PixelLikelihood(config.sigma_pixel)]
+    if config.sigma_perceptual is not None:
+        likelihoods.append(PerceptualLikelihood(phi, config.sigma_perceptual))
+    model = BRGMModel(G, f, observation, prior, ColinearityPrior(config.kappa), likelihoods)
 
     # 3. The guide: a point mass at w, started at w_avg on every layer (the authors' initialisation).
     guide = AutoDelta(model.model, init_loc_fn=init_to_value(values={"w": prior.init_loc()}))

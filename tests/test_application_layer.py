@@ -145,12 +145,13 @@ def test_calibrated_model_keeps_the_observation_and_sigma_pixel_and_drops_the_re
     from brgm_pyro.inference import calibrated_model
 
     G = load_generator("fashion-mnist-32")
-    op = make_corruption("super-resolution", 32, factor=4, kernel="bicubic-antialias")
+    op = make_corruption("inpainting", 32, mask_id=0)  # the bundled weights: perceptual, colinearity and misfit terms
     y = op(torch.rand(2, 1, 32, 32) * 2 - 1)
     model = brgm_model(G, op, y, features=load_domain_features())
     target = calibrated_model(model)
-    assert model.config.kappa > 0 and model.config.sigma_perceptual is not None
-    assert target.config == BRGMConfig(model.config.sigma_pixel, None, 0.0, "per-dimension")
+    assert model.config.kappa > 0 and model.config.sigma_perceptual is not None and model.config.misfit_scale
+    assert target.config == BRGMConfig(model.config.sigma_pixel, None, 0.0, "per-dimension",
+                                       misfit_scale=model.config.misfit_scale)
     assert target.colinearity is None and len(target.likelihoods) == 1
     assert torch.equal(target.observation, model.observation) and target.batched and target.num_images == 2
     assert calibrated_model(target) is target
