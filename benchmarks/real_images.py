@@ -51,8 +51,8 @@ def main(argv: list[str] | None = None) -> int:
                         "generator's recommended sigma_pixel and misfit scale, kappa 0, no perceptual term; "
                         "default: %(default)s)")
     p.add_argument("--sigma-pixel", type=float, default=None,
-                   help="noise sigma of the observations (default: 0.1, or the recommended sigma_pixel with "
-                        "--config recommended)")
+                   help="noise sigma of the observations, and the model's (default: study.problems."
+                        "SIMULATION_SIGMA_PIXEL, or the recommended sigma_pixel with --config recommended)")
     p.add_argument("--alpha", type=float, default=0.1)
     p.add_argument("--misfit", default="fit", help="'fit' (from calibration MAP residuals), a number, or 'none'")
     p.add_argument("--num-draws", type=int, default=256)
@@ -75,7 +75,9 @@ def main(argv: list[str] | None = None) -> int:
 
     harness.limit_threads(args.threads)
     if args.sigma_pixel is None and args.config == "plain":
-        args.sigma_pixel = 0.1
+        from brgm_pyro.study.problems import SIMULATION_SIGMA_PIXEL
+
+        args.sigma_pixel = SIMULATION_SIGMA_PIXEL
     from brgm_pyro.study.real_images import RealCalibrationReport
 
     if args.table_only:
@@ -87,7 +89,8 @@ def main(argv: list[str] | None = None) -> int:
     from brgm_pyro.bundled import load_domain_classifier, load_test_images
     from brgm_pyro.corruptions import make_corruption
     from brgm_pyro.generators import load_generator
-    from brgm_pyro.study.real_images import DEFAULT_SCALES, real_image_calibration, split_images
+    from brgm_pyro.study.real_images import (DEFAULT_SCALES, real_image_calibration, recommended_calibration,
+                                              split_images)
     from brgm_pyro.training.data import FASHION_MNIST_DIR, load_fashion_mnist
 
     G = load_generator(args.generator, device="cpu")
@@ -99,12 +102,7 @@ def main(argv: list[str] | None = None) -> int:
         setting = f"super-resolution-x{args.factor}-{args.kernel}"
     config = None
     if args.config == "recommended":  # what `brgm reconstruct` fits its posterior with for this setting
-        from brgm_pyro.inference.recommended import calibrated_config
-        from brgm_pyro.models.brgm import default_config
-
-        config = calibrated_config(default_config(G, corruption))
-        if args.sigma_pixel is None:
-            args.sigma_pixel = config.sigma_pixel
+        config, args.sigma_pixel = recommended_calibration(G, corruption, args.sigma_pixel)
     if args.source == "model":
         import torch
 

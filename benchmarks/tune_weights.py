@@ -4,9 +4,10 @@
         --out benchmarks/results/tune_weights/NEW \\
         --baselines benchmarks/results/tune_weights/baselines-on-tuning-images/baselines.json
 
-Each candidate ``BRGMConfig`` (``--sigma-pixel`` x ``--sigma-perceptual`` x ``--kappa`` x ``--misfit-scale``
-grid, prior std per dimension; perceptual term with the generator's feature network, "none" for none; misfit
-term ``models.misfit``, "none" for the paper's model, the default) runs BRGM's MAP
+Each candidate ``BRGMConfig`` (``--sigma-pixel`` x ``--sigma-perceptual`` x ``--kappa`` x ``--misfit-scale`` x
+``--layer-correlation`` grid, prior std per dimension; perceptual term with the generator's feature network, "none"
+for none; misfit term ``models.misfit``, "none" for the paper's model, the default; layer correlation of the prior,
+``models.LayerCorrelatedPrior``, 0 for the paper's independent layers, the default) runs BRGM's MAP
 (``run_method(model, "map")``, 500 Adam steps from w_avg) on the problems of ``benchmarks/baselines.py``
 (its ``problems``, same noise seeds) built from Fashion-MNIST *test* images ``--tune-start`` ... (default
 6000-6019: disjoint from the 100 bundled test images, test indices below 124, and from the evaluation
@@ -52,18 +53,21 @@ def parse_sigma(text: str) -> float | None:
 
 
 def candidate_name(sigma_pixel: float, sigma_perceptual: float | None, kappa: float,
-                   misfit_scale: float | None = None) -> str:
+                   misfit_scale: float | None = None, layer_correlation: float = 0.0) -> str:
     perc = "none" if sigma_perceptual is None else f"{sigma_perceptual:g}"
     misfit = "" if misfit_scale is None else f", misfit_scale={misfit_scale:g}"
-    return f"sigma_pixel={sigma_pixel:g}, sigma_perceptual={perc}, kappa={kappa:g}{misfit}"
+    layers = "" if layer_correlation == 0 else f", layer_correlation={layer_correlation:g}"
+    return f"sigma_pixel={sigma_pixel:g}, sigma_perceptual={perc}, kappa={kappa:g}{misfit}{layers}"
 
 
 def candidate_config(name: str) -> dict[str, float | None]:
-    """The weights a candidate's name stands for (inverse of ``candidate_name``; ``misfit_scale`` None: the
-    paper's model, written out so that a setting's entry does not inherit the common balance's misfit)."""
+    """The weights a candidate's name stands for (inverse of ``candidate_name``; ``misfit_scale`` None and
+    ``layer_correlation`` 0: the paper's model, written out so that a setting's entry does not inherit the common
+    balance's)."""
     parts = dict(part.split("=") for part in name.split(", "))
     return {"sigma_pixel": float(parts["sigma_pixel"]), "sigma_perceptual": parse_sigma(parts["sigma_perceptual"]),
-            "kappa": float(parts["kappa"]), "misfit_scale": parse_sigma(parts.get("misfit_scale", "none"))}
+            "kappa": float(parts["kappa"]), "misfit_scale": parse_sigma(parts.get("misfit_scale", "none")),
+            "layer_correlation": float(parts.get("layer_correlation", 0.0))}
 
 
 def unknown_metric(label: str) -> str:
@@ -150,6 +154,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--kappa", type=float, nargs="+", default=[0.0, 0.25])
     ap.add_argument("--misfit-scale", type=parse_sigma, nargs="+", default=[None],
                     help="tau of the generator's misfit (models.misfit; 'none': the paper's model)")
+    ap.add_argument("--layer-correlation", type=float, nargs="+", default=[0.0],
+                    help="correlation of the Gaussian prior between the layers of W+ (models.LayerCorrelatedPrior; "
+                         "0: the paper's independent layers)")
     ap.add_argument("--steps", type=int, default=500)
     ap.add_argument("--batch-size", type=int, default=10)
     ap.add_argument("--seed", type=int, default=0, help="the seed benchmarks/baselines.py ran with")
@@ -193,13 +200,13 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit(f"{path} was made with other settings ({saved['identity']}); use another --out")
     found = saved["candidates"]
     options = MethodOptions(steps=args.steps, samples=0)
-    for sp, perc, kappa, tau in itertools.product(args.sigma_pixel, args.sigma_perceptual, args.kappa,
-                                                  args.misfit_scale):
-        name = candidate_name(sp, perc, kappa, tau)
+    for sp, perc, kappa, tau, rho in itertools.product(args.sigma_pixel, args.sigma_perceptual, args.kappa,
+                                                       args.misfit_scale, args.layer_correlation):
+        name = candidate_name(sp, perc, kappa, tau, rho)
         if name in found:
             continue
         config = BRGMConfig(sigma_pixel=sp, sigma_perceptual=perc, kappa=kappa, prior_std="per-dimension",
-                            misfit_scale=tau)
+                            misfit_scale=tau, layer_correlation=rho)
         per_setting = {}
         for task, p in settings:
             values: dict[str, list[float]] = {}

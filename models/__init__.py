@@ -11,14 +11,16 @@ from .likelihoods import PerceptualLikelihood, PixelLikelihood, learn_noise
 from .noise import inverse_gamma_on_variance, perceptual_noise_prior, pixel_noise_prior
 from .misfit import MisfitPixelLikelihood, misfit_likelihood, operator_matrix, point_images, predictive_images
 from .priors import (
-    ColinearityPrior, GaussianLatentPrior, LatentPrior, LocationScaleLatentPrior, SharedLatentPrior,
+    ColinearityPrior, GaussianLatentPrior, LatentPrior, LayerCorrelatedPrior, LocationScaleLatentPrior,
+    SharedLatentPrior,
     StudentTLatentPrior, pairwise_cosines,
 )
 
 __all__ = [
     "BRGMModel", "brgm_model", "released_config", "check_observation", "corrupt", "generate", "BRGMConfig",
     "released_lambda_colin", "PerceptualLikelihood", "PixelLikelihood", "ColinearityPrior",
-    "GaussianLatentPrior", "SharedLatentPrior", "StudentTLatentPrior", "LatentPrior", "LocationScaleLatentPrior",
+    "GaussianLatentPrior", "LayerCorrelatedPrior", "SharedLatentPrior", "StudentTLatentPrior", "LatentPrior",
+    "LocationScaleLatentPrior",
     "pairwise_cosines",
     "LatentParameter", "sample_corruption_parameters", "inverse_gamma_on_variance", "perceptual_noise_prior",
     "pixel_noise_prior", "learn_noise", "default_config", "weight_overrides",

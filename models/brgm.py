@@ -27,7 +27,7 @@ from brgm_pyro.generators.base import PriorGenerator
 from .config import BRGMConfig, released_lambda_colin
 from .likelihoods import PerceptualLikelihood, PixelLikelihood, gaussian_pixel_noise
 from .misfit import MisfitPixelLikelihood, misfit_applies
-from .priors import ColinearityPrior, GaussianLatentPrior, LatentPrior, gaussian_loc_scale
+from .priors import ColinearityPrior, GaussianLatentPrior, LatentPrior, LayerCorrelatedPrior, gaussian_loc_scale
 
 
 def check_observation(generator: PriorGenerator, corruption: Corruption, observation: torch.Tensor) -> torch.Tensor:
@@ -319,7 +319,8 @@ def brgm_model(
     carries one, else the authors' released balance for these shapes (``released_config``).
 
     prior: Gaussian on W+ with mu, sigma from 10,000 mapping samples (scalar sigma unless
-    ``config.prior_std == "per-dimension"``); colinearity: ``ColinearityPrior(config.kappa)``
+    ``config.prior_std == "per-dimension"``; layers correlated by ``config.layer_correlation``,
+    ``LayerCorrelatedPrior``, when it is above 0); colinearity: ``ColinearityPrior(config.kappa)``
     (None switches it off); likelihoods: pixel (``config.sigma_pixel``) and, when ``features``
     is given and ``config.sigma_perceptual`` is set, perceptual; with ``config.misfit_scale`` the
     pixel likelihood integrates out the generator's misfit (``models.misfit``).
@@ -333,8 +334,11 @@ def brgm_model(
         config = replace(config, sigma_perceptual=None)  # no feature network: no perceptual term
     if prior is None:
         stats = generator.latent_stats(num_stats_samples)
-        prior = GaussianLatentPrior.from_stats(stats, generator.num_ws,
-                                               per_dimension=config.prior_std == "per-dimension")
+        per_dimension = config.prior_std == "per-dimension"
+        if config.layer_correlation > 0:
+            prior = LayerCorrelatedPrior.from_stats(stats, generator.num_ws, per_dimension, config.layer_correlation)
+        else:
+            prior = GaussianLatentPrior.from_stats(stats, generator.num_ws, per_dimension=per_dimension)
         prior.to(stats.mean.device)
     _check_generator_is_finite(generator, prior)
     if colinearity == "config":

@@ -27,13 +27,16 @@ class BRGMConfig:
     kappa: von Mises concentration of the colinearity prior (0: off);
     prior_std: "scalar" (the authors' single sigma) or "per-dimension";
     misfit_scale: tau of the generator's misfit x = G(w) + r, r ~ N(0, tau^2) per pixel, integrated
-    out of the pixel likelihood (``models.misfit``; a number, "learn", or None: off, the paper's model)."""
+    out of the pixel likelihood (``models.misfit``; a number, "learn", or None: off, the paper's model);
+    layer_correlation: rho in [0, 1), the correlation of the Gaussian prior between the layers of W+
+    (``priors.LayerCorrelatedPrior``; 0: independent layers, the paper's Eq. 2)."""
 
     sigma_pixel: float | None = 0.1
     sigma_perceptual: float | None = None
     kappa: float = 0.0
     prior_std: Literal["scalar", "per-dimension"] = "scalar"
     misfit_scale: float | str | None = None
+    layer_correlation: float = 0.0
 
     def __post_init__(self) -> None:
         tau = self.misfit_scale
@@ -50,6 +53,9 @@ class BRGMConfig:
             raise ValueError(f"kappa must be a non-negative finite number, got {self.kappa}")
         if self.prior_std not in ("scalar", "per-dimension"):
             raise ValueError(f"prior_std must be 'scalar' or 'per-dimension', got {self.prior_std!r}")
+        rho = self.layer_correlation
+        if isinstance(rho, bool) or not isinstance(rho, (int, float)) or not 0.0 <= rho < 1.0:
+            raise ValueError(f"layer_correlation must be a number in [0, 1), got {rho!r}")
 
     @classmethod
     def from_lambdas(
@@ -115,12 +121,13 @@ def released_lambda_colin(task: str, factor: int | None = None) -> float:
 def weight_overrides(
     sigma_pixel: float | None = None, sigma_perceptual: float | None = None, kappa: float | None = None,
     lambda_pixel: float | None = None, lambda_percept: float | None = None, lambda_colin: float | None = None,
+    layer_correlation: float | None = None,
 ) -> dict[str, float | None]:
     """The ``BRGMConfig`` fields that these weights set (None: not set), for ``dataclasses.replace``.
 
     Each weight may be given as a sigma / kappa or as the paper's Eq. 6 lambda, converted by
     ``BRGMConfig.from_lambdas`` (sigma = lambda^(-1/2), kappa = lambda_colin / 2); giving both
-    forms of one weight is an error.
+    forms of one weight is an error.  ``layer_correlation`` (the prior's, no lambda form) passes through.
 
     >>> weight_overrides(lambda_pixel=100.0, kappa=0.5)
     {'sigma_pixel': 0.1, 'kappa': 0.5}
@@ -137,4 +144,6 @@ def weight_overrides(
             out[name] = direct
         elif lam is not None:
             out[name] = getattr(converted, name)
+    if layer_correlation is not None:
+        out["layer_correlation"] = layer_correlation
     return out

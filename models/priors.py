@@ -152,6 +152,55 @@ class SharedLatentPrior(GaussianLatentPrior):
         return value.unsqueeze(-2).expand(*value.shape[:-1], self.num_ws, self.w_dim)
 
 
+class LayerCorrelatedPrior(GaussianLatentPrior):
+    """Eq. 2's Gaussian on W+ with correlated layers: w_i = w_0 + d_i, where the style w_0 ~ N(mean,
+    rho std^2) is shared by every layer and d_i ~ N(0, (1 - rho) std^2) is layer i's own deviation.
+
+    Each w_i is N(mean, std^2), as in Eq. 2's first product, and any two layers correlate with
+    ``correlation`` rho per dimension: rho = 0 is the paper's independent layers (``GaussianLatentPrior``),
+    rho -> 1 the W space of one shared w (``SharedLatentPrior``).  The sample site holds (w_0, d_1, ..., d_L):
+    event shape (num_ws + 1, w_dim), independent Gaussians, so the MAP, the Laplace approximation, the
+    guides and NUTS work on it unchanged; ``ws_from_latent`` adds w_0 to every d_i.  For a Gaussian the
+    site's mode maps to the mode of the correlated W+ density (the extra direction is profiled out
+    exactly), so MAP here is MAP under N(mean, std^2 ((1 - rho) I + rho 1 1^T)) across the layers.
+    ``mean`` and ``std`` must be the same for every layer.
+    """
+
+    def __init__(self, mean: torch.Tensor, std: torch.Tensor | float, num_ws: int, correlation: float,
+                 site: str = "w") -> None:
+        super().__init__(mean, std, num_ws, site)
+        if not 0.0 < correlation < 1.0:
+            raise ValueError(f"correlation must lie in (0, 1) (0: GaussianLatentPrior, 1: SharedLatentPrior), "
+                             f"got {correlation}")
+        if not (torch.equal(self.mean, self.mean[:1].expand_as(self.mean))
+                and torch.equal(self.std, self.std[:1].expand_as(self.std))):
+            raise ValueError("LayerCorrelatedPrior needs the same mean and std for every layer")
+        self.correlation = float(correlation)
+
+    @classmethod
+    def from_stats(cls, stats: LatentStats, num_ws: int, per_dimension: bool = False,
+                   correlation: float = 0.5) -> Self:
+        return cls(stats.mean, stats.std if per_dimension else stats.std_scalar, num_ws, correlation)
+
+    def init_loc(self) -> torch.Tensor:
+        """(w_0, d_1, ..., d_L) at their means: (num_ws + 1, w_dim); every w_i = mean."""
+        return torch.cat([self.mean[:1], torch.zeros_like(self.mean)])
+
+    def init_scale(self) -> torch.Tensor:
+        """sqrt(rho) std for w_0, sqrt(1 - rho) std for each d_i: (num_ws + 1, w_dim)."""
+        return torch.cat([self.correlation ** 0.5 * self.std[:1], (1.0 - self.correlation) ** 0.5 * self.std])
+
+    def distribution(self) -> dist.Distribution:
+        return dist.Normal(self.init_loc(), self.init_scale()).to_event(2)
+
+    def __call__(self) -> torch.Tensor:
+        return self.ws_from_latent(pyro.sample(self.site, self.distribution()))
+
+    def ws_from_latent(self, value: torch.Tensor) -> torch.Tensor:
+        """(..., num_ws + 1, w_dim) -> w_i = w_0 + d_i: (..., num_ws, w_dim)."""
+        return value[..., :1, :] + value[..., 1:, :]
+
+
 class StudentTLatentPrior(LocationScaleLatentPrior):
     """Heavy-tailed alternative: w_i ~ StudentT(df, mean, std) per element, event (num_ws, w_dim)."""
 

@@ -92,7 +92,8 @@ def test_model_config_is_what_the_command_line_asked_for(problem, tmp_path):
     report = weights_report(learned)
     assert report["sigma_pixel"] == "learned, latent ~ HalfNormal(scale=0.5)"
     assert {k: v for k, v in report.items() if k != "sigma_pixel"} == {
-        "sigma_perceptual": 0.02, "kappa": 0.25, "prior_std": "per-dimension", "misfit_scale": None}
+        "sigma_perceptual": 0.02, "kappa": 0.25, "prior_std": "per-dimension", "misfit_scale": None,
+        "layer_correlation": 0.0}
 
 
 def test_the_command_line_takes_the_weights_of_its_setting_and_flags_still_win(problem, tmp_path):

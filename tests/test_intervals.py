@@ -268,13 +268,12 @@ def test_bundled_generator_records_the_real_image_fits():
     that benchmarks/real_images.py fitted on the committed real calibration images, for the posterior
     `brgm reconstruct` fits in each setting (its recommended sigma_pixel and misfit scale, at that noise)."""
     import json
-    from dataclasses import asdict
     from pathlib import Path
 
     from brgm_pyro.corruptions import make_corruption, setting_name
     from brgm_pyro.generators import load_generator
     from brgm_pyro.inference import calibrated_config
-    from brgm_pyro.models import default_config
+    from brgm_pyro.models import BRGMConfig, default_config
 
     root = Path(__file__).resolve().parents[1]
     fitted = {}
@@ -287,7 +286,7 @@ def test_bundled_generator_records_the_real_image_fits():
               if name.startswith("inpainting") else
               make_corruption("super-resolution", 32, factor=4, kernel="bicubic-antialias"))
         assert setting_name(op) == name
-        assert report.settings["config"] == asdict(calibrated_config(default_config(bundled, op)))
+        assert BRGMConfig(**report.settings["config"]) == calibrated_config(default_config(bundled, op))
         assert report.settings["sigma_pixel"] == report.settings["config"]["sigma_pixel"]
     assert set(fitted) == {"inpainting-mask0", "inpainting-mask1", "super-resolution-x4-bicubic-antialias"}
     assert bundled.metadata["interval_factors"] == fitted

@@ -125,11 +125,15 @@ def test_tune_weights_chooses_per_setting_among_the_candidates_that_fit():
     assert tune_weights.choose_common(nothing_fits, ["x4 bicubic-antialias", "mask 0"]) == ("a", False)
     name = tune_weights.candidate_name(0.05, None, 0.25)
     assert tune_weights.candidate_config(name) == {"sigma_pixel": 0.05, "sigma_perceptual": None, "kappa": 0.25,
-                                                   "misfit_scale": None}
+                                                   "misfit_scale": None, "layer_correlation": 0.0}
     misfit = tune_weights.candidate_name(0.05, 0.05, 0.25, 0.2)
     assert misfit == "sigma_pixel=0.05, sigma_perceptual=0.05, kappa=0.25, misfit_scale=0.2"
     assert tune_weights.candidate_config(misfit) == {"sigma_pixel": 0.05, "sigma_perceptual": 0.05, "kappa": 0.25,
-                                                     "misfit_scale": 0.2}
+                                                     "misfit_scale": 0.2, "layer_correlation": 0.0}
+    layers = tune_weights.candidate_name(0.05, None, 0.25, 0.2, 0.65)
+    assert layers == "sigma_pixel=0.05, sigma_perceptual=none, kappa=0.25, misfit_scale=0.2, layer_correlation=0.65"
+    assert tune_weights.candidate_config(layers) == {"sigma_pixel": 0.05, "sigma_perceptual": None, "kappa": 0.25,
+                                                     "misfit_scale": 0.2, "layer_correlation": 0.65}
     # a misfit term: the MAP image fits, G(w*) alone does not; both counts are shown, the first decides
     values = {"rmse_hidden": [50.0] * 5, "observed_residual": [0.6] * 5, "generator_residual": [0.6] + [2.0] * 4}
     assert tune_weights.fits(values) == (5, True) and tune_weights.fits(values, "generator_residual") == (1, False)

@@ -240,7 +240,8 @@ def test_calibrate_images_cli_on_a_folder_of_real_images(tmp_path, monkeypatch, 
     printed = capsys.readouterr().out
     settings = json.loads((out3 / "real_calibration.json").read_text())["settings"]
     assert settings["sigma_pixel"] == 0.07 and settings["config"] == {
-        "sigma_pixel": 0.07, "sigma_perceptual": None, "kappa": 0.0, "prior_std": "per-dimension", "misfit_scale": 0.3}
+        "sigma_pixel": 0.07, "sigma_perceptual": None, "kappa": 0.0, "prior_std": "per-dimension", "misfit_scale": 0.3,
+        "layer_correlation": 0.0}
     assert "| sigma 0.07, misfit tau 0.3 | 1: 1 |" in printed
     assert "sigma 0.07; model sigma 0.07, misfit tau 0.3" in printed
     assert json.loads((out3 / "interval_scales.json").read_text())["interval_calibration"]["inpainting-mask0"][
@@ -286,3 +287,26 @@ def test_the_real_image_benchmark_reports_residuals_and_modes():
     line, = residual_and_mode_lines(report)  # misfit has no evaluation images
     assert line == ("- plain: MAP residual SD on the observed values / sigma: median 1.20, within 1.25x on 2 of 3 "
                     "images; the posterior's mode below MAP's log joint on 1 of 3 images")
+
+
+def test_recommended_calibration_is_the_reconstruct_posterior_at_its_own_noise(tiny_generator):
+    """One rule for `brgm calibrate --images --model recommended` and `benchmarks/real_images.py --config
+    recommended`: the setting's recommended weights with kappa 0 and no perceptual term, the noise = its pixel sigma
+    (replaced in both when given); no pixel sigma is an error that says so."""
+    from brgm_pyro.corruptions import make_corruption
+    from brgm_pyro.models.config import BRGMConfig
+    from brgm_pyro.study.real_images import recommended_calibration
+
+    tiny_generator.metadata = {"recommended_config": {"sigma_pixel": 0.3, "sigma_perceptual": 0.05, "kappa": 0.25},
+                               "recommended_configs": {"inpainting-mask0": {"sigma_pixel": 0.07, "misfit_scale": 0.3,
+                                                                            "kappa": 0.5}}}
+    mask0 = make_corruption("inpainting", 16, mask_id=0)
+    config, noise = recommended_calibration(tiny_generator, mask0)
+    assert config == BRGMConfig(0.07, None, 0.0, "per-dimension", misfit_scale=0.3) and noise == 0.07
+    config, noise = recommended_calibration(tiny_generator, mask0, 0.2)
+    assert config.sigma_pixel == 0.2 == noise and config.misfit_scale == 0.3
+    other = make_corruption("inpainting", 16, mask_id=1)  # no entry of its own: the generator's general weights
+    assert recommended_calibration(tiny_generator, other) == (BRGMConfig(0.3, None, 0.0, "per-dimension"), 0.3)
+    tiny_generator.metadata = {"recommended_config": {"sigma_pixel": None, "sigma_perceptual": 0.05, "kappa": 0.25}}
+    with pytest.raises(ValueError, match="no pixel likelihood"):
+        recommended_calibration(tiny_generator, other)

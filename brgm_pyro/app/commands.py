@@ -12,7 +12,7 @@ import importlib
 import importlib.metadata
 import math
 import platform
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
@@ -25,13 +25,13 @@ from ..bundled import load_domain_classifier, load_test_images
 from ..corruptions import Corruption, make_corruption, setting_name
 from ..functional import image_shape
 from ..generators import PriorGenerator
-from ..inference import MethodOutput, calibrated_config, to_inference_data, unknown_region
+from ..inference import MethodOutput, to_inference_data, unknown_region
 from ..jsonfile import write_json
 from ..study import calibrate, methods_from, resolve_methods, simulate_problems
 from ..study.problems import SIMULATION_SIGMA_PIXEL
-from ..study.real_images import folder_images, real_image_calibration, split_images
+from ..study.real_images import folder_images, real_image_calibration, recommended_calibration, split_images
 from ..study.interval_scale import fit_method_interval_scale, widened
-from ..models import BRGMModel, default_config
+from ..models import BRGMModel
 from ..models.likelihoods import gaussian_pixel_noise
 from ..training.data import load_fashion_mnist
 from ..training.trainer import TrainingConfig, export_generator, train_generator
@@ -306,13 +306,10 @@ def _calibrate_real(o: Mapping[str, Any]) -> int:
     misfit = _calibrate_misfit(o['misfit_scale'])
     config, sigma = None, SIMULATION_SIGMA_PIXEL if o['sigma_pixel'] is None else o['sigma_pixel']
     if o['model'] == "recommended":  # the posterior `brgm reconstruct` fits for this setting, and its noise
-        config = calibrated_config(default_config(generator, corruption))
-        if o['sigma_pixel'] is not None:
-            config = replace(config, sigma_pixel=o['sigma_pixel'])
-        if config.sigma_pixel is None:
-            raise ValueError("the generator's recommended weights have no pixel likelihood (sigma_pixel): "
-                             "pass --sigma-pixel or --model plain")
-        sigma = config.sigma_pixel
+        try:
+            config, sigma = recommended_calibration(generator, corruption, o['sigma_pixel'])
+        except ValueError as error:
+            raise ValueError(f"{error} (--sigma-pixel or --model plain)") from None
     domain = (generator.img_channels, generator.img_resolution) == (1, 32) and o['generator'] == "fashion-mnist-32"
     setting = setting_name(corruption)
     out = Path(o['out'])

@@ -40,6 +40,9 @@ def _add_model_options(p: argparse.ArgumentParser, steps: int = 500) -> None:
     g.add_argument("--lambda-pixel", type=float, help="paper's Eq. 6 weight: sigma_pixel = lambda^-1/2")
     g.add_argument("--lambda-perceptual", type=float, help="paper's Eq. 6 weight: sigma_perceptual = lambda^-1/2")
     g.add_argument("--lambda-colin", type=float, help="paper's Eq. 6 weight: kappa = lambda_colin / 2")
+    g.add_argument("--layer-correlation", type=float,
+                   help="correlation rho in [0, 1) of the Gaussian prior between the layers of W+ (each layer keeps "
+                        "N(mu, sigma^2); 0: independent layers, the paper's prior; models.LayerCorrelatedPrior)")
     g.add_argument("--misfit-scale", type=misfit_scale_arg, default=None,
                    help="tau of the generator's misfit x = G(w) + r, r ~ N(0, tau^2) per pixel, integrated out of "
                         "the pixel likelihood (a number, 'learn', or 'none': off); draws of the image then include r "

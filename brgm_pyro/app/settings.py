@@ -70,6 +70,7 @@ _MODEL_RULES: dict[str, _Rule] = {
     "steps": _int_at_least(1), "lr": POSITIVE, "seed": _int_between(0, MAX_SEED),
     "sigma_pixel": POSITIVE, "sigma_perceptual": POSITIVE, "kappa": NON_NEGATIVE,
     "lambda_pixel": POSITIVE, "lambda_perceptual": POSITIVE, "lambda_colin": NON_NEGATIVE,
+    "layer_correlation": ("a number in [0, 1)", lambda v: _finite(v) and 0 <= v < 1),
 }
 _RULES: dict[str, dict[str, _Rule]] = {
     "demo": {**_MODEL_RULES, "image_index": _int_between(0, 99), "mask_id": _int_between(0, NUM_STANDARD_MASKS - 1),
@@ -98,7 +99,7 @@ _RULES: dict[str, dict[str, _Rule]] = {
 # --sigma-* / --kappa and the paper's Eq. 6 --lambda-* flags: (flag dest, weight_overrides keyword)
 _WEIGHT_FLAGS = (("sigma_pixel", "sigma_pixel"), ("sigma_perceptual", "sigma_perceptual"), ("kappa", "kappa"),
                  ("lambda_pixel", "lambda_pixel"), ("lambda_perceptual", "lambda_percept"),
-                 ("lambda_colin", "lambda_colin"))
+                 ("lambda_colin", "lambda_colin"), ("layer_correlation", "layer_correlation"))
 _WEIGHT_PAIRS = (("sigma_pixel", "lambda_pixel"), ("sigma_perceptual", "lambda_perceptual"), ("kappa", "lambda_colin"))
 
 

@@ -6,7 +6,7 @@ network is built. Keys that brgm-pyro reads have a fixed type and range:
 - ``recommended_config``: a dict with only ``BRGMConfig``'s keys: ``sigma_pixel`` and
   ``sigma_perceptual`` (a finite number in [1e-6, 1e3], or None), ``kappa`` (a finite number in
   [0, 1e4]), ``prior_std`` (``"scalar"`` or ``"per-dimension"``), ``misfit_scale`` (a finite number in
-  [1e-6, 1e3], ``"learn"`` or None);
+  [1e-6, 1e3], ``"learn"`` or None), ``layer_correlation`` (a number in [0, 0.999]);
 - ``recommended_configs``: ``{setting name (a string of at most 200 characters, as
   ``brgm_pyro.corruptions.setting_name`` names a corruption): a dict as ``recommended_config``}``,
   per-setting weights that take precedence over ``recommended_config`` for that setting;
@@ -42,9 +42,10 @@ from .checkpoints import CheckpointError, describe
 MAX_DEPTH = 16
 MAX_ITEMS = 100_000
 MAX_TEXT = 200
-RECOMMENDED_KEYS = ("sigma_pixel", "sigma_perceptual", "kappa", "prior_std", "misfit_scale")
+RECOMMENDED_KEYS = ("sigma_pixel", "sigma_perceptual", "kappa", "prior_std", "misfit_scale", "layer_correlation")
 SIGMA_RANGE = (1e-6, 1e3)
 KAPPA_RANGE = (0.0, 1e4)
+MAX_LAYER_CORRELATION = 0.999
 PREPARATION_METHODS = ("pad", "center-crop", "resize")
 MAX_FROM_SIZE = 4096
 MAX_INTERVAL_SCALE = 100.0
@@ -113,6 +114,9 @@ def _recommended_config(value: Any, where: str) -> dict:
         if type(config["prior_std"]) is not str or config["prior_std"] not in ("scalar", "per-dimension"):
             raise _Fail(f"{where}.prior_std must be 'scalar' or 'per-dimension', got {_brief(config['prior_std'])}")
         out["prior_std"] = config["prior_std"]
+    if "layer_correlation" in config:
+        out["layer_correlation"] = _number(config["layer_correlation"], f"{where}.layer_correlation",
+                                           0.0, MAX_LAYER_CORRELATION)
     return out
 
 

@@ -37,9 +37,10 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 import torch
 
+from brgm_pyro.corruptions import setting_name
 from brgm_pyro.functional import image_shape, mean_squared_error_255
 from brgm_pyro.io import load_image
-from brgm_pyro.models.brgm import BRGMModel, brgm_model, corrupt, generate
+from brgm_pyro.models.brgm import BRGMModel, brgm_model, corrupt, default_config, generate
 from brgm_pyro.models.config import BRGMConfig
 from brgm_pyro.models.misfit import MisfitPixelLikelihood, point_images, predictive_images
 
@@ -534,16 +535,6 @@ class RealCalibrationReport:
         return cls(data["settings"], data["records"], data.get("reference", {}))
 
 
-def setting_name(corruption) -> str | None:
-    """The setting's name in ``interval_scales`` (as ``brgm reconstruct`` looks it up):
-    "inpainting-mask<id>" for a standard mask, "super-resolution-x<factor>-<kernel>"; None otherwise."""
-    factor, kernel = getattr(corruption, "factor", None), getattr(corruption, "kernel_name", None)
-    if factor is not None and kernel is not None:
-        return f"super-resolution-x{factor}-{kernel}"
-    mask_id = getattr(corruption, "standard_mask_id", None)
-    return None if mask_id is None else f"inpainting-mask{mask_id}"
-
-
 def misfit_scale_from_residuals(model: BRGMModel, residual_ms: Sequence[float], sigma_pixel: float) -> float:
     """tau from MAP residuals on observed entries: tau^2 = (mean residual^2 - sigma^2) / mean diag(A_obs A_obs^T)
     (at least 1e-3: a model that fits within the noise gets a negligible misfit)."""
@@ -551,6 +542,21 @@ def misfit_scale_from_residuals(model: BRGMModel, residual_ms: Sequence[float], 
     gain = float(lik.eigenvalues.mean())  # trace(A_obs A_obs^T) / m = mean of its diagonal
     excess = float(np.mean(residual_ms)) - sigma_pixel ** 2
     return max(math.sqrt(max(excess, 0.0) / gain), 1e-3)
+
+
+def recommended_calibration(generator, corruption, sigma_pixel: float | None = None) -> tuple[BRGMConfig, float]:
+    """The posterior ``brgm reconstruct`` fits for this setting, and the noise to observe the real images with:
+    ``calibrated_config(default_config(generator, corruption))`` (the generator's recommended pixel sigma and
+    misfit scale, kappa 0, no perceptual term), its ``sigma_pixel`` replaced by ``sigma_pixel`` when given; the
+    noise is the config's pixel sigma (the model is told the noise it observes).  ``ValueError`` when there is
+    no pixel sigma (recommended weights without a pixel likelihood, none given)."""
+    config = calibrated_config(default_config(generator, corruption))
+    if sigma_pixel is not None:
+        config = replace(config, sigma_pixel=float(sigma_pixel))
+    if config.sigma_pixel is None:
+        raise ValueError("the generator's recommended weights for this setting have no pixel likelihood "
+                         "(sigma_pixel): give the pixel sigma explicitly, or calibrate the plain model")
+    return config, config.sigma_pixel
 
 
 def real_image_calibration(generator, corruption, split: RealImageSplit, *, sigma_pixel: float = 0.1,
