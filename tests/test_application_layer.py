@@ -120,6 +120,12 @@ def test_the_command_line_takes_the_weights_of_its_setting_and_flags_still_win(p
     assert config("--task", "super-resolution", "--factor", "2", "--kernel", "bicubic") == BRGMConfig(**RECOMMENDED)
     assert config("--task", "inpainting", "--mask-id", "0") == BRGMConfig(0.2, 0.05, 0.0, "per-dimension")
     assert config("--task", "inpainting", "--mask-id", "1") == BRGMConfig(**RECOMMENDED)
+    # the prior's layer correlation: a flag like the weights, over the setting's recommendation
+    G.metadata["recommended_configs"]["inpainting-mask0"]["layer_correlation"] = 0.6
+    assert config("--task", "inpainting", "--mask-id", "0").layer_correlation == 0.6
+    assert config("--task", "inpainting", "--mask-id", "0", "--layer-correlation", "0").layer_correlation == 0.0
+    assert config(*sr, "--layer-correlation", "0.3") == BRGMConfig(0.05, None, 0.3, "per-dimension",
+                                                                   layer_correlation=0.3)
 
 
 def test_a_weight_given_twice_is_refused_before_loading(tmp_path, capsys):

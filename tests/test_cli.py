@@ -150,6 +150,8 @@ def shirt(tmp_path):
     (["--kappa", "nan"], "--kappa must be a finite number >= 0, got nan"),
     (["--kappa", "inf"], "--kappa must be a finite number >= 0, got inf"),
     (["--kappa", "-1"], "--kappa must be a finite number >= 0, got -1.0"),
+    (["--layer-correlation", "1"], "--layer-correlation must be a number in [0, 1), got 1.0"),
+    (["--layer-correlation", "-0.1"], "--layer-correlation must be a number in [0, 1), got -0.1"),
     (["--lambda-colin", "nan"], "--lambda-colin must be a finite number >= 0, got nan"),
     (["--lambda-pixel", "0"], "--lambda-pixel must be a positive finite number, got 0.0"),
     (["--lambda-perceptual=-inf"], "--lambda-perceptual must be a positive finite number, got -inf"),
