@@ -273,6 +273,21 @@ def test_model_card_exports_a_checkpoint_with_per_setting_weights(tmp_path):
     assert json.loads((out / "fashion-mnist-32.json").read_text()) == {"quality": quality, "interval_factors": factors}
     card = model_card.card_text({**info, "interval_factors": factors}, "", "")
     assert "| inpainting-mask0 | 1.3 | 1.75 |" in card and "None recorded" not in card
+    assert model_card.weights_text({"sigma_pixel": 0.05, "kappa": 0.25, "layer_correlation": 0.6}) == \
+        "sigma_pixel 0.05, sigma_perceptual none, kappa 0.25, layer correlation 0.6"
+    # --render-only: the card written again from its JSON and tables, nothing measured, no checkpoint needed
+    (out / "fashion-mnist-32.json").write_text(json.dumps({**info, "interval_factors": factors}))
+    tables = tmp_path / "tables"
+    tables.mkdir()
+    (tables / "evaluation-super-resolution.md").write_text("SR TABLE")
+    (tables / "evaluation-inpainting.md").write_text("INPAINTING TABLE")
+    (tmp_path / "held-out.md").write_text("HELD-OUT TABLE")
+    model_card.main(["--out", str(out), "--render-only", "--tables", str(tables), "--held-out",
+                     str(tmp_path / "held-out.md")])
+    assert (out / "README.md").read_text() == model_card.card_text({**info, "interval_factors": factors},
+                                                                  "SR TABLE", "INPAINTING TABLE", "HELD-OUT TABLE")
+    with pytest.raises(SystemExit):
+        model_card.main(["--out", str(out)])  # measuring needs --checkpoint and --weights
     with pytest.raises(SystemExit, match="is not a benchmarks/real_images.py run"):
         model_card.fitted_interval_factors(tmp_path)  # recommended.json
     (tmp_path / "empty").mkdir()

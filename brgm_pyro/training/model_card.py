@@ -116,7 +116,9 @@ def weights_text(config: dict) -> str:
     perc = "none" if config.get("sigma_perceptual") is None else f"{config['sigma_perceptual']:g}"
     tau = config.get("misfit_scale")
     misfit = "" if tau is None else f", misfit scale {_value(tau)}"
-    return f"sigma_pixel {config['sigma_pixel']:g}, sigma_perceptual {perc}, kappa {config['kappa']:g}{misfit}"
+    rho = config.get("layer_correlation") or 0.0
+    layers = "" if rho == 0 else f", layer correlation {rho:g}"
+    return f"sigma_pixel {config['sigma_pixel']:g}, sigma_perceptual {perc}, kappa {config['kappa']:g}{misfit}{layers}"
 
 
 def weights_table(recommended: dict, per_setting: dict) -> str:
@@ -274,10 +276,17 @@ def store_interval_factors(out: Path, factors: dict) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--checkpoint", type=Path, required=True)
+    parser.add_argument("--checkpoint", type=Path, default=None,
+                        help="the training checkpoint (not with --render-only)")
     parser.add_argument("--out", type=Path, required=True)
-    parser.add_argument("--weights", type=Path, required=True,
+    parser.add_argument("--weights", type=Path, default=None,
                         help="recommended.json of benchmarks/tune_weights.py (per-setting and common weights)")
+    parser.add_argument("--render-only", action="store_true",
+                        help="only write README.md again from --out's fashion-mnist-32.json, the --tables files and "
+                             "--held-out (after the card's text changed; nothing is measured)")
+    parser.add_argument("--quality-from", type=Path, default=None,
+                        help="a card JSON of the same network (same checkpoint iteration): take its sample quality "
+                             "(Frechet distances, class histogram) instead of measuring it again (new weights only)")
     parser.add_argument("--held-out", type=Path, default=None,
                         help="summary.md of benchmarks/prior_vs_baselines.py (the held-out comparison, in the card)")
     parser.add_argument("--interval-factors", type=Path, default=None,
@@ -292,7 +301,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--tables", type=Path, default=Path("model-card-tables"),
                         help="where the evaluation Markdown/CSV files go (not package data)")
     args = parser.parse_args(argv)
-
+    held_out = args.held_out.read_text() if args.held_out is not None else None
+    if args.render_only:
+        info = json.loads((args.out / "fashion-mnist-32.json").read_text())
+        tables = {task: (args.tables / f"evaluation-{task}.md").read_text()
+                  for task in ("super-resolution", "inpainting")}
+        (args.out / "README.md").write_text(card_text(info, tables["super-resolution"], tables["inpainting"], held_out))
+        print(f"model card: {args.out / 'README.md'}")
+        return
+    if args.checkpoint is None or args.weights is None:
+        parser.error("--checkpoint and --weights are required (unless --render-only)")
     weights = read_weights(args.weights)
     args.out.mkdir(parents=True, exist_ok=True)
     ckpt = torch.load(args.checkpoint, map_location="cpu", weights_only=True)
@@ -312,9 +330,16 @@ def main(argv: list[str] | None = None) -> None:
         return
     G = load_generator(path, device="cpu")
     save_grid(generate(G, 64, seed=1), args.out / "fashion-mnist-32-samples.png", nrow=8)
-    t0 = time.time()
-    quality = sample_quality(G)
-    print(json.dumps(quality, indent=2), f"({time.time() - t0:.0f} s)", flush=True)
+    if args.quality_from is not None:  # the same network: its sample quality does not depend on the weights
+        previous = json.loads(args.quality_from.read_text())
+        if previous["training"]["iterations"] != ckpt["iteration"]:
+            raise SystemExit(f"--quality-from {args.quality_from} is of iteration "
+                             f"{previous['training']['iterations']}, the checkpoint of {ckpt['iteration']}")
+        quality = previous["quality"]
+    else:
+        t0 = time.time()
+        quality = sample_quality(G)
+        print(json.dumps(quality, indent=2), f"({time.time() - t0:.0f} s)", flush=True)
 
     features = load_domain_features()
     images = load_test_images()[0][:args.num_images]
@@ -337,7 +362,6 @@ def main(argv: list[str] | None = None) -> None:
         "recommended_configs": weights["recommended_configs"],
         "tuning": weights["tuning"],
     }
-    held_out = args.held_out.read_text() if args.held_out is not None else None
     if factors is not None:
         info["interval_factors"] = factors
     (args.out / "fashion-mnist-32.json").write_text(json.dumps(info, indent=2))
