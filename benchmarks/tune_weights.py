@@ -35,6 +35,7 @@ import itertools
 import json
 import sys
 from pathlib import Path
+from typing import Callable
 
 if __name__ == "__main__" and not __package__:  # run as a file: import from the repository root, not benchmarks/
     sys.path[0] = str(Path(__file__).resolve().parents[1])
@@ -116,6 +117,28 @@ def choose_common(found: dict[str, dict[str, dict[str, list[float]]]], labels: l
     return (min(fitting, key=score), True) if fitting else (min(found, key=score), False)
 
 
+def neighbours(a: str, b: str) -> bool:
+    """Two candidates whose weights differ in exactly one (``candidate_config``)."""
+    ca, cb = candidate_config(a), candidate_config(b)
+    return sum(ca[key] != cb[key] for key in ca) == 1
+
+
+def descend(found: dict, start: str, score: Callable[[str], float], fitting: list[str]) -> list[str]:
+    """Coordinate-wise choice from an incumbent ``start``: move to the best-scoring fitting candidate that differs
+    from the current one in one weight while that improves the score; the path, ``start`` first and the choice last.
+    A new weight (e.g. ``--layer-correlation``) is so tuned with the others at their chosen values, then the
+    others given it, and an incumbent stays unless one change at a time improves on it (no jump across the grid
+    to a candidate that differs everywhere by noise on 20 images)."""
+    if start not in found:
+        raise SystemExit(f"--start: its candidate {start!r} was not measured here (add its weights to the grid)")
+    path = [start]
+    while True:
+        better = [n for n in fitting if neighbours(n, path[-1]) and score(n) < score(path[-1])]
+        if not better:
+            return path
+        path.append(min(better, key=score))
+
+
 def paired_lines(found: dict, stored: dict, settings: list[tuple[str, dict]], chosen: dict[str, str]) -> list[str]:
     """Per setting: the chosen candidate minus each stored baseline, per image (PSNR for super-resolution,
     hidden RMSE for in-painting), mean +- standard error and the images on which BRGM is better."""
@@ -157,6 +180,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--layer-correlation", type=float, nargs="+", default=[0.0],
                     help="correlation of the Gaussian prior between the layers of W+ (models.LayerCorrelatedPrior; "
                          "0: the paper's independent layers)")
+    ap.add_argument("--start", type=Path, default=None,
+                    help="a previous recommended.json: choose coordinate-wise from its weights (``descend``) "
+                         "instead of the lowest RMSE of the whole grid")
     ap.add_argument("--steps", type=int, default=500)
     ap.add_argument("--batch-size", type=int, default=10)
     ap.add_argument("--seed", type=int, default=0, help="the seed benchmarks/baselines.py ran with")
@@ -226,12 +252,34 @@ def main(argv: list[str] | None = None) -> int:
 
     labels = [p["label"] for _, p in settings]
     chosen = {label: choose(found, label) for label in labels}
+    common, fitted = choose_common(found, labels)
+    paths: dict[str, list[str]] = {}
+    if args.start is not None:  # coordinate-wise from the incumbent weights of each setting
+        previous = json.loads(args.start.read_text())
+        for _, p in settings:
+            label = p["label"]
+            entry = {**previous["recommended_config"], **previous["recommended_configs"][setting_name(p["op"])]}
+            start = candidate_name(entry["sigma_pixel"], entry.get("sigma_perceptual"), entry.get("kappa", 0.0),
+                                   entry.get("misfit_scale"), entry.get("layer_correlation", 0.0))
+            paths[label] = descend(found, start, lambda n, lab=label: mean_unknown(found, n, lab),
+                                   [n for n in found if fits(found[n][label])[1]])
+            chosen[label] = (paths[label][-1], fits(found[paths[label][-1]][label])[1])
+        entry = previous["recommended_config"]
+        start = candidate_name(entry["sigma_pixel"], entry.get("sigma_perceptual"), entry.get("kappa", 0.0),
+                               entry.get("misfit_scale"), entry.get("layer_correlation", 0.0))
+        paths["every other setting"] = descend(
+            found, start, lambda n: sum(mean_unknown(found, n, lab) for lab in labels) / len(labels),
+            [n for n in found if all(fits(found[n][lab])[1] for lab in labels)])
+        common = paths["every other setting"][-1]
+        fitted = all(fits(found[common][lab])[1] for lab in labels)
     lines = [harness.header(f"benchmarks/tune_weights.py, generator {args.generator}, test images "
                             f"{ids[0]}-{ids[-1]}, noise sigma {args.noise}, MAP {args.steps} steps"), "",
              f"Per setting: mean ± standard error of the RMSE (0-255) on what is unknown, and on how many images the "
              f"MAP fits what is observed (observed residual / noise ≤ {FIT_TARGET}; with a misfit term the MAP "
-             f"image is G(w*) + E[r | y, w*], G(w*) alone in parentheses); chosen: the lowest RMSE among "
-             f"the candidates that fit {FIT_SHARE:.0%} of the images.", "",
+             f"image is G(w*) + E[r | y, w*], G(w*) alone in parentheses); chosen: " + (
+                 f"coordinate-wise from the weights of `{args.start}` (one weight changed at a time while the RMSE "
+                 f"falls, among the candidates that fit {FIT_SHARE:.0%} of the images)" if args.start is not None
+                 else f"the lowest RMSE among the candidates that fit {FIT_SHARE:.0%} of the images") + ".", "",
              "| candidate | " + " | ".join(f"{lab}: RMSE unknown | {lab}: fits" for lab in labels) + " |",
              "|---|" + "---:|" * (2 * len(labels))]
     for n in sorted(found, key=lambda n: sum(mean_unknown(found, n, lab) for lab in labels)):
@@ -249,8 +297,14 @@ def main(argv: list[str] | None = None) -> int:
         name, fitted = chosen[p["label"]]
         configs[setting_name(p["op"])] = candidate_config(name)
         lines.append(f"- {setting_name(p['op'])}: {name}" + ("" if fitted else unfit))
-    common, fitted = choose_common(found, labels)
     lines.append(f"- every other setting: {common}" + ("" if fitted else unfit))
+    if paths:
+        lines += ["", "The coordinate-wise paths (from the incumbent; RMSE on what is unknown):", ""]
+        for label, path in paths.items():
+            def score(n: str, lab: str = label) -> float:
+                return (mean_unknown(found, n, lab) if lab in labels
+                        else sum(mean_unknown(found, n, x) for x in labels) / len(labels))
+            lines.append(f"- {label}: " + " -> ".join(f"{n} ({score(n):.2f})" for n in path))
     recommended = {"recommended_config": {**candidate_config(common), "prior_std": "per-dimension"},
                    "recommended_configs": configs,
                    "tuning": {"images": f"Fashion-MNIST test {ids[0]}-{ids[-1]}", "num_images": len(ids),

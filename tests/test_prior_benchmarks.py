@@ -134,6 +134,18 @@ def test_tune_weights_chooses_per_setting_among_the_candidates_that_fit():
     assert layers == "sigma_pixel=0.05, sigma_perceptual=none, kappa=0.25, misfit_scale=0.2, layer_correlation=0.65"
     assert tune_weights.candidate_config(layers) == {"sigma_pixel": 0.05, "sigma_perceptual": None, "kappa": 0.25,
                                                      "misfit_scale": 0.2, "layer_correlation": 0.65}
+    # coordinate-wise from an incumbent: one weight at a time while the score falls, never a jump across the grid
+    name = tune_weights.candidate_name
+    incumbent, rho, rho_perc, far = (name(0.05, None, 0.25, 0.2), name(0.05, None, 0.25, 0.2, 0.6),
+                                     name(0.05, 0.05, 0.25, 0.2, 0.6), name(0.2, 0.05, 0.0, 0.3, 0.7))
+    assert tune_weights.neighbours(incumbent, rho) and tune_weights.neighbours(rho, rho_perc)
+    assert not tune_weights.neighbours(incumbent, rho_perc) and not tune_weights.neighbours(incumbent, incumbent)
+    score = {incumbent: 28.0, rho: 26.3, rho_perc: 25.7, far: 20.0}.__getitem__
+    grid = [incumbent, rho, rho_perc, far]
+    assert tune_weights.descend(dict.fromkeys(grid), incumbent, score, grid) == [incumbent, rho, rho_perc]
+    assert tune_weights.descend(dict.fromkeys(grid), incumbent, score, [incumbent, rho_perc, far]) == [incumbent]
+    with pytest.raises(SystemExit, match="was not measured here"):
+        tune_weights.descend({rho: None}, incumbent, score, [rho])
     # a misfit term: the MAP image fits, G(w*) alone does not; both counts are shown, the first decides
     values = {"rmse_hidden": [50.0] * 5, "observed_residual": [0.6] * 5, "generator_residual": [0.6] + [2.0] * 4}
     assert tune_weights.fits(values) == (5, True) and tune_weights.fits(values, "generator_residual") == (1, False)
