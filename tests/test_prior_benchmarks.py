@@ -227,7 +227,7 @@ def test_a_training_checkpoint_is_measured_with_the_bundled_weights(tmp_path):
     shutil.rmtree(run)
 
 
-def test_model_card_exports_a_checkpoint_with_per_setting_weights(tmp_path):
+def test_model_card_exports_a_checkpoint_with_per_setting_weights(tmp_path, monkeypatch):
     from brgm_pyro.corruptions import make_corruption
     from brgm_pyro.generators import load_generator
     from brgm_pyro.models import BRGMConfig, default_config
@@ -300,6 +300,42 @@ def test_model_card_exports_a_checkpoint_with_per_setting_weights(tmp_path):
                                                                   "SR TABLE", "INPAINTING TABLE", "HELD-OUT TABLE")
     with pytest.raises(SystemExit):
         model_card.main(["--out", str(out)])  # measuring needs --checkpoint and --weights
+
+    # new weights for one task: the sample quality of the same network and the other task's table are reused
+    evaluated = []
+
+    class FakeTable:
+        def __init__(self, task: str) -> None:
+            self.task = task
+
+    def fake_evaluate(G, images, task, build, *args, **kwargs):
+        evaluated.append(task)
+        return FakeTable(task)
+
+    def fake_write(table, folder):
+        path = Path(folder) / f"evaluation-{table.task}.md"
+        path.write_text(f"NEW {table.task} TABLE")
+        return path, None
+
+    (out / "fashion-mnist-32.json").write_text(json.dumps({**info, "training": {**info["training"], "iterations": 1}}))
+    previous = tmp_path / "previous.json"
+    shutil.copy(out / "fashion-mnist-32.json", previous)
+    (out / "fashion-mnist-classifier.json").write_text(json.dumps({"test_accuracy": 0.93}))  # beside the generator
+    monkeypatch.setattr(model_card, "evaluate", fake_evaluate)
+    monkeypatch.setattr(model_card, "write_tables", fake_write)
+    monkeypatch.setattr(model_card, "load_domain_features", lambda: None)
+    monkeypatch.setattr(model_card, "sample_quality", lambda G: pytest.fail("the sample quality was measured"))
+    model_card.main(["--checkpoint", str(run / "checkpoint.pt"), "--out", str(out), "--weights",
+                     str(tmp_path / "recommended.json"), "--quality-from", str(previous), "--evaluate",
+                     "super-resolution", "--tables", str(tables), "--num-images", "2"])
+    assert evaluated == ["super-resolution"]
+    readme = (out / "README.md").read_text()
+    assert "NEW super-resolution TABLE" in readme and "INPAINTING TABLE" in readme and "**96.97**" in readme
+    stale = tmp_path / "stale.json"
+    stale.write_text(json.dumps({**info, "training": {**info["training"], "iterations": 5}}))
+    with pytest.raises(SystemExit, match="is of iteration 5"):
+        model_card.main(["--checkpoint", str(run / "checkpoint.pt"), "--out", str(out), "--weights",
+                         str(tmp_path / "recommended.json"), "--quality-from", str(stale)])
     with pytest.raises(SystemExit, match="is not a benchmarks/real_images.py run"):
         model_card.fitted_interval_factors(tmp_path)  # recommended.json
     (tmp_path / "empty").mkdir()

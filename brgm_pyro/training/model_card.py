@@ -284,6 +284,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--render-only", action="store_true",
                         help="only write README.md again from --out's fashion-mnist-32.json, the --tables files and "
                              "--held-out (after the card's text changed; nothing is measured)")
+    parser.add_argument("--evaluate", nargs="+", choices=("super-resolution", "inpainting"),
+                        default=["super-resolution", "inpainting"],
+                        help="the tasks evaluated on the bundled test images (default: both); a task left out is "
+                             "read from its --tables file, for a re-export whose weights changed in one task only")
     parser.add_argument("--quality-from", type=Path, default=None,
                         help="a card JSON of the same network (same checkpoint iteration): take its sample quality "
                              "(Frechet distances, class histogram) instead of measuring it again (new weights only)")
@@ -345,6 +349,9 @@ def main(argv: list[str] | None = None) -> None:
     images = load_test_images()[0][:args.num_images]
     tables = {}
     for task in ("super-resolution", "inpainting"):  # default_config: each corruption's recommended weights
+        if task not in args.evaluate:
+            tables[task] = (args.tables / f"evaluation-{task}.md").read_text()
+            continue
         table = evaluate(G, images, task, lambda op, obs: brgm_model(G, op, obs, features=features),
                          features, kernel=args.kernel, steps=args.steps, lpips_net=None, progress=True)
         md_path, _ = write_tables(table, args.tables)
