@@ -227,7 +227,7 @@ def test_a_training_checkpoint_is_measured_with_the_bundled_weights(tmp_path):
     shutil.rmtree(run)
 
 
-def test_model_card_exports_a_checkpoint_with_per_setting_weights(tmp_path, monkeypatch):
+def test_model_card_exports_a_checkpoint_with_per_setting_weights(tmp_path, monkeypatch, capsys):
     from brgm_pyro.corruptions import make_corruption
     from brgm_pyro.generators import load_generator
     from brgm_pyro.models import BRGMConfig, default_config
@@ -331,6 +331,11 @@ def test_model_card_exports_a_checkpoint_with_per_setting_weights(tmp_path, monk
     assert evaluated == ["super-resolution"]
     readme = (out / "README.md").read_text()
     assert "NEW super-resolution TABLE" in readme and "INPAINTING TABLE" in readme and "**96.97**" in readme
+    with pytest.raises(SystemExit):  # a task left out needs its table, checked before anything is measured
+        model_card.main(["--checkpoint", str(run / "checkpoint.pt"), "--out", str(out), "--weights",
+                         str(tmp_path / "recommended.json"), "--evaluate", "inpainting", "--tables",
+                         str(tmp_path / "no-tables")])
+    assert "a task whose table is missing" in capsys.readouterr().err
     stale = tmp_path / "stale.json"
     stale.write_text(json.dumps({**info, "training": {**info["training"], "iterations": 5}}))
     with pytest.raises(SystemExit, match="is of iteration 5"):

@@ -315,6 +315,11 @@ def main(argv: list[str] | None = None) -> None:
         return
     if args.checkpoint is None or args.weights is None:
         parser.error("--checkpoint and --weights are required (unless --render-only)")
+    kept = [args.tables / f"evaluation-{task}.md" for task in ("super-resolution", "inpainting")
+            if task not in args.evaluate]
+    missing = [str(path) for path in kept if not path.is_file()]
+    if missing:
+        parser.error(f"--evaluate leaves out a task whose table is missing: {missing}")
     weights = read_weights(args.weights)
     args.out.mkdir(parents=True, exist_ok=True)
     ckpt = torch.load(args.checkpoint, map_location="cpu", weights_only=True)
