@@ -29,7 +29,7 @@ def test_bundled_generator_loads_offline_with_its_card(G):
     assert (G.img_resolution, G.img_channels, G.num_ws, G.w_dim, G.z_dim) == (32, 1, 8, 64, 64)
     assert G.metadata["feature_network"] == "fashion-mnist-classifier"
     assert set(G.metadata["recommended_config"]) == {"sigma_pixel", "sigma_perceptual", "kappa", "prior_std",
-                                                     "misfit_scale"}
+                                                     "misfit_scale", "layer_correlation"}
     assert G.metadata["iterations"] > 5000
     card = pretrained_path("README.md").read_text()
     assert "Frechet distance" in card and "fashion-mnist-32-samples.png" in card

@@ -278,7 +278,7 @@ def test_bundled_generator_records_the_real_image_fits():
     root = Path(__file__).resolve().parents[1]
     fitted = {}
     bundled = load_generator("fashion-mnist-32")
-    for path in sorted((root / "benchmarks" / "results" / "real_images_intervals_v2").glob("*.json")):
+    for path in sorted((root / "benchmarks" / "results" / "real_images_intervals_v3").glob("*.json")):
         report = RealCalibrationReport.from_json(path)
         fitted.update(report.interval_scales("plain").get("interval_factors", {}))
         name = report.settings["setting"]
