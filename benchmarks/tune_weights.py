@@ -106,15 +106,26 @@ def choose(found: dict[str, dict[str, dict[str, list[float]]]], label: str) -> t
     return (min(fitting, key=rmse), True) if fitting else (min(found, key=rmse), False)
 
 
+def common_unknown(found: dict, name: str, labels: list[str]) -> float:
+    """A candidate's mean over the settings of its mean RMSE on what is unknown (the common balance's score)."""
+    return sum(mean_unknown(found, name, lab) for lab in labels) / len(labels)
+
+
 def choose_common(found: dict[str, dict[str, dict[str, list[float]]]], labels: list[str]) -> tuple[str, bool]:
     """The balance for settings without their own entry (``recommended_config``: other masks, kernels and
     tasks): the lowest mean over the settings of the unknown RMSE among the candidates that fit every
     setting; (name, fitted)."""
     def score(name: str) -> float:
-        return sum(mean_unknown(found, name, lab) for lab in labels) / len(labels)
+        return common_unknown(found, name, labels)
 
     fitting = [n for n in found if all(fits(found[n][lab])[1] for lab in labels)]
     return (min(fitting, key=score), True) if fitting else (min(found, key=score), False)
+
+
+def entry_name(entry: dict) -> str:
+    """The candidate name of a recommended weights entry (``recommended.json``'s, absent keys at their defaults)."""
+    return candidate_name(entry["sigma_pixel"], entry.get("sigma_perceptual"), entry.get("kappa", 0.0),
+                          entry.get("misfit_scale"), entry.get("layer_correlation", 0.0))
 
 
 def neighbours(a: str, b: str) -> bool:
@@ -253,24 +264,24 @@ def main(argv: list[str] | None = None) -> int:
     labels = [p["label"] for _, p in settings]
     chosen = {label: choose(found, label) for label in labels}
     common, fitted = choose_common(found, labels)
-    paths: dict[str, list[str]] = {}
+    path_lines: list[str] = []  # with --start: each choice's path, "name (score)" steps
+
+    def walk(what: str, start: str, score: Callable[[str], float], fitting: list[str]) -> str:
+        path = descend(found, start, score, fitting)
+        path_lines.append(f"- {what}: " + " -> ".join(f"{n} ({score(n):.2f})" for n in path))
+        return path[-1]
+
     if args.start is not None:  # coordinate-wise from the incumbent weights of each setting
         previous = json.loads(args.start.read_text())
         for _, p in settings:
             label = p["label"]
             entry = {**previous["recommended_config"], **previous["recommended_configs"][setting_name(p["op"])]}
-            start = candidate_name(entry["sigma_pixel"], entry.get("sigma_perceptual"), entry.get("kappa", 0.0),
-                                   entry.get("misfit_scale"), entry.get("layer_correlation", 0.0))
-            paths[label] = descend(found, start, lambda n, lab=label: mean_unknown(found, n, lab),
-                                   [n for n in found if fits(found[n][label])[1]])
-            chosen[label] = (paths[label][-1], fits(found[paths[label][-1]][label])[1])
-        entry = previous["recommended_config"]
-        start = candidate_name(entry["sigma_pixel"], entry.get("sigma_perceptual"), entry.get("kappa", 0.0),
-                               entry.get("misfit_scale"), entry.get("layer_correlation", 0.0))
-        paths["every other setting"] = descend(
-            found, start, lambda n: sum(mean_unknown(found, n, lab) for lab in labels) / len(labels),
-            [n for n in found if all(fits(found[n][lab])[1] for lab in labels)])
-        common = paths["every other setting"][-1]
+            name = walk(label, entry_name(entry), lambda n, lab=label: mean_unknown(found, n, lab),
+                        [n for n in found if fits(found[n][label])[1]])
+            chosen[label] = (name, fits(found[name][label])[1])
+        common = walk("every other setting", entry_name(previous["recommended_config"]),
+                      lambda n: common_unknown(found, n, labels),
+                      [n for n in found if all(fits(found[n][lab])[1] for lab in labels)])
         fitted = all(fits(found[common][lab])[1] for lab in labels)
     lines = [harness.header(f"benchmarks/tune_weights.py, generator {args.generator}, test images "
                             f"{ids[0]}-{ids[-1]}, noise sigma {args.noise}, MAP {args.steps} steps"), "",
@@ -282,7 +293,7 @@ def main(argv: list[str] | None = None) -> int:
                  else f"the lowest RMSE among the candidates that fit {FIT_SHARE:.0%} of the images") + ".", "",
              "| candidate | " + " | ".join(f"{lab}: RMSE unknown | {lab}: fits" for lab in labels) + " |",
              "|---|" + "---:|" * (2 * len(labels))]
-    for n in sorted(found, key=lambda n: sum(mean_unknown(found, n, lab) for lab in labels)):
+    for n in sorted(found, key=lambda n: common_unknown(found, n, labels)):
         cells = []
         for lab in labels:
             mean, se = harness.mean_se(found[n][lab][unknown_metric(lab)])
@@ -298,13 +309,8 @@ def main(argv: list[str] | None = None) -> int:
         configs[setting_name(p["op"])] = candidate_config(name)
         lines.append(f"- {setting_name(p['op'])}: {name}" + ("" if fitted else unfit))
     lines.append(f"- every other setting: {common}" + ("" if fitted else unfit))
-    if paths:
-        lines += ["", "The coordinate-wise paths (from the incumbent; RMSE on what is unknown):", ""]
-        for label, path in paths.items():
-            def score(n: str, lab: str = label) -> float:
-                return (mean_unknown(found, n, lab) if lab in labels
-                        else sum(mean_unknown(found, n, x) for x in labels) / len(labels))
-            lines.append(f"- {label}: " + " -> ".join(f"{n} ({score(n):.2f})" for n in path))
+    if path_lines:
+        lines += ["", "The coordinate-wise paths (from the incumbent; RMSE on what is unknown):", "", *path_lines]
     recommended = {"recommended_config": {**candidate_config(common), "prior_std": "per-dimension"},
                    "recommended_configs": configs,
                    "tuning": {"images": f"Fashion-MNIST test {ids[0]}-{ids[-1]}", "num_images": len(ids),
