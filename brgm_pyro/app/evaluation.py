@@ -230,11 +230,16 @@ def evaluation_csv(table: EvaluationTable) -> str:
     return buf.getvalue()
 
 
+def table_path(out_dir: str | Path, task: str) -> Path:
+    """Where ``write_tables`` puts a task's Markdown table: ``out_dir/evaluation-<task>.md``."""
+    return Path(out_dir) / f"evaluation-{task}.md"
+
+
 def write_tables(table: EvaluationTable, out_dir: str | Path) -> tuple[Path, Path]:
     """``evaluation-<task>.md`` (the table, per-mask RMSE for in-painting, notes) and ``.csv``."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    md = out / f"evaluation-{table.task}.md"
+    md = table_path(out, table.task)
     body = f"## {table.task}, {table.num_images} images\n\n{evaluation_markdown(table)}\n"
     if table.groups:
         body += f"\nRMSE inside the hidden region (0-255) per standard mask:\n\n{evaluation_group_markdown(table)}\n"

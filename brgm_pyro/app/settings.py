@@ -96,7 +96,7 @@ _RULES: dict[str, dict[str, _Rule]] = {
                   "alpha": ("a number in (0, 1)", lambda v: _finite(v) and 0 < v < 1), "batch_size": _int_at_least(1)},
 }
 
-# --sigma-* / --kappa and the paper's Eq. 6 --lambda-* flags: (flag dest, weight_overrides keyword)
+# --sigma-* / --kappa, the paper's Eq. 6 --lambda-* flags and --layer-correlation: (flag dest, weight_overrides keyword)
 _WEIGHT_FLAGS = (("sigma_pixel", "sigma_pixel"), ("sigma_perceptual", "sigma_perceptual"), ("kappa", "kappa"),
                  ("lambda_pixel", "lambda_pixel"), ("lambda_perceptual", "lambda_percept"),
                  ("lambda_colin", "lambda_colin"), ("layer_correlation", "layer_correlation"))

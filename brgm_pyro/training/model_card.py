@@ -31,7 +31,7 @@ import torch
 from ..assets import FASHION_MNIST_CLASSES
 from ..bundled import load_domain_classifier, load_domain_features, load_test_images
 from ..corruptions import Blur
-from ..app.evaluation import evaluate, write_tables
+from ..app.evaluation import evaluate, table_path, write_tables
 from ..frechet import frechet_distance
 from ..generators import load_generator
 from ..io import save_grid
@@ -110,6 +110,10 @@ def training_options(config: dict) -> str:
     changed = [f"{flag} {_value(config[key])}" for key, flag in TRAINING_FLAGS.items()
                if key in config and config[key] != getattr(defaults, key)]
     return " ".join(changed)
+
+
+CARD_TASKS = ("super-resolution", "inpainting")
+"""The tasks the card evaluates on the bundled test images, each with its table (``app.evaluation.table_path``)."""
 
 
 def weights_text(config: dict) -> str:
@@ -284,8 +288,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--render-only", action="store_true",
                         help="only write README.md again from --out's fashion-mnist-32.json, the --tables files and "
                              "--held-out (after the card's text changed; nothing is measured)")
-    parser.add_argument("--evaluate", nargs="+", choices=("super-resolution", "inpainting"),
-                        default=["super-resolution", "inpainting"],
+    parser.add_argument("--evaluate", nargs="+", choices=CARD_TASKS, default=list(CARD_TASKS),
                         help="the tasks evaluated on the bundled test images (default: both); a task left out is "
                              "read from its --tables file, for a re-export whose weights changed in one task only")
     parser.add_argument("--quality-from", type=Path, default=None,
@@ -308,15 +311,13 @@ def main(argv: list[str] | None = None) -> None:
     held_out = args.held_out.read_text() if args.held_out is not None else None
     if args.render_only:
         info = json.loads((args.out / "fashion-mnist-32.json").read_text())
-        tables = {task: (args.tables / f"evaluation-{task}.md").read_text()
-                  for task in ("super-resolution", "inpainting")}
+        tables = {task: table_path(args.tables, task).read_text() for task in CARD_TASKS}
         (args.out / "README.md").write_text(card_text(info, tables["super-resolution"], tables["inpainting"], held_out))
         print(f"model card: {args.out / 'README.md'}")
         return
     if args.checkpoint is None or args.weights is None:
         parser.error("--checkpoint and --weights are required (unless --render-only)")
-    kept = [args.tables / f"evaluation-{task}.md" for task in ("super-resolution", "inpainting")
-            if task not in args.evaluate]
+    kept = [table_path(args.tables, task) for task in CARD_TASKS if task not in args.evaluate]
     missing = [str(path) for path in kept if not path.is_file()]
     if missing:
         parser.error(f"--evaluate leaves out a task whose table is missing: {missing}")
@@ -353,9 +354,9 @@ def main(argv: list[str] | None = None) -> None:
     features = load_domain_features()
     images = load_test_images()[0][:args.num_images]
     tables = {}
-    for task in ("super-resolution", "inpainting"):  # default_config: each corruption's recommended weights
+    for task in CARD_TASKS:  # default_config: each corruption's recommended weights
         if task not in args.evaluate:
-            tables[task] = (args.tables / f"evaluation-{task}.md").read_text()
+            tables[task] = table_path(args.tables, task).read_text()
             continue
         table = evaluate(G, images, task, lambda op, obs: brgm_model(G, op, obs, features=features),
                          features, kernel=args.kernel, steps=args.steps, lpips_net=None, progress=True)
