@@ -336,7 +336,8 @@ def brgm_model(
         stats = generator.latent_stats(num_stats_samples)
         per_dimension = config.prior_std == "per-dimension"
         if config.layer_correlation > 0:
-            prior = LayerCorrelatedPrior.from_stats(stats, generator.num_ws, per_dimension, config.layer_correlation)
+            prior = LayerCorrelatedPrior.from_stats(stats, generator.num_ws, per_dimension,
+                                                    correlation=config.layer_correlation)
         else:
             prior = GaussianLatentPrior.from_stats(stats, generator.num_ws, per_dimension=per_dimension)
         prior.to(stats.mean.device)

@@ -178,8 +178,8 @@ class LayerCorrelatedPrior(GaussianLatentPrior):
         self.correlation = float(correlation)
 
     @classmethod
-    def from_stats(cls, stats: LatentStats, num_ws: int, per_dimension: bool = False,
-                   correlation: float = 0.5) -> Self:
+    def from_stats(cls, stats: LatentStats, num_ws: int, per_dimension: bool = False, *,
+                   correlation: float) -> Self:
         return cls(stats.mean, stats.std if per_dimension else stats.std_scalar, num_ws, correlation)
 
     def init_loc(self) -> torch.Tensor:

@@ -396,7 +396,14 @@ def test_demo_rows_in_two_processes_equal_the_sequential_run(tmp_path, capsys):
             a, b = (np.asarray(Image.open(runs[p] / task / f"{name}.png")) for p in ("1", "2"))
             assert np.array_equal(a, b), (task, name)
     tiny = SimpleNamespace(device=torch.device("cpu"))
-    assert problem_processes(2, tiny, cores=2) == 2 and problem_processes(2, tiny, cores=1) == 1
+    threads = torch.get_num_threads()  # the rule divides the cores by this process's thread count
+    try:
+        torch.set_num_threads(1)
+        assert problem_processes(2, tiny, cores=2) == 2 and problem_processes(2, tiny, cores=1) == 1
+        torch.set_num_threads(2)
+        assert problem_processes(2, tiny, cores=2) == 1 and problem_processes(8, tiny, cores=8) == 4
+    finally:
+        torch.set_num_threads(threads)
     assert problem_processes(1, tiny, cores=8) == 1 and problem_processes(2, tiny, requested=1) == 1
     assert problem_processes(2, SimpleNamespace(device=torch.device("meta")), cores=8) == 1  # not a CPU: one process
 

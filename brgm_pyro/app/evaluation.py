@@ -230,22 +230,27 @@ def evaluation_csv(table: EvaluationTable) -> str:
     return buf.getvalue()
 
 
+def table_files(out_dir: str | Path, task: str) -> tuple[Path, Path]:
+    """Where ``write_tables`` puts a task's tables: ``out_dir/evaluation-<task>.md`` and ``.csv``."""
+    md = Path(out_dir) / f"evaluation-{task}.md"
+    return md, md.with_suffix(".csv")
+
+
 def table_path(out_dir: str | Path, task: str) -> Path:
     """Where ``write_tables`` puts a task's Markdown table: ``out_dir/evaluation-<task>.md``."""
-    return Path(out_dir) / f"evaluation-{task}.md"
+    return table_files(out_dir, task)[0]
 
 
 def write_tables(table: EvaluationTable, out_dir: str | Path) -> tuple[Path, Path]:
     """``evaluation-<task>.md`` (the table, per-mask RMSE for in-painting, notes) and ``.csv``."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    md = table_path(out, table.task)
+    md, csv_path = table_files(out, table.task)
     body = f"## {table.task}, {table.num_images} images\n\n{evaluation_markdown(table)}\n"
     if table.groups:
         body += f"\nRMSE inside the hidden region (0-255) per standard mask:\n\n{evaluation_group_markdown(table)}\n"
     if table.notes:
         body += "\n" + "\n".join(f"- {n}" for n in table.notes) + "\n"
     md.write_text(body)
-    csv_path = out / f"evaluation-{table.task}.csv"
     csv_path.write_text(evaluation_csv(table))
     return md, csv_path

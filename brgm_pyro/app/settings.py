@@ -31,6 +31,7 @@ from ..choices import METHODS
 from ..corruptions import NUM_STANDARD_MASKS, Corruption, setting_name
 from ..io import check_image, check_image_file, read_pixels
 from ..models import weight_overrides
+from .evaluation import table_files
 from .dataset_run import ImageSource, _is_glob, bundled_test_sources, collect_images
 
 # --- numeric flags -----------------------------------------------------------------------------
@@ -170,7 +171,7 @@ DEMO_TASK_FOLDERS = ("super-resolution", "inpainting")
 def output_files(command: str, out: Path, task: str | None = None) -> list[Path]:
     """The paths a previous run of ``command`` may have left in ``out``."""
     if command == "evaluate":
-        return [out / f"evaluation-{task}.md", out / f"evaluation-{task}.csv"]
+        return list(table_files(out, task))
     files = [out / name for name in _RUN_FILES]
     if command == "demo":
         files += [out / t / name for t in DEMO_TASK_FOLDERS for name in _RUN_FILES]
