@@ -56,14 +56,15 @@ def observe(op, truth: torch.Tensor, noise: float, seed: int) -> torch.Tensor:
     return clean + noise * torch.randn(clean.shape, generator=g)
 
 
-def problems(task: str, truths: torch.Tensor, noise: float, seed: int) -> list[dict]:
-    """The problems of a task on ``truths``: one (SR) or one per standard mask (in-painting)."""
+def problems(task: str, truths: torch.Tensor, noise: float, seed: int, masks: tuple[int, ...] = MASKS) -> list[dict]:
+    """The problems of a task on ``truths``: one (SR) or one per standard mask of ``masks`` (in-painting; the
+    noise of mask m drawn with seed ``seed + 100 (m + 1)``, so a mask's problem does not depend on the others)."""
     if task == "super-resolution":
         op = SuperResolution(4, kernel="bicubic-antialias")
         return [{"label": "x4 bicubic-antialias", "op": op, "truth": truths, "obs": observe(op, truths, noise, seed),
                  "hidden": None}]
     out = []
-    for m in MASKS:
+    for m in masks:
         mask = standard_mask(m, SHAPE[-1])
         op = Inpainting(mask)
         obs = observe(op, truths, noise, seed + 100 * (m + 1)) * mask  # holes carry no data

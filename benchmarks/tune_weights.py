@@ -23,7 +23,8 @@ flagged.  ``--baselines`` (``benchmarks/baselines.py --eval-start 6000 --num-eva
 paired per-image comparison of each chosen candidate with the tuned baselines on the same problems (checked
 to be the same: the bicubic / mean-fill scores recomputed here must equal the stored ones).  Prints the
 tables and the metadata (``recommended_configs`` and, for settings without an entry, ``recommended_config``:
-the lowest mean of the three settings among the candidates that fit all three); ``--out`` keeps every
+the lowest mean of the three settings among the candidates that fit all three -- or, with ``--common-masks``, of
+standard masks that have no entry, the settings that balance actually serves); ``--out`` keeps every
 per-image value (resumable: a rerun skips the candidates it has) and the metadata as ``recommended.json``,
 the ``--weights`` of ``python -m brgm_pyro.training.model_card``.
 """
@@ -134,17 +135,18 @@ def neighbours(a: str, b: str) -> bool:
     return sum(ca[key] != cb[key] for key in ca) == 1
 
 
-def descend(found: dict, start: str, score: Callable[[str], float], fitting: list[str]) -> list[str]:
+def descend(found: dict, start: str, score: Callable[[str], float], fitting: Callable[[str], bool]) -> list[str]:
     """Coordinate-wise choice from an incumbent ``start``: move to the best-scoring fitting candidate that differs
     from the current one in one weight while that improves the score; the path, ``start`` first and the choice last.
     A new weight (e.g. ``--layer-correlation``) is so tuned with the others at their chosen values, then the
     others given it, and an incumbent stays unless one change at a time improves on it (no jump across the grid
-    to a candidate that differs everywhere by noise on 20 images)."""
+    to a candidate that differs everywhere by noise on 20 images).  ``fitting`` and ``score`` are asked about the
+    current candidate's neighbours only (so they may measure on demand, ``--common-masks``)."""
     if start not in found:
         raise SystemExit(f"--start: its candidate {start!r} was not measured here (add its weights to the grid)")
     path = [start]
     while True:
-        better = [n for n in fitting if neighbours(n, path[-1]) and score(n) < score(path[-1])]
+        better = [n for n in list(found) if neighbours(n, path[-1]) and fitting(n) and score(n) < score(path[-1])]
         if not better:
             return path
         path.append(min(better, key=score))
@@ -194,12 +196,22 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--start", type=Path, default=None,
                     help="a previous recommended.json: choose coordinate-wise from its weights (``descend``) "
                          "instead of the lowest RMSE of the whole grid")
+    ap.add_argument("--common-masks", type=int, nargs="+", default=None, metavar="MASK",
+                    help="standard in-painting masks without their own entry on which to choose the balance for every "
+                         "other setting (``recommended_config``), instead of the mean over the tuned settings; "
+                         "measured on demand (with --start: the candidates the walk visits)")
     ap.add_argument("--steps", type=int, default=500)
     ap.add_argument("--batch-size", type=int, default=10)
     ap.add_argument("--seed", type=int, default=0, help="the seed benchmarks/baselines.py ran with")
     args = ap.parse_args(argv)
     if args.batch_size < 2:
         ap.error("--batch-size must be >= 2")
+    from benchmarks.baselines import MASKS
+    from brgm_pyro.corruptions import NUM_STANDARD_MASKS
+    bad = [m for m in args.common_masks or () if m in MASKS or not 0 <= m < NUM_STANDARD_MASKS]
+    if bad:
+        ap.error(f"--common-masks {bad}: choose standard masks 0-{NUM_STANDARD_MASKS - 1} that have no entry of their "
+                 f"own (the tuned masks are {list(MASKS)})")
     if args.baselines is not None and not args.baselines.exists():
         ap.error(f"{args.baselines} does not exist: run benchmarks/baselines.py --eval-start {args.tune_start} "
                  f"--num-eval {args.num_tune} --out {args.baselines.parent} first")
@@ -237,33 +249,56 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit(f"{path} was made with other settings ({saved['identity']}); use another --out")
     found = saved["candidates"]
     options = MethodOptions(steps=args.steps, samples=0)
-    for sp, perc, kappa, tau, rho in itertools.product(args.sigma_pixel, args.sigma_perceptual, args.kappa,
-                                                       args.misfit_scale, args.layer_correlation):
-        name = candidate_name(sp, perc, kappa, tau, rho)
-        if name in found:
-            continue
-        config = BRGMConfig(sigma_pixel=sp, sigma_perceptual=perc, kappa=kappa, prior_std="per-dimension",
-                            misfit_scale=tau, layer_correlation=rho)
-        per_setting = {}
-        for task, p in settings:
+
+    def measure(name: str, problems_: list[tuple[str, dict]]) -> dict[str, dict[str, list[float]]]:
+        """The candidate's per-image values on ``problems_``, run where missing (and saved at once)."""
+        per_setting = found.setdefault(name, {})
+        missing = [p for _, p in problems_ if p["label"] not in per_setting]
+        if not missing:
+            return per_setting
+        weights = candidate_config(name)
+        config = BRGMConfig(**weights, prior_std="per-dimension")
+        for p in missing:
             values: dict[str, list[float]] = {}
             for start in range(0, len(ids), args.batch_size):
                 batch = list(range(start, min(start + args.batch_size, len(ids))))
-                row = score_batch(generator, features if perc is not None else None, p, batch, config, ["map"],
-                                  options, [ids[i] for i in batch], args.noise)
+                row = score_batch(generator, features if weights["sigma_perceptual"] is not None else None, p, batch,
+                                  config, ["map"], options, [ids[i] for i in batch], args.noise)
                 for metric, v in row["map"][0].items():
                     values.setdefault(metric, []).extend(v)
             per_setting[p["label"]] = values
-        found[name] = per_setting
         if path is not None:
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(json.dumps({"identity": identity, "candidates": found}, indent=1))
-        print(f"{name}: " + ", ".join(f"{k} {harness.mean_se(v[unknown_metric(k)])[0]:.2f}"
-                                      for k, v in per_setting.items()), flush=True)
+        print(f"{name}: " + ", ".join(f"{p['label']} {mean_unknown(found, name, p['label']):.2f}" for p in missing),
+              flush=True)
+        return per_setting
+
+    for sp, perc, kappa, tau, rho in itertools.product(args.sigma_pixel, args.sigma_perceptual, args.kappa,
+                                                       args.misfit_scale, args.layer_correlation):
+        measure(candidate_name(sp, perc, kappa, tau, rho), settings)
 
     labels = [p["label"] for _, p in settings]
+    # the settings the common balance is chosen on: the tuned ones, or (--common-masks) masks that have no entry
+    others = [] if args.common_masks is None else [
+        ("inpainting", p) for p in problems("inpainting", tune, args.noise, args.seed + 2, tuple(args.common_masks))]
+    other_labels = [p["label"] for _, p in others]
+    common_labels = other_labels or labels
+    common_problems = others or settings
+
+    def common_score(name: str) -> float:
+        measure(name, common_problems)
+        return common_unknown(found, name, common_labels)
+
+    def common_fits(name: str) -> bool:
+        per_setting = measure(name, common_problems)
+        return all(fits(per_setting[lab])[1] for lab in common_labels)
+
     chosen = {label: choose(found, label) for label in labels}
-    common, fitted = choose_common(found, labels)
+    if args.start is None:
+        for name in list(found):
+            measure(name, common_problems)
+        common, common_fitted = choose_common(found, common_labels)
     path_lines: list[str] = []  # with --start: each choice's path, "name (score)" steps
 
     def walk(what: str, start: str, score: Callable[[str], float], fitting: list[str]) -> str:
@@ -277,12 +312,10 @@ def main(argv: list[str] | None = None) -> int:
             label = p["label"]
             entry = {**previous["recommended_config"], **previous["recommended_configs"][setting_name(p["op"])]}
             name = walk(label, entry_name(entry), lambda n, lab=label: mean_unknown(found, n, lab),
-                        [n for n in found if fits(found[n][label])[1]])
+                        lambda n, lab=label: fits(found[n][lab])[1])
             chosen[label] = (name, fits(found[name][label])[1])
-        common = walk("every other setting", entry_name(previous["recommended_config"]),
-                      lambda n: common_unknown(found, n, labels),
-                      [n for n in found if all(fits(found[n][lab])[1] for lab in labels)])
-        fitted = all(fits(found[common][lab])[1] for lab in labels)
+        common = walk("every other setting", entry_name(previous["recommended_config"]), common_score, common_fits)
+        common_fitted = common_fits(common)
     lines = [harness.header(f"benchmarks/tune_weights.py, generator {args.generator}, test images "
                             f"{ids[0]}-{ids[-1]}, noise sigma {args.noise}, MAP {args.steps} steps"), "",
              f"Per setting: mean ± standard error of the RMSE (0-255) on what is unknown, and on how many images the "
@@ -291,30 +324,36 @@ def main(argv: list[str] | None = None) -> int:
                  f"coordinate-wise from the weights of `{args.start}` (one weight changed at a time while the RMSE "
                  f"falls, among the candidates that fit {FIT_SHARE:.0%} of the images)" if args.start is not None
                  else f"the lowest RMSE among the candidates that fit {FIT_SHARE:.0%} of the images") + ".", "",
-             "| candidate | " + " | ".join(f"{lab}: RMSE unknown | {lab}: fits" for lab in labels) + " |",
-             "|---|" + "---:|" * (2 * len(labels))]
+             "| candidate | " + " | ".join(f"{lab}: RMSE unknown | {lab}: fits" for lab in labels + other_labels)
+             + " |", "|---|" + "---:|" * (2 * len(labels + other_labels))]
     for n in sorted(found, key=lambda n: common_unknown(found, n, labels)):
         cells = []
-        for lab in labels:
+        for lab in labels + other_labels:
+            if lab not in found[n]:  # a setting measured on demand (--common-masks), not for this candidate
+                cells.append("- | -")
+                continue
             mean, se = harness.mean_se(found[n][lab][unknown_metric(lab)])
-            mark = " **(chosen)**" if chosen[lab][0] == n else ""
+            mark = " **(chosen)**" if (chosen[lab][0] if lab in chosen else common) == n else ""
             cells.append(f"{mean:.2f} ± {se:.2f}{mark} | {fit_cell(found[n][lab])}")
         lines.append(f"| {n} | " + " | ".join(cells) + " |")
     lines += ["", "Chosen per setting (``recommended_configs`` metadata) and for every other setting "
-              "(``recommended_config``: the lowest mean of the three among the candidates that fit all three):", ""]
+              "(``recommended_config``: the lowest mean over " + (
+                  f"the masks without an entry of their own ({', '.join(other_labels)}; --common-masks)"
+                  if other_labels else "the tuned settings") + " among the candidates that fit all of them):", ""]
     configs = {}
     unfit = f" (no candidate fits {FIT_SHARE:.0%} of the images: lowest RMSE, does not meet the fit target)"
     for _, p in settings:  # each problem's metadata key is the setting name of its operator
         name, fitted = chosen[p["label"]]
         configs[setting_name(p["op"])] = candidate_config(name)
         lines.append(f"- {setting_name(p['op'])}: {name}" + ("" if fitted else unfit))
-    lines.append(f"- every other setting: {common}" + ("" if fitted else unfit))
+    lines.append(f"- every other setting: {common}" + ("" if common_fitted else unfit))
     if path_lines:
         lines += ["", "The coordinate-wise paths (from the incumbent; RMSE on what is unknown):", "", *path_lines]
     recommended = {"recommended_config": {**candidate_config(common), "prior_std": "per-dimension"},
                    "recommended_configs": configs,
                    "tuning": {"images": f"Fashion-MNIST test {ids[0]}-{ids[-1]}", "num_images": len(ids),
-                              "noise": args.noise, "map_steps": args.steps, "candidates": len(found)}}
+                              "noise": args.noise, "map_steps": args.steps, "candidates": len(found),
+                              "common_balance_on": common_labels}}
     lines += ["", "```json", json.dumps(recommended, indent=1), "```"]
     if stored is not None:
         lines += ["", *paired_lines(found, stored, settings, {lab: chosen[lab][0] for lab in labels})]

@@ -8,6 +8,7 @@ import json
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -142,10 +143,15 @@ def test_tune_weights_chooses_per_setting_among_the_candidates_that_fit():
     assert not tune_weights.neighbours(incumbent, rho_perc) and not tune_weights.neighbours(incumbent, incumbent)
     score = {incumbent: 28.0, rho: 26.3, rho_perc: 25.7, far: 20.0}.__getitem__
     grid = [incumbent, rho, rho_perc, far]
-    assert tune_weights.descend(dict.fromkeys(grid), incumbent, score, grid) == [incumbent, rho, rho_perc]
-    assert tune_weights.descend(dict.fromkeys(grid), incumbent, score, [incumbent, rho_perc, far]) == [incumbent]
+    assert tune_weights.descend(dict.fromkeys(grid), incumbent, score, set(grid).__contains__) == [incumbent, rho,
+                                                                                                   rho_perc]
+    fitting = {incumbent, rho_perc, far}.__contains__
+    assert tune_weights.descend(dict.fromkeys(grid), incumbent, score, fitting) == [incumbent]
+    asked = []  # fit and score are asked about the walk's neighbours only (--common-masks measures on demand)
+    tune_weights.descend(dict.fromkeys(grid), incumbent, lambda n: asked.append(n) or score(n), set(grid).__contains__)
+    assert far not in asked and set(asked) == {incumbent, rho, rho_perc}
     with pytest.raises(SystemExit, match="was not measured here"):
-        tune_weights.descend({rho: None}, incumbent, score, [rho])
+        tune_weights.descend({rho: None}, incumbent, score, {rho}.__contains__)
     # a misfit term: the MAP image fits, G(w*) alone does not; both counts are shown, the first decides
     values = {"rmse_hidden": [50.0] * 5, "observed_residual": [0.6] * 5, "generator_residual": [0.6] + [2.0] * 4}
     assert tune_weights.fits(values) == (5, True) and tune_weights.fits(values, "generator_residual") == (1, False)
@@ -193,6 +199,28 @@ def test_tune_weights_writes_per_setting_metadata_and_pairs_with_the_stored_base
     diff = harness.mean_se([a - b for a, b in zip(ours, tv)])
     row = next(line for line in md.splitlines() if line.startswith("| x4 bicubic-antialias | psnr |"))
     assert f"{diff[0]:+.2f} ± {diff[1]:.2f} ({sum(a > b for a, b in zip(ours, tv))}/20)" in row
+    # --common-masks: the balance for every other setting chosen on masks without an entry (here mask 2), measured
+    # for every candidate without --start; the choice recomputed from the stored per-image values
+    common_out = tmp_path / "common"
+    shutil.copytree(out, common_out)
+    assert tune_weights.main(["--out", str(common_out), *args[2:], "--common-masks", "2"]) == 0
+    again = json.loads((common_out / "tune_weights.json").read_text())["candidates"]
+    assert all(again[n][lab] == found[n][lab] for n in found for lab in found[n])  # the tuned settings reused
+    assert all("mask 2" in again[n] for n in again)
+
+    def fit_and_rmse(n: str) -> tuple[bool, float]:
+        values = again[n]["mask 2"]
+        return (sum(v <= 1.25 for v in values["observed_residual"]) >= 16, float(np.mean(values["rmse_hidden"])))
+
+    fitting = [n for n in again if fit_and_rmse(n)[0]] or list(again)
+    expected = min(fitting, key=lambda n: fit_and_rmse(n)[1])
+    common = json.loads((common_out / "recommended.json").read_text())
+    assert common["recommended_config"] == {**tune_weights.candidate_config(expected), "prior_std": "per-dimension"}
+    assert common["tuning"]["common_balance_on"] == ["mask 2"]
+    assert common["recommended_configs"] == recommended["recommended_configs"]  # the per-setting entries unchanged
+    assert "| mask 1: fits | mask 2: RMSE unknown | mask 2: fits |" in (common_out / "tune_weights.md").read_text()
+    with pytest.raises(SystemExit):
+        tune_weights.main(["--common-masks", "0"])  # mask 0 has its own entry
     with pytest.raises(SystemExit):
         tune_weights.main(["--tune-start", "5099", "--num-tune", "2"])  # overlaps the evaluation images
     with pytest.raises(SystemExit, match="not the same problems"):  # the stored baselines hold 20 images, not 2
@@ -275,6 +303,10 @@ def test_model_card_exports_a_checkpoint_with_per_setting_weights(tmp_path, monk
     assert "HELD-OUT TABLE" in card and "Trouser 50.0% · Bag 50.0%" in card and table in card
     assert "Not measured for this file" in model_card.card_text(info, "", "")
     assert "None recorded" in card  # no interval factors yet
+    assert "(`recommended_config`); `brgm`" in card  # chosen on the tuned settings: nothing more said
+    common_on = {**info, "tuning": {**info["tuning"], "common_balance_on": ["mask 2", "mask 6"]}}
+    assert ("(`recommended_config`, chosen on mask 2, mask 6: settings without weights of their own)"
+            in model_card.card_text(common_on, "", ""))
     # interval factors fitted for the exported file go into its metadata and the card's JSON, nothing else changes
     (out / "fashion-mnist-32.json").write_text(json.dumps({"quality": quality}))
     factors = {"inpainting-mask0": {"0.5": 1.3, "0.9": 1.75}}

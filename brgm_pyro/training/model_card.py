@@ -231,10 +231,17 @@ from the held-out evaluation images), noise sigma {tuning['noise']:g}, per setti
 unknown among the candidates whose MAP reproduces what is observed (residual at most 1.25 noise sigmas on 80%
 of the images). Super-resolution wants a tight pixel fit, in-painting a looser one, so the file stores them
 per setting (`recommended_configs`, used for that corruption) and one balance for every other setting
-(`recommended_config`); `brgm` and the examples use them unless you pass `--sigma-*` / `--lambda-*`.
+(`recommended_config`{common_basis(tuning)}); `brgm` and the examples use them unless you pass `--sigma-*` /
+`--lambda-*`.
 
 {weights_table(info['recommended_config'], info['recommended_configs'])}
 """
+
+
+def common_basis(tuning: dict) -> str:
+    """What the balance for every other setting was chosen on, when ``tune_weights --common-masks`` recorded it."""
+    labels = tuning.get("common_balance_on")
+    return f", chosen on {', '.join(labels)}: settings without weights of their own" if labels else ""
 
 
 def read_weights(path: Path) -> dict:
