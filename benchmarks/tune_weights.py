@@ -301,7 +301,7 @@ def main(argv: list[str] | None = None) -> int:
         common, common_fitted = choose_common(found, common_labels)
     path_lines: list[str] = []  # with --start: each choice's path, "name (score)" steps
 
-    def walk(what: str, start: str, score: Callable[[str], float], fitting: list[str]) -> str:
+    def walk(what: str, start: str, score: Callable[[str], float], fitting: Callable[[str], bool]) -> str:
         path = descend(found, start, score, fitting)
         path_lines.append(f"- {what}: " + " -> ".join(f"{n} ({score(n):.2f})" for n in path))
         return path[-1]
