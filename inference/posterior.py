@@ -10,7 +10,7 @@ from typing import Any, Callable, Protocol, Sequence, runtime_checkable
 import torch
 
 from brgm_pyro.models.brgm import BRGMModel, generate
-from brgm_pyro.models.misfit import predictive_images
+from brgm_pyro.models.misfit import conditional_residual_variance, point_images, predictive_images
 
 
 @dataclass
@@ -182,8 +182,13 @@ class Posterior:
     @torch.no_grad()
     def pixel_statistics(self, n: int = 1000, chunk_size: int = 64,
                          seed: int | Sequence[int] | None = None) -> PixelStatistics:
-        """Per-pixel mean and std of G(w) over n draws, accumulated in float64 without storing
-        images; ``seed`` as in ``sample``."""
+        """Per-pixel mean and std of the clean image's posterior over n draws of w, accumulated in float64
+        without storing images; ``seed`` as in ``sample``.
+
+        Without a misfit term the clean image is G(w).  With one it is G(w) + r, and r is integrated out
+        exactly rather than drawn: the mean averages G(w) + E[r | y, w] (``point_images``) and the variance
+        adds Var[r | y, w], the same for every w, to the spread of those (the law of total variance).  Same
+        expectations as the moments of ``sample``'s predictive draws, less Monte Carlo noise."""
         if n < 2:
             raise ValueError(f"n must be >= 2 for a standard deviation, got {n}")
         seeds = self._per_image_seeds(seed)
@@ -198,10 +203,13 @@ class Posterior:
         for start in range(0, n, chunk_size):
             k = min(chunk_size, n - start)
             imgs = generate(self.model.generator, self.model.prior.ws_from_latent(self.sample_latents(k)))
-            imgs = predictive_images(self.model, imgs).double()
+            imgs = point_images(self.model, imgs).double()
             s, s2 = imgs.sum(0), imgs.square().sum(0)
             total = s if total is None else total + s
             total_sq = s2 if total_sq is None else total_sq + s2
         mean = total / n
         var = ((total_sq - n * mean.square()) / (n - 1)).clamp_min(0)
+        misfit_var = conditional_residual_variance(self.model)
+        if misfit_var is not None:
+            var = var + misfit_var.to(var.device).reshape(var.shape[-3:])
         return PixelStatistics(mean.float().cpu(), var.sqrt().float().cpu(), n)

@@ -241,6 +241,20 @@ class MisfitPixelLikelihood(NoiseLevel):
         return r.reshape(shape).to(generated.dtype)
 
     @torch.no_grad()
+    def conditional_residual_variance(self) -> torch.Tensor:
+        """diag Cov[r | y, w] = tau^2 - tau^4 diag(A_obs^T S^-1 A_obs), (pixels,) float64: the misfit's
+        conditional variance per pixel, the same for every w and y (r and y are jointly Gaussian given w).
+        For a mask: tau^2 on hidden pixels, sigma^2 tau^2 / (sigma^2 + tau^2) on observed ones.  Fixed sigma
+        and tau only."""
+        if self.sigma is None or self.tau is None:
+            raise ValueError("the misfit's conditional variance needs fixed sigma_pixel and misfit scale")
+        sigma, tau = self.sigma, self.tau
+        A_obs = self.A[self.observed]
+        B = A_obs if self.rotation is None else self.rotation.T @ A_obs  # rows: independent rotated outputs
+        explained = (B.square() / self.variances(sigma, tau)[:, None]).sum(0)
+        return (tau ** 2 - tau ** 4 * explained).clamp_min(0)
+
+    @torch.no_grad()
     def conditional_residual(self, generated: torch.Tensor, observation: torch.Tensor,
                              generator: torch.Generator | None = None) -> torch.Tensor:
         """Draws of r | y, w (exact; Matheron's rule) for images G(w) ``generated`` (..., C, H, W)
@@ -280,6 +294,13 @@ def predictive_images(model, generated: torch.Tensor, generator: torch.Generator
         return generated
     observation = model.observation.to(generated.device)
     return generated + lik.conditional_residual(generated, observation, generator)
+
+
+def conditional_residual_variance(model) -> torch.Tensor | None:
+    """Var[r | y, w] per pixel (pixels,) float64 for a model with a misfit term (the same for every w); None
+    without one."""
+    lik = misfit_likelihood(model)
+    return None if lik is None else lik.conditional_residual_variance()
 
 
 def point_images(model, generated: torch.Tensor, parameters: dict[str, torch.Tensor] | None = None) -> torch.Tensor:

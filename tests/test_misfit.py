@@ -82,6 +82,7 @@ def test_conditional_residual_draws_match_the_gaussian_conditional(corruption):
     cov = tau ** 2 * torch.eye(64, dtype=torch.float64) - tau ** 4 * A_obs.T @ torch.linalg.solve(S, A_obs)
     sd = cov.diagonal().sqrt()
     assert ((r.mean(0) - mean).abs() / (sd / math.sqrt(n))).max() < 5  # 5 standard errors
+    torch.testing.assert_close(lik.conditional_residual_variance(), cov.diagonal(), atol=1e-12, rtol=1e-9)
     torch.testing.assert_close(torch.cov(r.T), cov, atol=4 * tau ** 2 * math.sqrt(2 / n) * 2, rtol=0)
     if isinstance(corruption, Inpainting):  # hidden pixels keep the prior N(0, tau^2)
         hidden = (_half_mask() == 0).reshape(-1)
@@ -227,6 +228,46 @@ def test_posterior_draws_of_the_clean_image_carry_the_residual():
     assert abs(float(stats.std.reshape(-1)[hidden].mean()) - 0.3) < 0.01
     x = predictive_images(model, torch.zeros(2, 1, 8, 8))
     assert x.shape == (2, 1, 8, 8)
+
+
+def test_pixel_statistics_integrate_the_misfit_out_exactly():
+    """Posterior.pixel_statistics of the clean image G(w) + r under a Gaussian q(w) (x4 SR: a dense conditional)
+    against the closed form for a linear generator: x = M G(w) + tau^2 A^T S^-1 y + noise with M = I - tau^2
+    A^T S^-1 A, so mean M G(m) + ..., covariance M J C J^T M^T + Cov[r | y, w]; and closer to it than the moments
+    of as many predictive draws (r integrated, not drawn)."""
+    from brgm_pyro.inference import Posterior
+    from brgm_pyro.models.brgm import generate
+
+    corruption = SuperResolution(2, kernel="bicubic-antialias")
+    sigma, tau = 0.2, 0.3
+    G, model = _linear_problem(corruption, tau)
+    loc = model.prior.init_loc().detach()
+    d = loc.numel()
+    C_half = 0.1 * torch.randn(d, d, generator=torch.Generator().manual_seed(7), dtype=torch.float64) / math.sqrt(d)
+
+    def draws(k):
+        z = loc.reshape(-1).double() + torch.randn(k, d, dtype=torch.float64) @ C_half.T
+        return z.reshape(k, *loc.shape).float()
+
+    def image_of(z):
+        return generate(G, model.prior.ws_from_latent(z.reshape(1, *loc.shape).float())).reshape(-1).double()
+
+    J = torch.autograd.functional.jacobian(image_of, loc.reshape(-1).double())  # G is linear: exact
+    A_obs, observed = _observed_operator(corruption, (1, 8, 8))
+    S = sigma ** 2 * torch.eye(A_obs.shape[0], dtype=torch.float64) + tau ** 2 * A_obs @ A_obs.T
+    K = tau ** 2 * A_obs.T @ torch.linalg.inv(S)
+    M = torch.eye(64, dtype=torch.float64) - K @ A_obs
+    y = model.observation.double().reshape(-1)[observed]
+    mean = M @ image_of(loc.reshape(-1)) + K @ y
+    cov = M @ J @ C_half @ C_half.T @ J.T @ M.T + tau ** 2 * torch.eye(64, dtype=torch.float64) - K @ A_obs * tau ** 2
+    sd = cov.diagonal().sqrt()
+    n = 4000
+    stats = Posterior(model, draws).pixel_statistics(n, seed=0)
+    z = (stats.mean.reshape(-1).double() - mean) / (sd / math.sqrt(n))
+    assert z.abs().max() < 5  # within 5 standard errors of the exact mean (of the predictive draws' mean)
+    torch.testing.assert_close(stats.std.reshape(-1).double(), sd, atol=0, rtol=0.06)
+    drawn = Posterior(model, draws).sample(n, seed=0).images.reshape(n, -1).double()
+    assert (stats.mean.reshape(-1).double() - mean).square().sum() < 0.5 * (drawn.mean(0) - mean).square().sum()
 
 
 def test_a_recommended_misfit_scale_is_dropped_where_it_cannot_apply(tiny_generator):
