@@ -10,8 +10,9 @@ equal the stored ones image by image.
 
 BRGM runs the way the command line runs it (``brgm reconstruct``'s defaults): the generator's recommended
 model (``default_config``, its feature network), ``run_method(model, "map")`` (500 Adam steps from w_avg)
-and ``run_method(model, "fullrank")`` (the recommended posterior; its mean image over 64 draws), image
-``i`` seeded with its test index, ``--batch-size`` images per batched fit.  Per method and problem: PSNR,
+and ``run_method(model, "fullrank")`` (the recommended posterior; its mean image over ``MethodOptions``'
+``mean_draws`` draws of w, the misfit integrated out), image ``i`` seeded with its test index,
+``--batch-size`` images per batched fit.  Per method and problem: PSNR,
 SSIM, RMSE (0-255), the hidden-region RMSE (in-painting) and the RMS residual on the *observed* values,
 |f(x) - y|, in units of the noise sigma (a generator that can reproduce the observed garment reaches
 about 1; the target of issue #26 is at most 1.25 on 80% of the images).

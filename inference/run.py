@@ -36,13 +36,15 @@ BATCHED_METHODS = frozenset({"map", "vi", "fullrank"})
 @dataclass(frozen=True)
 class MethodOptions:
     """Settings of the methods: ``steps`` Adam steps (MAP, VI, and the recommended posterior's MAP
-    starts) at learning rate ``lr``; ``samples`` posterior draws kept per image (and as many for
-    the per-pixel std, at least 2); ``mcmc_samples`` NUTS draws after as many warm-up steps;
+    starts) at learning rate ``lr``; ``samples`` posterior draws kept per image; ``mean_draws`` draws of w
+    for the per-pixel mean (fullrank's and mcmc's image) and std (``Posterior.pixel_statistics``: the misfit
+    integrated out, so only w is drawn); ``mcmc_samples`` NUTS draws after as many warm-up steps;
     ``interval_scale`` widens the recommended posterior; ``progress`` shows progress bars."""
 
     steps: int = 500
     lr: float = 0.1
     samples: int = 64
+    mean_draws: int = 512
     mcmc_samples: int = 100
     interval_scale: float = 1.0
     progress: bool = False
@@ -51,6 +53,8 @@ class MethodOptions:
         for name in ("steps", "mcmc_samples"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.mean_draws < 2:
+            raise ValueError(f"mean_draws must be >= 2 (a mean and a std), got {self.mean_draws}")
         if self.samples < 0:
             raise ValueError(f"samples must be >= 0, got {self.samples}")
         if not self.lr > 0:
@@ -114,7 +118,7 @@ def run_method(model: BRGMModel, method: str, options: MethodOptions = MethodOpt
     for i in range(n):
         image_posterior = posterior.image(i)
         draws = image_posterior.sample(options.samples, seed=seeds[i])
-        stats = image_posterior.pixel_statistics(max(options.samples, 2), seed=seeds[i])
+        stats = image_posterior.pixel_statistics(options.mean_draws, seed=seeds[i])
         # vi: G(mu_v), the paper's reconstruction; fullrank: the posterior mean image
         image = image_posterior.mean_image().cpu() if method == "vi" else stats.mean.unsqueeze(0)
         out.append(MethodOutput(method, image, draws.images, stats.std.unsqueeze(0).cpu(), result=image_posterior))
@@ -130,7 +134,7 @@ def _run_mcmc(model: BRGMModel, options: MethodOptions, seed: int) -> MethodOutp
                       progress=options.progress)
     posterior = result.posterior
     draws = posterior.sample(options.samples, seed=seed)
-    stats = posterior.pixel_statistics(max(options.samples, 2), seed=seed)
+    stats = posterior.pixel_statistics(options.mean_draws, seed=seed)
     return MethodOutput("mcmc", stats.mean.unsqueeze(0), draws.images, stats.std.unsqueeze(0).cpu(),
                         time.perf_counter() - t0, result)
 

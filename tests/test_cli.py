@@ -160,6 +160,7 @@ def shirt(tmp_path):
     (["--steps", "0"], "--steps must be an integer >= 1, got 0"),
     (["--lr", "nan"], "--lr must be a positive finite number, got nan"),
     (["--samples", "0"], "--samples must be an integer >= 1, got 0"),
+    (["--mean-draws", "1"], "--mean-draws must be an integer >= 2, got 1"),
     (["--factor", "1"], "--factor must be an integer >= 2, got 1"),
     (["--seed", "-3"], "--seed must be an integer in 0..4294967295, got -3"),
     (["--device", "bogus"], "--device 'bogus' is not a device"),
@@ -182,6 +183,7 @@ def test_other_commands_check_their_flags(tmp_path, capsys, no_generator):
     _one_line_error(["demo", "--image-index", "100", "--out", str(tmp_path / "d")], capsys,
                     "--image-index must be an integer in 0..99, got 100")
     _one_line_error(["demo", "--samples", "0", "--out", str(tmp_path / "d")], capsys, "--samples must be")
+    _one_line_error(["demo", "--mean-draws", "0", "--out", str(tmp_path / "d")], capsys, "--mean-draws must be")
     _one_line_error(["evaluate", "--task", "inpainting", "--num-images", "0", "--out", str(tmp_path / "e")], capsys,
                     "--num-images must be an integer >= 1, got 0")
     _one_line_error(["evaluate", "--task", "inpainting", "--batch-size", "-1", "--out", str(tmp_path / "e")], capsys,
@@ -427,3 +429,29 @@ def test_map_with_a_misfit_term_writes_the_reconstruction_and_the_generator_imag
     assert main(["reconstruct", str(shirt), "--task", "inpainting", "--mask-id", "0", "--steps", "2",
                  "--no-progress", "--method", "map", "--misfit-scale", "none", "--out", str(out), "--overwrite"]) == 0
     assert (out / "map.png").is_file() and not (out / "map_generator.png").exists()
+
+
+def test_mean_draws_reaches_the_methods_and_the_run_identity(tiny_generator, tmp_path, monkeypatch):
+    """--mean-draws: into MethodOptions of a single-image run and a data-set run, and into done.json's identity
+    (a resumed run with another value is refused, as for --samples)."""
+    from brgm_pyro.app import dataset_cli, parallel
+    from brgm_pyro.app.parser import build_parser
+    from brgm_pyro.app.settings import resolve_settings
+    from brgm_pyro.corruptions import make_corruption
+    from brgm_pyro.io import save_image
+
+    image = tmp_path / "x.png"
+    save_image(torch.zeros(1, 1, 16, 16), image)
+    argv = ["reconstruct", str(image), "--task", "inpainting", "--mask-id", "0", "--features", "none",
+            "--out", str(tmp_path / "out"), "--mean-draws", "7"]
+    settings = resolve_settings(build_parser().parse_args(argv), argv)
+    assert settings.mean_draws == 7
+    seen = []
+    monkeypatch.setattr(parallel, "run_methods", lambda model, methods, options, seed: seen.append(options) or [{}])
+    parallel.solve_problem(settings, tiny_generator, None, make_corruption("inpainting", 16, mask_id=0),
+                           torch.zeros(1, 16, 16), 1.0)
+    assert seen[0].mean_draws == 7 and seen[0].samples == 64
+    identity = dataset_cli._run_identity(settings, "mask 0", ["fullrank"], settings.samples)
+    assert identity["mean_draws"] == 7
+    default = resolve_settings(build_parser().parse_args(argv[:-2]), argv[:-2])
+    assert default.mean_draws == 512

@@ -77,7 +77,8 @@ def test_bad_methods_and_options_are_refused_with_their_names():
     assert run_method(model, "map", MethodOptions(steps=2, samples=0))[0].image.shape == (1, 1, 4, 4)
     for bad, match in (({"steps": 0}, "steps must be >= 1"), ({"samples": -1}, "samples must be >= 0"),
                        ({"lr": 0.0}, "lr must be > 0"), ({"interval_scale": -1.0}, "positive"),
-                       ({"mcmc_samples": 0}, "mcmc_samples must be >= 1")):
+                       ({"mcmc_samples": 0}, "mcmc_samples must be >= 1"),
+                       ({"mean_draws": 1}, r"mean_draws must be >= 2 \(a mean and a std\), got 1")):
         with pytest.raises(ValueError, match=match):
             MethodOptions(**bad)
     batched, _ = batch_and_singles()
@@ -107,6 +108,13 @@ def test_the_recommended_posterior_is_widened_inside_the_pipeline(tiny_generator
     torch.testing.assert_close(q2.scale_tril, 2 * q1.scale_tril)  # N(mu, s^2 Sigma) with s = 2
     assert wide.diagnostics["interval_scale"] == 2.0 and "best_start" in wide.diagnostics
     assert out.samples.shape == (4, 1, 16, 16) and bool((out.std > 0).all())
+    # the image and std map: mean_draws draws of w (not `samples`), as pixel_statistics gives them
+    stats = wide.pixel_statistics(MethodOptions().mean_draws, seed=2)
+    torch.testing.assert_close(out.image, stats.mean.unsqueeze(0))
+    torch.testing.assert_close(out.std, stats.std.unsqueeze(0))
+    few, = run_method(model, "fullrank", MethodOptions(steps=5, samples=4, mean_draws=3, interval_scale=2.0), seed=2)
+    torch.testing.assert_close(few.image, wide.pixel_statistics(3, seed=2).mean.unsqueeze(0))
+    assert not torch.allclose(few.image, out.image)
 
 
 def test_the_recommended_posterior_replaces_only_what_its_config_describes(tiny_generator):

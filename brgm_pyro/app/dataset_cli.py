@@ -29,7 +29,8 @@ def _run_identity(settings: Settings, corruption: str, methods: list[str], sampl
                   interval_scale: float = 1.0, interval_factors: dict[float, float] | None = None) -> dict:
     """What identifies a run's results in each image's done.json."""
     return {"task": settings.task, "corruption": corruption, "methods": methods, "steps": settings.steps,
-            "lr": settings.lr, "samples": samples, "seed": settings.seed, "generator": str(settings.generator),
+            "lr": settings.lr, "samples": samples, "mean_draws": settings.mean_draws, "seed": settings.seed,
+            "generator": str(settings.generator),
             "features": settings.features, "observed": settings.observed,
             "overrides": {k: v for k, v in settings.weights.items() if v is not None},
             "learn_noise": settings.learn_noise, "blind": sorted(settings.blind),
@@ -86,7 +87,8 @@ def reconstruct_command(settings: Settings) -> int:
         plan = DatasetPlan(
             task=settings.task, corruption_for=lambda index: corruption, methods=methods, image_shape=shape,
             build_model=lambda op, obs: model_from_settings(settings, generator, op, obs, features),
-            options=MethodOptions(steps=settings.steps, lr=settings.lr, samples=settings.samples, interval_scale=scale),
+            options=MethodOptions(steps=settings.steps, lr=settings.lr, samples=settings.samples,
+                                  mean_draws=settings.mean_draws, interval_scale=scale),
             seed=settings.seed, batch_size=settings.batch_size, observed=settings.observed,
             center_crop=settings.center_crop, preparation=image_preparation(generator),
             interval_factors=factors,

@@ -55,6 +55,7 @@ def solve_problem(settings: Settings, generator: PriorGenerator, features: torch
     """One problem: its model from the settings, then the settings' methods (``run_methods``)."""
     model = model_from_settings(settings, generator, corruption, observation, features)
     options = MethodOptions(steps=settings.steps, lr=settings.lr, samples=settings.samples,
+                            mean_draws=settings.mean_draws,
                             progress=settings.progress, interval_scale=interval_scale)
     return model, run_methods(model, settings.methods, options, seed=settings.seed)[0]  # one image
 

@@ -75,9 +75,11 @@ _MODEL_RULES: dict[str, _Rule] = {
 }
 _RULES: dict[str, dict[str, _Rule]] = {
     "demo": {**_MODEL_RULES, "image_index": _int_between(0, 99), "mask_id": _int_between(0, NUM_STANDARD_MASKS - 1),
-             "samples": _int_at_least(1), "threads": _int_at_least(1), "processes": _int_at_least(1)},
+             "samples": _int_at_least(1), "mean_draws": _int_at_least(2), "threads": _int_at_least(1),
+             "processes": _int_at_least(1)},
     "reconstruct": {**_MODEL_RULES, "factor": _int_at_least(2), "mask_id": _int_between(0, NUM_STANDARD_MASKS - 1),
-                    "samples": _int_at_least(1), "num_images": _int_at_least(1), "batch_size": _int_at_least(1),
+                    "samples": _int_at_least(1), "mean_draws": _int_at_least(2), "num_images": _int_at_least(1),
+                    "batch_size": _int_at_least(1),
                     "threads": _int_at_least(1)},
     "evaluate": {**_MODEL_RULES, "factor": _int_at_least(2), "num_images": _int_at_least(1),
                  "batch_size": _int_at_least(1), "threads": _int_at_least(1)},
@@ -262,6 +264,7 @@ class Settings:
     mask_id: int | None = None
     methods: tuple[str, ...] = ()
     samples: int = 64
+    mean_draws: int = 512                     # draws of w for the posterior mean image and std map
     interval_scale: float | None = None      # --interval-scale as given (None: ``interval_scale_for``)
     image: ImageInput | None = None           # reconstruct: the one image of a single-image run
     sources: tuple[ImageSource, ...] = ()    # reconstruct / evaluate: the images of a data-set run
@@ -346,7 +349,8 @@ def resolve_settings(args: argparse.Namespace, argv: Sequence[str] = ()) -> Sett
         argv=tuple(argv), generator=v["generator"], device=v["device"], features=v["features"], steps=v["steps"],
         lr=v["lr"], seed=v["seed"], out=Path(v["out"]), overwrite=v["overwrite"], progress=not v["no_progress"],
         weights=MappingProxyType(weight_overrides(**{key: v.get(dest) for dest, key in _WEIGHT_FLAGS})),
-        kernel=v["kernel"], samples=v.get("samples", 0), interval_scale=v.get("interval_scale"),
+        kernel=v["kernel"], samples=v.get("samples", 0), mean_draws=v.get("mean_draws", 512),
+        interval_scale=v.get("interval_scale"),
         mask_id=v.get("mask_id"), resume=v.get("resume", False), threads=v.get("threads"),
         misfit_scale=v.get("misfit_scale"),
     )
