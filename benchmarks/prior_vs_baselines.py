@@ -149,7 +149,7 @@ def run_brgm(args: argparse.Namespace, records: dict, save) -> None:
     first = settings["eval_start"]
     ids = list(range(first, first + settings["num_eval"]))[:args.limit]
     evaluation = test[ids]
-    options = MethodOptions(steps=args.steps, samples=args.samples)
+    options = MethodOptions(steps=args.steps, samples=args.samples, mean_draws=args.mean_draws)
     for task in args.tasks:
         task_problems = problems(task, evaluation, settings["noise"], args.seed + 2)
         check_same_problems(stored, [(task, p) for p in task_problems], mean_image, args.baselines,
@@ -325,6 +325,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--batch-size", type=int, default=10)
     ap.add_argument("--steps", type=int, default=500)
     ap.add_argument("--samples", type=int, default=64)
+    ap.add_argument("--mean-draws", type=int, default=None,
+                    help="draws of w for the posterior mean image (default: MethodOptions', as brgm reconstruct)")
     ap.add_argument("--sigma-pixel", type=float, default=None,
                     help="the model's pixel sigma (default: the generator's recommended one)")
     ap.add_argument("--seed", type=int, default=0, help="the seed benchmarks/baselines.py ran with")
@@ -332,6 +334,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--versus", type=Path, default=None,
                     help="another run's --out folder: add the paired per-image differences to its records")
     args = ap.parse_args(argv)
+    if args.mean_draws is None:
+        from brgm_pyro.inference import MethodOptions
+
+        args.mean_draws = MethodOptions().mean_draws
     if args.batch_size < 2:
         ap.error("--batch-size must be >= 2 (a batched fit; each image is seeded as if alone)")
     if not args.baselines.exists():
@@ -340,7 +346,7 @@ def main(argv: list[str] | None = None) -> int:
     path = args.out / "brgm_records.json"
     identity = {"generator": generator_identity(args.generator),
                 "baselines": file_digest(args.baselines), "steps": args.steps, "samples": args.samples,
-                "sigma_pixel": args.sigma_pixel, "seed": args.seed}
+                "mean_draws": args.mean_draws, "sigma_pixel": args.sigma_pixel, "seed": args.seed}
     saved = json.loads(path.read_text()) if path.exists() else {"identity": identity, "records": {}}
     if saved["identity"] != identity:
         raise SystemExit(f"{path} was made with other settings ({saved['identity']}); use another --out")
