@@ -454,4 +454,7 @@ def test_mean_draws_reaches_the_methods_and_the_run_identity(tiny_generator, tmp
     identity = dataset_cli._run_identity(settings, "mask 0", ["fullrank"], settings.samples)
     assert identity["mean_draws"] == 7
     default = resolve_settings(build_parser().parse_args(argv[:-2]), argv[:-2])
-    assert default.mean_draws == 512
+    from brgm_pyro.app.settings import Settings
+    from brgm_pyro.inference import MethodOptions
+
+    assert default.mean_draws == Settings.mean_draws == MethodOptions().mean_draws  # one default, not three
