@@ -356,19 +356,24 @@ def main(argv: list[str] | None = None) -> int:
     env = saved["environment"] if args.table_only and "environment" in saved else harness.environment()  # the run's
     title = f"benchmarks/prior_vs_baselines.py, generator {args.generator}"
 
+    carried = saved.get("carried")  # a note on records copied in from another run (kept, and shown in the tables)
+
     def save() -> None:
-        path.write_text(json.dumps({"identity": identity, "environment": env, "records": records}, indent=1))
+        path.write_text(json.dumps({"identity": identity, "environment": env, "records": records,
+                                    **({"carried": carried} if carried else {})}, indent=1))
 
     if not args.table_only:
         run_brgm(args, records, save)
-    lines = [harness.header(title, env), "", *table(args, records)]
+    note = [f"Carried records: {carried}", ""] if carried else []
+    lines = [harness.header(title, env), "", *note, *table(args, records)]
     if args.versus is not None:
         other = json.loads((args.versus / "brgm_records.json").read_text())["records"]
         lines += versus_lines(args.tasks, records, other, f"`{args.versus}`")
     (args.out / "prior_vs_baselines.md").write_text("\n".join(lines) + "\n")
     (args.out / "summary.md").write_text("\n".join([f"Generator `{args.generator}`; `benchmarks/prior_vs_baselines.py` "
                                                     f"(mean ± standard error over the images):", "",
-                                                    *summary(args, records)]) + "\n")
+                                                    *summary(args, records), *([""] + note[:1] if note else [])])
+                                          + "\n")
     print("\n".join(lines))
     return 0
 

@@ -77,6 +77,14 @@ def test_prior_vs_baselines_runs_on_the_stored_problems_and_refuses_other_ones(t
     capsys.readouterr()
     assert prior_vs_baselines.main(args) == 0
     assert " done (" not in capsys.readouterr().out  # nothing fitted again
+    # a note on records copied in from another run is kept when the run goes on, and shown in both tables
+    saved["carried"] = "mask 0 records copied from another run"
+    (out / "brgm_records.json").write_text(json.dumps(saved))
+    assert prior_vs_baselines.main([*args[:2], "--limit", "3", *args[4:]]) == 0
+    again = json.loads((out / "brgm_records.json").read_text())
+    assert len(again["records"]) == 3 and again["carried"] == saved["carried"]
+    for name in ("summary.md", "prior_vs_baselines.md"):
+        assert "Carried records: mask 0 records copied from another run" in (out / name).read_text()
     with pytest.raises(SystemExit, match="other settings"):
         prior_vs_baselines.main(args[:-2] + ["--steps", "4", "--tasks", "super-resolution"])
     # baselines.json of other problems (the bicubic scores changed) is refused before any fit
