@@ -364,15 +364,15 @@ def main(argv: list[str] | None = None) -> int:
 
     if not args.table_only:
         run_brgm(args, records, save)
-    note = [f"Carried records: {carried}", ""] if carried else []
-    lines = [harness.header(title, env), "", *note, *table(args, records)]
+    note = [f"Carried records: {carried}"] if carried else []
+    lines = [harness.header(title, env), "", *note, *([""] if note else []), *table(args, records)]
     if args.versus is not None:
         other = json.loads((args.versus / "brgm_records.json").read_text())["records"]
         lines += versus_lines(args.tasks, records, other, f"`{args.versus}`")
     (args.out / "prior_vs_baselines.md").write_text("\n".join(lines) + "\n")
     (args.out / "summary.md").write_text("\n".join([f"Generator `{args.generator}`; `benchmarks/prior_vs_baselines.py` "
                                                     f"(mean ± standard error over the images):", "",
-                                                    *summary(args, records), *([""] + note[:1] if note else [])])
+                                                    *summary(args, records), *([""] if note else []), *note])
                                           + "\n")
     print("\n".join(lines))
     return 0

@@ -436,8 +436,9 @@ def test_mean_draws_reaches_the_methods_and_the_run_identity(tiny_generator, tmp
     (a resumed run with another value is refused, as for --samples)."""
     from brgm_pyro.app import dataset_cli, parallel
     from brgm_pyro.app.parser import build_parser
-    from brgm_pyro.app.settings import resolve_settings
+    from brgm_pyro.app.settings import Settings, resolve_settings
     from brgm_pyro.corruptions import make_corruption
+    from brgm_pyro.inference import MethodOptions
     from brgm_pyro.io import save_image
 
     image = tmp_path / "x.png"
@@ -454,7 +455,4 @@ def test_mean_draws_reaches_the_methods_and_the_run_identity(tiny_generator, tmp
     identity = dataset_cli._run_identity(settings, "mask 0", ["fullrank"], settings.samples)
     assert identity["mean_draws"] == 7
     default = resolve_settings(build_parser().parse_args(argv[:-2]), argv[:-2])
-    from brgm_pyro.app.settings import Settings
-    from brgm_pyro.inference import MethodOptions
-
     assert default.mean_draws == Settings.mean_draws == MethodOptions().mean_draws  # one default, not three

@@ -74,6 +74,15 @@ def _add_interval_scale_option(p: argparse.ArgumentParser, default: float | None
                         f"{default_help}")
 
 
+def _add_draw_options(p: argparse.ArgumentParser) -> None:
+    """--samples (draws written) and --mean-draws (draws of w behind the mean image and std map); the defaults
+    are Settings' and MethodOptions' (a test holds them equal; the parser stays free of torch imports)."""
+    p.add_argument("--samples", type=int, default=64, help="posterior samples to draw (default: %(default)s)")
+    p.add_argument("--mean-draws", type=int, default=512, help="draws of w for the posterior mean image and std "
+                   "map (the generator's misfit is integrated out, not drawn; fewer for a slow generator) "
+                   "(default: %(default)s)")
+
+
 def _add_kernel_option(p: argparse.ArgumentParser, default: str) -> None:
     p.add_argument("--kernel", default=default, choices=SR_KERNELS,
                    help="super-resolution down-sampling kernel (default: %(default)s, the kernel the fullrank "
@@ -142,10 +151,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(out="brgm-demo")
     p.add_argument("--image-index", type=int, default=0, help="which of the 100 bundled test images (0..99)")
     p.add_argument("--mask-id", type=int, default=0, help="standard mask for the in-painting row (0..6)")
-    p.add_argument("--samples", type=int, default=64, help="posterior samples to draw (default: %(default)s)")
-    p.add_argument("--mean-draws", type=int, default=512, help="draws of w for the posterior mean image and std "
-                   "map (the generator's misfit is integrated out, not drawn; fewer for a slow generator) "
-                   "(default: %(default)s)")
+    _add_draw_options(p)
     _add_interval_scale_option(p, None, "default: 1 where the generator's metadata records real-image interval "
                                "factors for a row's setting (interval_factors: the fullrank intervals are then "
                                "rescaled per level and written as fullrank_interval<level>_lower/upper.png), else "
@@ -185,10 +191,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "--interval-scale; its calibration is measured in the docs' calibration page); vi (the "
                         "paper's mean-field Gaussian guide, known to be overconfident); mcmc (NUTS) "
                         "(default: %(default)s)")
-    p.add_argument("--samples", type=int, default=64, help="posterior samples to draw (default: %(default)s)")
-    p.add_argument("--mean-draws", type=int, default=512, help="draws of w for the posterior mean image and std "
-                   "map (the generator's misfit is integrated out, not drawn; fewer for a slow generator) "
-                   "(default: %(default)s)")
+    _add_draw_options(p)
     _add_interval_scale_option(p, None, "default, at the generator's own pixel noise: 1 where its metadata records "
                                "real-image interval factors for this setting (interval_factors, e.g. in-painting "
                                "with --mask-id 0 or 1 or x4 bicubic-antialias SR on the bundled generator: the "

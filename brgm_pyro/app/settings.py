@@ -349,7 +349,7 @@ def resolve_settings(args: argparse.Namespace, argv: Sequence[str] = ()) -> Sett
         argv=tuple(argv), generator=v["generator"], device=v["device"], features=v["features"], steps=v["steps"],
         lr=v["lr"], seed=v["seed"], out=Path(v["out"]), overwrite=v["overwrite"], progress=not v["no_progress"],
         weights=MappingProxyType(weight_overrides(**{key: v.get(dest) for dest, key in _WEIGHT_FLAGS})),
-        kernel=v["kernel"], samples=v.get("samples", 0), mean_draws=v.get("mean_draws", 512),
+        kernel=v["kernel"], samples=v.get("samples", 0), mean_draws=v.get("mean_draws", Settings.mean_draws),
         interval_scale=v.get("interval_scale"),
         mask_id=v.get("mask_id"), resume=v.get("resume", False), threads=v.get("threads"),
         misfit_scale=v.get("misfit_scale"),
