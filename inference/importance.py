@@ -32,6 +32,9 @@ def log_joint(model: BRGMModel, latents: torch.Tensor, chunk_size: int = 64) -> 
 def differentiable_log_joint(model: BRGMModel, latents: torch.Tensor, chunk_size: int = 64) -> torch.Tensor:
     """``log_joint`` with gradients flowing to ``latents`` (when grad mode is on)."""
     site = model.prior.site
+    if model.batched:  # a plate of B images would pair draw k with image k when n == B, or fail obscurely
+        raise ValueError(f"log_joint scores one image's model; this model holds {model.num_images} images "
+                         "(score image b with single_image_model(model, b))")
     if latents.ndim < 1 or latents.shape[1:] != model.prior.init_loc().shape:
         raise ValueError(f"latents must have shape (n, *{tuple(model.prior.init_loc().shape)}), "
                          f"got {tuple(latents.shape)}")
@@ -123,6 +126,9 @@ def importance_resample(posterior: Any, num_proposals: int = 1000, chunk_size: i
                          "(fit_vi with a named Gaussian or flow guide, or fit_ensemble)")
     if num_proposals < 10:
         raise ValueError(f"num_proposals must be >= 10, got {num_proposals}")
+    if posterior.model.batched:
+        raise ValueError(f"importance_resample takes one image's posterior; this one holds "
+                         f"{posterior.model.num_images} images (use posterior.image(b))")
     if seed is not None:
         torch.manual_seed(seed)
     latents, log_q = q.sample_with_log_prob(num_proposals)

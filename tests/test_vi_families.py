@@ -14,6 +14,9 @@ from brgm_pyro.inference import (
     laplace_approximation, log_joint, psis_khat, psis_smooth,
 )
 
+from brgm_pyro.inference.posterior import single_image_model
+from brgm_pyro.models.brgm import BRGMModel
+
 from .inference_problems import linear_gaussian_problem
 
 
@@ -95,6 +98,26 @@ def test_log_joint_matches_the_closed_form():
     expected = prior.log_prob(flat).sum(-1) + lik.log_prob(y).sum(-1)
     torch.testing.assert_close(log_joint(model, latents), expected, atol=1e-3, rtol=1e-5)
 
+
+
+def test_log_joint_refuses_a_batched_model_and_scores_each_image_through_single_image_model():
+    problem = linear_gaussian_problem(diagonal=False)
+    single = problem.model
+    y = torch.stack([single.observation, -single.observation])  # two images (2, 1, 4, 4)
+    batched = BRGMModel(single.generator, single.corruption, y, single.prior, None, single.likelihoods)
+    latents = torch.randn(2, 2, 3)  # n == B: a plate would silently pair draw k with image k
+    with pytest.raises(ValueError, match="holds 2 images.*single_image_model"):
+        log_joint(batched, latents)
+    A, b = single.generator.A.double(), single.generator.b.double()
+    flat = latents.reshape(2, 6).double()
+    prior = torch.distributions.Normal(single.prior.mean.reshape(-1).double(), single.prior.std.reshape(-1).double())
+    for image in range(2):
+        lik = torch.distributions.Normal(flat @ A.T + b, 0.3)
+        expected = prior.log_prob(flat).sum(-1) + lik.log_prob(y[image].reshape(-1).double()).sum(-1)
+        torch.testing.assert_close(log_joint(single_image_model(batched, image), latents), expected,
+                                   atol=1e-3, rtol=1e-5)
+    with pytest.raises(ValueError, match=r"holds 2 images \(use posterior.image\(b\)\)"):
+        importance_resample(SimpleNamespace(model=batched, q=exact_q(problem)))
 
 def test_psis_khat_is_high_for_a_too_narrow_proposal_and_low_for_the_exact_posterior():
     problem = linear_gaussian_problem(diagonal=False)
