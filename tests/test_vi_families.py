@@ -13,7 +13,6 @@ from brgm_pyro.inference import (
     InverseGammaPenalty, LatentDistribution, fit_ensemble, fit_laplace, fit_vi, importance_resample,
     laplace_approximation, log_joint, psis_khat, psis_smooth,
 )
-
 from brgm_pyro.inference.posterior import single_image_model
 from brgm_pyro.models.brgm import BRGMModel
 
@@ -99,7 +98,6 @@ def test_log_joint_matches_the_closed_form():
     torch.testing.assert_close(log_joint(model, latents), expected, atol=1e-3, rtol=1e-5)
 
 
-
 def test_log_joint_refuses_a_batched_model_and_scores_each_image_through_single_image_model():
     problem = linear_gaussian_problem(diagonal=False)
     single = problem.model
@@ -118,6 +116,7 @@ def test_log_joint_refuses_a_batched_model_and_scores_each_image_through_single_
                                    atol=1e-3, rtol=1e-5)
     with pytest.raises(ValueError, match=r"holds 2 images \(use posterior.image\(b\)\)"):
         importance_resample(SimpleNamespace(model=batched, q=exact_q(problem)))
+
 
 def test_psis_khat_is_high_for_a_too_narrow_proposal_and_low_for_the_exact_posterior():
     problem = linear_gaussian_problem(diagonal=False)
