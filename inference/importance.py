@@ -32,9 +32,7 @@ def log_joint(model: BRGMModel, latents: torch.Tensor, chunk_size: int = 64) -> 
 def differentiable_log_joint(model: BRGMModel, latents: torch.Tensor, chunk_size: int = 64) -> torch.Tensor:
     """``log_joint`` with gradients flowing to ``latents`` (when grad mode is on)."""
     site = model.prior.site
-    if model.batched:  # a plate of B images would pair draw k with image k when n == B, or fail obscurely
-        raise ValueError(f"log_joint scores one image's model; this model holds {model.num_images} images "
-                         "(score image b with single_image_model(model, b))")
+    model.require_single("log_joint")  # a plate of B images would pair draw k with image k when n == B
     if latents.ndim < 1 or latents.shape[1:] != model.prior.init_loc().shape:
         raise ValueError(f"latents must have shape (n, *{tuple(model.prior.init_loc().shape)}), "
                          f"got {tuple(latents.shape)}")

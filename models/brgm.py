@@ -194,8 +194,9 @@ class BRGMModel:
 
     def require_single(self, what: str) -> None:
         if self.batched:
-            raise ValueError(f"{what} takes one observation at a time; this model holds {self.num_images} "
-                             "(build one model per image, or use map_estimate for a batch)")
+            raise ValueError(f"{what} takes one observation at a time; this model holds {self.num_images} images "
+                             "(build one model per image, e.g. single_image_model(model, b), or use map_estimate "
+                             "for a batch)")
 
     def require_gaussian_prior(self, what: str) -> tuple[torch.Tensor, torch.Tensor]:
         """(loc, scale) of a Gaussian prior site without the colinearity factor, or a ``ValueError``
