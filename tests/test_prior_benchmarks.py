@@ -452,3 +452,62 @@ def test_resume_training_continues_a_committed_run_and_brings_it_back(tmp_path):
     (run / "training_config.json").write_text(json.dumps({**saved, "iterations": 6, "lr": 0.01}))
     with pytest.raises(ValueError, match="lr"):
         resume_training.main(["--run", str(run), "--work", str(work), "--minutes", "5", "--no-progress"])
+
+
+def test_generator_draws_are_the_generators_own_seeded_images():
+    from benchmarks.generator_ceiling import generator_draws
+    from brgm_pyro.generators import load_generator
+
+    G = load_generator("fashion-mnist-32")
+    x = generator_draws(G, 3, seed=5)
+    z = torch.randn(3, G.z_dim, generator=torch.Generator().manual_seed(5))
+    with torch.no_grad():
+        expected = G.synthesis(G.mapping(z)).clamp(-1, 1)
+    torch.testing.assert_close(x, expected)
+    assert x.shape == (3, 1, 32, 32) and x.min() >= -1 and x.max() <= 1
+    assert not torch.equal(x, generator_draws(G, 3, seed=6))
+
+
+def test_generator_ceiling_table_pairs_each_estimate_with_the_best_baseline():
+    from benchmarks.generator_ceiling import table
+
+    rng = np.random.default_rng(0)
+    records = {}
+    for i in range(5):
+        tv, wav = 18 + rng.normal(), 17 + rng.normal()
+        records[str(i)] = {"bicubic": tv - 1, "tv": tv, "wavelet": wav, "map": tv + rng.normal(),
+                           "best_of_k": tv + 1 + rng.normal(), "fullrank": tv + 3 + rng.normal(),
+                           "log_joint_gain": float(i % 2), "seconds_multistart": 2.0, "seconds_fullrank": 4.0}
+    lines = "\n".join(table(records, {"tv": "lambda=0.002"}))
+    keys = [str(i) for i in range(5)]
+    for name, m in (("BRGM MAP (CLI defaults)", "map"), ("BRGM recommended posterior mean", "fullrank")):
+        d = np.array([records[k][m] - records[k]["tv"] for k in keys])  # TV is the best baseline here
+        row = next(line for line in lines.splitlines() if line.startswith(f"| {name} |"))
+        assert f"({d.mean():+.2f} ± {d.std(ddof=1) / np.sqrt(5):.2f}; {(d > 0).sum()}/5)" in row
+    assert "best baseline (TV, DeepInverse PGD)" in lines
+    d = np.array([records[k]["best_of_k"] - records[k]["map"] for k in keys])
+    assert f"{d.mean():+.2f} ± {d.std(ddof=1) / np.sqrt(5):.2f} dB (better on {(d > 0).sum()}/5; another mode " \
+           "than w_avg's won on 2/5 images)" in lines
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not baselines_available(wavelets=True), reason="needs the [baselines] extra")
+def test_generator_ceiling_shards_merge_and_resume(tmp_path, capsys):
+    from benchmarks import generator_ceiling
+
+    args = ["--out", str(tmp_path), "--num-images", "3", "--tune-images", "1", "--steps", "3", "--starts", "2"]
+    assert generator_ceiling.main([*args, "--shard", "0/2"]) == 0
+    first = json.loads((tmp_path / "records-0of2.json").read_text())["records"]
+    assert sorted(first) == ["0", "2"]
+    assert "Incomplete: 1 of 3 images not measured yet." in (tmp_path / "generator_ceiling.md").read_text()
+    assert generator_ceiling.main([*args, "--shard", "1/2"]) == 0
+    report = (tmp_path / "generator_ceiling.md").read_text()
+    assert "on 3 images drawn from the generator" in report and "Incomplete" not in report
+    capsys.readouterr()
+    assert generator_ceiling.main([*args, "--shard", "0/2"]) == 0  # resumed: nothing left to run
+    assert "image " not in capsys.readouterr().out
+    assert json.loads((tmp_path / "records-0of2.json").read_text())["records"] == first
+    with pytest.raises(SystemExit, match="other settings"):
+        generator_ceiling.main([*args[:-2], "--starts", "3", "--shard", "0/2"])
+    with pytest.raises(SystemExit):
+        generator_ceiling.main([*args, "--shard", "2/2"])
