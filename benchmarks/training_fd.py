@@ -1,8 +1,10 @@
 """Frechet distance of a generator, by the model card's protocol: 10,000 generated images (seed 0)
 against the first 10,000 Fashion-MNIST test images, in the 256-d embedding of the bundled domain
-classifier (``brgm_pyro.training.model_card.sample_quality``'s first number), and its MAP step time.
+classifier (``brgm_pyro.training.model_card.sample_quality``'s first number), the improved precision and
+recall in the same embedding (``brgm_pyro.precision_recall``, k = 3: are the samples realistic, and does the
+generator make every kind of real image?), and its MAP step time.
 
-    OMP_NUM_THREADS=1 python benchmarks/training_fd.py --checkpoint RUN/checkpoint.pt [--bundled]
+    OMP_NUM_THREADS=1 python benchmarks/training_fd.py --checkpoint RUN/checkpoint.pt [--checkpoint ...] [--bundled]
 
 ``--checkpoint``: a training checkpoint (its EMA generator); ``--bundled``: also the bundled
 fashion-mnist-32 generator, for comparison on the same machine. Prints a table.
@@ -21,6 +23,7 @@ from brgm_pyro.bundled import load_domain_classifier, load_domain_features, load
 from brgm_pyro.corruptions import SuperResolution
 from brgm_pyro.frechet import frechet_distance
 from brgm_pyro.generators import load_generator
+from brgm_pyro.precision_recall import precision_recall
 from brgm_pyro.inference import map_estimate
 from brgm_pyro.models import BRGMConfig, brgm_model
 from brgm_pyro.training.data import FASHION_MNIST_DIR, load_fashion_mnist
@@ -44,16 +47,17 @@ def map_step_seconds(G, steps: int = 30) -> float:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--checkpoint", type=Path, help="training checkpoint (checkpoint.pt)")
+    ap.add_argument("--checkpoint", type=Path, action="append", default=[],
+                    help="training checkpoint (checkpoint.pt); repeat for several")
     ap.add_argument("--bundled", action="store_true", help="also measure the bundled generator")
     ap.add_argument("--num-images", type=int, default=10_000)
     ap.add_argument("--data", default=str(FASHION_MNIST_DIR))
     args = ap.parse_args(argv)
     generators = {}
-    if args.checkpoint is not None:
+    for checkpoint in args.checkpoint:
         with tempfile.TemporaryDirectory() as tmp:
-            export_generator(args.checkpoint, Path(tmp) / "g.pt")
-            generators[str(args.checkpoint)] = load_generator(Path(tmp) / "g.pt", device="cpu")
+            export_generator(checkpoint, Path(tmp) / "g.pt")
+            generators[str(checkpoint)] = load_generator(Path(tmp) / "g.pt", device="cpu")
     if args.bundled:
         generators["bundled fashion-mnist-32"] = load_generator("fashion-mnist-32", device="cpu")
     if not generators:
@@ -63,10 +67,13 @@ def main(argv: list[str] | None = None) -> int:
     f_test, _ = embed(classifier, test[:args.num_images])
     print(f"# benchmarks/training_fd.py: {torch.get_num_threads()} thread(s), {args.num_images} images, "
           "domain-classifier embedding vs the first test images (model card protocol)")
-    print("| generator | Frechet distance | MAP step (ms, x4 SR, 1 image) |\n|---|---:|---:|")
+    print("| generator | Frechet distance | precision | recall | MAP step (ms, x4 SR, 1 image) |\n"
+          "|---|---:|---:|---:|---:|")
     for name, G in generators.items():
         f_fake, _ = embed(classifier, generate(G, args.num_images))
-        print(f"| {name} | {frechet_distance(f_fake, f_test):.2f} | {1000 * map_step_seconds(G):.1f} |", flush=True)
+        precision, recall = precision_recall(f_fake, f_test)
+        print(f"| {name} | {frechet_distance(f_fake, f_test):.2f} | {precision:.3f} | {recall:.3f} | "
+              f"{1000 * map_step_seconds(G):.1f} |", flush=True)
     return 0
 
 

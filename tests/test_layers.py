@@ -31,7 +31,7 @@ LAYER_OF = {
     "brgm_pyro.domain_classifier": "substrate", "brgm_pyro.baselines": "substrate", "brgm_pyro.bundled": "substrate",
     "brgm_pyro.generators": "substrate", "brgm_pyro.corruptions": "substrate",
     "brgm_pyro.choices": "substrate", "brgm_pyro.preparation": "substrate", "brgm_pyro.jsonfile": "substrate",
-    "brgm_pyro.threads": "substrate",
+    "brgm_pyro.threads": "substrate", "brgm_pyro.precision_recall": "substrate",
     "brgm_pyro.models": "models",
     "brgm_pyro.inference": "inference",
     "brgm_pyro.study": "study",

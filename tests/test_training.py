@@ -175,3 +175,33 @@ def test_frechet_distance_matches_scipy_sqrtm():
     assert frechet_distance(a, a) == pytest.approx(0.0, abs=1e-6)
     with pytest.raises(ValueError, match="same F"):
         frechet_distance(a, b[:, :5])
+
+
+def test_precision_recall_matches_a_kd_tree_count_and_sees_a_dropped_mode():
+    from scipy.spatial import cKDTree
+
+    from brgm_pyro.precision_recall import knn_radii, precision_recall
+
+    rng = np.random.default_rng(1)
+    real = rng.standard_normal((300, 4))
+    fake = rng.standard_normal((250, 4)) * 1.3 + 0.4
+
+    def reference(points, centres, k=3):  # independent: k-NN radii and ball membership from a KD-tree
+        radii = cKDTree(centres).query(centres, k=k + 1)[0][:, -1]
+        near = cKDTree(centres).query(points, k=len(centres))  # every centre, sorted by distance
+        return float(np.mean([(d <= radii[i]).any() for d, i in zip(*near)]))
+
+    precision, recall = precision_recall(torch.tensor(fake), torch.tensor(real))
+    assert precision == pytest.approx(reference(fake, real), abs=1e-12)
+    assert recall == pytest.approx(reference(real, fake), abs=1e-12)
+    np.testing.assert_allclose(knn_radii(torch.tensor(real)).numpy(), cKDTree(real).query(real, k=4)[0][:, -1])
+    assert precision_recall(torch.tensor(real), torch.tensor(real)) == (1.0, 1.0)
+    # a generator that makes only one of two well-separated kinds of real image: precise, but half the recall
+    two_modes = np.concatenate([rng.standard_normal((200, 4)), rng.standard_normal((200, 4)) + 50])
+    one_mode = rng.standard_normal((200, 4))
+    precision, recall = precision_recall(torch.tensor(one_mode), torch.tensor(two_modes))
+    assert precision > 0.9 and 0.4 < recall <= 0.5
+    with pytest.raises(ValueError, match="same F"):
+        precision_recall(torch.tensor(fake), torch.tensor(real[:, :3]))
+    with pytest.raises(ValueError, match="k must be"):
+        knn_radii(torch.tensor(real[:3]), k=3)
