@@ -9,7 +9,8 @@ A committed run folder holds ``checkpoint.pt``, ``training_config.json`` (the op
 the run), ``log.jsonl`` and a few sample grids.  This script
 
 1. copies the committed checkpoint into the work folder (``--work``, default ``runs/<run name>``)
-   unless the work folder already holds a later one (a run continued earlier in this session);
+   unless the work folder already holds a later one (a run continued earlier in this session); a
+   folder with only ``training_config.json`` is a new run, started from scratch (in an empty work folder);
 2. trains with the run's own options (``brgm_pyro.training.trainer.TrainingConfig`` read from its
    ``training_config.json``; only the session fields -- data, folder, minutes, device, snapshot
    interval -- change, which ``check_resume_config`` enforces) for ``--minutes``;
@@ -72,12 +73,15 @@ def main(argv: list[str] | None = None) -> int:
     from brgm_pyro.training.trainer import TrainingConfig, train_generator
 
     run, work = args.run, args.work or Path("runs") / args.run.name
-    for name in ("checkpoint.pt", "training_config.json"):
-        if not (run / name).is_file():
-            raise SystemExit(f"{run / name} does not exist: --run must be a committed training run folder")
+    if not (run / "training_config.json").is_file():
+        raise SystemExit(f"{run / 'training_config.json'} does not exist: --run must be a committed training run "
+                         "folder (a new run: one that holds only its training_config.json)")
     work.mkdir(parents=True, exist_ok=True)
     if checkpoint_iteration(work / "checkpoint.pt") < checkpoint_iteration(run / "checkpoint.pt"):
         shutil.copy2(run / "checkpoint.pt", work / "checkpoint.pt")
+    if not (run / "checkpoint.pt").is_file() and (work / "checkpoint.pt").is_file():
+        raise SystemExit(f"{run} holds no checkpoint yet but {work} does: a new run starts in an empty work folder "
+                         "(remove it, or give --work another folder)")
     saved = json.loads((run / "training_config.json").read_text())
     fields = {f.name for f in dataclasses.fields(TrainingConfig)}
     overrides = {"out_dir": str(work), "max_minutes": args.minutes, "device": args.device}

@@ -7,7 +7,8 @@ generator make every kind of real image?), and its MAP step time.
     OMP_NUM_THREADS=1 python benchmarks/training_fd.py --checkpoint RUN/checkpoint.pt [--checkpoint ...] [--bundled]
 
 ``--checkpoint``: a training checkpoint (its EMA generator); ``--bundled``: also the bundled
-fashion-mnist-32 generator, for comparison on the same machine. Prints a table.
+fashion-mnist-32 generator, for comparison on the same machine; ``--references``: real image sets scored the
+same way (training images: where a perfect generator would be; blurred test images). Prints a table.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from pathlib import Path
 import torch
 
 from brgm_pyro.bundled import load_domain_classifier, load_domain_features, load_test_images
-from brgm_pyro.corruptions import SuperResolution
+from brgm_pyro.corruptions import Blur, SuperResolution
 from brgm_pyro.frechet import frechet_distance
 from brgm_pyro.generators import load_generator
 from brgm_pyro.precision_recall import precision_recall
@@ -51,6 +52,9 @@ def main(argv: list[str] | None = None) -> int:
                     help="training checkpoint (checkpoint.pt); repeat for several")
     ap.add_argument("--bundled", action="store_true", help="also measure the bundled generator")
     ap.add_argument("--num-images", type=int, default=10_000)
+    ap.add_argument("--references", action="store_true",
+                    help="also score real image sets the same way: training images (the model card's random "
+                         "subset) and the test images blurred by 1 pixel")
     ap.add_argument("--data", default=str(FASHION_MNIST_DIR))
     args = ap.parse_args(argv)
     generators = {}
@@ -60,8 +64,8 @@ def main(argv: list[str] | None = None) -> int:
             generators[str(checkpoint)] = load_generator(Path(tmp) / "g.pt", device="cpu")
     if args.bundled:
         generators["bundled fashion-mnist-32"] = load_generator("fashion-mnist-32", device="cpu")
-    if not generators:
-        ap.error("give --checkpoint and/or --bundled")
+    if not generators and not args.references:
+        ap.error("give --checkpoint, --bundled and/or --references")
     classifier = load_domain_classifier()
     test, _ = load_fashion_mnist("test", args.data)
     f_test, _ = embed(classifier, test[:args.num_images])
@@ -69,6 +73,16 @@ def main(argv: list[str] | None = None) -> int:
           "domain-classifier embedding vs the first test images (model card protocol)")
     print("| generator | Frechet distance | precision | recall | MAP step (ms, x4 SR, 1 image) |\n"
           "|---|---:|---:|---:|---:|")
+    sets = {}
+    if args.references:
+        train, _ = load_fashion_mnist("train", args.data)
+        chosen = torch.randperm(len(train), generator=torch.Generator().manual_seed(0))[:args.num_images]
+        sets["training images (reference)"] = train[chosen]
+        sets["test images blurred by 1 pixel (reference)"] = Blur.gaussian(sigma=1.0)(test[:args.num_images])
+    for name, images in sets.items():
+        f_real, _ = embed(classifier, images)
+        precision, recall = precision_recall(f_real, f_test)
+        print(f"| {name} | {frechet_distance(f_real, f_test):.2f} | {precision:.3f} | {recall:.3f} | - |", flush=True)
     for name, G in generators.items():
         f_fake, _ = embed(classifier, generate(G, args.num_images))
         precision, recall = precision_recall(f_fake, f_test)

@@ -452,6 +452,18 @@ def test_resume_training_continues_a_committed_run_and_brings_it_back(tmp_path):
     (run / "training_config.json").write_text(json.dumps({**saved, "iterations": 6, "lr": 0.01}))
     with pytest.raises(ValueError, match="lr"):
         resume_training.main(["--run", str(run), "--work", str(work), "--minutes", "5", "--no-progress"])
+    # a new run: a folder with only its training_config.json starts from scratch, in an empty work folder
+    new = tmp_path / "new"
+    new.mkdir()
+    (new / "training_config.json").write_text(json.dumps({**saved, "iterations": 2, "channel_max": 16}))
+    with pytest.raises(SystemExit, match="holds no checkpoint yet"):
+        resume_training.main(["--run", str(new), "--work", str(work), "--minutes", "5", "--no-progress"])
+    assert resume_training.main(["--run", str(new), "--work", str(tmp_path / "new-work"), "--minutes", "5",
+                                 "--no-progress"]) == 0
+    state = torch.load(new / "checkpoint.pt", map_location="cpu", weights_only=True)
+    assert state["iteration"] == 2 and state["config"]["channel_max"] == 16
+    with pytest.raises(SystemExit, match="training_config.json does not exist"):
+        resume_training.main(["--run", str(tmp_path / "nothing"), "--minutes", "5"])
 
 
 def test_generator_draws_are_the_generators_own_seeded_images():
