@@ -100,12 +100,12 @@ def paired(ours, theirs) -> tuple[float, float, int]:
     return mean, se, sum(d > 0 for d in diff)
 
 
-def table(records: dict[str, dict], chosen: dict[str, str]) -> list[str]:
+def table(records: dict[str, dict], chosen: dict[str, str], noise: float = 0.05) -> list[str]:
     keys = sorted(records, key=int)
     values = {m: [records[k][m] for k in keys] for m in (*BASELINES, *BRGM)}
     best = max(BASELINES, key=lambda m: harness.mean_se(values[m])[0])
-    lines = [f"x4 SR ({TASK}, bicubic-antialias, noise sigma 0.05) on {len(keys)} images drawn from the generator; "
-             f"PSNR (dB), mean ± standard error; in brackets the paired difference to the best baseline "
+    lines = [f"x4 SR ({TASK}, bicubic-antialias, noise sigma {noise:g}) on {len(keys)} images drawn from the "
+             f"generator; PSNR (dB), mean ± standard error; in brackets the paired difference to the best baseline "
              f"({NAMES[best]}) and the images on which BRGM is better.", "",
              "| method | setting | PSNR (dB) |", "|---|---|---:|"]
     for m in (*BASELINES, *BRGM):
@@ -193,7 +193,7 @@ def main(argv: list[str] | None = None) -> int:
     settings = {m: describe(s, m) for m, s in chosen.items()}
     title = f"benchmarks/generator_ceiling.py, generator {args.generator}"
     lines = [harness.header(title, environments[0] if environments else harness.environment()), "",
-             *table(merged, settings),
+             *table(merged, settings, args.noise),
              *(["", f"Incomplete: {missing} of {args.num_images} images not measured yet."] if missing else []),
              "", f"Baselines tuned on {args.tune_images} other draws (seed {args.seed + 1}); evaluation draws seed "
              f"{args.seed + 2}."]
