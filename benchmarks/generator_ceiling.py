@@ -93,14 +93,9 @@ def brgm_scores(generator, features, problem: dict, i: int, starts: int, steps: 
             "seconds_multistart": t1 - t0, "seconds_fullrank": time.perf_counter() - t1}
 
 
-def paired(ours, theirs) -> tuple[float, float, int]:
-    """Mean +- standard error of the per-image differences, and on how many images ours is higher."""
-    diff = [a - b for a, b in zip(ours, theirs)]
-    mean, se = harness.mean_se(diff)
-    return mean, se, sum(d > 0 for d in diff)
-
-
 def table(records: dict[str, dict], chosen: dict[str, str], noise: float = 0.05) -> list[str]:
+    from benchmarks.prior_vs_baselines import paired  # PSNR: higher is better
+
     keys = sorted(records, key=int)
     values = {m: [records[k][m] for k in keys] for m in (*BASELINES, *BRGM)}
     best = max(BASELINES, key=lambda m: harness.mean_se(values[m])[0])
@@ -112,10 +107,10 @@ def table(records: dict[str, dict], chosen: dict[str, str], noise: float = 0.05)
         mean, se = harness.mean_se(values[m])
         cell = f"{mean:.2f} ± {se:.2f}"
         if m in BRGM:
-            d, dse, wins = paired(values[m], values[best])
+            d, dse, wins = paired(values[m], values[best], 1)
             cell += f" ({d:+.2f} ± {dse:.2f}; {wins}/{len(keys)})"
         lines.append(f"| {NAMES[m]} | {chosen.get(m, '-')} | {cell} |")
-    d, dse, wins = paired(values["best_of_k"], values["map"])
+    d, dse, wins = paired(values["best_of_k"], values["map"], 1)
     gains = [records[k]["log_joint_gain"] for k in keys]
     seconds = {m: harness.mean_se([records[k][f"seconds_{m}"] for k in keys])[0] for m in ("multistart", "fullrank")}
     lines += ["", f"Best-of-K against the single MAP: {d:+.2f} ± {dse:.2f} dB (better on {wins}/{len(keys)}; another "

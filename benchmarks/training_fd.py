@@ -24,11 +24,11 @@ from brgm_pyro.bundled import load_domain_classifier, load_domain_features, load
 from brgm_pyro.corruptions import Blur, SuperResolution
 from brgm_pyro.frechet import frechet_distance
 from brgm_pyro.generators import load_generator
-from brgm_pyro.precision_recall import precision_recall
 from brgm_pyro.inference import map_estimate
 from brgm_pyro.models import BRGMConfig, brgm_model
+from brgm_pyro.precision_recall import precision_recall
 from brgm_pyro.training.data import FASHION_MNIST_DIR, load_fashion_mnist
-from brgm_pyro.training.model_card import embed, generate
+from brgm_pyro.training.model_card import embed, generate, training_subset
 from brgm_pyro.training.trainer import export_generator
 
 
@@ -73,21 +73,19 @@ def main(argv: list[str] | None = None) -> int:
           "domain-classifier embedding vs the first test images (model card protocol)")
     print("| generator | Frechet distance | precision | recall | MAP step (ms, x4 SR, 1 image) |\n"
           "|---|---:|---:|---:|---:|")
-    sets = {}
+
+    def row(name: str, images: torch.Tensor, map_step: str) -> None:
+        features, _ = embed(classifier, images)
+        precision, recall = precision_recall(features, f_test)
+        print(f"| {name} | {frechet_distance(features, f_test):.2f} | {precision:.3f} | {recall:.3f} | {map_step} |",
+              flush=True)
+
     if args.references:
         train, _ = load_fashion_mnist("train", args.data)
-        chosen = torch.randperm(len(train), generator=torch.Generator().manual_seed(0))[:args.num_images]
-        sets["training images (reference)"] = train[chosen]
-        sets["test images blurred by 1 pixel (reference)"] = Blur.gaussian(sigma=1.0)(test[:args.num_images])
-    for name, images in sets.items():
-        f_real, _ = embed(classifier, images)
-        precision, recall = precision_recall(f_real, f_test)
-        print(f"| {name} | {frechet_distance(f_real, f_test):.2f} | {precision:.3f} | {recall:.3f} | - |", flush=True)
+        row("training images (reference)", training_subset(train, args.num_images), "-")
+        row("test images blurred by 1 pixel (reference)", Blur.gaussian(sigma=1.0)(test[:args.num_images]), "-")
     for name, G in generators.items():
-        f_fake, _ = embed(classifier, generate(G, args.num_images))
-        precision, recall = precision_recall(f_fake, f_test)
-        print(f"| {name} | {frechet_distance(f_fake, f_test):.2f} | {precision:.3f} | {recall:.3f} | "
-              f"{1000 * map_step_seconds(G):.1f} |", flush=True)
+        row(name, generate(G, args.num_images), f"{1000 * map_step_seconds(G):.1f}")
     return 0
 
 

@@ -71,6 +71,11 @@ def pixel_gaussian_samples(images: torch.Tensor, n: int, seed: int = 0) -> torch
     return samples.float().clamp(-1, 1).reshape(n, *images.shape[1:])
 
 
+def training_subset(train: torch.Tensor, n: int) -> torch.Tensor:
+    """The card's reference set of real training images: ``n`` of ``train`` drawn at random with seed 0."""
+    return train[torch.randperm(len(train), generator=torch.Generator().manual_seed(0))[:n]]
+
+
 def sample_quality(G, data: Path = FASHION_MNIST_DIR, n: int = 10_000) -> dict:
     classifier = load_domain_classifier()
     test, _ = load_fashion_mnist("test", data)
@@ -78,7 +83,7 @@ def sample_quality(G, data: Path = FASHION_MNIST_DIR, n: int = 10_000) -> dict:
     fake = generate(G, n)
     f_test, _ = embed(classifier, test[:n])
     f_fake, p_fake = embed(classifier, fake)
-    f_train, _ = embed(classifier, train[torch.randperm(len(train), generator=torch.Generator().manual_seed(0))[:n]])
+    f_train, _ = embed(classifier, training_subset(train, n))
     f_blur1, _ = embed(classifier, Blur.gaussian(sigma=1.0)(test[:n]))
     f_blur2, _ = embed(classifier, Blur.gaussian(sigma=2.0)(test[:n]))
     f_gauss, _ = embed(classifier, pixel_gaussian_samples(train, n))
